@@ -1,0 +1,7 @@
+"""``python -m trainwise``."""
+
+import sys
+
+from trainwise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""Config → objects: the only place where a ``RunConfig`` becomes data, a model and a Trainer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from trainwise.config import RunConfig
+from trainwise.data import DataBundle, balanced_class_weights, build_augment, load_data
+from trainwise.errors import ConfigError
+from trainwise.init import initialize
+from trainwise.models import build_model
+from trainwise.optim import build_optimizer, scale_lr
+from trainwise.trainer import Trainer, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_bundle(cfg: RunConfig) -> DataBundle:
+    d = cfg.data
+    return load_data(d.dataset, root=d.root, path=d.path, target=d.target, task=d.task,
+                     val_fraction=d.val_fraction, test_fraction=d.test_fraction, normalize=d.normalize, seed=cfg.seed)
+
+
+def make_model(cfg: RunConfig, bundle: DataBundle) -> torch.nn.Module:
+    """The config's model, seeded and initialized (LSUV sees a batch of training inputs)."""
+    m = cfg.model
+    model = make_bare_model(cfg, tuple(bundle.input_shape), bundle.num_outputs)
+    sample = bundle.train[0][:512] if m.init == "lsuv" else None
+    initialize(model, m.init, activation=m.activation, sample_input=sample)
+    return model
+
+
+def make_bare_model(cfg: RunConfig, input_shape: tuple[int, ...], num_outputs: int) -> torch.nn.Module:
+    """The config's model before initialization: for loading a checkpoint into."""
+    m = cfg.model
+    seed_everything(cfg.seed)
+    return build_model(m.name, input_shape=input_shape, num_outputs=num_outputs, hidden=m.hidden, norm=m.norm,
+                       dropout=m.dropout, activation=m.activation, channels=m.channels,
+                       kernel_size=m.kernel_size, pool=m.pool, args=m.args)
+
+
+def loss_name(cfg: RunConfig, bundle: DataBundle) -> str:
+    if cfg.train.loss is not None:
+        return cfg.train.loss
+    return "cross_entropy" if bundle.task == "classification" else "mse"
+
+
+def scaled_lr(cfg: RunConfig, lr: float) -> float:
+    o = cfg.optimizer
+    if o.lr_scaling == "none":
+        return lr
+    if o.base_batch_size is None:
+        raise ConfigError(f"optimizer.lr_scaling={o.lr_scaling} needs optimizer.base_batch_size, "
+                          "the batch size the lr was tuned for")
+    effective = cfg.data.batch_size * cfg.train.accumulate
+    return scale_lr(lr, batch_size=effective, base_batch_size=o.base_batch_size, rule=o.lr_scaling)
+
+
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    o = cfg.optimizer
+    return build_optimizer(model, o.name, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum,
+                           nesterov=o.nesterov, betas=tuple(o.betas), eps=o.eps, layer_lr_decay=o.layer_lr_decay,
+                           param_groups=o.param_groups)
+
+
+@dataclass
+class Run:
+    trainer: Trainer
+    bundle: DataBundle
+    config: dict[str, Any]
+
+
+def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, lr: float,
+                 run_dir: Optional[Path], *, progress: bool = True) -> Trainer:
+    t, d = cfg.train, cfg.data
+    class_weights = None
+    if d.class_weights == "balanced" and bundle.task == "classification":
+        class_weights = balanced_class_weights(bundle.train[1], bundle.num_classes)
+    augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape) if d.augment else None
+    es = t.early_stopping
+    early_stopping: Any = False
+    if es.enabled and bundle.val is not None:
+        from trainwise.callbacks import EarlyStopping
+
+        early_stopping = EarlyStopping(es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta,
+                                       restore_best=es.restore_best)
+    schedule_params = cfg.schedule.params()
+    schedule_params.update(warmup_mode=cfg.schedule.warmup_mode, warmup_start_factor=cfg.schedule.warmup_start_factor)
+    return Trainer(
+        model, loss=loss_name(cfg, bundle), optimizer=make_optimizer(cfg, model, lr), lr=lr,
+        schedule=cfg.schedule.name, schedule_params=schedule_params, warmup=cfg.schedule.warmup,
+        schedule_monitor=cfg.schedule.monitor, epochs=t.epochs, max_steps=t.max_steps, batch_size=d.batch_size,
+        eval_batch_size=d.eval_batch_size, accumulate=t.accumulate, grad_clip=t.grad_clip,
+        grad_clip_mode=t.grad_clip_mode, precision=t.precision, device=t.device, early_stopping=early_stopping,
+        monitor=es.monitor if bundle.val is not None else "train_loss", run_dir=run_dir, name=cfg.name,
+        seed=cfg.seed, label_smoothing=t.label_smoothing, class_weights=class_weights, augment=augment,
+        checkpoint_every_n_steps=t.checkpoint.every_n_steps, keep_last=t.checkpoint.keep_last,
+        on_nonfinite=t.on_nonfinite, max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor,
+        spike_factor=t.spike_factor, log_every_n_steps=t.log_every_n_steps, progress=progress,
+        config=cfg.to_dict(),
+    )
+
+
+def data_description(bundle: DataBundle) -> dict[str, Any]:
+    """What ``predict`` needs to treat new inputs like the training data (stored as data.json)."""
+    return {"dataset": bundle.name, "task": bundle.task, "input_shape": list(bundle.input_shape),
+            "num_classes": bundle.num_classes, "num_outputs": bundle.num_outputs,
+            "class_names": bundle.class_names, "normalization": bundle.normalization,
+            "train_samples": len(bundle.train[0])}
+
+
+def write_data_description(run_dir: Path, bundle: DataBundle) -> None:
+    (run_dir / "data.json").write_text(json.dumps(data_description(bundle), indent=2) + "\n")
+
+
+def pin_threads(cfg: RunConfig) -> None:
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+
+
+def device_of(cfg: RunConfig) -> torch.device:
+    return resolve_device(cfg.train.device)

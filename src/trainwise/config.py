@@ -1,0 +1,250 @@
+"""The typed run config: YAML load, ``a.b=value`` overrides, validation with did-you-mean.
+
+Only the CLI turns a config into objects; library classes take explicit keyword arguments.
+
+Example:
+    >>> cfg = load_config("examples/digits.yaml", ["optimizer.lr=0.01"])
+    >>> cfg.optimizer.lr
+    0.01
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainwise.errors import ConfigError
+
+PositiveInt = int
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    dataset: str = "digits"
+    root: Optional[str] = None
+    path: Optional[str] = None
+    target: Optional[str] = None
+    task: Optional[Literal["classification", "regression"]] = None
+    batch_size: int = Field(64, gt=0)
+    eval_batch_size: Optional[int] = Field(None, gt=0)
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    normalize: bool = True
+    augment: Union[str, dict[str, float], None] = None
+    class_weights: Optional[Literal["balanced"]] = None
+
+
+class ModelConfig(_Section):
+    name: str = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [128])
+    norm: str = "none"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    activation: str = "relu"
+    init: str = "auto"
+    channels: Optional[list[int]] = None
+    kernel_size: int = Field(3, gt=0)
+    pool: str = "max"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden_positive(cls, value: list[int]) -> list[int]:
+        if any(h <= 0 for h in value):
+            raise ValueError(f"every hidden size must be > 0, got {value}")
+        return value
+
+
+class OptimizerConfig(_Section):
+    name: str = "adamw"
+    lr: Union[float, Literal["auto"]] = 1.0e-3
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1.0e-8, gt=0.0)
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    base_batch_size: Optional[int] = Field(None, gt=0)
+    layer_lr_decay: Optional[float] = Field(None, gt=0.0, le=1.0)
+    param_groups: Optional[list[dict[str, Any]]] = None
+    freeze: Optional[dict[str, int]] = None
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, value: Union[float, str]) -> Union[float, str]:
+        if not isinstance(value, str) and not value > 0:
+            raise ValueError(f"must be > 0 or 'auto', got {value}")
+        return value
+
+
+class ScheduleConfig(BaseModel):
+    """``name`` and warmup are fixed keys; any other key is a parameter of the schedule
+    (``step_size``, ``gamma``, ``min_lr`` ...), checked by ``build_schedule``."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str = "onecycle"
+    warmup: float = Field(0, ge=0)
+    warmup_mode: Literal["linear", "exponential"] = "linear"
+    warmup_start_factor: float = Field(0.0, ge=0.0, le=1.0)
+    monitor: str = "val_loss"
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class EarlyStoppingConfig(_Section):
+    enabled: bool = True
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: int = Field(5, ge=0)
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class CheckpointConfig(_Section):
+    keep_last: int = Field(3, ge=1)
+    every_n_steps: Optional[int] = Field(None, gt=0)
+    every_epoch: bool = True
+
+
+class LRFindConfig(_Section):
+    start_lr: float = Field(1.0e-7, gt=0.0)
+    end_lr: float = Field(10.0, gt=0.0)
+    num_steps: int = Field(100, ge=10)
+    rule: str = "valley"
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, gt=0)
+    max_steps: Optional[int] = Field(None, gt=0)
+    grad_clip: Optional[float] = Field(None, gt=0.0)
+    grad_clip_mode: Literal["norm", "value"] = "norm"
+    accumulate: int = Field(1, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"
+    loss: Optional[Literal["cross_entropy", "mse", "mae", "huber"]] = None
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    on_nonfinite: Literal["skip", "rollback", "stop"] = "rollback"
+    max_rollbacks: int = Field(3, ge=0)
+    rollback_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    spike_factor: float = Field(10.0, gt=1.0)
+    log_every_n_steps: int = Field(50, gt=0)
+    threads: Optional[int] = Field(None, gt=0)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    lr_find: LRFindConfig = Field(default_factory=LRFindConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+        return value
+
+
+class RunConfig(_Section):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> "RunConfig":
+        if self.data.val_fraction + self.data.test_fraction >= 1.0:
+            raise ValueError(
+                "data.val_fraction + data.test_fraction must be < 1, got "
+                f"{self.data.val_fraction} + {self.data.test_fraction}; leave some data to train on"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or start from defaults when ``path`` is None), apply
+    ``a.b=value`` overrides and validate.
+
+    Raises:
+        ConfigError: one message naming the bad key, the value given and what is valid.
+    """
+    raw: dict[str, Any] = {} if path is None else _read_yaml(Path(path))
+    for override in overrides or []:
+        _apply_override(raw, override)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    _check_unknown_keys(raw, RunConfig, prefix="")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}; pass the path of a YAML file such as examples/digits.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override must look like section.key=value, got {override!r}")
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str) -> None:
+    if not isinstance(raw, dict):
+        return
+    fields = model.model_fields
+    for key, value in raw.items():
+        if key not in fields:
+            if model.model_config.get("extra") == "allow":
+                continue
+            where = f"{prefix}{key}"
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            suggestion = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown key '{where}' in config{suggestion}")
+        annotation = fields[key].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _check_unknown_keys(value, annotation, prefix=f"{prefix}{key}.")
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    messages = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+        message = error["msg"].removeprefix("Value error, ")
+        given = error.get("input")
+        if error["type"] == "literal_error" or "got" not in message:
+            message = f"{message}, got {given!r}"
+        messages.append(f"{where}: {message}" if where else message)
+    return "invalid config: " + "; ".join(messages)

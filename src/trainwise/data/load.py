@@ -1,0 +1,174 @@
+"""``load_data``: one call from a data set's name to checked, split, normalized tensors."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+
+from trainwise.data.builtin import default_cache_dir, load_digits_data, load_mnist1d, make_synthetic
+from trainwise.data.bundle import DataBundle, RawData, Split
+from trainwise.data.checks import check_arrays, check_task
+from trainwise.data.idx import load_idx_dataset
+from trainwise.data.normalization import fit_normalization, normalize_
+from trainwise.data.splits import check_fraction, make_splits
+from trainwise.data.tabular import load_csv, load_npz
+from trainwise.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("csv", "digits", "fashion-mnist", "mnist", "mnist1d", "npz", "synthetic")
+
+# The optional arguments each data set reads; giving one it ignores is a mistake worth a message.
+ARGUMENTS_USED = {
+    "csv": ("path", "target"),
+    "digits": (),
+    "fashion-mnist": ("root",),
+    "mnist": ("root",),
+    "mnist1d": ("root",),
+    "npz": ("path",),
+    "synthetic": (),
+}
+CLASSIFICATION_ONLY = ("digits", "fashion-mnist", "mnist", "mnist1d")
+
+
+def _check_arguments(dataset: str, given: dict[str, object], task: str | None) -> None:
+    if dataset not in DATASETS:
+        close = difflib.get_close_matches(dataset, DATASETS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown dataset {dataset!r}; {hint}available: {', '.join(DATASETS)}")
+    for name, value in given.items():
+        if value is not None and name not in ARGUMENTS_USED[dataset]:
+            raise ConfigError(
+                f"{name} is not used by dataset {dataset!r}, got {name}={value!r}; leave it None"
+            )
+    check_task(task, allow_none=True)
+    if dataset in CLASSIFICATION_ONLY and task not in (None, "classification"):
+        raise ConfigError(
+            f"dataset {dataset!r} is a classification data set, got task={task!r}; leave task None"
+        )
+
+
+def _read_source(
+    dataset: str, *, root: Path | None, path: Path | None, target: str | None, task: str | None,
+    seed: int,
+) -> RawData:  # fmt: skip
+    if dataset == "digits":
+        return load_digits_data()
+    if dataset in ("mnist", "fashion-mnist"):
+        return load_idx_dataset(dataset, root if root is not None else default_cache_dir() / dataset)
+    if dataset == "mnist1d":
+        return load_mnist1d(root)
+    if dataset == "synthetic":
+        return make_synthetic(task or "classification", seed)
+    if path is None:
+        raise ConfigError(f"dataset {dataset!r} needs path= (data.path), the file to read, got None")
+    if dataset == "csv":
+        return load_csv(path, target=target, task=task)
+    return load_npz(path, task=task)
+
+
+def _check_raw(raw: RawData) -> None:
+    parts = [("data (x, y)", raw.x, raw.y), ("validation data (x_val, y_val)", raw.x_val, raw.y_val),
+             ("test data (x_test, y_test)", raw.x_test, raw.y_test)]  # fmt: skip
+    for label, x, y in parts:
+        if x is None or y is None:
+            continue
+        where = f"{raw.name!r} {label}"
+        check_arrays(x, y, task=raw.task, num_classes=raw.num_classes, where=where)
+        if x.shape[1:] != raw.x.shape[1:]:
+            raise DataError(
+                f"{where}: samples have shape {tuple(x.shape[1:])} but the train samples "
+                f"{tuple(raw.x.shape[1:])}; every split needs the same sample shape"
+            )
+        if raw.task == "regression" and (y.dim() > 2 or y.shape[1:] != raw.y.shape[1:]):
+            raise DataError(
+                f"{where}: regression targets must be (N,) or (N, k) with the same k in every "
+                f"split, got {tuple(y.shape)} and {tuple(raw.y.shape)} for the train targets"
+            )
+
+
+def load_data(
+    dataset: str,
+    *,
+    root: str | Path | None = None,
+    path: str | Path | None = None,
+    target: str | None = None,
+    task: str | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    normalize: bool = True,
+    seed: int = 0,
+) -> DataBundle:
+    """Load a data set, check it, split it and normalize it with train statistics.
+
+    Args:
+        dataset: ``digits``, ``mnist``, ``fashion-mnist``, ``mnist1d``, ``csv``, ``npz`` or
+            ``synthetic``.
+        root: Folder of the MNIST/Fashion-MNIST IDX files (default
+            ``~/.cache/trainwise/<dataset>``), or of the MNIST-1D cache (default
+            ``~/.cache/trainwise``).
+        path: The file for ``csv`` and ``npz``.
+        target: The target column of a CSV file; default its last column.
+        task: ``"classification"`` or ``"regression"``; None guesses it from the targets
+            (csv, npz) or takes the data set's own (classification for ``synthetic``).
+        val_fraction: Share of the training pool held out for validation, in [0, 1); 0 gives
+            no validation split. Ignored when an npz file has ``x_val``.
+        test_fraction: Share of all samples held out for testing, in [0, 1); 0 gives no test
+            split. Ignored where the data set has an official test split (mnist,
+            fashion-mnist, mnist1d, npz with ``x_test``).
+        normalize: Standardize inputs per channel (images, sequences) or per feature (tables)
+            with statistics of the train split only.
+        seed: Seeds the splits and the synthetic data; the same seed gives the same bundle.
+
+    Returns:
+        The splits as CPU tensors with what a model needs to know about them.
+
+    Raises:
+        ConfigError: Unknown data set, bad fraction or task, an argument the data set does
+            not use, a CSV target column that does not exist.
+        DataNotFoundError: A file or folder is missing; the message says where to get it.
+        DataError: The data are malformed: NaN/Inf, labels out of range, mismatched lengths,
+            no samples, a non-numeric CSV feature, a corrupt IDX file.
+
+    Example:
+        >>> bundle = load_data("synthetic", task="regression", seed=1)
+        >>> bundle.task, bundle.num_outputs, bundle.input_shape
+        ('regression', 1, (20,))
+    """
+    _check_arguments(dataset, {"root": root, "path": path, "target": target}, task)
+    check_fraction("val_fraction", val_fraction)
+    check_fraction("test_fraction", test_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    raw = _read_source(
+        dataset, root=None if root is None else Path(root).expanduser(),
+        path=None if path is None else Path(path).expanduser(), target=target, task=task, seed=seed,
+    )  # fmt: skip
+    _check_raw(raw)
+    train, val, test = make_splits(
+        raw, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
+    normalization = fit_normalization(train[0]) if normalize else None
+    if normalization is not None:
+        # Every split's x is a fresh tensor made by the source or the split, so in place is safe.
+        for split in (train, val, test):
+            if split is not None:
+                normalize_(split[0], normalization)
+    logger.info(
+        "loaded %s: %d train, %d val, %d test samples of shape %s",
+        raw.name, len(train[1]), 0 if val is None else len(val[1]),
+        0 if test is None else len(test[1]), tuple(raw.x.shape[1:]),
+    )  # fmt: skip
+    return DataBundle(
+        train=train, val=val, test=test, task=raw.task, num_classes=raw.num_classes,
+        num_outputs=_num_outputs(raw), input_shape=tuple(raw.x.shape[1:]),
+        normalization=normalization, class_names=raw.class_names, name=raw.name,
+    )  # fmt: skip
+
+
+def _num_outputs(raw: RawData) -> int:
+    if raw.num_classes is not None:
+        return raw.num_classes
+    return 1 if raw.y.dim() == 1 else int(raw.y.shape[1])
+

@@ -1,0 +1,210 @@
+"""User data from files: a CSV table or an ``.npz`` archive of arrays."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainwise.data.bundle import RawData
+from trainwise.errors import ConfigError, DataError, DataNotFoundError
+
+
+def _check_file(path: Path, kind: str) -> None:
+    if not path.is_file():
+        raise DataNotFoundError(f"{kind} file {path} does not exist; check path (data.path)")
+
+
+def _parse_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        lines = [row for row in csv.reader(handle, delimiter=delimiter)]
+    numbered = [(number, row) for number, row in enumerate(lines, start=1) if any(row)]
+    if not numbered:
+        raise DataError(f"csv file {path} is empty; it needs a header line and rows of data")
+    header = [name.strip() for name in numbered[0][1]]
+    if all(_parse_float(name) is not None for name in header):
+        raise DataError(
+            f"csv file {path} has no header: its first line is all numbers; add a first line "
+            "with the column names"
+        )
+    rows = []
+    for number, row in numbered[1:]:
+        if len(row) != len(header):
+            raise DataError(
+                f"csv file {path}, line {number}: {len(row)} values but the header has "
+                f"{len(header)} columns; every line needs one value per column"
+            )
+        empty = [name for name, value in zip(header, row) if not value.strip()]
+        if empty:
+            raise DataError(
+                f"csv file {path}, line {number}: empty value in column {empty[0]!r}; fill in "
+                "or drop the rows with missing values"
+            )
+        rows.append([value.strip() for value in row])
+    return header, rows
+
+
+def _target_to_tensor(
+    values: list[str], task: str | None, *, column: str, path: Path
+) -> tuple[torch.Tensor, str, list[str] | None]:
+    numbers = [_parse_float(value) for value in values]
+    numeric = all(number is not None for number in numbers)
+    if task is None:
+        task = "regression" if numeric and not all(map(_is_int, values)) else "classification"
+    if task == "regression":
+        if not numeric:
+            bad = next(value for value, number in zip(values, numbers) if number is None)
+            raise DataError(
+                f"csv file {path}: target column {column!r} has the non-numeric value {bad!r}; "
+                "regression needs numbers, or use task='classification'"
+            )
+        return torch.tensor(numbers, dtype=torch.float32), task, None
+    # Classes sorted by value (numerically when numeric), indexed 0..K-1; names keep the text.
+    if numeric:
+        classes = sorted(set(values), key=lambda value: (float(value), value))
+    else:
+        classes = sorted(set(values))
+    index = {name: position for position, name in enumerate(classes)}
+    labels = torch.tensor([index[value] for value in values], dtype=torch.int64)
+    return labels, task, classes
+
+
+def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
+    """A table with a header line: numeric feature columns and one target column.
+
+    The target defaults to the last column. Classification when the target text is integer
+    or not numeric (each distinct value becomes a class, ``class_names`` keep the text);
+    regression when it is a float. ``task`` overrides the guess.
+
+    Raises:
+        DataNotFoundError: The file does not exist.
+        ConfigError: ``target`` is not a column.
+        DataError: Ragged or empty rows, a non-numeric feature column, a non-numeric target
+            for regression.
+    """
+    _check_file(path, "csv")
+    header, rows = _read_rows(path)
+    target = header[-1] if target is None else target
+    if target not in header:
+        close = difflib.get_close_matches(target, header, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"target column {target!r} is not in {path}; {hint}columns: {', '.join(header)}"
+        )
+    target_column = header.index(target)
+    features = np.empty((len(rows), len(header) - 1), dtype=np.float32)
+    feature_columns = [column for column in range(len(header)) if column != target_column]
+    for feature_index, column in enumerate(feature_columns):
+        for row_index, row in enumerate(rows):
+            number = _parse_float(row[column])
+            if number is None:
+                raise DataError(
+                    f"csv file {path}: feature column {header[column]!r} is not numeric (value "
+                    f"{row[column]!r} in data row {row_index + 1}); encode it as numbers or "
+                    "drop the column"
+                )
+            features[row_index, feature_index] = number
+    y, task, class_names = _target_to_tensor(
+        [row[target_column] for row in rows], task, column=target, path=path
+    )
+    return RawData(
+        x=torch.from_numpy(features), y=y, task=task,
+        num_classes=None if class_names is None else len(class_names),
+        class_names=class_names, name=path.stem,
+    )  # fmt: skip
+
+
+def _npz_pair(arrays: dict[str, np.ndarray], suffix: str, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    x_name, y_name = f"x{suffix}", f"y{suffix}"
+    if x_name not in arrays and y_name not in arrays:
+        return None
+    if x_name not in arrays or y_name not in arrays:
+        raise DataError(
+            f"npz file {path} has only one of {x_name!r} and {y_name!r}; give both or neither"
+        )
+    return arrays[x_name], arrays[y_name]
+
+
+def _npz_tensors(
+    pair: tuple[np.ndarray, np.ndarray], task: str, path: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = pair
+    if x.ndim == 1:  # one feature per sample
+        x = x.reshape(len(x), 1)
+    for name, values in (("x", x), ("y", y)):
+        if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+            raise DataError(f"npz file {path}: {name} must be numeric, got dtype {values.dtype}")
+    if task == "regression":
+        return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
+    if np.issubdtype(y.dtype, np.inexact) and not np.array_equal(y, np.round(y)):
+        raise DataError(
+            f"npz file {path}: task is classification but y holds non-integer values "
+            f"(dtype {y.dtype}); use integer class indices or task='regression'"
+        )
+    return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+
+
+def load_npz(path: Path, *, task: str | None) -> RawData:
+    """Arrays ``x`` and ``y`` from an ``.npz`` file written by ``numpy.savez``.
+
+    Optional ``x_val``/``y_val`` and ``x_test``/``y_test`` are used as official splits, and an
+    optional ``class_names`` array of strings names the classes. Classification when every
+    ``y`` is integer (or bool), regression otherwise; ``task`` overrides. ``x`` keeps its
+    layout: ``(N, F)`` tables, ``(N, C, L)`` sequences, ``(N, C, H, W)`` images.
+
+    Raises:
+        DataNotFoundError: The file does not exist.
+        DataError: It is not a readable npz, lacks ``x``/``y``, or has half of a split pair.
+    """
+    _check_file(path, "npz")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"cannot read npz file {path}: {error}; write it with numpy.savez(path, x=..., y=...)"
+        ) from error
+    pairs = {split: _npz_pair(arrays, suffix, path) for split, suffix in
+             (("train", ""), ("val", "_val"), ("test", "_test"))}  # fmt: skip
+    if pairs["train"] is None:
+        raise DataError(
+            f"npz file {path} needs arrays 'x' and 'y', found: {', '.join(sorted(arrays)) or 'none'}"
+        )
+    targets = [pair[1] for pair in pairs.values() if pair is not None]
+    if task is None:
+        integer = all(np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_ for y in targets)
+        task = "classification" if integer else "regression"
+    tensors = {split: None if pair is None else _npz_tensors(pair, task, path)
+               for split, pair in pairs.items()}  # fmt: skip
+    class_names = [str(name) for name in arrays["class_names"]] if "class_names" in arrays else None
+    num_classes = None
+    if task == "classification":
+        largest = max((int(y.max()) for _, y in filter(None, tensors.values()) if y.numel()), default=-1)
+        num_classes = len(class_names) if class_names is not None else largest + 1
+    x, y = tensors["train"]
+    val, test = tensors["val"], tensors["test"]
+    return RawData(
+        x=x, y=y, task=task, num_classes=num_classes, class_names=class_names, name=path.stem,
+        x_val=None if val is None else val[0], y_val=None if val is None else val[1],
+        x_test=None if test is None else test[0], y_test=None if test is None else test[1],
+    )  # fmt: skip

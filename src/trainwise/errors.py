@@ -1,0 +1,41 @@
+"""Error types.
+
+Every error a user can cause is a ``TrainwiseError`` and also the matching built-in
+exception, so ``except ValueError`` keeps working for people who do not know trainwise.
+The CLI prints these as one line and exits non-zero; anything else is a bug and shows a
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class TrainwiseError(Exception):
+    """Base class of every error trainwise raises on purpose."""
+
+
+class ConfigError(TrainwiseError, ValueError):
+    """A config file, override or argument is malformed or impossible."""
+
+
+class DataError(TrainwiseError, ValueError):
+    """Input data is unusable: NaN/Inf, labels out of range, mismatched shapes."""
+
+
+class DataNotFoundError(TrainwiseError, FileNotFoundError):
+    """A data file or folder the config names does not exist."""
+
+
+class CheckpointError(TrainwiseError, RuntimeError):
+    """A checkpoint cannot be written, verified or loaded."""
+
+
+class ResumeMismatchError(TrainwiseError, ValueError):
+    """A resume was asked with a config that changes the model or data."""
+
+
+class DivergedError(TrainwiseError, RuntimeError):
+    """Training produced non-finite values and the policy gave up."""
+
+
+class LRFinderError(TrainwiseError, RuntimeError):
+    """The LR range test gave no usable suggestion."""

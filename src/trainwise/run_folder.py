@@ -1,0 +1,111 @@
+"""The run folder: resolved config, metrics.csv, summary.json (the contract in DESIGN.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+METRICS_HEADER = ("step", "epoch", "split", "metric", "value")
+
+
+def default_run_dir(name: str, root: str | Path = "runs") -> Path:
+    """``runs/<name>-<timestamp>``, made unique if two runs start in the same second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{name}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(root) / f"{name}-{stamp}-{suffix}"
+    return path
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (tmp + rename) so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/Inf are not JSON; write them as null so every JSON reader can read the summary."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class MetricsLog:
+    """Appends ``step,epoch,split,metric,value`` rows to metrics.csv and keeps the rows in memory.
+
+    ``rows_written`` goes into each checkpoint; a resume truncates the file back to it, so rows
+    written after the checkpoint by a killed run are not duplicated.
+    """
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = path
+        self.rows: list[tuple[int, int, str, str, float]] = []
+        self._file = None
+        self._writer = None
+        if path is not None:
+            self._open("w")
+
+    def _open(self, mode: str) -> None:
+        self._file = open(self.path, mode, newline="")  # type: ignore[arg-type]
+        self._writer = csv.writer(self._file)
+        if mode == "w":
+            self._writer.writerow(METRICS_HEADER)
+            self._file.flush()
+
+    @classmethod
+    def reopen(cls, path: Path) -> "MetricsLog":
+        """For a resume: the file is read and cut back by ``truncate`` before anything is written."""
+        metrics_log = cls(None)
+        metrics_log.path = path
+        return metrics_log
+
+    @property
+    def rows_written(self) -> int:
+        return len(self.rows)
+
+    def log(self, step: int, epoch: int, split: str, values: dict[str, float]) -> None:
+        new = [(step, epoch, split, metric, float(value)) for metric, value in values.items()]
+        self.rows.extend(new)
+        if self._writer is not None:
+            self._writer.writerows([(s, e, sp, m, repr(v)) for s, e, sp, m, v in new])
+            self._file.flush()  # type: ignore[union-attr]
+
+    def truncate(self, rows: int) -> None:
+        """Keep the first ``rows`` data rows (after a resume), rewriting the file."""
+        if self.path is not None and self.path.exists() and not self.rows:
+            with open(self.path, newline="") as handle:
+                reader = csv.reader(handle)
+                next(reader, None)
+                self.rows = [(int(s), int(e), sp, m, float(v)) for s, e, sp, m, v in reader]
+        self.rows = self.rows[:rows]
+        if self.path is not None:
+            self.close()
+            self._open("w")
+            self._writer.writerows([(s, e, sp, m, repr(v)) for s, e, sp, m, v in self.rows])  # type: ignore[union-attr]
+            self._file.flush()  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._writer = None

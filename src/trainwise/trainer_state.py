@@ -1,0 +1,103 @@
+"""The trainer's checkpoint folder and the comparison of a resumed run's config with the saved one."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from trainwise import checkpoint as ckpt
+from trainwise.errors import CheckpointError, ResumeMismatchError
+
+log = logging.getLogger(__name__)
+
+# Config keys a resume may change when the user says so (--resume-changed): they alter how long
+# or how fast training goes on, not what is trained or on which data.
+CHANGEABLE_ON_RESUME = ("optimizer.lr", "train.epochs", "train.max_steps")
+
+
+class Checkpointer:
+    """Writes step-numbered checkpoints into one folder, keeps ``last.pt``/``best.pt`` pointing at
+    the right ones and applies retention.
+
+    Args:
+        folder: the run's ``checkpoints/`` folder.
+        keep_last: how many step-numbered checkpoints to keep (best.pt and last.pt always stay).
+    """
+
+    def __init__(self, folder: Path, keep_last: int = 3) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.keep_last = keep_last
+        self.latest: Optional[Path] = None
+        self.protect: set[Path] = set()
+
+    def save(self, state: dict[str, Any], *, step: int, epoch: int, best: bool = False) -> Path:
+        path = self.folder / ckpt.step_checkpoint_name(step)
+        ckpt.save_checkpoint(state, path, step=step, epoch=epoch)
+        ckpt.link_checkpoint(path, "last.pt")
+        if best:
+            ckpt.link_checkpoint(path, "best.pt")
+        self.latest = path
+        ckpt.apply_retention(self.folder, self.keep_last, protect=self.protect | {path})
+        return path
+
+    def resolve_resume(self, resume: str | Path) -> Path:
+        """``auto``: the newest checkpoint that verifies (saying which newer ones were skipped);
+        otherwise the path given."""
+        if str(resume) != "auto":
+            path = Path(resume)
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint to resume from not found: {path}")
+            self.protect.add(path.resolve())
+            return path
+        path, skipped = ckpt.find_resumable(self.folder)
+        for bad, reason in skipped:
+            log.warning("skipping checkpoint %s: %s", bad, reason)
+        if path is None:
+            raise CheckpointError(
+                f"--resume auto found no valid checkpoint in {self.folder}; start the run without --resume"
+            )
+        if skipped:
+            log.warning("resuming from %s, the newest checkpoint that verifies", path)
+        self.protect.add(Path(path).resolve())
+        return Path(path)
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any],
+                       ignore: Iterable[str] = ()) -> list[str]:
+    """``key: saved -> current`` for every key that differs."""
+    old, new = flatten(saved), flatten(current)
+    skip = set(ignore)
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+            if key not in skip and old.get(key) != new.get(key)]
+
+
+def check_resume_config(saved: Optional[dict[str, Any]], current: Optional[dict[str, Any]],
+                        allow_changes: bool) -> list[str]:
+    """Refuse a resume whose config differs from the checkpoint's; with ``allow_changes`` the keys
+    in ``CHANGEABLE_ON_RESUME`` may differ. Returns the allowed differences."""
+    if saved is None or current is None:
+        return []
+    ignore = ("name",)
+    differences = config_differences(saved, current, ignore=ignore)
+    if not differences:
+        return []
+    changeable = [d for d in differences if d.split(":")[0] in CHANGEABLE_ON_RESUME]
+    refused = [d for d in differences if d not in changeable] if allow_changes else differences
+    if refused:
+        hint = ("only " + ", ".join(CHANGEABLE_ON_RESUME) + " may change on resume" if allow_changes else
+                "resume with the config the run started with, or pass --resume-changed to change "
+                + ", ".join(CHANGEABLE_ON_RESUME))
+        raise ResumeMismatchError("the config differs from the checkpoint's: " + "; ".join(refused) + f"; {hint}")
+    return changeable

@@ -1,0 +1,388 @@
+"""Tests for trainwise.lr_finder: the range test, its restore guarantee, the rules, the plot."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from trainwise.errors import ConfigError, DataError
+from trainwise.lr_finder import (
+    MIN_POINTS,
+    SUGGESTION_RULES,
+    LRFinder,
+    LRFinderResult,
+    save_lr_find,
+    suggest,
+)
+
+JSON_KEYS = {"lrs", "losses", "raw_losses", "suggestion", "rule", "reason", "suggestions"}
+
+
+def regression_batches(count: int = 4, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.randn(8, 1, generator=generator)
+    batches = []
+    for _ in range(count):
+        inputs = torch.randn(16, 8, generator=generator)
+        batches.append((inputs, inputs @ weights))
+    return batches
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(8, 1)
+
+
+def assert_bitwise_equal(actual: Any, expected: Any) -> None:
+    """Compare nested state dicts: tensors bitwise (values and dtype), the rest with ==."""
+    if isinstance(expected, Tensor):
+        assert actual.dtype == expected.dtype and torch.equal(actual, expected)
+    elif isinstance(expected, dict):
+        assert actual.keys() == expected.keys()
+        for key in expected:
+            assert_bitwise_equal(actual[key], expected[key])
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected)
+        for item, expected_item in zip(actual, expected):
+            assert_bitwise_equal(item, expected_item)
+    else:
+        assert actual == expected
+
+
+# --- the restore guarantee ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start_in_train_mode", [True, False])
+def test_run_restores_weights_optimizer_modes_grads_and_rng_bitwise(start_in_train_mode: bool) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    batches = regression_batches()
+    nn.functional.mse_loss(model(batches[0][0]), batches[0][1]).backward()
+    optimizer.step()  # the optimizer has state (exp_avg, step) that the test must keep
+    model.train(start_in_train_mode)
+    model[3].train(not start_in_train_mode)  # a mixed mode must survive as well
+    modes_before = [module.training for module in model.modules()]
+    weights_before = copy.deepcopy(model.state_dict())
+    optimizer_before = copy.deepcopy(optimizer.state_dict())
+    grads_before = [p.grad.clone() for p in model.parameters()]
+    python_state, numpy_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    expected_draws = (random.random(), np.random.rand(), torch.rand(4))
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch_state)
+
+    modes_seen = []
+
+    def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+        modes_seen.append(all(module.training for module in model.modules()))
+        return nn.functional.mse_loss(outputs, targets)
+
+    result = LRFinder(model, optimizer, loss_fn, num_steps=20, end_lr=1e-2).run(batches)
+
+    assert len(result.lrs) == 20 and all(modes_seen)  # it trained, in train mode: state did change
+    assert_bitwise_equal(model.state_dict(), weights_before)
+    assert_bitwise_equal(optimizer.state_dict(), optimizer_before)
+    assert [group["lr"] for group in optimizer.param_groups] == [3e-4]
+    assert [module.training for module in model.modules()] == modes_before
+    assert_bitwise_equal([p.grad for p in model.parameters()], grads_before)
+    assert random.random() == expected_draws[0]
+    assert np.random.rand() == expected_draws[1]
+    assert torch.equal(torch.rand(4), expected_draws[2])
+
+
+def test_run_restores_the_model_when_the_source_fails() -> None:
+    model = tiny_model()
+    weights_before = copy.deepcopy(model.state_dict())
+    finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), num_steps=10)
+    one_shot = iter(regression_batches(count=3))
+    with pytest.raises(DataError, match="ran out after 3 batches of 10"):
+        finder.run(one_shot)
+    assert_bitwise_equal(model.state_dict(), weights_before)
+
+
+# --- the schedule and the stop rule ---------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["exp", "linear"])
+def test_lr_sequence_is_geometric_or_linear_and_respects_lr_scale(mode: str) -> None:
+    model = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 1))
+    optimizer = torch.optim.SGD(
+        [{"params": model[0].parameters()}, {"params": model[1].parameters(), "lr_scale": 0.5}], lr=0.123
+    )
+    group_lrs_seen = []
+
+    def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+        group_lrs_seen.append([group["lr"] for group in optimizer.param_groups])
+        return nn.functional.mse_loss(outputs, targets)
+
+    start_lr, end_lr, num_steps = 1e-6, 1e-4, 15
+    finder = LRFinder(model, optimizer, loss_fn, start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, mode=mode)
+    lrs = np.array(finder.run(regression_batches()).lrs)
+
+    assert len(lrs) == num_steps and lrs[0] == start_lr
+    assert lrs[-1] == pytest.approx(end_lr, rel=1e-12)
+    if mode == "exp":
+        np.testing.assert_allclose(lrs[1:] / lrs[:-1], (end_lr / start_lr) ** (1 / 14), rtol=1e-12)
+    else:
+        np.testing.assert_allclose(np.diff(lrs), (end_lr - start_lr) / 14, rtol=1e-9)
+    assert group_lrs_seen == [[lr, lr * 0.5] for lr in lrs]
+    assert [group["lr"] for group in optimizer.param_groups] == [0.123, 0.123]
+
+
+def test_stops_early_when_the_smoothed_loss_exceeds_diverge_factor_times_best() -> None:
+    model = tiny_model()
+    finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), end_lr=100.0)
+    losses = finder.run(regression_batches()).losses
+
+    assert MIN_POINTS < len(losses) < 100
+    assert losses[-1] > 4.0 * min(losses)
+    assert all(loss <= 4.0 * min(losses[: i + 1]) for i, loss in enumerate(losses[:-1]))
+
+
+def test_stops_at_a_non_finite_loss_without_recording_it() -> None:
+    model = tiny_model()
+    calls = []
+
+    def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+        calls.append(1)
+        loss = nn.functional.mse_loss(outputs, targets)
+        return loss * math.inf if len(calls) == 13 else loss
+
+    finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn, end_lr=1e-3)
+    result = finder.run(regression_batches())
+    assert len(result.lrs) == len(result.losses) == len(result.raw_losses) == 12
+    assert all(math.isfinite(loss) for loss in result.raw_losses + result.losses)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_smoothed_loss_is_the_bias_corrected_moving_average() -> None:
+    model = tiny_model()
+    finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), end_lr=1e-3, smoothing=0.9)
+    result = finder.run(regression_batches())
+    average, expected = 0.0, []
+    for step, raw in enumerate(result.raw_losses):
+        average = 0.9 * average + 0.1 * raw
+        expected.append(average / (1 - 0.9 ** (step + 1)))
+    assert result.losses[0] == pytest.approx(result.raw_losses[0], rel=1e-12)
+    assert result.losses == pytest.approx(expected, rel=1e-12)
+
+
+def test_smoothing_zero_records_the_raw_loss() -> None:
+    model = tiny_model()
+    finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), end_lr=1e-3, smoothing=0.0)
+    result = finder.run(regression_batches())
+    assert result.losses == result.raw_losses
+
+
+def fresh_batches() -> Iterator[tuple[Tensor, Tensor]]:
+    yield from regression_batches(count=3)
+
+
+@pytest.mark.parametrize("source", [regression_batches(count=3), fresh_batches], ids=["list", "callable"])
+def test_source_is_restarted_when_it_runs_out(source: Any) -> None:
+    model = tiny_model()
+    calls = []
+
+    def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+        calls.append(1)
+        return nn.functional.mse_loss(outputs, targets)
+
+    finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn, end_lr=1e-5, num_steps=12)
+    assert len(finder.run(source).lrs) == 12 and len(calls) == 12
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [([], "ran out after 0 batches"), ([torch.zeros(2, 8)], "must be a pair"), (42, "must be an iterable")],
+)
+def test_bad_batch_sources_raise_data_error(source: Any, message: str) -> None:
+    model = tiny_model()
+    finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss())
+    with pytest.raises(DataError, match=message):
+        finder.run(source)
+
+
+def test_bf16_precision_runs_the_forward_pass_under_autocast() -> None:
+    model = tiny_model()
+    dtypes = []
+
+    def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+        dtypes.append(outputs.dtype)
+        return nn.functional.mse_loss(outputs.float(), targets)
+
+    finder = LRFinder(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn, end_lr=1e-3, num_steps=10, precision="bf16"
+    )
+    result = finder.run(regression_batches())
+    assert dtypes == [torch.bfloat16] * 10 and all(math.isfinite(loss) for loss in result.losses)
+
+
+# --- suggestion rules on synthetic curves ---------------------------------------------
+
+LRS = np.geomspace(1e-6, 1.0, 100)
+LOG_LRS = np.log10(LRS)
+U_SHAPE = (LOG_LRS + 2) ** 2 + 1.0  # minimum at lr 1e-2
+# A plateau, a sigmoid descent centred on 1e-4, then an explosion past 1e-2.
+PLATEAU_DROP_EXPLODE = 2.3 - 2.0 / (1 + np.exp(-3 * (LOG_LRS + 4))) + np.exp(3 * (LOG_LRS + 1))
+NOISY = PLATEAU_DROP_EXPLODE + 0.01 * np.random.default_rng(0).standard_normal(100)
+
+
+@pytest.mark.parametrize("losses", [U_SHAPE, PLATEAU_DROP_EXPLODE, NOISY], ids=["u", "sigmoid", "noisy"])
+@pytest.mark.parametrize("rule", ["valley", "steepest"])
+def test_valley_and_steepest_land_in_the_descending_part(losses: np.ndarray, rule: str) -> None:
+    lr, reason = suggest(LRS, losses, rule)
+    assert reason is None
+    assert LRS[0] < lr < LRS[np.argmin(losses)]
+
+
+def test_steepest_finds_the_steepest_point_of_the_descent() -> None:
+    lr, _ = suggest(LRS, PLATEAU_DROP_EXPLODE, "steepest")
+    assert 10**-4.1 < lr < 10**-3.9
+
+
+def test_valley_is_two_thirds_down_a_clean_descent() -> None:
+    # U_SHAPE descends strictly over indices 0..66, so the valley rule picks index 44.
+    assert suggest(LRS, U_SHAPE, "valley") == (LRS[44], None)
+
+
+@pytest.mark.parametrize("losses", [U_SHAPE, PLATEAU_DROP_EXPLODE, NOISY], ids=["u", "sigmoid", "noisy"])
+def test_minimum_is_the_lr_of_the_lowest_loss_divided_by_ten(losses: np.ndarray) -> None:
+    assert suggest(LRS, losses, "minimum") == (LRS[np.argmin(losses)] / 10, None)
+
+
+@pytest.mark.parametrize("rule", SUGGESTION_RULES)
+@pytest.mark.parametrize(
+    ("lrs", "losses", "reason"),
+    [
+        (LRS, 2.3 + 0.001 * np.sin(np.arange(100)), "flat"),
+        (LRS, 2.3 + np.exp(LOG_LRS + 6), "diverg"),
+        (LRS[:MIN_POINTS - 1], U_SHAPE[:MIN_POINTS - 1], "too few points recorded: 9, need >= 10"),
+        ([], [], "too few points"),
+    ],
+    ids=["flat", "rising", "short", "empty"],
+)
+def test_unusable_curves_give_no_suggestion_and_say_why(lrs: Any, losses: Any, reason: str, rule: str) -> None:
+    lr, why = suggest(lrs, losses, rule)
+    assert lr is None
+    assert why is not None and reason in why
+
+
+@pytest.mark.parametrize(
+    ("lrs", "losses", "rule", "message"),
+    [
+        (LRS, U_SHAPE, "vally", "unknown suggestion rule 'vally'; did you mean 'valley'"),
+        (LRS, U_SHAPE, "best", r"expected one of \('valley', 'steepest', 'minimum'\)"),
+        (LRS, U_SHAPE[:-1], "valley", "same length, got 100 and 99"),
+        (LRS[::-1], U_SHAPE, "valley", "lrs must be finite, > 0 and increasing"),
+        (LRS, np.append(U_SHAPE[:-1], np.nan), "valley", "losses must be finite, got nan at index 99"),
+    ],
+)
+def test_suggest_rejects_bad_arguments(lrs: Any, losses: Any, rule: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        suggest(lrs, losses, rule)
+
+
+# --- a real range test ----------------------------------------------------------------
+
+
+def digits_splits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    from sklearn.datasets import load_digits
+
+    features, labels = load_digits(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(features))
+    inputs = torch.tensor(features[order], dtype=torch.float32)
+    targets = torch.tensor(labels[order])
+    train_x, test_x = inputs[:1400], inputs[1400:]
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    return (train_x - mean) / std, targets[:1400], (test_x - mean) / std, targets[1400:]
+
+
+def test_range_test_on_digits_suggests_an_adam_lr_that_trains_well() -> None:
+    train_x, train_y, test_x, test_y = digits_splits()
+
+    def batches() -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(len(train_x))
+        for start in range(0, len(train_x), 64):
+            index = order[start : start + 64]
+            yield train_x[index], train_y[index]
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    result = LRFinder(model, optimizer, nn.CrossEntropyLoss()).run(batches)
+
+    assert result.rule == "valley" and result.suggestion == result.suggestions["valley"]
+    assert set(result.suggestions) == set(SUGGESTION_RULES)
+    assert all(1e-4 <= lr <= 1e-1 for lr in result.suggestions.values())
+    for group in optimizer.param_groups:
+        group["lr"] = result.suggestion
+    for _ in range(3):
+        for inputs, targets in batches():
+            nn.functional.cross_entropy(model(inputs), targets).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    with torch.inference_mode():
+        accuracy = (model(test_x).argmax(1) == test_y).float().mean().item()
+    assert accuracy > 0.9
+
+
+# --- the saved files ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [PLATEAU_DROP_EXPLODE, 2.3 + 0.001 * np.sin(np.arange(100)), np.array([])],
+    ids=["suggestion", "flat", "empty"],
+)
+def test_save_lr_find_writes_json_and_png(tmp_path: Any, losses: np.ndarray) -> None:
+    lrs = LRS[: len(losses)].tolist()
+    answers = {rule: suggest(lrs, losses, rule) for rule in SUGGESTION_RULES}
+    suggestion, reason = answers["valley"]
+    result = LRFinderResult(
+        lrs=lrs, losses=losses.tolist(), raw_losses=losses.tolist(), suggestion=suggestion, rule="valley",
+        reason=reason, suggestions={rule: lr for rule, (lr, _) in answers.items()},
+    )
+    json_path, png_path = save_lr_find(result, tmp_path / "run")
+
+    assert (json_path.name, png_path.name) == ("lr_find.json", "lr_find.png")
+    saved = json.loads(json_path.read_text())
+    assert set(saved) == JSON_KEYS and saved == result.to_json()
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- argument checks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"start_lr": 0.0}, "start_lr must be a finite number > 0, got 0.0"),
+        ({"end_lr": -1.0}, "end_lr must be a finite number > 0, got -1.0"),
+        ({"end_lr": math.inf}, "end_lr must be a finite number > 0, got inf"),
+        ({"start_lr": "1e-3"}, "start_lr must be a finite number > 0, got '1e-3'"),
+        ({"start_lr": 1.0, "end_lr": 0.1}, "start_lr must be < end_lr, got 1.0 >= 0.1"),
+        ({"num_steps": 5}, "num_steps must be an integer >= 10, got 5"),
+        ({"num_steps": 20.0}, "num_steps must be an integer >= 10, got 20.0"),
+        ({"mode": "cosine"}, r"mode must be one of \('exp', 'linear'\), got 'cosine'"),
+        ({"smoothing": 1.0}, r"smoothing must be in \[0, 1\), got 1.0"),
+        ({"smoothing": -0.1}, r"smoothing must be in \[0, 1\), got -0.1"),
+        ({"diverge_factor": 1.0}, "diverge_factor must be > 1, got 1.0"),
+        ({"rule": "steep"}, "unknown suggestion rule 'steep'; did you mean 'steepest'"),
+        ({"precision": "fp16"}, r"precision must be one of \('fp32', 'bf16'\), got 'fp16'"),
+        ({"device": "meta"}, "device is 'meta' but the model is on cpu"),
+    ],
+)
+def test_bad_arguments_raise_config_error(arguments: dict[str, Any], message: str) -> None:
+    model = tiny_model()
+    with pytest.raises(ConfigError, match=message):
+        LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), **arguments)
