@@ -337,6 +337,14 @@ def test_schedule_params_lists_unit_only_where_durations_exist() -> None:
     assert schedule_params("step") == ("gamma", "step_size", "unit")
     assert schedule_params("cosine") == ("min_lr",)
     assert schedule_params("constant") == ()
+    assert schedule_params("sgdr") == ("cycle_mult", "cycle_steps", "min_lr", "unit")
+    with pytest.raises(ConfigError, match=r"unknown schedule 'cosin'; did you mean 'cosine'\?"):
+        schedule_params("cosin")
+
+
+def test_cyclic_defaults_follow_lr_and_epoch_length() -> None:
+    schedule = build("cyclic", lr=0.4, steps_per_epoch=10, cycle_momentum=False)
+    assert [schedule.lr_at(s) for s in (0, 10, 20, 30, 40)] == pytest.approx([0.1, 0.25, 0.4, 0.25, 0.1])
 
 
 def test_negative_step_is_rejected() -> None:
@@ -369,6 +377,8 @@ BUILD_ERRORS = [
     ("onecycle", {"pct_start": 0.6, "three_phase": True}, r"three_phase needs pct_start < 0.5025 with total_steps=200, got 0.6"),
     ("onecycle", {"anneal": "cosine"}, r"unknown anneal 'cosine'; did you mean 'cos'\?"),
     ("onecycle", {"base_momentum": 0.99}, r"base_momentum must be in \[0, 0.95\], got 0.99"),
+    ("onecycle", {"three_phase": "yes"}, r"three_phase must be true or false, got 'yes'"),
+    ("cyclic", {"cycle_momentum": 1}, r"cycle_momentum must be true or false, got 1"),
     ("cyclic", {"mode": "triangle"}, r"unknown mode 'triangle'; did you mean 'triangular'\?"),
     ("cyclic", {"base_lr": 0.2}, r"base_lr must be in \[0, 0.1\), got 0.2"),
     ("plateau", {"factor": 1.0}, r"factor must be in \(0, 1\), got 1.0"),
@@ -423,3 +433,42 @@ def test_state_errors() -> None:
     plateau = PlateauSchedule(base=ConstantSchedule(lr=0.1))
     with pytest.raises(CheckpointError, match=r"missing \['bad_evaluations', 'cooldown_left'\], unknown \['x'\]"):
         plateau.load_state_dict({"scale": 1.0, "best": 1.0, "x": 0})
+
+
+# --------------------------------------------------------------------------- report.schedule_plot
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("names", [["cosine"], ["onecycle", "cosine", "plateau"]], ids=["lr-only", "with-momentum"])
+def test_plot_schedules_writes_a_png(tmp_path: Any, names: list[str]) -> None:
+    from trainwise.report.schedule_plot import plot_schedules
+
+    schedules = {name: build(name, warmup=10, **MINIMAL_PARAMS[name]) for name in names}
+    path = plot_schedules(schedules, 200, tmp_path / "plots" / "schedule.png")
+    assert path == tmp_path / "plots" / "schedule.png"
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    # the momentum panel makes the figure taller: 9 x 6.5 inches instead of 9 x 4.5 at 100 dpi
+    assert (width, height) == ((900, 650) if "onecycle" in names else (900, 450))
+    assert len(data) > 15_000
+
+
+def test_plot_schedules_needs_a_schedule(tmp_path: Any) -> None:
+    from trainwise.report.schedule_plot import plot_schedules
+
+    with pytest.raises(ConfigError, match=r"needs at least one schedule, got none"):
+        plot_schedules({}, 100, tmp_path / "x.png")
+    with pytest.raises(ConfigError, match=r"total_steps must be an integer >= 1, got 0"):
+        plot_schedules({"c": ConstantSchedule(lr=0.1)}, 0, tmp_path / "x.png")
+
+
+def test_schedule_table_rows() -> None:
+    from trainwise.report.schedule_plot import schedule_table
+
+    table = schedule_table(build("onecycle", total_steps=101), 101, rows=5)
+    assert [row[0] for row in table] == [0, 25, 50, 75, 100]
+    assert table[0] == (0, pytest.approx(0.1 / 25), 0.95)
+    assert schedule_table(ConstantSchedule(lr=0.1), 3, rows=10) == [(0, 0.1, None), (1, 0.1, None), (2, 0.1, None)]
+    assert schedule_table(ConstantSchedule(lr=0.1), 50, rows=1) == [(0, 0.1, None)]

@@ -79,8 +79,7 @@ class LRFinderResult:
     suggestions: dict[str, float | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict with keys lrs, losses, raw_losses, suggestion, rule,
-        reason and suggestions."""
+        """A JSON-ready dict: lrs, losses, raw_losses, suggestion, rule, reason, suggestions."""
         return asdict(self)
 
 
@@ -180,7 +179,9 @@ def suggest(
     bad_lrs = ~np.isfinite(lr_array) | (lr_array <= 0) | (np.diff(lr_array, prepend=0.0) <= 0)
     if bad_lrs.any():
         index = int(np.argmax(bad_lrs))
-        raise ConfigError(f"lrs must be finite, > 0 and increasing, got {lr_array[index]} at index {index}")
+        raise ConfigError(
+            f"lrs must be finite, > 0 and increasing, got {lr_array[index]} at index {index}"
+        )
     if not np.isfinite(loss_array).all():
         index = int(np.argmax(~np.isfinite(loss_array)))
         raise ConfigError(f"losses must be finite, got {loss_array[index]} at index {index}")
@@ -192,10 +193,6 @@ def suggest(
     return (lr / MINIMUM_BACKOFF if rule == "minimum" else lr), None
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
 class _SavedState:
     """Deep copies of everything a range test changes, and how to put them back."""
 
@@ -203,11 +200,12 @@ class _SavedState:
         self.model_state = copy.deepcopy(model.state_dict())
         self.optimizer_state = copy.deepcopy(optimizer.state_dict())
         self.training = {module: module.training for module in model.modules()}
-        self.grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+        self.grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
         self.python_rng = random.getstate()
         self.numpy_rng = np.random.get_state()
         self.torch_rng = torch.get_rng_state()
-        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        # Only when CUDA is already in use: asking earlier would start a CUDA context.
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         model.load_state_dict(self.model_state)
@@ -215,7 +213,7 @@ class _SavedState:
         for module, training in self.training.items():
             module.training = training
         for parameter, grad in zip(model.parameters(), self.grads):
-            pass
+            parameter.grad = grad
         random.setstate(self.python_rng)
         np.random.set_state(self.numpy_rng)
         torch.set_rng_state(self.torch_rng)
@@ -285,7 +283,7 @@ class LRFinder:
         _check_rule(rule)
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        model_device = _model_device(model)
+        model_device = next((p.device for p in model.parameters()), torch.device("cpu"))
         wanted = torch.device(device) if device is not None else model_device
         if wanted.type != model_device.type or wanted.index not in (None, model_device.index):
             raise ConfigError(
@@ -317,7 +315,7 @@ class LRFinder:
 
         Raises:
             DataError: The source yields no batch, a batch is not a pair, or a one-shot
-                iterator runs out before ``num_steps``.
+                iterator runs out before ``num_steps``. The model is restored all the same.
         """
         saved = _SavedState(self.model, self.optimizer)
         try:
@@ -329,13 +327,13 @@ class LRFinder:
         suggestion, reason = answers[self.rule]
         suggestions = {rule: lr for rule, (lr, _) in answers.items()}
         result = LRFinderResult(lrs, losses, raw_losses, suggestion, self.rule, reason, suggestions)
-        logger.info("lr range test: %d steps, %s suggests %s", len(lrs), self.rule, result.suggestion or reason)
+        logger.info("lr range test: %d steps; %s: %s", len(lrs), self.rule, suggestion or reason)
         return result
 
     def _sweep(self, batches: BatchSource) -> tuple[list[float], list[float], list[float]]:
         """Train while raising the lr; return lrs, smoothed and raw losses of recorded steps."""
-        device = self.device
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        device, use_bf16 = self.device, self.precision == "bf16"
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
         lrs: list[float] = []
         losses: list[float] = []
         raw_losses: list[float] = []
@@ -354,12 +352,13 @@ class LRFinder:
             average = self.smoothing * average + (1 - self.smoothing) * raw
             smoothed = average / (1 - self.smoothing ** (step + 1))
             if not (math.isfinite(raw) and math.isfinite(smoothed)):
-                logger.info("lr range test stopped at step %d: non-finite loss at lr %.3g", step, lr)
+                logger.info("lr range test stopped at step %d: non-finite loss, lr %.3g", step, lr)
                 break
             lrs.append(lr)
             losses.append(smoothed)
             raw_losses.append(raw)
             best = min(best, smoothed)
+            # A ratio means nothing once the best loss is <= 0 (e.g. a Gaussian NLL).
             if best > 0 and smoothed > self.diverge_factor * best:
                 logger.info("lr range test stopped at step %d: loss diverged at lr %.3g", step, lr)
                 break
@@ -380,31 +379,26 @@ class LRFinder:
             )
         produced = 0
         while True:
-            iterator = restart()
-            produced_this_pass = 0
-            for batch in iterator:
+            produced_before = produced
+            for batch in restart():
                 if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                    raise DataError(f"each batch must be a pair (inputs, targets), got {type(batch).__name__}")
-                produced_this_pass += 1
+                    kind = type(batch).__name__
+                    raise DataError(f"each batch must be a pair (inputs, targets), got {kind}")
                 produced += 1
                 yield batch[0], batch[1]
-            if produced_this_pass == 0:
+            if produced == produced_before:
                 raise DataError(
-                    f"the batch source ran out after {produced} batches of {self.num_steps} and yields "
-                    "no more when restarted; pass a list, a DataLoader or a function returning a new iterator"
+                    f"the batch source ran out after {produced} batches of {self.num_steps} and "
+                    "yields no more when restarted; pass a list, a DataLoader or a function "
+                    "returning a new iterator"
                 )
-
-
-def _loss_at(result: LRFinderResult, lr: float) -> float:
-    """The smoothed loss at ``lr``, interpolated in log-lr (clamped at the ends)."""
-    return float(np.interp(np.log(lr), np.log(result.lrs), result.losses))
 
 
 def save_lr_find(result: LRFinderResult, run_dir: str | Path) -> tuple[Path, Path]:
     """Write ``lr_find.json`` and ``lr_find.png`` into ``run_dir`` (created if missing).
 
-    The plot shows the smoothed loss against the lr on a log axis, the raw loss faintly,
-    every rule's suggestion as a dot, and the chosen suggestion with a vertical line.
+    The plot shows the smoothed loss against the lr on a log axis, every rule's suggestion
+    as a dot, and the chosen one labeled, with a vertical line.
 
     Returns:
         The paths of the JSON file and the PNG file.
@@ -416,31 +410,40 @@ def save_lr_find(result: LRFinderResult, run_dir: str | Path) -> tuple[Path, Pat
     folder.mkdir(parents=True, exist_ok=True)
     json_path, png_path = folder / "lr_find.json", folder / "lr_find.png"
     json_path.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
-
+    # A Figure with its own Agg canvas: no pyplot global state, no backend switch.
     figure = Figure(figsize=(7, 4.5))
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.set_xlabel("learning rate")
-    axes.set_ylabel("loss")
-    if not result.lrs:
-        axes.text(0.5, 0.5, "no step recorded", ha="center", va="center", transform=axes.transAxes)
-    else:
-        axes.set_xscale("log")
-        axes.plot(result.lrs, result.raw_losses, color="0.8", linewidth=0.8, label="raw loss")
-        axes.plot(result.lrs, result.losses, color="C0", label="smoothed loss")
-        colors = {rule: f"C{number}" for number, rule in enumerate(SUGGESTION_RULES, start=1)}
-        for rule, lr in result.suggestions.items():
-            if lr is not None:
-                axes.plot(lr, _loss_at(result, lr), "o", color=colors.get(rule, "C9"), label=f"{rule}: {lr:.2e}")
-        if result.suggestion is not None:
-            point = (result.suggestion, _loss_at(result, result.suggestion))
-            color = colors.get(result.rule, "C9")
-            axes.axvline(result.suggestion, color=color, linestyle="--", linewidth=1)
-            axes.plot(*point, "o", color=color, markersize=10, markeredgecolor="black")
-            label = f"suggestion ({result.rule}): {result.suggestion:.2e}"
-            axes.annotate(label, point, textcoords="offset points", xytext=(8, 8))
-        axes.legend(loc="best")
-    axes.set_title(f"LR range test: {result.reason}" if result.reason else "LR range test", fontsize=10)
+    _draw_curve(figure.add_subplot(), result)
     figure.tight_layout()
     figure.savefig(png_path, dpi=100)
     return json_path, png_path
+
+
+def _draw_curve(axes: Any, result: LRFinderResult) -> None:
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel("smoothed training loss")
+    title = f"LR range test: {result.reason}" if result.reason else "LR range test"
+    axes.set_title(title, fontsize=9, wrap=True)
+    if not result.lrs:
+        axes.text(0.5, 0.5, "no step recorded", ha="center", va="center", transform=axes.transAxes)
+        return
+    axes.set_xscale("log")
+    axes.plot(result.lrs, result.losses, color="C0")
+    # Clip the divergence tail, which would otherwise flatten the part worth reading.
+    lowest = int(np.argmin(result.losses))
+    bottom, top = result.losses[lowest], max(result.losses[: lowest + 1])
+    span = (top - bottom) or abs(top) or 1.0
+    axes.set_ylim(bottom - 0.1 * span, top + 0.3 * span)
+    colors = {rule: f"C{number}" for number, rule in enumerate(SUGGESTION_RULES, start=1)}
+    for rule, lr in result.suggestions.items():
+        if lr is not None:
+            loss = float(np.interp(np.log(lr), np.log(result.lrs), result.losses))
+            is_chosen = rule == result.rule
+            axes.plot(lr, loss, "o", color=colors.get(rule, "C9"), markersize=9 if is_chosen else 6,
+                      markeredgecolor="black" if is_chosen else None, label=f"{rule}: {lr:.2e}")
+            if is_chosen:
+                axes.axvline(lr, color=colors.get(rule, "C9"), linestyle="--", linewidth=1)
+                axes.annotate(f"suggestion ({rule}): {lr:.2e}", (lr, loss),
+                              textcoords="offset points", xytext=(8, 8))
+    if any(lr is not None for lr in result.suggestions.values()):
+        axes.legend(loc="best")

@@ -71,12 +71,17 @@ def finish_run_folder(trainer: "Trainer", summary: dict[str, Any], test_metrics:
 
     run_dir = trainer.run_dir
     write_json(run_dir / "summary.json", summary)
+    if trainer.write_report:
+        write_plots_and_report(run_dir, trainer.task)
+    return FitResult(status=trainer.status, history=trainer.history, best_val_loss=summary["best_val_loss"],
+                     best_epoch=summary["best_epoch"], run_dir=run_dir, summary=summary, test_metrics=test_metrics)
+
+
+def write_plots_and_report(run_dir, task: str) -> None:
     try:
         from trainwise.report import write_report, write_run_plots
 
-        write_run_plots(run_dir, task=trainer.task)
+        write_run_plots(run_dir, task=task)
         write_report(run_dir)
     except Exception:  # a broken plot must not lose a finished run; say so loudly instead
         log.exception("could not write the plots or report.html for %s", run_dir)
-    return FitResult(status=trainer.status, history=trainer.history, best_val_loss=summary["best_val_loss"],
-                     best_epoch=summary["best_epoch"], run_dir=run_dir, summary=summary, test_metrics=test_metrics)

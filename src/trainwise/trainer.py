@@ -91,6 +91,8 @@ class Trainer:
         run_dir: where the run folder goes; default ``runs/<name>-<timestamp>``.
         checkpoint_every_n_steps, keep_last: checkpoint cadence and retention.
         on_nonfinite: ``rollback`` (default), ``skip`` or ``stop`` when a loss or gradient is NaN/Inf.
+        progress: show a progress bar (plain epoch lines when not a terminal).
+        report: write curves.png, lr.png and report.html when the run ends.
         config: the resolved config to write to ``config.yaml`` (the CLI passes it).
     """
 
@@ -107,7 +109,7 @@ class Trainer:
         class_weights: Optional[torch.Tensor] = None, augment: Optional[Callable] = None,
         checkpoint_every_n_steps: Optional[int] = None, keep_last: int = 3, on_nonfinite: str = "rollback",
         max_rollbacks: int = 3, rollback_lr_factor: float = 0.5, spike_factor: float = 10.0,
-        log_every_n_steps: int = 50, progress: bool = True, config: Optional[dict[str, Any]] = None,
+        log_every_n_steps: int = 50, progress: bool = True, report: bool = True, config: Optional[dict[str, Any]] = None,
         num_workers: int = 0,
     ) -> None:
         _check_positive(epochs=epochs, batch_size=batch_size, accumulate=accumulate,
@@ -144,6 +146,7 @@ class Trainer:
         self.num_workers = num_workers
         self.log_every_n_steps = log_every_n_steps
         self.config = config
+        self.write_report = report
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)
         self.guard = NonFiniteGuard(on_nonfinite, max_rollbacks=max_rollbacks, lr_factor=rollback_lr_factor)
         self.spikes = SpikeCounter(spike_factor)

@@ -27,12 +27,12 @@ class Checkpointer:
 
     def __init__(self, folder: Path, keep_last: int = 3) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.keep_last = keep_last
         self.latest: Optional[Path] = None
         self.protect: set[Path] = set()
 
     def save(self, state: dict[str, Any], *, step: int, epoch: int, best: bool = False) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / ckpt.step_checkpoint_name(step)
         ckpt.save_checkpoint(state, path, step=step, epoch=epoch)
         ckpt.link_checkpoint(path, "last.pt")

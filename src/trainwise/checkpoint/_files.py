@@ -72,6 +72,11 @@ def save_checkpoint(
     Returns:
         The SHA-256 of the written file, as hex.
 
+    Example:
+        >>> path = folder / step_checkpoint_name(trainer_step)
+        >>> save_checkpoint({"model": model.state_dict()}, path, step=trainer_step, epoch=2)
+        '5f0c...'
+
     Raises:
         CheckpointError: The state holds an object that cannot be loaded safely, or the
             file cannot be written (disk full, read-only folder, permissions). The
@@ -155,6 +160,10 @@ def load_checkpoint(
         CheckpointError: The file is missing, unrecorded, truncated or corrupted, holds
             Python objects that could run code when unpickled, or was written by a newer
             trainwise.
+
+    Example:
+        >>> state = load_checkpoint(folder / "last.pt")
+        >>> model.load_state_dict(state["model"])
     """
     path = Path(path)
     try:
@@ -213,7 +222,7 @@ def find_resumable(folder: str | Path) -> tuple[Path | None, list[tuple[Path, st
         reason = verify_file(path, checkpoints.get(path.name))
         if reason is None:
             return path, skipped
-        logger.warning("skipping checkpoint %s: %s", path, reason)
+        logger.info("skipping checkpoint %s: %s", path, reason)
         skipped.append((path, reason))
     return None, skipped
 
@@ -223,13 +232,14 @@ def apply_retention(
 ) -> list[Path]:
     """Delete the oldest step-numbered checkpoints in ``folder`` beyond the newest ``keep_last``.
 
-    Only regular files named ``step-<8 digits>.pt`` directly inside ``folder`` are ever
-    deleted: never ``best.pt``, ``last.pt``, a path in ``protect`` (pass the checkpoint
-    resumed from), another file or anything outside. Protected files do not count
-    toward ``keep_last``. The manifest is updated before the files are removed.
+    Only regular files named ``step-<8 or more digits>.pt`` directly inside ``folder``
+    are ever deleted: never ``best.pt``, ``last.pt``, a path in ``protect`` (pass the
+    checkpoint resumed from), another file or anything outside. Files the manifest does
+    not record (left by a crash mid-save) go first, then the lowest steps; protected
+    files do not count toward ``keep_last``. The manifest is updated before files go.
 
     Returns:
-        The deleted paths, oldest first.
+        The deleted paths, unrecorded ones first, then oldest first.
 
     Example:
         >>> apply_retention(folder, keep_last=3, protect=[resumed_from])
@@ -239,12 +249,14 @@ def apply_retention(
         raise ConfigError(f"keep_last must be an int >= 0, got {keep_last!r}")
     folder = Path(folder)
     protected = {Path(path).resolve() for path in protect}
-    step_files = sorted(_step_files(folder), key=lambda step_and_path: step_and_path[0])
+    checkpoints = read_manifest(folder)
+    step_files = sorted(
+        _step_files(folder), key=lambda step_path: (step_path[1].name in checkpoints, step_path[0])
+    )
     old_files = step_files[: max(len(step_files) - keep_last, 0)]
     doomed = [path for _, path in old_files if path.resolve() not in protected]
     if not doomed:
         return []
-    checkpoints = read_manifest(folder)
     doomed_names = {path.name for path in doomed}
     try:
         if doomed_names & checkpoints.keys():
@@ -259,7 +271,6 @@ def apply_retention(
         ) from error
     logger.info("retention deleted %s", ", ".join(path.name for path in doomed))
     return doomed
-
 
 
 _LOADABLE_LEAF_TYPES = frozenset(
@@ -305,9 +316,8 @@ def _check_count(name: str, value: int) -> None:
 
 
 def _check_file_name(name: str) -> None:
-    if name in ("", ".", "..", MANIFEST_NAME) or "/" in name or os.sep in name or (
-        name.endswith(TMP_SUFFIX)
-    ):
+    reserved = name in ("", ".", "..", MANIFEST_NAME) or name.endswith(TMP_SUFFIX)
+    if reserved or "/" in name or os.sep in name:
         raise ConfigError(
             f"checkpoint file name must be a plain file name other than {MANIFEST_NAME!r} "
             f"and not ending in {TMP_SUFFIX!r}, got {name!r}"
@@ -361,9 +371,8 @@ def _load_weights_only(data: bytes, path: Path, map_location: Any) -> Any:
 
 
 def _unpickler_reason(error: pickle.UnpicklingError) -> str:
-    """The line of torch's message that names what was refused, without its unsafe advice."""
+    """The sentence of torch's message that names what was refused, without its advice."""
     cause = error.__cause__ or error.__context__
-    if cause is not None:
-        return str(cause).strip()
-    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(error), re.DOTALL)
-    return match.group(1).strip() if match else "the weights-only unpickler refused it"
+    text = str(cause) if cause is not None else str(error).rpartition("WeightsUnpickler error:")[2]
+    sentence = text.strip().split("\n")[0].split(". ")[0].rstrip(".")
+    return sentence or "the weights-only unpickler refused it"

@@ -96,7 +96,7 @@ def commit(
     """
     folder = path.parent
     previous = checkpoints.get(path.name)
-    path_existed = path.exists()
+    path_existed = os.path.lexists(path)
     renamed = False
     try:
         if previous is not None:
@@ -114,7 +114,6 @@ def commit(
         elif renamed and not path_existed:
             remove_quietly(path)
         raise
-    checkpoints[path.name] = entry
 
 
 def write_manifest(folder: Path, checkpoints: dict[str, Any], *, fsync: bool) -> None:
@@ -191,10 +190,7 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
     try:
         manifest = json.loads(text)
         version, checkpoints = manifest["format_version"], manifest["checkpoints"]
-        valid = isinstance(version, int) and all(
-            isinstance(entry, dict) and ENTRY_KEYS <= entry.keys()
-            for entry in checkpoints.values()
-        )
+        valid = isinstance(version, int) and all(map(_is_entry, checkpoints.values()))
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(
             f"{path} is not a valid trainwise manifest ({error}); move it aside to start a "
@@ -202,8 +198,8 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
         ) from error
     if not valid:
         raise CheckpointError(
-            f"{path} is not a valid trainwise manifest: each entry needs {sorted(ENTRY_KEYS)}; "
-            "move it aside to start a new one"
+            f"{path} is not a valid trainwise manifest: each entry needs {sorted(ENTRY_KEYS)}, "
+            "sha256 and saved_at as strings, the others as ints; move it aside to start a new one"
         )
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -211,6 +207,16 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
             "trainwise reads; upgrade trainwise"
         )
     return checkpoints
+
+
+def _is_entry(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not ENTRY_KEYS <= entry.keys():
+        return False
+    texts = (entry["sha256"], entry["saved_at"])
+    counts = (entry["size"], entry["step"], entry["epoch"], entry["format_version"])
+    return all(isinstance(text, str) for text in texts) and all(
+        isinstance(count, int) and not isinstance(count, bool) for count in counts
+    )
 
 
 def entry_problem(entry: dict[str, Any] | None) -> str | None:
@@ -247,8 +253,8 @@ def verify_file(path: Path, entry: dict[str, Any] | None) -> str | None:
     if problem is not None:
         return problem
     try:
-        problem = content_problem(entry, path.stat().st_size, None)
-        return problem or content_problem(entry, entry["size"], sha256_of_file(path))
+        size = path.stat().st_size
+        return content_problem(entry, size, sha256_of_file(path) if size == entry["size"] else None)
     except FileNotFoundError:
         return f"listed in {MANIFEST_NAME} but missing on disk"
     except OSError as error:

@@ -18,7 +18,8 @@ def capture_rng_state() -> dict[str, Any]:
     """Capture the Python, NumPy (global), torch CPU and torch CUDA random states.
 
     The result holds only tensors, ints, floats, strings and lists, so it survives
-    ``torch.load(weights_only=True)``.
+    ``torch.load(weights_only=True)``. The Mersenne Twister words are int64 tensors:
+    pickling them as 1,249 Python ints would make every checkpoint several times slower.
 
     Example:
         >>> state = capture_rng_state()
@@ -32,12 +33,12 @@ def capture_rng_state() -> dict[str, Any]:
     return {
         "python": {
             "version": python_version,
-            "internal": list(python_internal),
+            "internal": torch.tensor(python_internal, dtype=torch.int64),
             "gauss_next": gauss_next,
         },
         "numpy": {
             "algorithm": algorithm,
-            "keys": keys.tolist(),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
             "position": int(position),
             "has_gauss": int(has_gauss),
             "cached_gaussian": float(cached_gaussian),
@@ -58,11 +59,12 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     """
     try:
         python, numpy_state = state["python"], state["numpy"]
-        random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
+        internal = tuple(int(word) for word in python["internal"].tolist())
+        random.setstate((python["version"], internal, python["gauss_next"]))
         np.random.set_state(
             (
                 numpy_state["algorithm"],
-                np.asarray(numpy_state["keys"], dtype=np.uint32),
+                numpy_state["keys"].numpy().astype(np.uint32),
                 numpy_state["position"],
                 numpy_state["has_gauss"],
                 numpy_state["cached_gaussian"],

@@ -97,7 +97,9 @@ def _run_lr_finder(cfg: RunConfig, bundle, model, run_dir: Path):
     if bundle.task == "regression" and y.dim() == 1:
         loss_fn = _reshaping(loss_fn)
     finder = LRFinder(model, optimizer, loss_fn, start_lr=f.start_lr, end_lr=f.end_lr, num_steps=f.num_steps,
-                      rule=f.rule, device=device, precision=cfg.train.precision)
+                      rule=f.rule, device=device,
+                      # fp16 needs a grad scaler the range test does not have; bf16 behaves alike without one
+                      precision="bf16" if cfg.train.precision == "bf16" else "fp32")
 
     def epochs():
         epoch = 0

@@ -37,9 +37,13 @@ def load_digits_data() -> RawData:
     x = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
     y = torch.from_numpy(digits.target.astype(np.int64))
     return RawData(
-        x=x, y=y, task="classification", num_classes=10,
-        class_names=[str(digit) for digit in range(10)], name="digits",
-    )  # fmt: skip
+        x=x,
+        y=y,
+        task="classification",
+        num_classes=10,
+        class_names=[str(digit) for digit in range(10)],
+        name="digits",
+    )
 
 
 def _generate_mnist1d() -> dict[str, np.ndarray]:
@@ -72,10 +76,18 @@ def _write_mnist1d_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(
+                handle,
+                x=arrays["x"],
+                y=arrays["y"],
+                x_test=arrays["x_test"],
+                y_test=arrays["y_test"],
+            )
         os.replace(temporary, path)
     except OSError as error:
-        logger.warning("cannot write the MNIST-1D cache %s (%s); it will be regenerated", path, error)
+        logger.warning(
+            "cannot write the MNIST-1D cache %s (%s); it will be regenerated", path, error
+        )
         temporary.unlink(missing_ok=True)
 
 
@@ -94,14 +106,21 @@ def load_mnist1d(root: Path | None) -> RawData:
         _write_mnist1d_cache(cache_path, arrays)
 
     def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(x.astype(np.float32)).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
+        sequences = torch.from_numpy(x.astype(np.float32)).unsqueeze(1)
+        return sequences, torch.from_numpy(y.astype(np.int64))
 
     x, y = to_tensors(arrays["x"], arrays["y"])
     x_test, y_test = to_tensors(arrays["x_test"], arrays["y_test"])
     return RawData(
-        x=x, y=y, x_test=x_test, y_test=y_test, task="classification", num_classes=10,
-        class_names=[str(digit) for digit in range(10)], name="mnist1d",
-    )  # fmt: skip
+        x=x,
+        y=y,
+        x_test=x_test,
+        y_test=y_test,
+        task="classification",
+        num_classes=10,
+        class_names=[str(digit) for digit in range(10)],
+        name="mnist1d",
+    )
 
 
 def make_synthetic(task: str, seed: int) -> RawData:
@@ -127,6 +146,10 @@ def make_synthetic(task: str, seed: int) -> RawData:
         y = torch.from_numpy(target.astype(np.float32))
         num_classes = None
     return RawData(
-        x=torch.from_numpy(x.astype(np.float32)), y=y, task=task, num_classes=num_classes,
-        class_names=None, name="synthetic",
-    )  # fmt: skip
+        x=torch.from_numpy(x.astype(np.float32)),
+        y=y,
+        task=task,
+        num_classes=num_classes,
+        class_names=None,
+        name="synthetic",
+    )

@@ -49,7 +49,7 @@ class DataBundle:
     num_classes: int | None
     num_outputs: int
     input_shape: tuple[int, ...]
-    normalization: dict | None
+    normalization: dict[str, list[float]] | None
     class_names: list[str] | None
     name: str
 

@@ -53,7 +53,9 @@ def check_arrays(
             f"{tuple(y.shape)}"
         )
     if len(x) == 0:
-        raise DataError(f"{where}: no samples (x has shape {tuple(x.shape)}); give at least one row")
+        raise DataError(
+            f"{where}: no samples (x has shape {tuple(x.shape)}); give at least one row"
+        )
     if len(x) != len(y):
         raise DataError(
             f"{where}: x has {len(x)} samples but y has {len(y)}; they must have one target "

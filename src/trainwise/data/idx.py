@@ -37,10 +37,18 @@ TORCHVISION_FOLDERS = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw"
 CLASS_NAMES = {
     "mnist": [str(digit) for digit in range(10)],
     "fashion-mnist": [
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ],
-}  # fmt: skip
+}
 
 
 def parse_idx(data: bytes, *, source: str) -> np.ndarray:
@@ -142,6 +150,12 @@ def load_idx_dataset(dataset: str, root: Path) -> RawData:
     x, y = to_tensors(*arrays["train"])
     x_test, y_test = to_tensors(*arrays["test"])
     return RawData(
-        x=x, y=y, x_test=x_test, y_test=y_test, task="classification", num_classes=10,
-        class_names=list(CLASS_NAMES[dataset]), name=dataset,
-    )  # fmt: skip
+        x=x,
+        y=y,
+        x_test=x_test,
+        y_test=y_test,
+        task="classification",
+        num_classes=10,
+        class_names=list(CLASS_NAMES[dataset]),
+        name=dataset,
+    )

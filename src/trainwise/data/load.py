@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from trainwise.data.builtin import default_cache_dir, load_digits_data, load_mnist1d, make_synthetic
-from trainwise.data.bundle import DataBundle, RawData, Split
+from trainwise.data.bundle import DataBundle, RawData
 from trainwise.data.checks import check_arrays, check_task
 from trainwise.data.idx import load_idx_dataset
 from trainwise.data.normalization import fit_normalization, normalize_
@@ -50,27 +50,39 @@ def _check_arguments(dataset: str, given: dict[str, object], task: str | None) -
 
 
 def _read_source(
-    dataset: str, *, root: Path | None, path: Path | None, target: str | None, task: str | None,
+    dataset: str,
+    *,
+    root: Path | None,
+    path: Path | None,
+    target: str | None,
+    task: str | None,
     seed: int,
-) -> RawData:  # fmt: skip
+) -> RawData:
     if dataset == "digits":
         return load_digits_data()
     if dataset in ("mnist", "fashion-mnist"):
-        return load_idx_dataset(dataset, root if root is not None else default_cache_dir() / dataset)
+        return load_idx_dataset(
+            dataset, root if root is not None else default_cache_dir() / dataset
+        )
     if dataset == "mnist1d":
         return load_mnist1d(root)
     if dataset == "synthetic":
         return make_synthetic(task or "classification", seed)
     if path is None:
-        raise ConfigError(f"dataset {dataset!r} needs path= (data.path), the file to read, got None")
+        raise ConfigError(
+            f"dataset {dataset!r} needs path= (data.path), the file to read, got None"
+        )
     if dataset == "csv":
         return load_csv(path, target=target, task=task)
     return load_npz(path, task=task)
 
 
 def _check_raw(raw: RawData) -> None:
-    parts = [("data (x, y)", raw.x, raw.y), ("validation data (x_val, y_val)", raw.x_val, raw.y_val),
-             ("test data (x_test, y_test)", raw.x_test, raw.y_test)]  # fmt: skip
+    parts = [
+        ("data (x, y)", raw.x, raw.y),
+        ("validation data (x_val, y_val)", raw.x_val, raw.y_val),
+        ("test data (x_test, y_test)", raw.x_test, raw.y_test),
+    ]
     for label, x, y in parts:
         if x is None or y is None:
             continue
@@ -142,9 +154,13 @@ def load_data(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
     raw = _read_source(
-        dataset, root=None if root is None else Path(root).expanduser(),
-        path=None if path is None else Path(path).expanduser(), target=target, task=task, seed=seed,
-    )  # fmt: skip
+        dataset,
+        root=None if root is None else Path(root).expanduser(),
+        path=None if path is None else Path(path).expanduser(),
+        target=target,
+        task=task,
+        seed=seed,
+    )
     _check_raw(raw)
     train, val, test = make_splits(
         raw, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
@@ -157,18 +173,27 @@ def load_data(
                 normalize_(split[0], normalization)
     logger.info(
         "loaded %s: %d train, %d val, %d test samples of shape %s",
-        raw.name, len(train[1]), 0 if val is None else len(val[1]),
-        0 if test is None else len(test[1]), tuple(raw.x.shape[1:]),
-    )  # fmt: skip
+        raw.name,
+        len(train[1]),
+        0 if val is None else len(val[1]),
+        0 if test is None else len(test[1]),
+        tuple(raw.x.shape[1:]),
+    )
     return DataBundle(
-        train=train, val=val, test=test, task=raw.task, num_classes=raw.num_classes,
-        num_outputs=_num_outputs(raw), input_shape=tuple(raw.x.shape[1:]),
-        normalization=normalization, class_names=raw.class_names, name=raw.name,
-    )  # fmt: skip
+        train=train,
+        val=val,
+        test=test,
+        task=raw.task,
+        num_classes=raw.num_classes,
+        num_outputs=_num_outputs(raw),
+        input_shape=tuple(raw.x.shape[1:]),
+        normalization=normalization,
+        class_names=raw.class_names,
+        name=raw.name,
+    )
 
 
 def _num_outputs(raw: RawData) -> int:
     if raw.num_classes is not None:
         return raw.num_classes
     return 1 if raw.y.dim() == 1 else int(raw.y.shape[1])
-

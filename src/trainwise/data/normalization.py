@@ -7,6 +7,8 @@ checkpoints and JSON.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from trainwise.errors import DataError
@@ -39,7 +41,9 @@ def fit_normalization(x: torch.Tensor) -> dict[str, list[float]]:
     return {"mean": mean.tolist(), "std": std.tolist()}
 
 
-def apply_normalization(x: torch.Tensor, normalization: dict) -> torch.Tensor:
+def apply_normalization(
+    x: torch.Tensor, normalization: Mapping[str, Sequence[float]]
+) -> torch.Tensor:
     """Standardize a batch with statistics fitted earlier: ``(x - mean) / std``.
 
     Use it at predict time on new inputs with the bundle's ``normalization``; ``x`` needs
@@ -64,13 +68,15 @@ def apply_normalization(x: torch.Tensor, normalization: dict) -> torch.Tensor:
     return (x - mean) / std
 
 
-def normalize_(x: torch.Tensor, normalization: dict) -> torch.Tensor:
+def normalize_(x: torch.Tensor, normalization: Mapping[str, Sequence[float]]) -> torch.Tensor:
     """``apply_normalization`` in place, for a tensor the caller owns; returns ``x``."""
     mean, std = _stat_tensors(x, normalization)
     return x.sub_(mean).div_(std)
 
 
-def _stat_tensors(x: torch.Tensor, normalization: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _stat_tensors(
+    x: torch.Tensor, normalization: Mapping[str, Sequence[float]]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std of ``normalization`` shaped to broadcast against ``x``."""
     if "mean" not in normalization or "std" not in normalization:
         raise DataError(

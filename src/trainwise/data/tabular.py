@@ -34,11 +34,15 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, the data rows as stripped text, and each row's line number in the file."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        lines = [row for row in csv.reader(handle, delimiter=delimiter)]
-    numbered = [(number, row) for number, row in enumerate(lines, start=1) if any(row)]
+        numbered = [
+            (number, row)
+            for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1)
+            if any(value.strip() for value in row)
+        ]
     if not numbered:
         raise DataError(f"csv file {path} is empty; it needs a header line and rows of data")
     header = [name.strip() for name in numbered[0][1]]
@@ -47,21 +51,43 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
             f"csv file {path} has no header: its first line is all numbers; add a first line "
             "with the column names"
         )
-    rows = []
+    if len(numbered) == 1:
+        raise DataError(f"csv file {path} has a header but no rows of data")
     for number, row in numbered[1:]:
         if len(row) != len(header):
             raise DataError(
                 f"csv file {path}, line {number}: {len(row)} values but the header has "
                 f"{len(header)} columns; every line needs one value per column"
             )
-        empty = [name for name, value in zip(header, row) if not value.strip()]
+        empty = [name for name, value in zip(header, row, strict=True) if not value.strip()]
         if empty:
             raise DataError(
                 f"csv file {path}, line {number}: empty value in column {empty[0]!r}; fill in "
                 "or drop the rows with missing values"
             )
-        rows.append([value.strip() for value in row])
-    return header, rows
+    rows = [[value.strip() for value in row] for _, row in numbered[1:]]
+    return header, rows, [number for number, _ in numbered[1:]]
+
+
+def _feature_matrix(
+    header: list[str], rows: list[list[str]], lines: list[int], target_column: int, path: Path
+) -> np.ndarray:
+    table = np.array(rows, dtype=str)
+    feature_columns = [column for column in range(len(header)) if column != target_column]
+    features = np.empty((len(rows), len(feature_columns)), dtype=np.float32)
+    for feature_index, column in enumerate(feature_columns):
+        try:
+            features[:, feature_index] = table[:, column].astype(np.float64)
+        except ValueError as error:
+            bad_row = next(
+                row for row in range(len(rows)) if _parse_float(rows[row][column]) is None
+            )
+            raise DataError(
+                f"csv file {path}: feature column {header[column]!r} is not numeric (value "
+                f"{rows[bad_row][column]!r} on line {lines[bad_row]}); encode it as numbers or "
+                "drop the column"
+            ) from error
+    return features
 
 
 def _target_to_tensor(
@@ -73,7 +99,7 @@ def _target_to_tensor(
         task = "regression" if numeric and not all(map(_is_int, values)) else "classification"
     if task == "regression":
         if not numeric:
-            bad = next(value for value, number in zip(values, numbers) if number is None)
+            bad = values[numbers.index(None)]
             raise DataError(
                 f"csv file {path}: target column {column!r} has the non-numeric value {bad!r}; "
                 "regression needs numbers, or use task='classification'"
@@ -103,7 +129,7 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
             for regression.
     """
     _check_file(path, "csv")
-    header, rows = _read_rows(path)
+    header, rows, lines = _read_rows(path)
     target = header[-1] if target is None else target
     if target not in header:
         close = difflib.get_close_matches(target, header, n=1)
@@ -112,29 +138,23 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
             f"target column {target!r} is not in {path}; {hint}columns: {', '.join(header)}"
         )
     target_column = header.index(target)
-    features = np.empty((len(rows), len(header) - 1), dtype=np.float32)
-    feature_columns = [column for column in range(len(header)) if column != target_column]
-    for feature_index, column in enumerate(feature_columns):
-        for row_index, row in enumerate(rows):
-            number = _parse_float(row[column])
-            if number is None:
-                raise DataError(
-                    f"csv file {path}: feature column {header[column]!r} is not numeric (value "
-                    f"{row[column]!r} in data row {row_index + 1}); encode it as numbers or "
-                    "drop the column"
-                )
-            features[row_index, feature_index] = number
+    features = _feature_matrix(header, rows, lines, target_column, path)
     y, task, class_names = _target_to_tensor(
         [row[target_column] for row in rows], task, column=target, path=path
     )
     return RawData(
-        x=torch.from_numpy(features), y=y, task=task,
+        x=torch.from_numpy(features),
+        y=y,
+        task=task,
         num_classes=None if class_names is None else len(class_names),
-        class_names=class_names, name=path.stem,
-    )  # fmt: skip
+        class_names=class_names,
+        name=path.stem,
+    )
 
 
-def _npz_pair(arrays: dict[str, np.ndarray], suffix: str, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def _npz_pair(
+    arrays: dict[str, np.ndarray], suffix: str, path: Path
+) -> tuple[np.ndarray, np.ndarray] | None:
     x_name, y_name = f"x{suffix}", f"y{suffix}"
     if x_name not in arrays and y_name not in arrays:
         return None
@@ -184,27 +204,33 @@ def load_npz(path: Path, *, task: str | None) -> RawData:
         raise DataError(
             f"cannot read npz file {path}: {error}; write it with numpy.savez(path, x=..., y=...)"
         ) from error
-    pairs = {split: _npz_pair(arrays, suffix, path) for split, suffix in
-             (("train", ""), ("val", "_val"), ("test", "_test"))}  # fmt: skip
-    if pairs["train"] is None:
-        raise DataError(
-            f"npz file {path} needs arrays 'x' and 'y', found: {', '.join(sorted(arrays)) or 'none'}"
-        )
-    targets = [pair[1] for pair in pairs.values() if pair is not None]
+    if "x" not in arrays or "y" not in arrays:
+        found = ", ".join(sorted(arrays)) or "none"
+        raise DataError(f"npz file {path} needs arrays 'x' and 'y', found: {found}")
+    train_pair = (arrays["x"], arrays["y"])
+    val_pair, test_pair = _npz_pair(arrays, "_val", path), _npz_pair(arrays, "_test", path)
     if task is None:
+        targets = [pair[1] for pair in (train_pair, val_pair, test_pair) if pair is not None]
         integer = all(np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_ for y in targets)
         task = "classification" if integer else "regression"
-    tensors = {split: None if pair is None else _npz_tensors(pair, task, path)
-               for split, pair in pairs.items()}  # fmt: skip
+    x, y = _npz_tensors(train_pair, task, path)
+    x_val, y_val = (None, None) if val_pair is None else _npz_tensors(val_pair, task, path)
+    x_test, y_test = (None, None) if test_pair is None else _npz_tensors(test_pair, task, path)
     class_names = [str(name) for name in arrays["class_names"]] if "class_names" in arrays else None
     num_classes = None
     if task == "classification":
-        largest = max((int(y.max()) for _, y in filter(None, tensors.values()) if y.numel()), default=-1)
+        present = [split_y for split_y in (y, y_val, y_test) if split_y is not None]
+        largest = max((int(split_y.max()) for split_y in present if split_y.numel()), default=-1)
         num_classes = len(class_names) if class_names is not None else largest + 1
-    x, y = tensors["train"]
-    val, test = tensors["val"], tensors["test"]
     return RawData(
-        x=x, y=y, task=task, num_classes=num_classes, class_names=class_names, name=path.stem,
-        x_val=None if val is None else val[0], y_val=None if val is None else val[1],
-        x_test=None if test is None else test[0], y_test=None if test is None else test[1],
-    )  # fmt: skip
+        x=x,
+        y=y,
+        task=task,
+        num_classes=num_classes,
+        class_names=class_names,
+        name=path.stem,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+    )

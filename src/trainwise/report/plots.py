@@ -241,7 +241,10 @@ def _note(axes: Axes, text: str, position: tuple[float, float], *, center: bool)
 
 def _as_count_matrix(matrix: Sequence[Sequence[float]]) -> np.ndarray:
     """The confusion matrix as a float array, checked square, finite and non-negative."""
-    lengths = [len(row) for row in matrix]
+    try:
+        lengths = [len(row) for row in matrix]
+    except TypeError as err:
+        raise DataError(f"confusion matrix must be a list of rows, got {matrix!r:.80}") from err
     if not lengths or any(length != len(lengths) for length in lengths):
         raise DataError(f"confusion matrix must be square and non-empty, got {len(lengths)} "
                         f"rows of lengths {lengths}")

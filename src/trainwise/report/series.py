@@ -15,7 +15,7 @@ from typing import Any
 Row = dict[str, Any]
 
 # Logged per optimizer step as diagnostics; the final table of metrics leaves them out.
-STEP_METRICS = frozenset({"lr", "momentum", "grad_norm", "clip_fraction"})
+STEP_METRICS = frozenset({"lr", "momentum", "grad_norm"})
 EVENT_SPLIT = "event"
 
 
@@ -65,7 +65,7 @@ def has_metric(rows: Iterable[Row], split: str, metric: str) -> bool:
 def final_metrics(rows: Sequence[Row]) -> dict[str, dict[str, float]]:
     """Each split's metrics at that split's last epoch: ``{split: {metric: value}}``.
 
-    Event rows and per-step diagnostics (lr, momentum, grad_norm, clip_fraction) are left
+    Event rows and per-step diagnostics (lr, momentum, grad_norm) are left
     out. Splits keep their first-logged order, metrics too; values may be non-finite, since
     a run that ended on nan should say so.
 

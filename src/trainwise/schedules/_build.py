@@ -63,7 +63,9 @@ def _inverse_time(*, lr: float, decay: float) -> Schedule:
     return InverseTimeSchedule(lr=lr, decay=decay)
 
 
-def _polynomial(*, lr: float, total_steps: int, power: float = 1.0, end_lr: float = 0.0) -> Schedule:
+def _polynomial(
+    *, lr: float, total_steps: int, power: float = 1.0, end_lr: float = 0.0
+) -> Schedule:
     return PolynomialSchedule(lr=lr, total_steps=total_steps, power=power, end_lr=end_lr)
 
 
@@ -127,7 +129,9 @@ def _cyclic(
         # Smith (2017): base_lr 3-4x below max_lr, half-cycles of 2-10 epochs
         base_lr=max_lr / 4 if base_lr is None else base_lr,
         max_lr=max_lr,
-        step_size_up=2 * steps_per_epoch if step_size_up is None else steps("step_size_up", step_size_up),
+        step_size_up=(
+            2 * steps_per_epoch if step_size_up is None else steps("step_size_up", step_size_up)
+        ),
         step_size_down=None if step_size_down is None else steps("step_size_down", step_size_down),
         mode=mode,
         gamma=gamma,
@@ -198,7 +202,7 @@ _ALIASES = {"sgdr": "cosine_restarts"}
 
 def schedule_params(name: str) -> tuple[str, ...]:
     """Return the parameter names schedule ``name`` accepts, ``unit`` included where it applies."""
-    builder = _BUILDERS[_ALIASES.get(name, name)]
+    builder = _BUILDERS[check_choice("schedule", _ALIASES.get(name, name), SCHEDULE_NAMES)]
     signature = inspect.signature(builder).parameters
     names = [p for p in signature if p not in _CONTEXT]
     return tuple(sorted([*names, "unit"] if "steps" in signature else names))
@@ -229,9 +233,13 @@ def build_schedule(
             0 for none. The schedule keeps counting from step 0 (see ``Warmup``).
         warmup_mode: ``linear`` or ``exponential``.
         warmup_start_factor: the warmup starts at ``warmup_start_factor * lr``.
-        **params: the schedule's own parameters; ``unit: step|epoch`` says in which unit
-            its durations (step_size, milestones, cycle_steps, step_size_up/down,
-            boundaries, exponential's gamma interval) are given.
+        **params: the schedule's own parameters (``schedule_params(name)`` lists them);
+            ``unit: step|epoch`` says in which unit its durations (step_size, milestones,
+            cycle_steps, step_size_up/down, boundaries, exponential's gamma interval) are
+            given. Defaults that depend on the run: onecycle's and cyclic's ``max_lr`` is
+            ``lr``, cyclic's ``base_lr`` is ``max_lr / 4`` and its ``step_size_up`` two
+            epochs (Smith 2017); plateau's ``base`` is ``constant``, or a name, or a
+            mapping ``{"name": ..., **params}``.
 
     Raises:
         ConfigError: an unknown name or parameter, a missing or out-of-range value.

@@ -52,8 +52,16 @@ def check_range(
     below = low is not None and (number <= low if low_open else number < low)
     above = high is not None and (number >= high if high_open else number > high)
     if below or above:
-        raise ConfigError(f"{name} must be {_interval(low, high, low_open, high_open)}, got {value!r}")
+        interval = _interval(low, high, low_open, high_open)
+        raise ConfigError(f"{name} must be {interval}, got {value!r}")
     return number
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (a string such as ``"no"`` is not), else raise."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def check_int(name: str, value: Any, minimum: int = 0) -> int:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from trainwise.errors import ConfigError
 from trainwise.schedules._base import Schedule
-from trainwise.schedules._checks import check_choice, check_int, check_range
+from trainwise.schedules._checks import check_bool, check_choice, check_int, check_range
 
 ANNEAL_NAMES = ("cos", "linear")
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -77,6 +77,8 @@ class OneCycleSchedule(Schedule):
         check_choice("anneal", self.anneal, ANNEAL_NAMES)
         check_range("div_factor", self.div_factor, 0, low_open=True)
         check_range("final_div_factor", self.final_div_factor, 0, low_open=True)
+        check_bool("three_phase", self.three_phase)
+        check_bool("cycle_momentum", self.cycle_momentum)
         _check_momentum_pair(self.base_momentum, self.max_momentum)
         object.__setattr__(self, "_phases", self._build_phases())
 
@@ -157,6 +159,7 @@ class CyclicSchedule(Schedule):
             check_int("step_size_down", self.step_size_down, 1)
         check_choice("mode", self.mode, CYCLIC_MODES)
         check_range("gamma", self.gamma, 0, 1, low_open=True)
+        check_bool("cycle_momentum", self.cycle_momentum)
         _check_momentum_pair(self.base_momentum, self.max_momentum)
 
     def _lr(self, step: int) -> float:

@@ -131,7 +131,7 @@ class InverseTimeSchedule(Schedule):
 
 @dataclass(frozen=True, kw_only=True)
 class PolynomialSchedule(Schedule):
-    """``end_lr + (lr - end_lr) * (1 - t / total_steps) ** power`` with ``t = min(step, total_steps)``.
+    """``end_lr + (lr - end_lr) * (1 - t / total_steps) ** power``, ``t = min(step, total_steps)``.
 
     Reaches ``end_lr`` at ``total_steps`` and stays there. With ``end_lr=0`` the values are
     those of ``torch.optim.lr_scheduler.PolynomialLR(total_iters=total_steps)``.
@@ -210,7 +210,8 @@ class CosineRestartsSchedule(Schedule):
 
     def _lr(self, step: int) -> float:
         position, length = self._position(step)
-        return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * position / length)) / 2
+        cosine = 1 + math.cos(math.pi * position / length)
+        return self.min_lr + (self.lr - self.min_lr) * cosine / 2
 
     def _position(self, step: int) -> tuple[int, int]:
         """Return (steps into the current cycle, length of the current cycle), in integers."""
@@ -224,7 +225,7 @@ class CosineRestartsSchedule(Schedule):
 
 @dataclass(frozen=True, kw_only=True)
 class PiecewiseSchedule(Schedule):
-    """A constant lr between boundaries: ``values[i]`` from ``boundaries[i-1]`` up to ``boundaries[i]``.
+    """A constant lr between boundaries: ``values[i]`` from ``boundaries[i-1]`` to ``boundaries[i]``.
 
     ``values`` are absolute learning rates (one more than there are boundaries), as in
     Keras' ``PiecewiseConstantDecay``; the step at a boundary already uses the next value.

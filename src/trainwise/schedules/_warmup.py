@@ -46,7 +46,8 @@ class Warmup(Schedule):
         self.warmup_steps = check_int("warmup_steps", warmup_steps, 1)
         self.mode = check_choice("warmup mode", mode, WARMUP_MODES)
         if self.mode == "exponential":
-            self.start_lr = check_range("start_lr of an exponential warmup", start_lr, 0, low_open=True)
+            name = "start_lr of an exponential warmup"
+            self.start_lr = check_range(name, start_lr, 0, low_open=True)
         else:
             self.start_lr = check_range("start_lr", start_lr, 0)
 
