@@ -733,10 +733,12 @@ def test_cuda_rng_state_without_cuda_is_a_warning(caplog: pytest.LogCaptureFixtu
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_rng_state_is_restored_on_every_device() -> None:
-    state = capture_rng_state()
-    assert len(state["cuda"]) == torch.cuda.device_count()
+def test_cuda_rng_state_is_restored_on_every_device(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"rng": capture_rng_state()}, path, step=0, epoch=0)
     expected = [torch.rand(3, device=f"cuda:{d}") for d in range(torch.cuda.device_count())]
+    state = load_checkpoint(path, map_location="cuda")["rng"]  # as a trainer on a GPU loads it
+    assert len(state["cuda"]) == torch.cuda.device_count()
     restore_rng_state(state)
     actual = [torch.rand(3, device=f"cuda:{d}") for d in range(torch.cuda.device_count())]
     assert all(torch.equal(a, e) for a, e in zip(actual, expected))

@@ -150,7 +150,9 @@ def test_resnet_blocks_skip_projection_and_residual_marks() -> None:
     assert all(block.conv2._residual_projection for block in blocks)
 
 
-@pytest.mark.parametrize(("channels", "groups"), [(1, 1), (2, 1), (6, 3), (25, 5), (32, 16), (64, 32)])
+@pytest.mark.parametrize(
+    ("channels", "groups"), [(1, 1), (2, 1), (6, 3), (25, 5), (32, 16), (64, 32)]
+)
 def test_group_count(channels: int, groups: int) -> None:
     assert group_count(channels) == groups
 
@@ -160,7 +162,10 @@ def test_group_count(channels: int, groups: int) -> None:
     [
         ({"name": "mpl"}, r"unknown model 'mpl'; did you mean 'mlp'\? \(valid: mlp, cnn"),
         ({"norm": "bach"}, r"unknown norm 'bach'; did you mean 'batch'\?"),
-        ({"name": "mlp", "norm": "group"}, r"unknown mlp norm 'group' \(valid: none, batch, layer\)"),
+        (
+            {"name": "mlp", "norm": "group"},
+            r"unknown mlp norm 'group' \(valid: none, batch, layer\)",
+        ),
         ({"activation": "rellu"}, r"unknown activation 'rellu'; did you mean 'relu'\?"),
         ({"pool": "maxx"}, r"unknown pool 'maxx'; did you mean 'max'\?"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
@@ -175,7 +180,10 @@ def test_group_count(channels: int, groups: int) -> None:
         ({"input_shape": ()}, r"input_shape must be a non-empty tuple"),
         ({"input_shape": (1, 0)}, r"input_shape must be a non-empty tuple .* got \(1, 0\)"),
         ({"input_shape": (1, 2, 3, 4)}, r"cnn needs input_shape \(L,\), \(C, L\) or \(C, H, W\)"),
-        ({"input_shape": (1, 2, 2)}, r"cannot pool again; use fewer channels entries or pool 'none'"),
+        (
+            {"input_shape": (1, 2, 2)},
+            r"cannot pool again; use fewer channels entries or pool 'none'",
+        ),
         ({"num_outputs": 0}, r"num_outputs must be an integer >= 1, got 0"),
         ({"args": {"width": 3}}, r"built-in model 'cnn' takes none, got \{'width': 3\}"),
         ({"args": [1]}, r"model args must be a mapping of keyword arguments, got \[1\]"),
@@ -259,7 +267,12 @@ def test_user_module_in_working_directory_imports(
 @pytest.mark.parametrize(
     ("source", "attribute", "args", "message"),
     [
-        (USER_MODULE, "mak_model", None, r"has no attribute 'mak_model'; did you mean 'make_model'\?"),
+        (
+            USER_MODULE,
+            "mak_model",
+            None,
+            r"has no attribute 'mak_model'; did you mean 'make_model'\?",
+        ),
         (USER_MODULE, "LIMIT", None, r":LIMIT is a int, not callable; name a function or class"),
         (USER_MODULE, "not_a_model", None, r"returned a list, not a torch.nn.Module"),
         (USER_MODULE, "make_model", {"wdth": 3}, r"do not fit .*make_model\(width=4.*wdth"),
@@ -279,7 +292,10 @@ def test_user_factory_errors(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("no_such_module_xyz:make", r"cannot import module 'no_such_module_xyz' .* run from the folder"),
+        (
+            "no_such_module_xyz:make",
+            r"cannot import module 'no_such_module_xyz' .* run from the folder",
+        ),
         ("no_such_pkg_xyz.sub:make", r"no module named 'no_such_pkg_xyz'"),
         ("module:", r"must look like 'package.module:factory'"),
         (":factory", r"must look like 'package.module:factory'"),

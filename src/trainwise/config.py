@@ -37,7 +37,7 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     normalize: bool = True
-    augment: Union[str, dict[str, float], None] = None
+    augment: Union[str, dict[str, Union[bool, float, None]], None] = None
     class_weights: Optional[Literal["balanced"]] = None
 
 

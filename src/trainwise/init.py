@@ -59,7 +59,11 @@ INIT_SCHEMES: tuple[str, ...] = (
     "lsuv",
 )
 
-_ALIASES = {"xavier": "xavier_uniform", "he": "kaiming_normal", "he_fan_out": "kaiming_normal_fan_out"}
+_ALIASES = {
+    "xavier": "xavier_uniform",
+    "he": "kaiming_normal",
+    "he_fan_out": "kaiming_normal_fan_out",
+}
 _RELU_FAMILY = ("relu", "leaky_relu", "gelu", "silu", "elu")
 _WEIGHTED = (
     nn.Linear,
@@ -328,7 +332,11 @@ def _check_lsuv_settings(
         raise ConfigError(f"sample_input must be a torch.Tensor, got {type(sample_input).__name__}")
     if not 0 < lsuv_tol < 1:
         raise ConfigError(f"lsuv_tol must be in (0, 1), got {lsuv_tol}")
-    if isinstance(lsuv_max_iters, bool) or not isinstance(lsuv_max_iters, int) or lsuv_max_iters < 1:
+    if (
+        isinstance(lsuv_max_iters, bool)
+        or not isinstance(lsuv_max_iters, int)
+        or lsuv_max_iters < 1
+    ):
         raise ConfigError(f"lsuv_max_iters must be an integer >= 1, got {lsuv_max_iters!r}")
     return sample_input
 
@@ -344,7 +352,9 @@ def _lsuv_rescale(
     # Mishkin & Matas (2016): visit Linear/Conv layers in the order the forward pass calls them
     # and divide each weight by the std of its output on one batch until that variance is 1.
     # Eval mode: dropout off and batch norm left unchanged, so the measure is deterministic.
-    names = {module: name for name, module in model.named_modules() if isinstance(module, _WEIGHTED)}
+    names = {
+        module: name for name, module in model.named_modules() if isinstance(module, _WEIGHTED)
+    }
     was_training = model.training
     model.eval()
     try:
@@ -360,7 +370,10 @@ def _lsuv_rescale(
             if abs(variance - 1) > tol:
                 logger.warning(
                     "lsuv: layer %s has output variance %.3g after %d rounds, wanted 1 +- %g",
-                    names[module], variance, rounds, tol,
+                    names[module],
+                    variance,
+                    rounds,
+                    tol,
                 )
             results[names[module]] = {"std": math.sqrt(variance), "iterations": rounds}
     finally:

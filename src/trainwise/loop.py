@@ -50,6 +50,7 @@ class FitLoop:
         self.schedule = self._build_schedule()
         trainer.schedule = self.schedule
         self.micro_weights = self._micro_batch_weights()
+        self.cycle_momentum = self._can_cycle_momentum()
         self.sync_each_step = trainer.device.type == "cpu"
         self._reset_epoch_stats()
         self.window_loss, self.window_count = 0.0, 0
@@ -104,6 +105,16 @@ class FitLoop:
         return build_schedule(t.schedule_spec, lr=t.lr, total_steps=self.total_steps,
                               steps_per_epoch=self.steps_per_epoch, warmup=t.warmup, **t.schedule_params)
 
+    def _can_cycle_momentum(self) -> bool:
+        """Momentum follows the schedule (1cycle, cyclic) when the optimizer has one to set."""
+        if self.schedule.momentum_at(0) is None:
+            return False
+        if all("betas" in g or "momentum" in g for g in self.t.optimizer.param_groups):
+            return True
+        log.warning("%s has no momentum or beta1; the schedule's momentum cycle is ignored",
+                    type(self.t.optimizer).__name__)
+        return False
+
     def _micro_batch_weights(self) -> list[float]:
         """Each micro-batch's share of its accumulation group, by samples, so that accumulating
         k batches of b gives the gradient of one batch of k·b (the last, partial group included)."""
@@ -134,6 +145,8 @@ class FitLoop:
             write_config(t.run_dir / "config.yaml", t.config)
         if resume_path is not None:
             self._resume(resume_path, allow_config_changes)
+        t.current_lr = math.nan  # force the schedule's lr (and momentum) for the first step
+        self._apply_schedule()
         self.initial_state = copy.deepcopy(self.state_dict())
         previous_handlers = self._install_signal_handlers()
         try:
@@ -274,9 +287,8 @@ class FitLoop:
         if lr != t.current_lr:
             set_lr(t.optimizer, lr)
             t.current_lr = lr
-        momentum = self.schedule.momentum_at(min(t.step, self.total_steps - 1))
-        if momentum is not None:
-            set_momentum(t.optimizer, momentum)
+        if self.cycle_momentum:
+            set_momentum(t.optimizer, self.schedule.momentum_at(min(t.step, self.total_steps - 1)))
 
     def _log_step(self) -> None:
         t = self.t

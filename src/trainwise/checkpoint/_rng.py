@@ -64,7 +64,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         np.random.set_state(
             (
                 numpy_state["algorithm"],
-                numpy_state["keys"].numpy().astype(np.uint32),
+                numpy_state["keys"].cpu().numpy().astype(np.uint32),
                 numpy_state["position"],
                 numpy_state["has_gauss"],
                 numpy_state["cached_gaussian"],

@@ -230,7 +230,7 @@ def schedule(args: argparse.Namespace) -> int:
     names = [cfg.schedule.name] + ([n.strip() for n in args.compare.split(",") if n.strip()] if args.compare else [])
     schedules = {}
     for name in dict.fromkeys(names):
-        params = cfg.schedule.params() if name == cfg.schedule.name else {}
+        params = cfg.schedule.params() if name == cfg.schedule.name else _comparison_params(name, total, lr)
         schedules[name] = build_schedule(name, lr=lr, total_steps=total, steps_per_epoch=steps_per_epoch,
                                          warmup=cfg.schedule.warmup, warmup_mode=cfg.schedule.warmup_mode,
                                          warmup_start_factor=cfg.schedule.warmup_start_factor, **params)
@@ -242,6 +242,20 @@ def schedule(args: argparse.Namespace) -> int:
     out = plot_schedules(schedules, total, args.out)
     print(f"\nplot: {out}")
     return 0
+
+
+def _comparison_params(name: str, total: int, lr: float) -> dict[str, Any]:
+    """Typical settings for a schedule overlaid with --compare, scaled to the run's length."""
+    third = max(total // 3, 1)
+    return {
+        "step": {"step_size": third, "gamma": 0.1},
+        "multistep": {"milestones": [max(total // 2, 1), max(3 * total // 4, 2)], "gamma": 0.1},
+        "exponential": {"gamma": 0.01 ** (1 / max(total, 1))},
+        "inverse_time": {"decay": 10 / max(total, 1)},
+        "cosine_restarts": {"cycle_steps": max(total // 4, 1)},
+        "sgdr": {"cycle_steps": max(total // 4, 1)},
+        "piecewise": {"boundaries": [third, 2 * third], "values": [lr, lr / 10, lr / 100]},
+    }.get(name, {})
 
 
 def lr_find(args: argparse.Namespace) -> int:

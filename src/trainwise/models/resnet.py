@@ -53,7 +53,9 @@ class BasicBlock(nn.Module):
     ) -> None:
         super().__init__()
         bias = norm != "batch"
-        self.conv1 = make_conv(dims, in_channels, out_channels, kernel_size, stride=stride, bias=bias)
+        self.conv1 = make_conv(
+            dims, in_channels, out_channels, kernel_size, stride=stride, bias=bias
+        )
         self.norm1 = make_conv_norm(norm, out_channels, dims)
         self.act1 = make_activation(activation)
         self.conv2 = make_conv(dims, out_channels, out_channels, kernel_size, bias=bias)

@@ -58,14 +58,17 @@ def plot_schedules(schedules: Mapping[str, Schedule], total_steps: int,
         if any(value is not None for value in values):
             momentums[label] = [np.nan if value is None else value for value in values]
 
+    colors = {label: f"C{index % 10}" for index, label in enumerate(schedules)}  # same in both panels
     figure = Figure(figsize=(9, 6.5 if momentums else 4.5), dpi=_DPI, layout="constrained")
     if momentums:
         lr_axes, momentum_axes = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
-        _draw(momentum_axes, steps, momentums, "momentum / beta1")
+        _draw(momentum_axes, steps, momentums, colors, "momentum / beta1")
+        momentum_axes.set_xlabel("optimizer step")
         lr_axes.tick_params(labelbottom=False)
     else:
         lr_axes = figure.subplots(1, 1)
-    _draw(lr_axes, steps, lrs, "learning rate")
+        lr_axes.set_xlabel("optimizer step")
+    _draw(lr_axes, steps, lrs, colors, "learning rate")
     plural = "s" if len(schedules) > 1 else ""
     figure.suptitle(f"Learning-rate schedule{plural} over {total_steps} steps")
     target = Path(path)
@@ -102,10 +105,10 @@ def _plotted_steps(total_steps: int) -> np.ndarray:
     return np.unique(np.linspace(0, total_steps - 1, MAX_POINTS).round().astype(np.int64))
 
 
-def _draw(axes: Axes, steps: np.ndarray, series: Mapping[str, list[float]], ylabel: str) -> None:
+def _draw(axes: Axes, steps: np.ndarray, series: Mapping[str, list[float]],
+          colors: Mapping[str, str], ylabel: str) -> None:
     for label, values in series.items():
-        axes.plot(steps, values, label=label, linewidth=1.6)
-    axes.set_xlabel("optimizer step")
+        axes.plot(steps, values, label=label, color=colors[label], linewidth=1.6)
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize="small")
