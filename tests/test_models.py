@@ -14,8 +14,12 @@ from torch import nn
 from trainwise.errors import ConfigError
 from trainwise.models import (
     ACTIVATIONS,
+    CNN,
+    MLP,
     MODEL_NAMES,
     BasicBlock,
+    RecurrentNet,
+    ResNet,
     activation_of,
     build_model,
 )
@@ -173,8 +177,9 @@ def test_group_count(channels: int, groups: int) -> None:
         ({"dropout": "0.5"}, r"dropout must be a number in \[0, 1\), got '0.5'"),
         ({"hidden": [0]}, r"cnn hidden must hold integers > 0, got \[0\]"),
         ({"hidden": "64"}, r"cnn hidden must be a list of positive integers, got '64'"),
-        ({"channels": []}, r"cnn channels must name at least one size, got \[\]"),
-        ({"channels": [8, 2.5]}, r"cnn channels must hold integers > 0"),
+        ({"channels": []}, r"channels must name at least one size, got \[\]"),
+        ({"name": "mlp", "channels": [0]}, r"channels must hold integers > 0, got \[0\]"),
+        ({"channels": [8, 2.5]}, r"channels must hold integers > 0, got \[8, 2.5\]"),
         ({"kernel_size": 4}, r"kernel_size must be odd .* got 4; use 5"),
         ({"kernel_size": 0}, r"kernel_size must be a positive odd integer, got 0"),
         ({"input_shape": ()}, r"input_shape must be a non-empty tuple"),
@@ -200,12 +205,28 @@ def test_invalid_options_raise(options: dict, message: str) -> None:
         build_model(name, **arguments)
 
 
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: CNN((1, 8, 8), 2, channels=[]), r"cnn channels must name at least one size"),
+        (lambda: ResNet((1, 8, 8), 2, channels=[4, -4]), r"resnet channels must hold integers > 0"),
+        (lambda: MLP((4,), 2, hidden=[8, 0]), r"mlp hidden must hold integers > 0, got \[8, 0\]"),
+        (lambda: RecurrentNet((1, 4), 2, cell="rnn"), r"unknown recurrent cell 'rnn'"),
+        (lambda: ResNet((1, 1, 1), 2), r"cannot pool again"),
+    ],
+)
+def test_model_classes_check_their_arguments(build, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
 USER_MODULE = """
 import torch
 from torch import nn
 
 def make_model(width=4, input_shape=None, num_outputs=None):
-    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[-1], width), nn.Linear(width, num_outputs))
+    layers = [nn.Flatten(), nn.Linear(input_shape[-1], width), nn.Linear(width, num_outputs)]
+    return nn.Sequential(*layers)
 
 class Net(nn.Module):
     def __init__(self, width):

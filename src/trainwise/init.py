@@ -19,20 +19,19 @@ Schemes and the weight variance they give (fan_in/fan_out count the receptive fi
 ``orthogonal``                      orthogonal rows (or columns) scaled by the gain
 ``gpt``                             normal, std 0.02; residual projections 0.02 / sqrt(2 L)
 ``lsuv``                            orthogonal, then each layer rescaled to unit output variance
-``auto``                            he for the ReLU family, xavier for tanh and sigmoid,
-                                    lecun for SELU
+``auto``                            he for ReLU-like, xavier for tanh/sigmoid, lecun for SELU
 ==================================  ======================================================
 
-The gain is ``nn.init.calculate_gain`` of the activation; GELU, SiLU and ELU, which it does not
-know, take ReLU's gain (sqrt 2), which fits them to within a few percent at initialization.
-Xavier keeps Glorot's gain of 1 so that it stays the textbook scheme it is named after.
+The gain is ``nn.init.calculate_gain`` of the activation. GELU, SiLU and ELU, which it does not
+know, take ReLU's gain (sqrt 2), as common practice does; their exact second-moment gains are
+1.53, 1.68 and 1.25. Xavier keeps Glorot's gain of 1, the textbook scheme it is named after.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -65,14 +64,15 @@ _ALIASES = {
     "he_fan_out": "kaiming_normal_fan_out",
 }
 _RELU_FAMILY = ("relu", "leaky_relu", "gelu", "silu", "elu")
-_WEIGHTED = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
+# The layers a scheme sets; each has a ``weight`` Tensor and an optional ``bias``.
+WeightedLayer = (
+    nn.Linear
+    | nn.Conv1d
+    | nn.Conv2d
+    | nn.Conv3d
+    | nn.ConvTranspose1d
+    | nn.ConvTranspose2d
+    | nn.ConvTranspose3d
 )
 _NORMS: tuple[type[nn.Module], ...] = (
     nn.BatchNorm1d,
@@ -113,7 +113,7 @@ def activation_gain(activation: str) -> float:
         return nn.init.calculate_gain("leaky_relu", LEAKY_RELU_SLOPE)
     if activation in _RELU_FAMILY:
         return nn.init.calculate_gain("relu")
-    return nn.init.calculate_gain(activation)
+    return nn.init.calculate_gain(cast(Any, activation))  # tanh, sigmoid or selu
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -164,7 +164,6 @@ def init_recurrent(module: nn.RNNBase) -> None:
     The LSTM forget gate's input bias is set to 1 (gate order i, f, g, o), so the total forget
     bias is 1 and the cell keeps its state early in training.
     """
-    gates = {"LSTM": 4, "GRU": 3}.get(module.mode, 1)
     hidden = module.hidden_size
     for name, param in module.named_parameters(recurse=False):
         if name.startswith("weight_ih"):
@@ -176,20 +175,21 @@ def init_recurrent(module: nn.RNNBase) -> None:
                 nn.init.orthogonal_(chunk)
         elif name.startswith("bias"):
             param.zero_()
-            if gates == 4 and name.startswith("bias_ih"):
+            if module.mode == "LSTM" and name.startswith("bias_ih"):
                 param[hidden : 2 * hidden].fill_(1.0)
 
 
 @torch.no_grad()
 def init_norm(module: nn.Module) -> None:
     """Set a norm layer's affine weight to 1 and bias to 0 (those it has)."""
-    if getattr(module, "weight", None) is not None:
-        module.weight.fill_(1.0)
-    if getattr(module, "bias", None) is not None:
-        module.bias.zero_()
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    if isinstance(weight, torch.Tensor):
+        weight.fill_(1.0)
+    if isinstance(bias, torch.Tensor):
+        bias.zero_()
 
 
-def residual_projections(model: nn.Module) -> dict[str, nn.Module]:
+def residual_projections(model: nn.Module) -> dict[str, WeightedLayer]:
     """Return the modules that end a residual branch, by qualified name.
 
     A module counts when it sets ``_residual_projection = True`` (the built-in resnet's blocks
@@ -198,7 +198,7 @@ def residual_projections(model: nn.Module) -> dict[str, nn.Module]:
     return {
         name: module
         for name, module in model.named_modules()
-        if isinstance(module, _WEIGHTED)
+        if isinstance(module, WeightedLayer)
         and (
             getattr(module, "_residual_projection", False)
             or name.rsplit(".", 1)[-1] in _RESIDUAL_NAMES
@@ -265,7 +265,7 @@ def initialize(
 
     layers: dict[str, str] = {}
     for name, module in model.named_modules():
-        if isinstance(module, _WEIGHTED):
+        if isinstance(module, WeightedLayer):
             init_weight(module.weight, resolved, activation)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -352,28 +352,24 @@ def _lsuv_rescale(
     # Mishkin & Matas (2016): visit Linear/Conv layers in the order the forward pass calls them
     # and divide each weight by the std of its output on one batch until that variance is 1.
     # Eval mode: dropout off and batch norm left unchanged, so the measure is deterministic.
-    names = {
-        module: name for name, module in model.named_modules() if isinstance(module, _WEIGHTED)
+    names: dict[WeightedLayer, str] = {
+        module: name for name, module in model.named_modules() if isinstance(module, WeightedLayer)
     }
     was_training = model.training
     model.eval()
     try:
-        order = _forward_order(model, sample, names)
         results: dict[str, dict[str, float]] = {}
-        for module in order:
+        for module in _output_variances(model, sample, list(names)):  # in call order
             rounds = 0
-            variance = _output_variance(model, module, sample)
+            variance = _output_variances(model, sample, [module])[module]
             while abs(variance - 1) > tol and rounds < max_iters and variance > _DEAD_VARIANCE:
                 module.weight.mul_(variance**-0.5)
                 rounds += 1
-                variance = _output_variance(model, module, sample)
+                variance = _output_variances(model, sample, [module])[module]
             if abs(variance - 1) > tol:
                 logger.warning(
                     "lsuv: layer %s has output variance %.3g after %d rounds, wanted 1 +- %g",
-                    names[module],
-                    variance,
-                    rounds,
-                    tol,
+                    *(names[module], variance, rounds, tol),
                 )
             results[names[module]] = {"std": math.sqrt(variance), "iterations": rounds}
     finally:
@@ -381,7 +377,17 @@ def _lsuv_rescale(
     return results
 
 
-def _run(model: nn.Module, sample: torch.Tensor) -> None:
+def _output_variances(
+    model: nn.Module, sample: torch.Tensor, modules: list[WeightedLayer]
+) -> dict[WeightedLayer, float]:
+    # One forward pass; each module's output variance at its first call, in call order.
+    variances: dict[WeightedLayer, float] = {}
+
+    def measure(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        if module not in variances:
+            variances[cast(WeightedLayer, module)] = output.detach().float().var().item()
+
+    handles = [module.register_forward_hook(measure) for module in modules]
     try:
         model(sample)
     except (RuntimeError, ValueError, TypeError) as error:
@@ -389,36 +395,7 @@ def _run(model: nn.Module, sample: torch.Tensor) -> None:
             f"lsuv could not run the model on sample_input of shape {tuple(sample.shape)}: "
             f"{error}; pass one batch shaped like the training inputs, on the model's device"
         ) from error
-
-
-def _forward_order(
-    model: nn.Module, sample: torch.Tensor, names: dict[nn.Module, str]
-) -> list[nn.Module]:
-    order: list[nn.Module] = []
-
-    def record(module: nn.Module, inputs: Any, output: Any) -> None:
-        if module not in order:
-            order.append(module)
-
-    handles = [module.register_forward_hook(record) for module in names]
-    try:
-        _run(model, sample)
     finally:
         for handle in handles:
             handle.remove()
-    return order
-
-
-def _output_variance(model: nn.Module, module: nn.Module, sample: torch.Tensor) -> float:
-    variances: list[float] = []
-
-    def measure(layer: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        if not variances:  # a layer called twice is measured at its first call
-            variances.append(output.detach().float().var().item())
-
-    handle = module.register_forward_hook(measure)
-    try:
-        _run(model, sample)
-    finally:
-        handle.remove()
-    return variances[0]
+    return variances

@@ -98,6 +98,11 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, lr:
 
         early_stopping = EarlyStopping(es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta,
                                        restore_best=es.restore_best)
+    callbacks = []
+    if cfg.optimizer.freeze:
+        from trainwise.callbacks import ModuleFreezer
+
+        callbacks.append(ModuleFreezer(cfg.optimizer.freeze))
     schedule_params = cfg.schedule.params()
     schedule_params.update(warmup_mode=cfg.schedule.warmup_mode, warmup_start_factor=cfg.schedule.warmup_start_factor)
     return Trainer(
@@ -106,7 +111,7 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, lr:
         schedule_monitor=cfg.schedule.monitor, epochs=t.epochs, max_steps=t.max_steps, batch_size=d.batch_size,
         eval_batch_size=d.eval_batch_size, accumulate=t.accumulate, grad_clip=t.grad_clip,
         grad_clip_mode=t.grad_clip_mode, precision=t.precision, device=t.device, early_stopping=early_stopping,
-        monitor=es.monitor if bundle.val is not None else "train_loss", run_dir=run_dir, name=cfg.name,
+        callbacks=callbacks, monitor=es.monitor if bundle.val is not None else "train_loss", run_dir=run_dir, name=cfg.name,
         seed=cfg.seed, label_smoothing=t.label_smoothing, class_weights=class_weights, augment=augment,
         checkpoint_every_n_steps=t.checkpoint.every_n_steps, keep_last=t.checkpoint.keep_last,
         on_nonfinite=t.on_nonfinite, max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor,

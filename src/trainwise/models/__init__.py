@@ -25,6 +25,7 @@ from trainwise.models.resnet import BasicBlock, ResNet
 
 __all__ = [
     "ACTIVATIONS",
+    "CNN",
     "CONV_NORMS",
     "DEFAULT_CHANNELS",
     "DEFAULT_HIDDEN",
@@ -33,7 +34,6 @@ __all__ = [
     "MODEL_NAMES",
     "POOLS",
     "BasicBlock",
-    "CNN",
     "RecurrentNet",
     "ResNet",
     "activation_of",

@@ -22,6 +22,8 @@ from trainwise.models.layers import (
     check_dropout,
     check_input_shape,
     check_kernel_size,
+    check_num_outputs,
+    check_positive_ints,
 )
 from trainwise.models.mlp import MLP
 from trainwise.models.recurrent import RecurrentNet
@@ -30,14 +32,14 @@ from trainwise.models.resnet import ResNet
 MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "resnet", "gru", "lstm")
 
 # Defaults when ``hidden`` / ``channels`` are None, per model.
-DEFAULT_HIDDEN: dict[str, list[int]] = {
-    "mlp": [128],
-    "cnn": [128],
-    "resnet": [],
-    "gru": [64],
-    "lstm": [64],
+DEFAULT_HIDDEN: dict[str, tuple[int, ...]] = {
+    "mlp": (128,),
+    "cnn": (128,),
+    "resnet": (),
+    "gru": (64,),
+    "lstm": (64,),
 }
-DEFAULT_CHANNELS: dict[str, list[int]] = {"cnn": [32, 64, 64], "resnet": [16, 32, 64]}
+DEFAULT_CHANNELS: dict[str, tuple[int, ...]] = {"cnn": (32, 64, 64), "resnet": (16, 32, 64)}
 
 
 def build_model(
@@ -58,8 +60,8 @@ def build_model(
 
     Built-in names are ``MODEL_NAMES``: ``mlp`` (uses hidden, norm, dropout, activation),
     ``cnn`` and ``resnet`` (also channels, kernel_size, pool), ``gru`` and ``lstm`` (hidden,
-    dropout). Every option is checked whichever model uses it, so a typo never passes
-    silently. ``None`` for ``hidden`` or ``channels`` takes the model's default
+    dropout). Every option is checked, whether or not the chosen model uses it, so a typo
+    never passes silently. ``None`` for ``hidden`` or ``channels`` takes the model's default
     (``DEFAULT_HIDDEN``, ``DEFAULT_CHANNELS``).
 
     Any other name of the form ``package.module:factory`` imports ``package.module`` (the
@@ -81,6 +83,7 @@ def build_model(
     if args is not None and not isinstance(args, dict):
         raise ConfigError(f"model args must be a mapping of keyword arguments, got {args!r}")
     shape = check_input_shape(input_shape)
+    check_num_outputs(num_outputs)
     if ":" in name:
         return load_user_model(name, args or {}, input_shape=shape, num_outputs=num_outputs)
     check_choice("model", name, MODEL_NAMES)
@@ -94,6 +97,8 @@ def build_model(
     check_choice("activation", activation, ACTIVATIONS)
     check_kernel_size(kernel_size)
     check_dropout(dropout)
+    if channels is not None:
+        check_positive_ints("channels", channels, allow_empty=False)
     sizes = DEFAULT_HIDDEN[name] if hidden is None else hidden
     if name == "mlp":
         model: nn.Module = MLP(

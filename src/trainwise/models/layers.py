@@ -108,7 +108,7 @@ def check_dropout(dropout: Any) -> float:
 
 
 def check_kernel_size(kernel_size: Any) -> int:
-    """Return ``kernel_size`` if it is a positive odd int (so padding keeps the size), else raise."""
+    """Return ``kernel_size`` if it is a positive odd int (padding then keeps the size)."""
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ConfigError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
     if kernel_size % 2 == 0:

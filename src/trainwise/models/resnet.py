@@ -59,7 +59,7 @@ class BasicBlock(nn.Module):
         self.norm1 = make_conv_norm(norm, out_channels, dims)
         self.act1 = make_activation(activation)
         self.conv2 = make_conv(dims, out_channels, out_channels, kernel_size, bias=bias)
-        self.conv2._residual_projection = True
+        self.conv2._residual_projection = True  # type: ignore[assignment]  # flag, not a Tensor
         self.norm2 = make_conv_norm(norm, out_channels, dims)
         self.act2 = make_activation(activation)
         self.skip: nn.Module = nn.Identity()
