@@ -60,6 +60,7 @@ class FitLoop:
         self.signal_received: Optional[int] = None
         self.restart_epoch = False
         self.mid_epoch = False
+        self.group_size = 0  # micro-batches backpropagated since the last optimizer step
 
     # ------------------------------------------------------------------ setup
     def _prepare(self, source: Any, split: str) -> Any:
@@ -201,40 +202,43 @@ class FitLoop:
         skip = t.guard.skip_batches
         for xb, yb in batches:
             index = batches.position - 1
-            if skip and (t.epoch, index) in skip:
-                continue
-            for callback in fire_start:
-                callback.on_batch_start(t, (xb, yb))
-            loss = self._forward_loss(xb, yb)
-            n = yb.shape[0]
-            if sync:
-                value = loss.item()
-                if not math.isfinite(value):
-                    if self._on_nonfinite(f"loss is {value}", index):
-                        return False
-                    continue
-                self.loss_sum += value * n
-                self.window_loss += value
-                if t.spikes.observe(value):
-                    t.record_event("loss_spike", f"loss {value:.4g} at step {t.step} is over "
-                                   f"{t.spikes.factor}x the recent median")
-            else:
-                self.loss_sum_device += loss.detach() * n
-            self.loss_count += n
-            self.window_count += 1
-            t.samples_seen_this_epoch += n
-            scaled = loss if accumulate == 1 else loss * weights[index]
-            t.scaler.scale(scaled).backward() if t.scaler.is_enabled() else scaled.backward()
-            if (index + 1) % accumulate == 0 or index == last_index:
-                if self._optimizer_step(index):
+            boundary = (index + 1) % accumulate == 0 or index == last_index
+            loss = None
+            if not (skip and (t.epoch, index) in skip):
+                for callback in fire_start:
+                    callback.on_batch_start(t, (xb, yb))
+                loss = self._forward_loss(xb, yb)
+                n = yb.shape[0]
+                if sync:
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        if self._on_nonfinite(f"loss is {value}", index, gradients_touched=False):
+                            return False
+                        loss = None  # skipped: this batch adds nothing to the step
+                    else:
+                        self.loss_sum += value * n
+                        self.window_loss += value
+                        if t.spikes.observe(value):
+                            t.record_event("loss_spike", f"loss {value:.4g} at step {t.step} is over "
+                                           f"{t.spikes.factor}x the recent median")
+                else:
+                    self.loss_sum_device += loss.detach() * n
+            if loss is not None:
+                self.loss_count += n
+                self.window_count += 1
+                t.samples_seen_this_epoch += n
+                scaled = loss if accumulate == 1 else loss * weights[index]
+                t.scaler.scale(scaled).backward() if t.scaler.is_enabled() else scaled.backward()
+                self.group_size += 1
+            if boundary and self.group_size:
+                self.group_size = 0
+                if self._optimizer_step(index) or self.restart_epoch:
                     return False
-                if self.restart_epoch:
-                    return False
-            for callback in fire_end:
-                callback.on_batch_end(t, loss.detach())
-            at_boundary = (index + 1) % accumulate == 0 or index == last_index
-            if at_boundary and (t.should_stop or self.signal_received is not None or
-                                (t.max_steps is not None and t.step >= t.max_steps)):
+            if loss is not None:
+                for callback in fire_end:
+                    callback.on_batch_end(t, loss.detach())
+            if boundary and (t.should_stop or self.signal_received is not None or
+                             (t.max_steps is not None and t.step >= t.max_steps)):
                 return index == last_index
         return True
 
@@ -303,10 +307,15 @@ class FitLoop:
         self.window_loss, self.window_count = 0.0, 0
 
     # ------------------------------------------------------------------ non-finite values
-    def _on_nonfinite(self, what: str, index: int) -> bool:
-        """Apply the policy. True when the current epoch must end (rolled back or diverged)."""
+    def _on_nonfinite(self, what: str, index: int, *, gradients_touched: bool = True) -> bool:
+        """Apply the policy. True when the current epoch must end (rolled back or diverged).
+
+        ``gradients_touched``: the bad value reached the gradients (a non-finite gradient norm), so
+        the whole accumulation group is dropped; a bad loss is caught before backward."""
         t, guard = self.t, self.t.guard
-        t.optimizer.zero_grad(set_to_none=True)
+        if gradients_touched or guard.policy != "skip":
+            t.optimizer.zero_grad(set_to_none=True)
+            self.group_size = 0
         where = f"{what} at step {t.step} (epoch {t.epoch}, batch {index})"
         if guard.policy == "skip":
             guard.skipped += 1
