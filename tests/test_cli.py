@@ -111,3 +111,39 @@ def test_debug_shows_the_traceback(tmp_path):
     proc = trainwise("--debug", "train", DIGITS, "optimizer.lr=-1", cwd=tmp_path)
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
+
+
+def _write_csv(path: Path, regression: bool) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 3))
+    lines = ["a,b,c,target"]
+    for row in x:
+        if regression:
+            target = f"{2 * row[0] - row[1] + 0.5 * row[2] + 0.01 * rng.normal():.6f}"
+        else:
+            target = "yes" if row[0] + row[1] > 0 else "no"
+        lines.append(",".join(f"{v:.6f}" for v in row) + f",{target}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_csv_regression_reports_rmse(tmp_path):
+    _write_csv(tmp_path / "reg.csv", regression=True)
+    proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=reg.csv", "data.target=target",
+                     "model.hidden=[32]", "model.dropout=0", "train.epochs=40", "--run-dir", "reg", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "reg" / "summary.json").read_text())
+    assert summary["task"] == "regression"
+    assert 0 < summary["test_rmse"] < 0.5
+    assert summary["test_r2"] > 0.9
+    assert "test_rmse" in proc.stdout
+
+
+def test_csv_classification_trains_with_text_labels(tmp_path):
+    _write_csv(tmp_path / "cls.csv", regression=False)
+    proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=cls.csv", "data.target=target",
+                     "model.hidden=[32]", "train.epochs=30", "--run-dir", "cls", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "cls" / "summary.json").read_text())
+    assert summary["task"] == "classification"
+    assert summary["test_accuracy"] > 0.9
+    assert summary["class_names"] == ["no", "yes"]

@@ -60,6 +60,7 @@ class FitLoop:
         self.signal_received: Optional[int] = None
         self.restart_epoch = False
         self.mid_epoch = False
+        self.epoch_done = False  # the current epoch's end (validation, on_epoch_end) has run
         self.group_size = 0  # micro-batches backpropagated since the last optimizer step
 
     # ------------------------------------------------------------------ setup
@@ -142,10 +143,10 @@ class FitLoop:
         resume_path = t.checkpointer.resolve_resume(resume) if resume is not None else None
         metrics_path = t.run_dir / "metrics.csv"
         t.metrics_log = MetricsLog(metrics_path) if resume_path is None else MetricsLog.reopen(metrics_path)
-        if t.config is not None:
-            write_config(t.run_dir / "config.yaml", t.config)
         if resume_path is not None:
             self._resume(resume_path, allow_config_changes)
+        if t.config is not None:  # after the resume's config check: a refused config must not replace the run's
+            write_config(t.run_dir / "config.yaml", t.config)
         t.current_lr = math.nan  # force the schedule's lr (and momentum) for the first step
         self._apply_schedule()
         self.initial_state = copy.deepcopy(self.state_dict())
@@ -153,7 +154,7 @@ class FitLoop:
         try:
             t._fire("on_fit_start")
             self._epochs()
-            if self.signal_received is not None:
+            if self.signal_received is not None and not t.should_stop:  # a run that has already ended stays ended
                 t.status = "interrupted"
                 t.stop_reason = f"received {signal.Signals(self.signal_received).name}; saved a checkpoint to resume from"
                 t.record_event("interrupted", t.stop_reason)
@@ -196,6 +197,7 @@ class FitLoop:
         else:
             batches.set_epoch(t.epoch)
             self._reset_epoch_stats()
+            self.epoch_done = False
         accumulate, weights, sync = t.accumulate, self.micro_weights, self.sync_each_step
         last_index = len(batches) - 1
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
@@ -365,6 +367,7 @@ class FitLoop:
         if monitored is not None:
             self.schedule.observe(monitored)
         t.history.append({"epoch": t.epoch, **logs, "lr": t.current_lr})
+        self.epoch_done = True  # before on_epoch_end, whose checkpoint must not replay this end
         t._fire("on_epoch_end", logs)
 
     def _test(self) -> dict[str, float]:
@@ -411,7 +414,8 @@ class FitLoop:
             "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "scaler": t.scaler.state_dict(),
             "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(t.callbacks)},
-            "epoch": t.epoch, "step": t.step, "loader": self.batches.state_dict(), "rng": ckpt.capture_rng_state(),
+            "epoch": t.epoch, "step": t.step, "epoch_done": self.epoch_done, "loader": self.batches.state_dict(),
+            "rng": ckpt.capture_rng_state(),
             "epoch_stats": {"loss_sum": self.loss_sum, "loss_count": self.loss_count,
                             "loss_sum_device": self.loss_sum_device.cpu(), "clipped_steps": self.clipped_steps,
                             "epoch_steps": self.epoch_steps, "samples": t.samples_seen_this_epoch,
@@ -436,10 +440,11 @@ class FitLoop:
             callback.load_state_dict(cb_state)
         t.epoch, t.step = state["epoch"], state["step"]
         self.batches.load_state_dict(state["loader"])
-        finished_epoch = self.batches.position >= len(self.batches)
         stats = state["epoch_stats"]
-        if finished_epoch:
-            t.epoch += 1
+        # A checkpoint taken after the last batch but before the epoch's end (validation, callbacks) must
+        # still run that end; one taken after it starts the next epoch, whatever t.epoch said then.
+        if state["epoch_done"]:
+            t.epoch = self.batches.epoch + 1
             self.batches.set_epoch(t.epoch)
             self._reset_epoch_stats()
         else:
@@ -447,7 +452,8 @@ class FitLoop:
             self.loss_sum_device = stats["loss_sum_device"].to(t.device)
             self.clipped_steps, self.epoch_steps = stats["clipped_steps"], stats["epoch_steps"]
             t.samples_seen_this_epoch = stats["samples"]
-        self.mid_epoch = not finished_epoch and self.batches.position > 0
+        self.mid_epoch = not state["epoch_done"]
+        self.epoch_done = False
         self.window_loss, self.window_count = stats["window_loss"], stats["window_count"]
         self.train_samples, self.train_seconds = stats["train_samples"], stats["train_seconds"]
         t.history = list(state["history"])
@@ -463,8 +469,12 @@ class FitLoop:
         state = ckpt.load_checkpoint(path, map_location=t.device)
         changes = check_resume_config(state.get("config"), t.config, allow_config_changes)
         self.load_state_dict(state)
-        t.status = "completed"
-        t.should_stop = False
+        # Early stopping had ended the run: it stays ended (resuming only finishes it); any other
+        # saved status (interrupted) continues.
+        t.should_stop = state["status"] == "stopped_early"
+        t.status = state["status"] if t.should_stop else "completed"
+        if t.should_stop:
+            t.stop_reason = next((e["message"] for e in reversed(t.events) if e["kind"] == "stopped_early"), None)
         t.record_event("resumed", f"resumed from {path} at step {t.step}, epoch {t.epoch}"
                        + (f"; changed: {'; '.join(changes)}" if changes else ""))
         if changes:  # a new lr or length: the schedule is rebuilt from the new config, at the same step

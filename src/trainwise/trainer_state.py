@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -49,7 +50,7 @@ class Checkpointer:
             path = Path(resume)
             if not path.is_file():
                 raise CheckpointError(f"checkpoint to resume from not found: {path}")
-            self.protect.add(path.resolve())
+            self._protect(path)
             return path
         path, skipped = ckpt.find_resumable(self.folder)
         for bad, reason in skipped:
@@ -60,8 +61,16 @@ class Checkpointer:
             )
         if skipped:
             log.warning("resuming from %s, the newest checkpoint that verifies", path)
-        self.protect.add(Path(path).resolve())
+        self._protect(Path(path))
         return Path(path)
+
+    def _protect(self, path: Path) -> None:
+        """Keep ``path`` from retention, and the step-numbered file it is a hard link of: a resumed-from
+        ``last.pt`` is replaced by the next save, and its bytes must survive as that step file."""
+        self.protect.add(path.resolve())
+        for step_file in path.parent.glob("step-*.pt"):
+            if step_file.name != path.name and os.path.samefile(step_file, path):
+                self.protect.add(step_file.resolve())
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

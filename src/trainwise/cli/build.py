@@ -16,7 +16,7 @@ from trainwise.config import RunConfig
 from trainwise.data import DataBundle, balanced_class_weights, build_augment, load_data
 from trainwise.errors import ConfigError
 from trainwise.init import initialize
-from trainwise.models import build_model
+from trainwise.models import activation_of, build_model
 from trainwise.optim import build_optimizer, scale_lr
 from trainwise.trainer import Trainer, resolve_device
 
@@ -40,7 +40,7 @@ def make_model(cfg: RunConfig, bundle: DataBundle) -> torch.nn.Module:
     m = cfg.model
     model = make_bare_model(cfg, tuple(bundle.input_shape), bundle.num_outputs)
     sample = bundle.train[0][:512] if m.init == "lsuv" else None
-    initialize(model, m.init, activation=m.activation, sample_input=sample)
+    initialize(model, m.init, activation=activation_of(model), sample_input=sample)
     return model
 
 

@@ -1,0 +1,92 @@
+"""Figure 1 — step overhead: trainwise ``Trainer`` vs the hand-written PyTorch loop.
+
+Both train the same model (same seed and init) with AdamW in the Trainer's parameter groups,
+the same 1cycle schedule and the same batch order (in-memory index slicing), on MNIST:
+(a) MLP 784-128-10 at batch 64, where the loop's own cost matters most; (b) the CNN of
+``examples/mnist.yaml`` at batch 128. The Trainer runs with its defaults on: early stopping,
+checkpointing, the non-finite guard (loss read and checked every step on CPU), metric logging
+every 50 steps, and the progress bar (writing plain lines to a non-terminal).
+
+The relay alternates the two in blocks of steps, after a warm-up, all inside one epoch (the
+end-of-epoch validation and checkpoint are not per-step costs; ``checkpoint_cost.py`` measures
+those). Figure: median over rounds of trainwise's block time / the hand loop's. Target <= 1.03.
+
+    .venv/bin/python benchmarks/step_overhead.py            # writes results/step_overhead.json
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+import common  # noqa: E402
+
+TARGET = 1.03
+# Per case: steps per contestant, untimed warm-up steps, steps per timed block. Both fit in one epoch.
+FULL = {"mlp": (800, 100, 50), "cnn": (400, 50, 25)}
+QUICK = {"mlp": (12, 2, 5), "cnn": (12, 2, 5)}
+REPEATS, QUICK_REPEATS = 2, 1
+
+
+def measure_case(case: common.Case, bundle: Any, *, steps: int, warmup: int, block: int, repeats: int,
+                 device: torch.device, precision: str) -> dict[str, Any]:
+    """Relay the hand loop and the Trainer on ``case``; repeats swap who goes first."""
+    x, y = (t.to(device) for t in bundle.train)
+    val = tuple(t.to(device) for t in bundle.val)
+    autocast = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    ratios: list[float] = []
+    steps_us: dict[str, list[dict[str, float]]] = {"hand": [], "trainwise": []}
+    for repeat in range(repeats):
+        names = ["hand", "trainwise"] if repeat % 2 == 0 else ["trainwise", "hand"]
+        relay = common.Relay(names, block=block, steps=steps, warmup=warmup)
+
+        def hand() -> None:
+            common.hand_train(case.build(), common.in_memory_batches(x, y, case.batch_size), steps=steps,
+                              tick=lambda: relay.tick("hand"), device=device, precision=autocast)
+
+        def trainwise() -> None:
+            common.trainwise_fit(case.build(), (x, y), val, steps=steps, batch_size=case.batch_size,
+                                 callbacks=[common.tick_callback(lambda: relay.tick("trainwise"))],
+                                 device=device, precision=precision)
+
+        times = relay.run({"hand": hand, "trainwise": trainwise})
+        ratios += common.round_ratios(times, "trainwise", "hand")
+        for name, summary in common.summarize_steps(times, block).items():
+            steps_us[name].append(summary)
+    summary = common.ratio_summary(ratios)
+    return {"case": case.description, "batch_size": case.batch_size, "ratio": summary, "per_step": steps_us,
+            "meets_target": summary["median"] <= TARGET,
+            "config": {"steps": steps, "warmup": warmup, "block": block, "repeats": repeats,
+                       "precision": precision, "train_samples": len(x)}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = common.base_parser(__doc__.splitlines()[0]).parse_args(argv)
+    common.quiet_logs()
+    common.pin_threads(args.threads)
+    device = common.resolve_device(args.device)
+    precision = "fp32" if device.type == "cpu" else "bf16"
+    bundle = common.load_mnist(args.mnist_root)
+    plan = QUICK if args.quick else FULL
+    cases = {}
+    for name, (steps, warmup, block) in plan.items():
+        cases[name] = measure_case(common.CASES[name], bundle, steps=steps, warmup=warmup, block=block,
+                                   repeats=QUICK_REPEATS if args.quick else REPEATS, device=device,
+                                   precision=precision)
+    meets = all(case["meets_target"] for case in cases.values())
+    headline = "  ".join(f"({'a' if name == 'mlp' else 'b'}) {name} {case['ratio']['median']:.3f}x"
+                         for name, case in cases.items())
+    payload = {"figure": "step overhead: Trainer step time / hand-written loop step time",
+               "headline": headline, "target": f"<= {TARGET} for both cases", "meets_target": meets,
+               "cases": cases, "machine": common.machine_info(), "quick": args.quick, "device": str(device)}
+    common.write_result(args.out, common.result_name("step_overhead", device), payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
