@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "examples" / "digits.yaml")
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
 def trainwise(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -147,3 +148,34 @@ def test_csv_classification_trains_with_text_labels(tmp_path):
     assert summary["task"] == "classification"
     assert summary["test_accuracy"] > 0.9
     assert summary["class_names"] == ["no", "yes"]
+
+
+def test_schedule_command_prints_and_plots(tmp_path):
+    proc = trainwise("schedule", str(ROOT / "examples" / "mnist.yaml"), f"data.root={MNIST}",
+                     "--compare", "cosine,onecycle,step", "--out", "s.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("onecycle:", "cosine:", "step:"):
+        assert name in proc.stdout
+    assert "momentum" in proc.stdout
+
+
+def test_lr_find_and_lr_auto(tmp_path):
+    proc = trainwise("lr-find", DIGITS, "--run-dir", "lf", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads((tmp_path / "lf" / "lr_find.json").read_text())
+    assert set(found) >= {"lrs", "losses", "suggestion", "rule"}
+    assert f"suggested lr: {found['suggestion']:.3g}" in proc.stdout
+    assert (tmp_path / "lf" / "lr_find.png").is_file()
+
+    proc = trainwise("train", DIGITS, "optimizer.lr=auto", "train.epochs=3", "--run-dir", "auto", "--quiet",
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "auto"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["lr_finder"]["rule"] == "valley"
+    assert summary["lr"] == summary["lr_finder"]["suggestion"]
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text())["optimizer"]["lr"] == summary["lr"]
+    assert (run / "lr_find.png").is_file()

@@ -43,8 +43,8 @@ PLAIN = {
     "train": {"epochs": 3, "threads": 1, "log_every_n_steps": 1,
               "checkpoint": {"every_n_steps": 1, "keep_last": 2}},
 }
-# Accumulation over 3 micro-batches (7 steps per epoch), random crops, and early stopping that
-# stops part-way through the allowed epochs: min_delta makes some epochs "no improvement".
+# Accumulation over 3 micro-batches (7 steps per epoch), random crops, and early stopping on the
+# validation accuracy, which stalls for an epoch now and then and stops the run well before epoch 14.
 EARLY = {
     "name": "resume-early", "seed": 0,
     "data": {"dataset": "digits", "batch_size": 64, "augment": "crop"},
@@ -52,7 +52,7 @@ EARLY = {
     "optimizer": {"name": "adamw", "lr": 3.0e-2},
     "schedule": {"name": "constant"},
     "train": {"epochs": 14, "accumulate": 3, "threads": 1, "log_every_n_steps": 1,
-              "early_stopping": {"patience": 1, "min_delta": 0.06},
+              "early_stopping": {"monitor": "val_accuracy", "patience": 1},
               "checkpoint": {"every_n_steps": 1, "keep_last": 2}},
 }
 EARLY_STEPS_PER_EPOCH = 7
@@ -231,11 +231,11 @@ def test_kill_9_at_five_points_then_resume_is_bitwise_identical(work, references
     assert_same_run(work / "killed", references["plain"])
 
 
-def es_waits(val_losses: list[float], min_delta: float) -> list[int]:
-    """Early stopping's count of epochs without improvement after each epoch."""
+def epochs_without_improvement(accuracies: list[float]) -> list[int]:
+    """Early stopping's count of epochs without a higher accuracy, after each epoch."""
     best, wait, waits = None, 0, []
-    for value in val_losses:
-        if best is None or value < best - min_delta:
+    for value in accuracies:
+        if best is None or value > best:
             best, wait = value, 0
         else:
             wait += 1
@@ -252,8 +252,8 @@ def test_accumulation_augmentation_and_early_stopping_resume_exactly_and_retenti
     from epochs before, and the checkpoint the last process resumed from."""
     reference = references["early"]
     assert summary(reference)["status"] == "stopped_early"
-    val_losses = [float(row[4]) for row in metric_rows(reference) if row[2:4] == ["val", "loss"]]
-    waits = es_waits(val_losses, EARLY["train"]["early_stopping"]["min_delta"])
+    accuracies = [float(row[4]) for row in metric_rows(reference) if row[2:4] == ["val", "accuracy"]]
+    waits = epochs_without_improvement(accuracies)
     patient_epoch = max(e for e in range(1, len(waits)) if waits[e - 1] >= 1)
     rng = random.Random(7)
     run = Run(work, EARLY, "early")
