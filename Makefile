@@ -24,7 +24,7 @@ system:
 	bash scripts/setup-system.sh
 
 demo: setup
-	$(BIN)/trainwise train examples/digits.yaml --run-dir runs/demo
+	$(BIN)/trainwise train examples/digits.yaml
 
 test: setup system
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile

@@ -149,12 +149,14 @@ def in_memory_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: i
 
 
 def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callable[[], None],
-               device: torch.device, precision: Optional[torch.dtype] = None) -> list[tuple[int, float, float]]:
+               device: torch.device, precision: Optional[torch.dtype] = None,
+               move_to_device: bool = False) -> list[tuple[int, float, float]]:
     """The loop a careful engineer writes: forward, loss read for the running mean (and checked
     to be finite), backward, AdamW step, ``zero_grad(set_to_none=True)``, the 1cycle lr and beta1
     for the next step, a log row every ``LOG_EVERY`` steps. Calls ``tick()`` after each step.
 
     On an accelerator the loss stays on the device (summed there), as the Trainer does.
+    ``move_to_device``: batches come from the host (a ``DataLoader``) and are copied over.
     """
     optimizer = make_optimizer(model)
     schedule = onecycle(steps)
@@ -163,12 +165,16 @@ def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callabl
     window = 0.0 if sync else torch.zeros((), device=device)
     log = []
     iterator = iter(batches)
+    move = move_to_device
     for step in range(steps):
         xb, yb = next(iterator)
-        if xb.device != device:
+        if move:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+        if precision is None:
             loss = F.cross_entropy(model(xb), yb)
+        else:
+            with torch.autocast(device.type, dtype=precision):
+                loss = F.cross_entropy(model(xb), yb)
         if sync:
             value = loss.item()
             if not math.isfinite(value):

@@ -66,7 +66,10 @@ def measure_case(case: common.Case, bundle: Any, *, steps: int, warmup: int, blo
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.base_parser(__doc__.splitlines()[0]).parse_args(argv)
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", choices=sorted(FULL), default=sorted(FULL, reverse=True),
+                        help="which cases to run (default both)")
+    args = parser.parse_args(argv)
     common.quiet_logs()
     common.pin_threads(args.threads)
     device = common.resolve_device(args.device)
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle = common.load_mnist(args.mnist_root)
     plan = QUICK if args.quick else FULL
     cases = {}
-    for name, (steps, warmup, block) in plan.items():
+    for name in args.cases:
+        steps, warmup, block = plan[name]
         cases[name] = measure_case(common.CASES[name], bundle, steps=steps, warmup=warmup, block=block,
                                    repeats=QUICK_REPEATS if args.quick else REPEATS, device=device,
                                    precision=precision)

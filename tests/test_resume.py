@@ -32,7 +32,7 @@ from trainwise.trainer_state import Checkpointer, check_resume_config
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 TIMEOUT = 300
 
-# 20 batches of 64 per epoch (digits: 1,258 training samples), 3 epochs, a checkpoint every step;
+# 21 batches of 64 per epoch (digits: 1,294 training samples), 3 epochs, a checkpoint every step;
 # dropout makes the result depend on the torch RNG being restored.
 PLAIN = {
     "name": "resume-plain", "seed": 0,
@@ -55,7 +55,7 @@ EARLY = {
               "early_stopping": {"monitor": "val_accuracy", "patience": 1},
               "checkpoint": {"every_n_steps": 1, "keep_last": 2}},
 }
-EARLY_STEPS_PER_EPOCH = 7
+PLAIN_STEPS_PER_EPOCH, EARLY_STEPS_PER_EPOCH = 21, 7
 
 
 # --- driving the CLI --------------------------------------------------------------------------
@@ -219,15 +219,18 @@ def test_kill_9_at_five_points_then_resume_is_bitwise_identical(work, references
     half_written = run.kill_while_writing()
     assert (work / "killed" / "checkpoints" / half_written).exists()  # it died mid-write
     kill_steps.append(saved_step(work / "killed"))
-    targets = [(40, 0.0), (rng.randint(44, 52), rng.uniform(0.0, 0.03)), (60, rng.uniform(0.0, 0.2))]
+    assert summary(references["plain"])["steps"] == 3 * PLAIN_STEPS_PER_EPOCH
+    targets = [(42, 0.0), (rng.randint(46, 56), rng.uniform(0.0, 0.03)), (63, rng.uniform(0.0, 0.2))]
+    outputs = []
     for step, delay in targets:  # the end of epoch 1 (validation), epoch 2, the end of the run
         run = Run(work, PLAIN, "killed", "--resume", "auto")
         run.wait_for_step(step)
         time.sleep(delay)
         kill_steps.append(run.kill())
-    output = Run(work, PLAIN, "killed", "--resume", "auto").finish()
+        outputs.append(run.output)
+    Run(work, PLAIN, "killed", "--resume", "auto").finish()
     assert len(set(kill_steps)) == 5, kill_steps
-    assert f"removing {work / 'killed' / 'checkpoints' / half_written}" not in output  # removed earlier
+    assert f"removing killed/checkpoints/{half_written} left by an interrupted save" in outputs[0]
     assert_same_run(work / "killed", references["plain"])
 
 
@@ -296,7 +299,7 @@ def test_sigterm_saves_exits_0_interrupted_and_resumes_exactly(work, references,
     assert result["status"] == "interrupted" and "received SIGTERM" in result["stop_reason"]
     state = ckpt.load_checkpoint(source / "checkpoints" / "last.pt")
     assert state["step"] == result["steps"] == saved_step(source)  # the signal's own save is the newest
-    assert not state["epoch_done"] and 0 < state["loader"]["position"] < 20  # mid-epoch
+    assert not state["epoch_done"] and 0 < state["loader"]["position"] < PLAIN_STEPS_PER_EPOCH  # mid-epoch
     run_dir = copy_run(source, "sigterm-resumed")
     Run(work, PLAIN, "sigterm-resumed", "--resume", "auto").finish()
     assert_same_run(run_dir, references["plain"])
@@ -309,6 +312,7 @@ def test_sigterm_saves_exits_0_interrupted_and_resumes_exactly(work, references,
 def test_truncated_and_bit_flipped_newest_checkpoints_are_skipped_with_a_message(work, references, interrupted):
     run_dir = copy_run(interrupted[0], "damaged")
     folder = run_dir / "checkpoints"
+    named = Path("damaged", "checkpoints")  # as the run names them: relative to its working folder
     newest = ckpt.step_checkpoint_name(saved_step(run_dir))
     data = (folder / newest).read_bytes()
     (folder / newest).write_bytes(data[: len(data) // 2])  # copytree broke the hard link: last.pt is apart
@@ -317,9 +321,9 @@ def test_truncated_and_bit_flipped_newest_checkpoints_are_skipped_with_a_message
     (folder / "last.pt").write_bytes(bytes(flipped))
     previous = ckpt.step_checkpoint_name(saved_step(run_dir) - 1)
     output = Run(work, PLAIN, "damaged", "--resume", "auto").finish()
-    assert f"skipping checkpoint {folder / newest}: truncated" in output
-    assert f"skipping checkpoint {folder / 'last.pt'}: checksum mismatch" in output
-    assert f"resuming from {folder / previous}, the newest checkpoint that verifies" in output
+    assert f"skipping checkpoint {named / newest}: truncated" in output
+    assert f"skipping checkpoint {named / 'last.pt'}: checksum mismatch" in output
+    assert f"resuming from {named / previous}, the newest checkpoint that verifies" in output
     assert_same_run(run_dir, references["plain"])
 
 

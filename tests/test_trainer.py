@@ -276,3 +276,12 @@ def test_train_eval_modes_are_switched(tmp_path):
     t.fit((x, y), (x, y))
     assert (True, False) in spy.modes and (False, True) in spy.modes
     assert all(not inference for training, inference in spy.modes if training)
+
+
+def test_a_new_run_refuses_a_used_run_folder(tmp_path):
+    x, y = blobs()
+    trainer(mlp(), tmp_path, epochs=1).fit((x, y), (x, y))
+    before = (tmp_path / "run" / "metrics.csv").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run .*resume auto"):
+        trainer(mlp(), tmp_path, epochs=1).fit((x, y), (x, y))
+    assert (tmp_path / "run" / "metrics.csv").read_bytes() == before

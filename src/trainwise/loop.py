@@ -140,6 +140,8 @@ class FitLoop:
         start = time.perf_counter()
         t.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(t.seed)
+        if resume is None:
+            _refuse_used_run_dir(t.run_dir)
         resume_path = t.checkpointer.resolve_resume(resume) if resume is not None else None
         metrics_path = t.run_dir / "metrics.csv"
         t.metrics_log = MetricsLog(metrics_path) if resume_path is None else MetricsLog.reopen(metrics_path)
@@ -490,3 +492,11 @@ class FitLoop:
         except CheckpointError:
             t.status = "failed"
             raise
+
+
+def _refuse_used_run_dir(run_dir: Path) -> None:
+    """A new run never writes into another run's folder: its checkpoints and metrics would mix."""
+    used = [name for name in ("summary.json", "metrics.csv", "checkpoints/manifest.json") if (run_dir / name).exists()]
+    if used:
+        raise ConfigError(f"run folder {run_dir} already holds a run ({', '.join(used)}); continue it with "
+                          "--resume auto (Python: fit(..., resume='auto')) or choose a new --run-dir")
