@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -233,71 +233,72 @@ def trainwise_fit(model: nn.Module, train: Any, val: Any, *, steps: int, batch_s
 
 # ---------------------------------------------------------------------------------------- the relay
 class Relay:
-    """Runs contestants one at a time, in turns of ``block`` steps, and times each turn.
+    """Runs contestants one at a time, in turns of ``block`` steps, and times every step.
 
     Each contestant is a function that trains for ``steps`` steps and calls ``relay.tick(name)``
     after each one. It runs in its own thread, but only while it holds the turn, so nothing
     overlaps; work before its first tick and after its last is never timed. The first
-    ``warmup`` steps of each contestant are not timed either.
+    ``warmup`` steps of each contestant are not timed either. Each step gets its wall time and
+    the process's CPU time (which a preempted step does not accrue).
     """
 
     def __init__(self, names: Sequence[str], *, block: int, steps: int, warmup: int) -> None:
-        if block <= 0 or steps <= warmup or (steps - warmup) % block:
+        if block <= 0 or warmup < 0 or steps <= warmup or (steps - warmup) % block:
             raise ValueError(f"steps - warmup must be a positive multiple of block, got steps={steps}, "
                              f"warmup={warmup}, block={block}")
         self.names = list(names)
         self.block, self.steps, self.warmup = block, steps, warmup
-        self.times: dict[str, list[float]] = {name: [] for name in names}
+        self.blocks: dict[str, list[StepTimes]] = {name: [] for name in names}
         self._count = dict.fromkeys(names, 0)
-        self._started = dict.fromkeys(names, 0.0)
+        self._last = {name: (0.0, 0.0) for name in names}
+        self._current = {name: StepTimes() for name in names}
         self._finished: set[str] = set()
         self._turn = self.names[0]
         self._cv = threading.Condition()
         self._errors: dict[str, BaseException] = {}
 
-    @property
-    def rounds(self) -> int:
-        return (self.steps - self.warmup) // self.block
-
     def tick(self, name: str) -> None:
-        count = self._count[name] + 1
-        self._count[name] = count
+        now = (time.perf_counter(), time.process_time())
+        count = self._count[name] = self._count[name] + 1
         if count > self.steps:
             return
-        if count <= self.warmup and count != self.warmup:
-            return
-        if count > self.warmup and (count - self.warmup) % self.block:
+        if count > self.warmup:
+            last = self._last[name]
+            self._current[name].add(now[0] - last[0], now[1] - last[1])
+        self._last[name] = now
+        if count < self.warmup or (count > self.warmup and (count - self.warmup) % self.block):
             return
         if count > self.warmup:
-            self.times[name].append(time.perf_counter() - self._started[name])
+            self.blocks[name].append(self._current[name])
+            self._current[name] = StepTimes()
         if count == self.steps:
             self._finish(name)
             with self._cv:
                 self._cv.wait_for(lambda: len(self._finished) == len(self.names))
             return
         self._pass_turn(name)
-        self._started[name] = time.perf_counter()
+        self._last[name] = (time.perf_counter(), time.process_time())
 
     def _pass_turn(self, name: str) -> None:
         with self._cv:
             waiting = [n for n in self.names if n not in self._finished]
-            self._turn = waiting[(waiting.index(name) + 1) % len(waiting)] if name in waiting else waiting[0]
+            self._turn = waiting[(waiting.index(name) + 1) % len(waiting)]
             self._cv.notify_all()
             self._cv.wait_for(lambda: self._turn == name)
 
     def _finish(self, name: str) -> None:
         with self._cv:
             self._finished.add(name)
-            waiting = [n for n in self.names if n not in self._finished]
-            if waiting:
-                after = self.names[(self.names.index(name) + 1):] + self.names[:self.names.index(name)]
-                self._turn = next(n for n in after if n in waiting)
+            index = self.names.index(name)
+            after = [n for n in self.names[index + 1:] + self.names[:index] if n not in self._finished]
+            if after:
+                self._turn = after[0]
             self._cv.notify_all()
 
     def _run_one(self, name: str, fn: Callable[[], Any]) -> None:
         with self._cv:
             self._cv.wait_for(lambda: self._turn == name)
-        self._started[name] = time.perf_counter()
+        self._last[name] = (time.perf_counter(), time.process_time())
         try:
             fn()
             if self._count[name] < self.steps:
@@ -307,8 +308,8 @@ class Relay:
             if name not in self._finished:
                 self._finish(name)
 
-    def run(self, contestants: dict[str, Callable[[], Any]]) -> dict[str, list[float]]:
-        """Run every contestant to the end; per contestant, the seconds of each timed block."""
+    def run(self, contestants: dict[str, Callable[[], Any]]) -> dict[str, list["StepTimes"]]:
+        """Run every contestant to the end; per contestant, the step times of each timed block."""
         threads = [threading.Thread(target=self._run_one, args=(name, contestants[name]), name=name)
                    for name in self.names]
         for thread in threads:
@@ -318,19 +319,53 @@ class Relay:
         if self._errors:
             name, error = next(iter(self._errors.items()))
             raise RuntimeError(f"benchmark contestant {name!r} failed: {error}") from error
-        return self.times
+        return self.blocks
 
 
-def round_ratios(times: dict[str, list[float]], numerator: str, denominator: str) -> list[float]:
-    """Per round, numerator's block time over denominator's (blocks of one round ran back to back)."""
-    return [a / b for a, b in zip(times[numerator], times[denominator])]
+@dataclass
+class StepTimes:
+    """Wall and process-CPU seconds of each step of one block."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def add(self, wall: float, cpu: float) -> None:
+        self.wall.append(wall)
+        self.cpu.append(cpu)
 
 
-def summarize_steps(times: dict[str, list[float]], block: int) -> dict[str, dict[str, float]]:
-    """Median and total per-step time of each contestant, in microseconds."""
-    return {name: {"median_step_us": round(statistics.median(blocks) / block * 1e6, 1),
-                   "mean_step_us": round(sum(blocks) / (len(blocks) * block) * 1e6, 1)}
-            for name, blocks in times.items()}
+# The figure each benchmark reports; the others are kept in the result files to show agreement.
+PRIMARY_ESTIMATOR = "wall_block"
+ESTIMATORS = {
+    "wall_block": lambda b: sum(b.wall),
+    "wall_median_step": lambda b: statistics.median(b.wall),
+    "cpu_block": lambda b: sum(b.cpu),
+}
+
+
+def round_ratios(blocks: dict[str, list[StepTimes]], numerator: str, denominator: str,
+                 estimator: str = "wall_block") -> list[float]:
+    """Per round, ``estimator`` of numerator's block over denominator's (a round's blocks ran back to back)."""
+    measure = ESTIMATORS[estimator]
+    return [measure(a) / measure(b) for a, b in zip(blocks[numerator], blocks[denominator])]
+
+
+def summarize_steps(blocks: dict[str, list[StepTimes]]) -> dict[str, dict[str, float]]:
+    """Each contestant's median step (wall), mean step (wall) and mean step (CPU), in microseconds."""
+    summary = {}
+    for name, timed in blocks.items():
+        wall = [t for block in timed for t in block.wall]
+        cpu = [t for block in timed for t in block.cpu]
+        summary[name] = {"median_step_us": round(statistics.median(wall) * 1e6, 1),
+                         "mean_step_us": round(sum(wall) / len(wall) * 1e6, 1),
+                         "mean_cpu_step_us": round(sum(cpu) / len(cpu) * 1e6, 1)}
+    return summary
+
+
+def compare(blocks: dict[str, list[StepTimes]], numerator: str, denominator: str) -> dict[str, Any]:
+    """Every estimator's ratio summary of numerator over denominator."""
+    return {estimator: ratio_summary(round_ratios(blocks, numerator, denominator, estimator))
+            for estimator in ESTIMATORS}
 
 
 def ratio_summary(ratios: Sequence[float]) -> dict[str, Any]:

@@ -39,8 +39,7 @@ def measure_case(case: common.Case, bundle: Any, *, steps: int, warmup: int, blo
     x, y = (t.to(device) for t in bundle.train)
     val = tuple(t.to(device) for t in bundle.val)
     autocast = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    ratios: list[float] = []
-    steps_us: dict[str, list[dict[str, float]]] = {"hand": [], "trainwise": []}
+    blocks: dict[str, list[common.StepTimes]] = {"hand": [], "trainwise": []}
     for repeat in range(repeats):
         names = ["hand", "trainwise"] if repeat % 2 == 0 else ["trainwise", "hand"]
         relay = common.Relay(names, block=block, steps=steps, warmup=warmup)
@@ -54,13 +53,12 @@ def measure_case(case: common.Case, bundle: Any, *, steps: int, warmup: int, blo
                                  callbacks=[common.tick_callback(lambda: relay.tick("trainwise"))],
                                  device=device, precision=precision)
 
-        times = relay.run({"hand": hand, "trainwise": trainwise})
-        ratios += common.round_ratios(times, "trainwise", "hand")
-        for name, summary in common.summarize_steps(times, block).items():
-            steps_us[name].append(summary)
-    summary = common.ratio_summary(ratios)
-    return {"case": case.description, "batch_size": case.batch_size, "ratio": summary, "per_step": steps_us,
-            "meets_target": summary["median"] <= TARGET,
+        for name, timed in relay.run({"hand": hand, "trainwise": trainwise}).items():
+            blocks[name] += timed
+    ratios = common.compare(blocks, "trainwise", "hand")
+    figure = ratios[common.PRIMARY_ESTIMATOR]["median"]
+    return {"case": case.description, "batch_size": case.batch_size, "ratio": figure, "ratios": ratios,
+            "per_step": common.summarize_steps(blocks), "meets_target": figure <= TARGET,
             "config": {"steps": steps, "warmup": warmup, "block": block, "repeats": repeats,
                        "precision": precision, "train_samples": len(x)}}
 
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                    repeats=QUICK_REPEATS if args.quick else REPEATS, device=device,
                                    precision=precision)
     meets = all(case["meets_target"] for case in cases.values())
-    headline = "  ".join(f"({'a' if name == 'mlp' else 'b'}) {name} {case['ratio']['median']:.3f}x"
+    headline = "  ".join(f"({'a' if name == 'mlp' else 'b'}) {name} {case['ratio']:.3f}x"
                          for name, case in cases.items())
     payload = {"figure": "step overhead: Trainer step time / hand-written loop step time",
                "headline": headline, "target": f"<= {TARGET} for both cases", "meets_target": meets,

@@ -179,3 +179,16 @@ def test_lr_find_and_lr_auto(tmp_path):
 
     assert yaml.safe_load((run / "config.yaml").read_text())["optimizer"]["lr"] == summary["lr"]
     assert (run / "lr_find.png").is_file()
+
+
+def test_same_config_twice_gives_identical_losses(tmp_path):
+    import csv
+
+    losses = []
+    for name in ("a", "b"):
+        proc = trainwise("train", DIGITS, "train.epochs=2", "--run-dir", name, "--quiet", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        with open(tmp_path / name / "metrics.csv") as handle:
+            losses.append([row for row in csv.DictReader(handle) if row["metric"] == "loss"])
+    assert losses[0] == losses[1]
+    assert len(losses[0]) >= 4

@@ -257,9 +257,10 @@ def test_steepest_finds_the_steepest_point_of_the_descent() -> None:
     assert 10**-4.1 < lr < 10**-3.9
 
 
-def test_valley_is_two_thirds_down_a_clean_descent() -> None:
-    # U_SHAPE falls strictly over indices 0..66, so the valley rule picks index 44.
-    assert suggest(LRS, U_SHAPE, "valley") == (LRS[44], None)
+def test_valley_is_three_quarters_down_a_clean_descent() -> None:
+    # U_SHAPE falls strictly over indices 0..66, so the valley rule picks index 50 (0.75 * 66
+    # = 49.5, rounded half to even).
+    assert suggest(LRS, U_SHAPE, "valley") == (LRS[50], None)
 
 
 @CURVES

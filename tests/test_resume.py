@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import json
 import os
 import random
@@ -64,6 +65,8 @@ PLAIN_STEPS_PER_EPOCH, EARLY_STEPS_PER_EPOCH = 21, 7
 class Run:
     """One ``trainwise train`` subprocess writing ``run_dir`` (relative to ``work``)."""
 
+    started: list[subprocess.Popen] = []
+
     def __init__(self, work: Path, config: dict[str, Any], run_dir: str, *args: str) -> None:
         self.work, self.run_dir = work, work / run_dir
         config_path = work / f"{config['name']}.yaml"
@@ -73,6 +76,7 @@ class Run:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "trainwise", "train", str(config_path), "--run-dir", run_dir, *args],
                 cwd=work, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        Run.started.append(self.proc)
 
     @property
     def output(self) -> str:
@@ -113,11 +117,29 @@ class Run:
             writing = [e.name for e in os.scandir(folder) if e.name.startswith(".step-")]
             if writing:
                 os.kill(self.proc.pid, signal.SIGSTOP)
+                wait_until_stopped(self.proc.pid)
                 if (folder / writing[0]).exists():
                     self.kill()
                     return writing[0]
                 os.kill(self.proc.pid, signal.SIGCONT)
         raise AssertionError(f"never saw a checkpoint being written:\n{self.output}")
+
+
+def wait_until_stopped(pid: int) -> None:
+    """SIGSTOP is asynchronous: wait until the process state in /proc is T (stopped)."""
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        time.sleep(0.0005)
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_behind():
+    """A failed test must not leave a training process running."""
+    yield
+    for proc in Run.started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    Run.started.clear()
 
 
 def saved_step(run_dir: Path) -> int:
@@ -191,10 +213,12 @@ def references(work: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def interrupted(work: Path, references: dict[str, Path]) -> tuple[Path, str]:
-    """A PLAIN run stopped by SIGTERM five steps into its second epoch; kept pristine, tests copy it."""
+    """A PLAIN run stopped by SIGTERM four steps into its second epoch (after the references, not to
+    share the cores with them); kept pristine, tests copy it. Its folder and output."""
     run = Run(work, PLAIN, "sigterm")
-    run.wait_for_step(25)
+    run.wait_for_step(PLAIN_STEPS_PER_EPOCH + 4)
     run.kill(signal.SIGTERM)
+    assert run.proc.returncode == 0, run.output
     return run.run_dir, run.output
 
 
@@ -224,7 +248,7 @@ def test_kill_9_at_five_points_then_resume_is_bitwise_identical(work, references
     outputs = []
     for step, delay in targets:  # the end of epoch 1 (validation), epoch 2, the end of the run
         run = Run(work, PLAIN, "killed", "--resume", "auto")
-        run.wait_for_step(step)
+        run.wait_for_step(max(step, kill_steps[-1] + 1))  # a new point, past where this process resumed
         time.sleep(delay)
         kill_steps.append(run.kill())
         outputs.append(run.output)
@@ -296,7 +320,8 @@ def test_accumulation_augmentation_and_early_stopping_resume_exactly_and_retenti
 def test_sigterm_saves_exits_0_interrupted_and_resumes_exactly(work, references, interrupted):
     source, output = interrupted
     result = summary(source)
-    assert result["status"] == "interrupted" and "received SIGTERM" in result["stop_reason"]
+    assert result["status"] == "interrupted"
+    assert "status interrupted" in output and "received SIGTERM; saved a checkpoint to resume from" in output
     state = ckpt.load_checkpoint(source / "checkpoints" / "last.pt")
     assert state["step"] == result["steps"] == saved_step(source)  # the signal's own save is the newest
     assert not state["epoch_done"] and 0 < state["loader"]["position"] < PLAIN_STEPS_PER_EPOCH  # mid-epoch
@@ -345,8 +370,6 @@ def write_hostile_checkpoint(path: Path, marker: Path, step: int) -> None:
     torch.save({"format_version": ckpt.FORMAT_VERSION, "model": RunsCode(marker)}, path)
     manifest_path = path.parent / ckpt.MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
-    import hashlib
-
     data = path.read_bytes()
     manifest["checkpoints"][path.name] = {
         "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "step": step, "epoch": 1,
@@ -370,8 +393,8 @@ def test_checkpoint_that_runs_code_when_unpickled_is_refused_and_never_runs(work
     assert (run_dir / "metrics.csv").read_bytes() == metrics_before
     assert summary(run_dir)["status"] == "interrupted"
     proof = tmp_path / "proof"  # the file really is hostile: loading it unsafely runs the code
-    write_hostile_checkpoint(tmp_path / "step-00000001.pt", proof, 1)
-    torch.load(tmp_path / "step-00000001.pt", weights_only=False)
+    torch.save({"model": RunsCode(proof)}, tmp_path / "proof.pt")
+    torch.load(tmp_path / "proof.pt", weights_only=False)
     assert proof.read_text() == "pwned"
 
 
@@ -391,7 +414,7 @@ def test_resume_refuses_a_changed_model_and_grows_epochs_with_resume_changed(wor
                "--resume", "auto", "--resume-changed")
     assert proc.returncode == 0, proc.stderr
     result = summary(run_dir)
-    assert (result["status"], result["epochs_run"], result["steps"]) == ("completed", 4, 80)
+    assert (result["status"], result["epochs_run"], result["steps"]) == ("completed", 4, 4 * PLAIN_STEPS_PER_EPOCH)
     trained = [row for row in metric_rows(references["plain"]) if row[2] != "test"]
     assert metric_rows(run_dir)[: len(trained)] == trained
     resumed = [e for e in result["events"] if e["kind"] == "resumed"]
@@ -476,6 +499,17 @@ def test_stop_between_the_last_batch_and_the_epoch_end_resumes_exactly(moment, t
     result = fit_tiny(stopped, resume="auto")
     assert result.status == "completed"
     assert_same_run(stopped, tmp_path / "reference")
+
+
+def test_resuming_from_last_pt_keeps_the_step_file_it_is_a_link_of(tmp_path):
+    """last.pt is replaced by the next save; retention must keep the step file with the same bytes."""
+    folder = tmp_path / "run" / "checkpoints"
+    assert fit_tiny(tmp_path / "run", send_sigterm).status == "interrupted"
+    resumed_from = ckpt.step_checkpoint_name(ckpt.load_checkpoint(folder / "last.pt")["step"])
+    assert fit_tiny(tmp_path / "run", resume=folder / "last.pt").status == "completed"
+    kept = sorted(path.name for path in folder.glob("step-*.pt"))
+    assert kept == [resumed_from, "step-00000008.pt", "step-00000009.pt"]
+    ckpt.load_checkpoint(folder / resumed_from)
 
 
 @pytest.mark.parametrize("error, advice", [

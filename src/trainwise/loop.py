@@ -338,7 +338,13 @@ class FitLoop:
         path = t.checkpointer.latest
         state = ckpt.load_checkpoint(path) if path is not None else copy.deepcopy(self.initial_state)
         rollbacks, lr_scale, skip = guard.rollbacks + 1, guard.lr_scale * guard.lr_factor, guard.skip_batches | {bad_batch}
+        # Rewinding the run must not erase its record: earlier rollbacks since that checkpoint stay.
+        kept_events = [e for e in t.events[len(state["events"]):] if e["kind"] == "nonfinite_rollback"]
+        kept_rows = [row for row in t.metrics_log.rows[state["metrics_rows"]:] if row[3] == "nonfinite_rollback"]
         self.load_state_dict(state)
+        t.events.extend(kept_events)
+        for step, epoch, split, metric, value in kept_rows:
+            t.metrics_log.log(step, epoch, split, {metric: value})
         guard.rollbacks, guard.lr_scale, guard.skip_batches = rollbacks, lr_scale, skip
         t.current_lr = math.nan
         self._apply_schedule()

@@ -1,0 +1,73 @@
+"""Tests for benchmarks/lr_suggestion.py: its figures, and one tiny run so the script cannot rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lr_suggestion.py"
+
+
+def load_script() -> ModuleType:
+    if "lr_suggestion" in sys.modules:
+        return sys.modules["lr_suggestion"]
+    spec = importlib.util.spec_from_file_location("lr_suggestion", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lr_suggestion"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def runs(*accuracies: float, lr: float | None = 1e-2) -> list[dict[str, Any]]:
+    return [{"seed": seed, "lr": lr, "accuracy": accuracy} for seed, accuracy in enumerate(accuracies)]
+
+
+@pytest.mark.parametrize(
+    ("suggested", "gap", "within"),
+    [((0.97, 0.97), 0.5, True), ((0.965, 0.965), 1.0, True), ((0.96, 0.965), 1.25, False),
+     ((0.99, 1.0), -2.0, True)],
+    ids=["close", "exactly-1pt", "too-far", "beats-the-sweep"],
+)
+def test_compare_averages_seeds_and_measures_the_gap_to_the_best_sweep_lr(
+    suggested: tuple[float, float], gap: float, within: bool
+) -> None:
+    sweep = {1e-3: runs(0.90, 0.92), 1e-2: runs(0.98, 0.97), 1e-1: runs(0.0, 0.10)}
+    figures = load_script().compare(runs(*suggested, lr=4e-3), sweep)
+    assert figures["best_sweep_lr"] == 1e-2 and figures["best_sweep_accuracy"] == 97.5
+    assert figures["gap_points"] == pytest.approx(gap)
+    assert figures["within_1pt"] is within
+    assert figures["suggested_lr"] == pytest.approx(4e-3)
+    assert figures["sweep_accuracy"] == {"0.001": 91.0, "0.01": 97.5, "0.1": 5.0}
+
+
+def test_compare_has_no_suggested_lr_when_a_seed_got_no_suggestion() -> None:
+    suggested = runs(0.95) + [{"seed": 1, "lr": None, "accuracy": 0.0}]
+    figures = load_script().compare(suggested, {1e-2: runs(0.96, 0.96)})
+    assert figures["suggested_lr"] is None
+    assert figures["suggested_accuracy"] == 47.5 and figures["within_1pt"] is False
+
+
+@pytest.mark.slow  # a range test and four 1-epoch digits runs in a fresh interpreter: ~10 s on a shared CPU
+def test_quick_run_writes_its_json_and_prints_its_table(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads((tmp_path / "lr_suggestion.json").read_text())
+    assert result["quick"] is True and result["sweep_lrs"] == [1e-3, 1e-2, 1e-1]
+    assert isinstance(result["meets_target"], bool)
+    (digits,) = result["datasets"]
+    assert digits["dataset"] == "digits" and digits["rule"] == "valley" and digits["seeds"] == 1
+    assert 1e-7 <= digits["suggested_lr"] <= 10.0
+    assert set(digits["sweep_accuracy"]) == {"0.001", "0.01", "0.1"}
+    assert digits["within_1pt"] is (digits["gap_points"] <= 1.0)
+    assert "digits" in completed.stdout and "within 1pt" in completed.stdout

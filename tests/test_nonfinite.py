@@ -1,0 +1,216 @@
+"""A NaN loss or gradient forced at a chosen step: rollback recovers (and gives up after
+``max_rollbacks``), skip drops the batch, stop ends the run ``diverged`` with advice (the CLI exits
+1); every event is recorded, and neither best.pt nor "best" ever holds a non-finite value."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Iterable
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from trainwise import checkpoint as ckpt
+from trainwise.callbacks import Callback
+from trainwise.trainer import FitResult, Trainer
+
+BATCHES_PER_EPOCH, EPOCHS = 4, 4  # 128 samples in batches of 32
+ADVICE = ("lower learning rate", "gradient clipping", "warmup", "bf16 instead of fp16")
+
+
+class NaNGradient(torch.autograd.Function):
+    """Identity forward, NaN gradient backward: a finite loss whose gradients are not."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * math.nan
+
+
+class FailsOnCalls(nn.Module):
+    """A small MLP whose training forward number ``n`` (1-based) yields a NaN loss when ``n`` is in
+    ``nan_loss_calls``, NaN gradients when in ``nan_grad_calls``; NaN outputs in eval mode while
+    ``nan_in_eval`` is set."""
+
+    def __init__(self, nan_loss_calls: Iterable[int] = (), nan_grad_calls: Iterable[int] = ()) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 3))
+        self.nan_loss_calls, self.nan_grad_calls = set(nan_loss_calls), set(nan_grad_calls)
+        self.calls = 0
+        self.nan_in_eval = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        if not self.training:
+            return out * math.nan if self.nan_in_eval else out
+        self.calls += 1
+        if self.calls in self.nan_loss_calls:
+            return out * math.nan
+        if self.calls in self.nan_grad_calls:
+            return NaNGradient.apply(out)
+        return out
+
+
+class NaNValidationInEpoch(Callback):
+    """Makes the model's validation outputs NaN during one epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        trainer.model.nan_in_eval = trainer.epoch == self.epoch
+
+
+def blobs(n: int = 160, features: int = 8, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    y = torch.randint(0, classes, (n,), generator=generator)
+    centers = torch.randn(classes, features, generator=generator) * 3
+    return centers[y] + torch.randn(n, features, generator=generator), y
+
+
+def fit(run_dir: Path, model: FailsOnCalls, policy: str = "rollback", **kwargs: Any) -> FitResult:
+    x, y = blobs()
+    trainer = Trainer(model, lr=1e-2, schedule="constant", epochs=EPOCHS, batch_size=32, run_dir=run_dir,
+                      on_nonfinite=policy, log_every_n_steps=1, progress=False, report=False, **kwargs)
+    return trainer.fit((x[:128], y[:128]), (x[128:], y[128:]))
+
+
+def events(result: FitResult, kind: str) -> list[dict[str, Any]]:
+    return [event for event in result.summary["events"] if event["kind"] == kind]
+
+
+def metric_rows(run_dir: Path) -> list[tuple[int, str, str, float]]:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return [(int(step), split, metric, float(value)) for step, _, split, metric, value
+                in list(csv.reader(handle))[1:]]
+
+
+def assert_best_is_finite(run_dir: Path) -> None:
+    state = ckpt.load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    tensors = list(state["model"].values()) + [
+        value for param_state in state["optimizer"]["state"].values() for value in param_state.values()]
+    assert tensors and all(torch.isfinite(tensor).all() for tensor in tensors)
+
+
+@pytest.mark.parametrize("failure, every_n_steps, where, rolled_back_to", [
+    ({"nan_loss_calls": [10]}, None, "loss is nan at step 9 (epoch 2, batch 1)", "step-00000008.pt (step 8)"),
+    ({"nan_loss_calls": [2]}, None, "loss is nan at step 1 (epoch 0, batch 1)", "the start of the run (step 0)"),
+    ({"nan_grad_calls": [10]}, 1, "gradient norm is nan at step 9 (epoch 2, batch 1)", "step-00000009.pt (step 9)"),
+])
+def test_rollback_restores_the_last_checkpoint_lowers_the_lr_and_completes(failure, every_n_steps, where,
+                                                                           rolled_back_to, tmp_path):
+    result = fit(tmp_path, FailsOnCalls(**failure), grad_clip=5.0, checkpoint_every_n_steps=every_n_steps)
+    assert result.status == "completed"
+    assert result.summary["nonfinite_rollbacks"] == 1
+    (event,) = events(result, "nonfinite_rollback")
+    assert event["message"] == (f"{where}; rolled back to {rolled_back_to}, lr scaled by 0.5, "
+                                "that batch will be skipped")
+    rows = metric_rows(tmp_path)
+    assert [row[2:] for row in rows if row[2].startswith("nonfinite")] == [("nonfinite_rollback", 5e-3)]
+    event_row = next(index for index, row in enumerate(rows) if row[2] == "nonfinite_rollback")
+    lrs = [(index > event_row, value) for index, (_, split, metric, value) in enumerate(rows)
+           if (split, metric) == ("train", "lr")]
+    assert {value for after, value in lrs if not after} <= {1e-2} and {value for after, value in lrs if after} == {5e-3}
+    assert result.summary["steps"] == EPOCHS * BATCHES_PER_EPOCH - 1  # the bad batch is skipped
+    steps = [row[0] for row in rows]
+    assert steps == sorted(steps)  # rows logged after the checkpoint were cut, not repeated
+    assert_best_is_finite(tmp_path)
+
+
+def test_rollback_that_keeps_hitting_nan_gives_up_as_diverged(tmp_path):
+    result = fit(tmp_path, FailsOnCalls(nan_loss_calls=range(10, 1000)), max_rollbacks=3)
+    assert result.status == "diverged"
+    assert result.summary["nonfinite_rollbacks"] == 3
+    # the first rollback skips batch 1, the next ones the first batch not yet skipped
+    assert [event["message"].split("; rolled back")[0] for event in events(result, "nonfinite_rollback")] == [
+        "loss is nan at step 9 (epoch 2, batch 1)", "loss is nan at step 8 (epoch 2, batch 0)",
+        "loss is nan at step 8 (epoch 2, batch 2)"]
+    assert [row[2] for row in metric_rows(tmp_path) if row[2].startswith("nonfinite")] == ["nonfinite_rollback"] * 3
+    assert result.summary["message"].startswith(
+        "training diverged: loss is nan at step 8 (epoch 2, batch 3) after 3 rollbacks; try a lower learning rate")
+    assert result.summary["final_lr"] == pytest.approx(1e-2 * 0.5 ** 3)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+    assert_best_is_finite(tmp_path)
+
+
+def test_stop_ends_the_run_diverged_with_advice(tmp_path):
+    result = fit(tmp_path, FailsOnCalls(nan_loss_calls=[6]), policy="stop")
+    assert (result.status, result.summary["steps"], result.summary["epochs_run"]) == ("diverged", 5, 1)
+    message = result.summary["message"]
+    assert message.startswith("training diverged: loss is nan at step 5 (epoch 1, batch 1); ")
+    assert all(advice in message for advice in ADVICE), message
+    assert ("event", "diverged") in [row[1:3] for row in metric_rows(tmp_path)]
+    assert_best_is_finite(tmp_path)
+
+
+def test_skip_drops_the_batch_and_completes(tmp_path):
+    result = fit(tmp_path, FailsOnCalls(nan_loss_calls=[6]), policy="skip")
+    assert result.status == "completed"
+    assert (result.summary["nonfinite_skipped"], result.summary["steps"]) == (1, EPOCHS * BATCHES_PER_EPOCH - 1)
+    (event,) = events(result, "nonfinite_skip")
+    assert event["message"] == "loss is nan at step 5 (epoch 1, batch 1); skipped that batch"
+    assert ("event", "nonfinite_skip") in [row[1:3] for row in metric_rows(tmp_path)]
+
+
+def test_a_nan_validation_loss_never_becomes_best(tmp_path):
+    result = fit(tmp_path, FailsOnCalls(), callbacks=[NaNValidationInEpoch(1)], patience=10)
+    assert math.isnan(result.history[1]["val_loss"])
+    assert all(math.isfinite(row["val_loss"]) for row in result.history if row["epoch"] != 1)
+    assert result.best_epoch != 1 and math.isfinite(result.best_val_loss)
+    best_step = json.loads((tmp_path / "checkpoints" / ckpt.MANIFEST_NAME).read_text())["checkpoints"]["best.pt"]["step"]
+    assert best_step == (result.best_epoch + 1) * BATCHES_PER_EPOCH != 2 * BATCHES_PER_EPOCH
+    assert_best_is_finite(tmp_path)
+
+
+NAN_MODEL = textwrap.dedent('''
+    import math
+    from torch import nn
+
+    class NaNAt(nn.Module):
+        def __init__(self, features, classes, nan_at):
+            super().__init__()
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(features, classes))
+            self.calls, self.nan_at = 0, nan_at
+
+        def forward(self, x):
+            out = self.net(x)
+            if self.training:
+                self.calls += 1
+                if self.calls == self.nan_at:
+                    return out * math.nan
+            return out
+
+    def factory(input_shape, num_outputs, nan_at):
+        return NaNAt(math.prod(input_shape), num_outputs, nan_at)
+''')
+
+
+@pytest.mark.slow
+def test_cli_run_that_diverges_exits_1_with_the_message(tmp_path):
+    (tmp_path / "nan_model.py").write_text(NAN_MODEL)
+    config = {"name": "nan", "data": {"dataset": "digits"},
+              "model": {"name": "nan_model:factory", "args": {"nan_at": 5}},
+              "train": {"epochs": 1, "threads": 1, "on_nonfinite": "stop"}}
+    (tmp_path / "nan.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "trainwise", "train", "nan.yaml", "--run-dir", "run", "--quiet"],
+                          cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "status diverged" in proc.stdout
+    assert "training diverged: loss is nan at step 4 (epoch 0, batch 4); try a lower learning rate" in proc.stdout
+    assert all(advice in proc.stdout for advice in ADVICE)
+    assert "Traceback" not in proc.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
