@@ -222,8 +222,8 @@ def trainwise_fit(model: nn.Module, train: Any, val: Any, *, steps: int, batch_s
     from trainwise.callbacks import ProgressBar
     from trainwise.trainer import Trainer
 
-    with tempfile.TemporaryDirectory() as scratch:
-        progress = ProgressBar(console=Console(file=open(os.devnull, "w"), force_terminal=False))
+    with tempfile.TemporaryDirectory() as scratch, open(os.devnull, "w") as sink:
+        progress = ProgressBar(console=Console(file=sink, force_terminal=False))
         trainer = Trainer(model, optimizer=make_optimizer(model), lr=LR, schedule="onecycle", epochs=1000,
                           max_steps=steps, batch_size=batch_size, callbacks=[*callbacks, progress],
                           run_dir=run_dir or Path(scratch) / "run", progress=False, report=report,

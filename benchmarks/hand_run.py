@@ -73,13 +73,13 @@ def build(args: argparse.Namespace) -> nn.Module:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
     model.eval()
     correct, loss_sum = 0, 0.0
-    for start in range(0, len(x), 1000):
-        out = model(x[start:start + 1000])
-        loss_sum += F.cross_entropy(out, y[start:start + 1000], reduction="sum").item()
-        correct += (out.argmax(1) == y[start:start + 1000]).sum().item()
+    for start in range(0, len(x), batch_size):
+        out = model(x[start:start + batch_size])
+        loss_sum += F.cross_entropy(out, y[start:start + batch_size], reduction="sum").item()
+        correct += (out.argmax(1) == y[start:start + batch_size]).sum().item()
     model.train()
     return correct / len(x), loss_sum / len(x)
 
@@ -120,13 +120,13 @@ def train(args: argparse.Namespace) -> None:
                 scheduler.step()
             if step >= total:
                 break
-        accuracy, loss_value = evaluate(model, x_val, y_val)
+        accuracy, loss_value = evaluate(model, x_val, y_val, args.eval_batch_size)
         print(f"epoch {epoch + 1} step {step} eval_accuracy {accuracy:.6f} eval_loss {loss_value:.6f} "
               f"train_loss {running / max(step - epoch * steps_per_epoch, 1):.6f}", flush=True)
         if step >= total:
             break
     if test is not None:
-        accuracy, _ = evaluate(model, *test)
+        accuracy, _ = evaluate(model, *test, args.eval_batch_size)
         print(f"test_accuracy {accuracy:.6f}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, Path(scratch) / "last.pt")
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--eval-batch-size", type=int, default=256, help="the Trainer's default, max(batch, 256)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--channels", type=int, nargs="+", default=[32, 64])

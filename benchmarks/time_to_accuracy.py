@@ -75,6 +75,7 @@ def hand_command(npz: Path, recipe: dict[str, Any], threads: int) -> list[str]:
     return [sys.executable, str(common.BENCH_DIR / "hand_run.py"), "--npz", str(npz),
             "--channels", *map(str, recipe["model.channels"]), "--hidden", *map(str, recipe["model.hidden"]),
             "--batch-size", str(recipe["data.batch_size"]), "--lr", str(recipe["optimizer.lr"]),
+            "--eval-batch-size", str(max(recipe["data.batch_size"], 256)),  # the Trainer's default
             "--epochs", str(recipe["train.epochs"]), "--threads", str(threads)]
 
 

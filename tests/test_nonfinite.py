@@ -170,7 +170,8 @@ def test_a_nan_validation_loss_never_becomes_best(tmp_path):
     assert math.isnan(result.history[1]["val_loss"])
     assert all(math.isfinite(row["val_loss"]) for row in result.history if row["epoch"] != 1)
     assert result.best_epoch != 1 and math.isfinite(result.best_val_loss)
-    best_step = json.loads((tmp_path / "checkpoints" / ckpt.MANIFEST_NAME).read_text())["checkpoints"]["best.pt"]["step"]
+    manifest = json.loads((tmp_path / "checkpoints" / ckpt.MANIFEST_NAME).read_text())
+    best_step = manifest["checkpoints"]["best.pt"]["step"]
     assert best_step == (result.best_epoch + 1) * BATCHES_PER_EPOCH != 2 * BATCHES_PER_EPOCH
     assert_best_is_finite(tmp_path)
 

@@ -9,6 +9,7 @@ import csv
 import errno
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -28,7 +29,7 @@ from trainwise import checkpoint as ckpt
 from trainwise.callbacks import Callback
 from trainwise.errors import CheckpointError, ResumeMismatchError
 from trainwise.trainer import Trainer
-from trainwise.trainer_state import Checkpointer, check_resume_config
+from trainwise.trainer_state import check_resume_config
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 TIMEOUT = 300
@@ -439,8 +440,6 @@ def test_resume_auto_without_an_earlier_run_says_what_to_do(tmp_path):
     proc = cli(tmp_path, "train", "c.yaml", "--resume", "auto")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: --resume auto found no earlier run of 'resume-plain' under runs/; pass --run-dir" in proc.stderr
-    with pytest.raises(CheckpointError, match="found no valid checkpoint in .*; start the run without --resume"):
-        Checkpointer(tmp_path / "empty" / "checkpoints").resolve_resume("auto")
 
 
 # --- in-process: the moments a timed kill rarely hits, and a full disk --------------------------
@@ -464,12 +463,12 @@ class AtFirstValidation(Callback):
             self.action(trainer)
 
 
-def fit_tiny(run_dir: Path, action=None, resume: Optional[Path | str] = None):
+def fit_tiny(run_dir: Path, action=None, resume: Optional[Path | str] = None, **kwargs: Any):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
     trainer = Trainer(model, lr=1e-2, epochs=3, batch_size=32, run_dir=run_dir, checkpoint_every_n_steps=1,
                       keep_last=2, log_every_n_steps=1, progress=False, report=False,
-                      callbacks=[AtFirstValidation(action)])
+                      callbacks=[AtFirstValidation(action)], **kwargs)
     x, y = blobs()
     return trainer.fit((x[:96], y[:96]), (x[96:], y[96:]), resume=resume)
 
@@ -499,6 +498,35 @@ def test_stop_between_the_last_batch_and_the_epoch_end_resumes_exactly(moment, t
     result = fit_tiny(stopped, resume="auto")
     assert result.status == "completed"
     assert_same_run(stopped, tmp_path / "reference")
+
+
+def test_resume_auto_before_the_first_checkpoint_starts_over_and_refuses_only_damaged_files(tmp_path, caplog):
+    fit_tiny(tmp_path / "reference")
+    started = tmp_path / "started"  # what a kill before the first save leaves
+    started.mkdir()
+    (started / "metrics.csv").write_text("step,epoch,split,metric,value\n1,0,train,lr,0.01\n")
+    with caplog.at_level(logging.WARNING):
+        assert fit_tiny(started, resume="auto").status == "completed"
+    assert f"--resume auto: no checkpoint in {started / 'checkpoints'} yet; starting the run from the beginning" \
+        in caplog.text
+    assert_same_run(started, tmp_path / "reference")
+    damaged = copy_run(tmp_path / "reference", "damaged") / "checkpoints"
+    for path in [*damaged.glob("step-*.pt"), damaged / "last.pt"]:
+        path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="found no valid checkpoint in .*: every one failed verification "
+                                              r"\(see above\); start a new run with another --run-dir"):
+        fit_tiny(damaged.parent, resume="auto")
+
+
+def test_resuming_an_early_stopped_run_only_finishes_it(tmp_path):
+    """Killed after early stopping's last checkpoint (during the test pass, say): resuming must not
+    train on."""
+    assert fit_tiny(tmp_path / "run", patience=0, min_delta=10.0).status == "stopped_early"
+    reference = copy_run(tmp_path / "run", "reference")
+    result = fit_tiny(tmp_path / "run", resume="auto", patience=0, min_delta=10.0)
+    assert (result.status, len(result.history)) == ("stopped_early", 2)
+    assert result.summary["stop_reason"].startswith("early stopping: val_loss did not improve for 1 epochs")
+    assert_same_run(tmp_path / "run", reference)
 
 
 def test_resuming_from_last_pt_keeps_the_step_file_it_is_a_link_of(tmp_path):

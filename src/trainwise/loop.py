@@ -156,7 +156,7 @@ class FitLoop:
         try:
             t._fire("on_fit_start")
             self._epochs()
-            if self.signal_received is not None and not t.should_stop:  # a run that has already ended stays ended
+            if self.signal_received is not None and not t.should_stop:  # a run that had ended stays ended
                 t.status = "interrupted"
                 t.stop_reason = f"received {signal.Signals(self.signal_received).name}; saved a checkpoint to resume from"
                 t.record_event("interrupted", t.stop_reason)
@@ -204,6 +204,7 @@ class FitLoop:
         last_index = len(batches) - 1
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
         skip = t.guard.skip_batches
+        scaler_on = t.scaler.is_enabled()
         for xb, yb in batches:
             index = batches.position - 1
             boundary = (index + 1) % accumulate == 0 or index == last_index
@@ -232,15 +233,16 @@ class FitLoop:
                 self.window_count += 1
                 t.samples_seen_this_epoch += n
                 scaled = loss if accumulate == 1 else loss * weights[index]
-                t.scaler.scale(scaled).backward() if t.scaler.is_enabled() else scaled.backward()
+                t.scaler.scale(scaled).backward() if scaler_on else scaled.backward()
                 self.group_size += 1
             if boundary and self.group_size:
                 self.group_size = 0
                 if self._optimizer_step(index) or self.restart_epoch:
                     return False
-            if loss is not None:
+            if loss is not None and fire_end:
+                detached = loss.detach()  # one for all callbacks: a detach per callback costs a tensor each
                 for callback in fire_end:
-                    callback.on_batch_end(t, loss.detach())
+                    callback.on_batch_end(t, detached)
             if boundary and (t.should_stop or self.signal_received is not None or
                              (t.max_steps is not None and t.step >= t.max_steps)):
                 return index == last_index
@@ -291,12 +293,13 @@ class FitLoop:
 
     def _apply_schedule(self) -> None:
         t = self.t
-        lr = self.schedule.lr_at(min(t.step, self.total_steps - 1)) * t.guard.lr_scale
+        step = min(t.step, self.total_steps - 1)
+        lr = self.schedule.lr_at(step) * t.guard.lr_scale
         if lr != t.current_lr:
             set_lr(t.optimizer, lr)
             t.current_lr = lr
         if self.cycle_momentum:
-            set_momentum(t.optimizer, self.schedule.momentum_at(min(t.step, self.total_steps - 1)))
+            set_momentum(t.optimizer, self.schedule.momentum_at(step))
 
     def _log_step(self) -> None:
         t = self.t

@@ -44,10 +44,10 @@ MIN_RELATIVE_DROP = 0.05
 STEEPEST_EDGE_FRACTION = 0.1
 # Where the valley rule picks its point among the descending points of the longest valley,
 # from the first (0) to the last (1). fastai lands about halfway; the smoothed curve lags the
-# raw loss, and the suggestion is the peak lr of 1cycle, which is held only briefly. In
-# benchmarks/lr_suggestion.py (AdamW + 1cycle, 5 range tests per data set) 2/3 fell below
-# the good range on MNIST-1D (~5e-3, 1 point under the best lr) and 4/5 above it on digits
-# and MNIST; 3/4 lands inside it on all three (digits ~1e-2, MNIST ~5e-3, MNIST-1D ~1.3e-2).
+# raw loss, and the suggestion is the peak lr of 1cycle, which is held only briefly. On the
+# recipes of benchmarks/lr_suggestion.py (AdamW + 1cycle, range tests of seeds 0-4), 2/3
+# suggested ~5e-3 on MNIST-1D, 1 point under its best lr; 4/5 overshot on digits and MNIST
+# (~0.6 point); 3/4 suggests digits ~1e-2, MNIST ~5e-3, MNIST-1D ~1.3e-2, all near the best.
 VALLEY_POSITION = 3 / 4
 # The minimum rule backs off tenfold from the loss minimum, which sits at the edge of
 # divergence (fastai's "minimum / 10").

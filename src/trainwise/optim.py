@@ -275,7 +275,7 @@ def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
     """
     for group in optimizer.param_groups:
         if "betas" in group:
-            group["betas"] = (momentum, *group["betas"][1:])
+            group["betas"] = (momentum, group["betas"][1])
         elif "momentum" in group:
             group["momentum"] = momentum
         else:

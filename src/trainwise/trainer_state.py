@@ -43,9 +43,10 @@ class Checkpointer:
         ckpt.apply_retention(self.folder, self.keep_last, protect=self.protect | {path})
         return path
 
-    def resolve_resume(self, resume: str | Path) -> Path:
-        """``auto``: the newest checkpoint that verifies (saying which newer ones were skipped);
-        otherwise the path given."""
+    def resolve_resume(self, resume: str | Path) -> Optional[Path]:
+        """``auto``: the newest checkpoint that verifies (saying which newer ones were skipped), or
+        None when the run has saved none yet (killed before its first save: it starts over, so one
+        command line serves every restart); otherwise the path given."""
         if str(resume) != "auto":
             path = Path(resume)
             if not path.is_file():
@@ -55,9 +56,13 @@ class Checkpointer:
         path, skipped = ckpt.find_resumable(self.folder)
         for bad, reason in skipped:
             log.warning("skipping checkpoint %s: %s", bad, reason)
+        if path is None and not skipped:
+            log.warning("--resume auto: no checkpoint in %s yet; starting the run from the beginning", self.folder)
+            return None
         if path is None:
             raise CheckpointError(
-                f"--resume auto found no valid checkpoint in {self.folder}; start the run without --resume"
+                f"--resume auto found no valid checkpoint in {self.folder}: every one failed verification "
+                "(see above); start a new run with another --run-dir"
             )
         if skipped:
             log.warning("resuming from %s, the newest checkpoint that verifies", path)
