@@ -285,3 +285,17 @@ def test_a_new_run_refuses_a_used_run_folder(tmp_path):
     with pytest.raises(ConfigError, match="already holds a run .*resume auto"):
         trainer(mlp(), tmp_path, epochs=1).fit((x, y), (x, y))
     assert (tmp_path / "run" / "metrics.csv").read_bytes() == before
+
+
+def test_best_checkpoint_holds_the_restored_weights(tmp_path):
+    from trainwise.checkpoint import load_checkpoint
+
+    x, y = blobs(200)
+    xv, _ = blobs(100, seed=5)
+    yv = torch.randint(0, 3, (100,), generator=torch.Generator().manual_seed(9))
+    t = trainer(mlp(), tmp_path, lr=5e-2, epochs=12, early_stopping=EarlyStopping("val_loss", patience=3,
+                                                                                  min_delta=0.05))
+    t.fit((x, y), (xv, yv))
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
+    for key, value in t.model.state_dict().items():
+        assert torch.equal(value, best[key]), key

@@ -135,6 +135,7 @@ class TrainConfig(_Section):
     rollback_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     spike_factor: float = Field(10.0, gt=1.0)
     log_every_n_steps: int = Field(50, gt=0)
+    report: bool = True
     threads: Optional[int] = Field(None, gt=0)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)

@@ -96,7 +96,9 @@ class MetricsLog:
             with open(self.path, newline="") as handle:
                 reader = csv.reader(handle)
                 next(reader, None)
-                self.rows = [(int(s), int(e), sp, m, float(v)) for s, e, sp, m, v in reader]
+                # Only the rows the checkpoint counted are kept, so a half-written line after
+                # them (a kill mid-write) is never parsed.
+                self.rows = [(int(s), int(e), sp, m, float(v)) for (s, e, sp, m, v), _ in zip(reader, range(rows))]
         self.rows = self.rows[:rows]
         if self.path is not None:
             self.close()

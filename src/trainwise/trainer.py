@@ -89,7 +89,8 @@ class Trainer:
             or an ``EarlyStopping`` instance.
         callbacks: your own callbacks, run after the built-in early stopping and before the checkpointer.
         run_dir: where the run folder goes; default ``runs/<name>-<timestamp>``.
-        checkpoint_every_n_steps, keep_last: checkpoint cadence and retention.
+        checkpoint_every_n_steps, checkpoint_every_epoch, keep_last: checkpoint cadence and retention
+            (best.pt is written whenever the monitored metric improves, whatever the cadence).
         on_nonfinite: ``rollback`` (default), ``skip`` or ``stop`` when a loss or gradient is NaN/Inf.
         progress: show a progress bar (plain epoch lines when not a terminal).
         report: write curves.png, lr.png and report.html when the run ends.
@@ -107,7 +108,7 @@ class Trainer:
         min_delta: float = 0.0, callbacks: Sequence[Callback] = (), run_dir: Union[str, Path, None] = None,
         name: str = "run", seed: int = 0, label_smoothing: float = 0.0,
         class_weights: Optional[torch.Tensor] = None, augment: Optional[Callable] = None,
-        checkpoint_every_n_steps: Optional[int] = None, keep_last: int = 3, on_nonfinite: str = "rollback",
+        checkpoint_every_n_steps: Optional[int] = None, checkpoint_every_epoch: bool = True, keep_last: int = 3, on_nonfinite: str = "rollback",
         max_rollbacks: int = 3, rollback_lr_factor: float = 0.5, spike_factor: float = 10.0,
         log_every_n_steps: int = 50, progress: bool = True, report: bool = True, config: Optional[dict[str, Any]] = None,
         num_workers: int = 0,
@@ -151,7 +152,7 @@ class Trainer:
         self.guard = NonFiniteGuard(on_nonfinite, max_rollbacks=max_rollbacks, lr_factor=rollback_lr_factor)
         self.spikes = SpikeCounter(spike_factor)
         self.callbacks = self._assemble_callbacks(early_stopping, monitor, patience, min_delta, callbacks,
-                                                  checkpoint_every_n_steps, progress)
+                                                  checkpoint_every_n_steps, checkpoint_every_epoch, progress)
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", keep_last)
         self._dispatch = {event: [cb for cb in self.callbacks if overrides(cb, event)] for event in EVENTS}
         # Loop state, public for callbacks.
@@ -170,7 +171,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- setup
     def _assemble_callbacks(self, early_stopping, monitor, patience, min_delta, user_callbacks,
-                            every_n_steps, progress) -> list[Callback]:
+                            every_n_steps, every_epoch, progress) -> list[Callback]:
         callbacks: list[Callback] = []
         if isinstance(early_stopping, EarlyStopping):
             callbacks.append(early_stopping)
@@ -180,7 +181,14 @@ class Trainer:
             if not isinstance(callback, Callback):
                 raise ConfigError(f"callbacks must be trainwise.Callback instances, got {type(callback).__name__}")
             callbacks.append(callback)
-        callbacks.append(CheckpointSaver(every_n_steps=every_n_steps, monitor=monitor))
+        # best.pt follows the same rule as early stopping, so it holds the weights that get restored.
+        stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
+        if stopper is not None:
+            saver = CheckpointSaver(every_n_steps=every_n_steps, every_epoch=every_epoch, monitor=stopper.monitor,
+                                    mode=stopper.tracker.mode, min_delta=stopper.tracker.min_delta)
+        else:
+            saver = CheckpointSaver(every_n_steps=every_n_steps, every_epoch=every_epoch, monitor=monitor)
+        callbacks.append(saver)
         if progress:
             callbacks.append(ProgressBar())
         return callbacks

@@ -20,18 +20,19 @@ class CheckpointSaver(Callback):
     Args:
         every_n_steps: also save every this many optimizer steps (None: only at epoch ends).
         every_epoch: save at the end of every epoch.
-        monitor, mode: the metric that decides ``best.pt``; a non-finite value never becomes best.
+        monitor, mode, min_delta: the metric that decides ``best.pt`` and what counts as an
+            improvement; a non-finite value never becomes best.
 
     Place it after every callback whose state should be in the checkpoint (the trainer does).
     """
 
     def __init__(self, *, every_n_steps: Optional[int] = None, every_epoch: bool = True,
-                 monitor: str = "val_loss", mode: str = "auto") -> None:
+                 monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0.0) -> None:
         if every_n_steps is not None and every_n_steps <= 0:
             raise ConfigError(f"every_n_steps must be > 0, got {every_n_steps}")
         self.every_n_steps = every_n_steps
         self.every_epoch = every_epoch
-        self.tracker = MetricTracker(monitor, mode)
+        self.tracker = MetricTracker(monitor, mode, min_delta)
         self._last_saved_step = -1
 
     def on_batch_end(self, trainer: "Trainer", loss: "torch.Tensor") -> None:
