@@ -215,3 +215,26 @@ def test_cli_run_that_diverges_exits_1_with_the_message(tmp_path):
     assert all(advice in proc.stdout for advice in ADVICE)
     assert "Traceback" not in proc.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_without_a_per_step_read_a_late_nan_still_rolls_back(tmp_path, monkeypatch):
+    """Accelerators read the loss only at log steps; simulate that on the CPU."""
+    from trainwise import loop
+
+    original = loop.FitLoop.__init__
+
+    def no_sync(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.sync_each_step = False
+
+    monkeypatch.setattr(loop.FitLoop, "__init__", no_sync)
+    x, y = blobs()
+    trainer = Trainer(FailsOnCalls(nan_loss_calls=[6]), lr=1e-2, schedule="constant", epochs=EPOCHS, batch_size=32,
+                      run_dir=tmp_path, log_every_n_steps=2, progress=False, report=False)
+    result = trainer.fit((x[:128], y[:128]), (x[128:], y[128:]))
+    assert result.status == "completed"
+    (event,) = events(result, "nonfinite_rollback")
+    assert event["message"].startswith("the loss became non-finite in the 2 steps before step 6 (epoch 1;")
+    assert "that batch will be skipped" not in event["message"]
+    assert all(math.isfinite(row["train_loss"]) for row in result.history)
+    assert_best_is_finite(tmp_path)

@@ -288,6 +288,8 @@ class FitLoop:
             self.epoch_steps += 1
             self._apply_schedule()
             if t.step % t.log_every_n_steps == 0:
+                if not self.sync_each_step and not math.isfinite(self.loss_sum_device.item()):
+                    return self._on_late_nonfinite(index)
                 self._log_step()
         return False
 
@@ -335,12 +337,27 @@ class FitLoop:
         t.request_stop(f"training diverged: {where}{gave_up}; {DIVERGED_ADVICE}", status="diverged")
         return True
 
-    def _roll_back(self, where: str, index: int) -> None:
+    def _on_late_nonfinite(self, index: int) -> bool:
+        """On accelerators the loss is read only at log steps (no sync per step), so a bad update
+        is found after it was applied: it cannot be skipped, only rolled back (or the run stopped)."""
+        t, guard = self.t, self.t.guard
+        where = (f"the loss became non-finite in the {t.log_every_n_steps} steps before step {t.step} "
+                 f"(epoch {t.epoch}; on {t.device.type} the loss is read every train.log_every_n_steps steps)")
+        t.optimizer.zero_grad(set_to_none=True)
+        self.group_size = 0
+        if guard.policy != "stop" and guard.can_roll_back():
+            self._roll_back(where, index, skip_batch=False)
+            return True
+        t.request_stop(f"training diverged: {where}; {DIVERGED_ADVICE}", status="diverged")
+        return True
+
+    def _roll_back(self, where: str, index: int, *, skip_batch: bool = True) -> None:
         t, guard = self.t, self.t.guard
         bad_batch = (t.epoch, index)
         path = t.checkpointer.latest
         state = ckpt.load_checkpoint(path) if path is not None else copy.deepcopy(self.initial_state)
-        rollbacks, lr_scale, skip = guard.rollbacks + 1, guard.lr_scale * guard.lr_factor, guard.skip_batches | {bad_batch}
+        rollbacks, lr_scale = guard.rollbacks + 1, guard.lr_scale * guard.lr_factor
+        skip = guard.skip_batches | {bad_batch} if skip_batch else set(guard.skip_batches)
         # Rewinding the run must not erase its record: earlier rollbacks since that checkpoint stay.
         kept_events = [e for e in t.events[len(state["events"]):] if e["kind"] == "nonfinite_rollback"]
         kept_rows = [row for row in t.metrics_log.rows[state["metrics_rows"]:] if row[3] == "nonfinite_rollback"]
@@ -353,7 +370,7 @@ class FitLoop:
         self._apply_schedule()
         source = path.name if path is not None else "the start of the run"
         t.record_event("nonfinite_rollback", f"{where}; rolled back to {source} (step {t.step}), "
-                       f"lr scaled by {lr_scale:.3g}, that batch will be skipped")
+                       f"lr scaled by {lr_scale:.3g}" + (", that batch will be skipped" if skip_batch else ""))
         self.restart_epoch = True
 
     # ------------------------------------------------------------------ epoch end
