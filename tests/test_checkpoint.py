@@ -839,3 +839,14 @@ def test_kill_9_at_random_moments_leaves_a_resumable_folder(tmp_path: Path) -> N
         resumed_steps.append(assert_folder_is_consistent(folder))
     steps = [step or 0 for step in resumed_steps]
     assert steps == sorted(steps) and steps[-1] > 0
+
+
+def test_linking_a_name_to_the_file_it_already_names_leaves_no_tmp(tmp_path):
+    from trainwise.checkpoint import link_checkpoint, load_checkpoint, save_checkpoint
+
+    path = tmp_path / "step-00000001.pt"
+    save_checkpoint({"x": torch.ones(3)}, path, step=1, epoch=0)
+    link_checkpoint(path, "last.pt")
+    link_checkpoint(path, "last.pt")  # e.g. a resume adopting the file last.pt already names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "manifest.json", "step-00000001.pt"]
+    assert torch.equal(load_checkpoint(tmp_path / "last.pt")["x"], torch.ones(3))

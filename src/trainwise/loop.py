@@ -497,6 +497,7 @@ class FitLoop:
         state = ckpt.load_checkpoint(path, map_location=t.device)
         changes = check_resume_config(state.get("config"), t.config, allow_config_changes)
         self.load_state_dict(state)
+        t.checkpointer.adopt(Path(path))
         # Early stopping had ended the run: it stays ended (resuming only finishes it); any other
         # saved status (interrupted) continues.
         t.should_stop = state["status"] == "stopped_early"

@@ -43,6 +43,14 @@ class Checkpointer:
         ckpt.apply_retention(self.folder, self.keep_last, protect=self.protect | {path})
         return path
 
+    def adopt(self, resumed_from: Path) -> None:
+        """After a resume: the checkpoint resumed from is the latest, and ``last.pt`` names it
+        (a kill while ``last.pt`` was being replaced leaves it unrecorded until the next save,
+        and a resumed run that has nothing left to train makes no next save)."""
+        self.latest = resumed_from
+        if resumed_from.name != "last.pt" and resumed_from.parent.resolve() == self.folder.resolve():
+            ckpt.link_checkpoint(resumed_from, "last.pt")
+
     def resolve_resume(self, resume: str | Path) -> Optional[Path]:
         """``auto``: the newest checkpoint that verifies (saying which newer ones were skipped), or
         None when the run has saved none yet (killed before its first save: it starts over, so one

@@ -104,6 +104,8 @@ def commit(
             write_manifest(folder, without, fsync=fsync)
         os.replace(tmp, path)
         renamed = True
+        if os.path.lexists(tmp):  # tmp and path were links to one file: rename() did nothing
+            remove_quietly(tmp)
         fsync_folder(folder, fsync=fsync)
         write_manifest(folder, {**checkpoints, path.name: entry}, fsync=fsync)
     except OSError:
