@@ -42,8 +42,12 @@ def load_idx(root: Path, val_fraction: float, seed: int) -> tuple[tuple, tuple, 
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = int(round(len(x) * val_fraction))
     val_index, train_index = order[:n_val], order[n_val:]
-    as_tensors = lambda xs, ys: (torch.from_numpy(xs.astype(np.float32)), torch.from_numpy(ys.astype(np.int64)))  # noqa: E731
-    return as_tensors(x[train_index], y[train_index]), as_tensors(x[val_index], y[val_index]), as_tensors(x_test, y_test)
+
+    def as_tensors(xs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(xs.astype(np.float32)), torch.from_numpy(ys.astype(np.int64))
+
+    return (as_tensors(x[train_index], y[train_index]), as_tensors(x[val_index], y[val_index]),
+            as_tensors(x_test, y_test))
 
 
 def load_npz(path: Path) -> tuple[tuple, tuple, None]:
@@ -97,7 +101,9 @@ def train(args: argparse.Namespace) -> None:
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
     steps_per_epoch = math.ceil(len(x) / args.batch_size)
-    total = args.epochs * steps_per_epoch if args.max_steps is None else min(args.max_steps, args.epochs * steps_per_epoch)
+    total = args.epochs * steps_per_epoch
+    if args.max_steps is not None:
+        total = min(total, args.max_steps)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total)
     torch.manual_seed(args.seed)
     model.train()

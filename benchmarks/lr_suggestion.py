@@ -46,8 +46,9 @@ from trainwise.errors import LRFinderError  # noqa: E402
 TARGET_POINTS = 1.0
 SWEEP = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 QUICK_SWEEP = (1e-3, 1e-2, 1e-1)
-# Every run trains for the recipe's full epochs: the comparison is at equal training length.
-SHARED_OVERRIDES = ("train.early_stopping.enabled=false",)
+# Every run trains for the recipe's full epochs: the comparison is at equal training length. The
+# report's plots cost seconds per run and nobody reads them here.
+SHARED_OVERRIDES = ("train.early_stopping.enabled=false", "train.report=false")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,6 @@ class Runner:
         cfg.optimizer.lr = lr
         with tempfile.TemporaryDirectory() as folder:
             trainer = build.make_trainer(cfg, bundle, model, lr, Path(folder), progress=False)
-            trainer.write_report = False  # plots cost seconds per run and nobody reads them here
             result = trainer.fit(bundle.train, bundle.val, test=bundle.test)
         # A diverged run has no test metrics: it counts as 0% so it can never be "best".
         return {"accuracy": result.test_metrics.get("accuracy", 0.0), "status": result.status}

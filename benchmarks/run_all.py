@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = list(args.only or BENCHMARKS)
     failed, ran = [], []
-    start = time.perf_counter()
+    start, load_at_start = time.perf_counter(), os.getloadavg()[0]
     for name in names:
         reason = available(name)
         if reason is not None:
@@ -84,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'Quick run' if args.quick else 'Run'} of {time.strftime('%Y-%m-%d %H:%M')}, " \
              f"{time.perf_counter() - start:.0f} s in all"
     if machine is not None:
-        header += f"; {machine['cpus_usable']} CPUs, torch {machine['torch']}, {args.threads} threads, " \
-                  f"load average at start {machine['load_average'][0]}"
+        header += f"; {machine['cpus_usable']} CPUs, torch {machine['torch']}, {args.threads} threads"
+    header += f"; load average {load_at_start:.1f} at the start"
     text = f"{header}\n\n{table}\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.md").write_text(text)

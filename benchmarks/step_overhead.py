@@ -28,7 +28,7 @@ import common  # noqa: E402
 
 TARGET = 1.03
 # Per case: steps per contestant, untimed warm-up steps, steps per timed block. Both fit in one epoch.
-FULL = {"mlp": (800, 100, 50), "cnn": (400, 50, 25)}
+FULL = {"mlp": (800, 100, 10), "cnn": (90, 10, 2)}
 QUICK = {"mlp": (12, 2, 5), "cnn": (12, 2, 5)}
 REPEATS, QUICK_REPEATS = 2, 1
 

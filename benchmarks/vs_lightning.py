@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 import common  # noqa: E402
 
 TARGETS = {"mlp": 1.5, "cnn": 1.0}
-FULL = {"mlp": (800, 100, 50, 2), "cnn": (110, 10, 5, 2)}  # steps, warm-up, block, repeats
+FULL = {"mlp": (800, 100, 10, 2), "cnn": (90, 10, 2, 2)}  # steps, warm-up, block, repeats
 QUICK = {"mlp": (12, 2, 5, 1), "cnn": (12, 2, 5, 1)}
 
 
@@ -72,17 +72,22 @@ def measure_case(case: common.Case, bundle: Any, plan: tuple[int, int, int, int]
     x, y = bundle.train
     val = tuple(t.to(device) for t in bundle.val)
     blocks: dict[str, list[common.StepTimes]] = {"lightning": [], "trainwise": []}
+
+    def ticks(name: str) -> Any:
+        return lambda: relay.tick(name)
+
     for repeat in range(repeats):
         names = ["lightning", "trainwise"] if repeat % 2 == 0 else ["trainwise", "lightning"]
         relay = common.Relay(names, block=block, steps=steps, warmup=warmup)
         loader = DataLoader(TensorDataset(x, y), batch_size=case.batch_size, shuffle=True,
                             pin_memory=device.type == "cuda")
         contestants = {
-            "lightning": lambda: lightning_fit(case, loader, steps=steps, tick=lambda: relay.tick("lightning"),
+            "lightning": lambda: lightning_fit(case, loader, steps=steps, tick=ticks("lightning"),
                                                device=device, precision=precision),
-            "trainwise": lambda: common.trainwise_fit(case.build(), (x.to(device), y.to(device)), val, steps=steps,
-                                                      batch_size=case.batch_size, device=device, precision=precision,
-                                                      callbacks=[common.tick_callback(lambda: relay.tick("trainwise"))]),
+            "trainwise": lambda: common.trainwise_fit(case.build(), (x.to(device), y.to(device)), val,
+                                                      steps=steps, batch_size=case.batch_size, device=device,
+                                                      precision=precision,
+                                                      callbacks=[common.tick_callback(ticks("trainwise"))]),
         }
         for name, timed in relay.run(contestants).items():
             blocks[name] += timed
