@@ -23,10 +23,12 @@ from __future__ import annotations
 import csv
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -44,8 +46,9 @@ RECIPE = {"model.channels": [32, 64], "model.hidden": [128], "data.batch_size": 
           "train.epochs": 3}
 QUICK_RECIPE = {"model.channels": [4, 8], "model.hidden": [16], "data.batch_size": 64, "optimizer.lr": 3e-3,
                 "train.epochs": 1}
-ORDER = ("hand", "cli")  # one pair: each run trains ~3 epochs of the CNN, the long part of make bench
+ORDER = ("hand", "cli")  # one pair, raced turn by turn: each trains ~3 epochs of the CNN, the long part
 QUICK_ORDER = ("hand", "cli")
+TURN_SECONDS = 2.0
 EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+ ")
 HAND_LINE = re.compile(r"^epoch (\d+) step \d+ eval_accuracy ([0-9.]+)")
 
@@ -89,34 +92,82 @@ def last_val_accuracy(metrics_csv: Path) -> Optional[float]:
     return float(rows[-1]["value"]) if rows else None
 
 
-def time_run(kind: str, command: list[str], run_dir: Optional[Path], threshold: float,
-             log_path: Path) -> dict[str, Any]:
-    """Start ``command``, watch its per-epoch evaluations, stop it at the first one >= threshold."""
-    evaluations = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    start = time.perf_counter()
-    with open(log_path, "w") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
-                                   cwd=common.REPO_ROOT)
-        for line in process.stdout:  # type: ignore[union-attr]
-            seconds = time.perf_counter() - start
+class Contestant:
+    """One run of the race: its process, its own clock (the seconds it was let run) and its evaluations."""
+
+    def __init__(self, kind: str, command: list[str], run_dir: Path, log_path: Path, threshold: float) -> None:
+        self.kind, self.command, self.run_dir, self.log_path = kind, command, run_dir, log_path
+        self.threshold = threshold
+        self.process: Optional[subprocess.Popen] = None
+        self.clock = 0.0  # seconds run before the current turn
+        self.turn_started: Optional[float] = None
+        self.evaluations: list[dict[str, Any]] = []
+        self.reached: Optional[dict[str, Any]] = None
+        self.done = threading.Event()
+
+    def seconds(self) -> float:
+        """Seconds this run has been let run so far: its own wall clock, stopped between its turns."""
+        started = self.turn_started
+        return self.clock + (time.perf_counter() - started if started is not None else 0.0)
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.turn_started = time.perf_counter()
+        with open(self.log_path, "w") as stderr:
+            self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+                                            cwd=common.REPO_ROOT)
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        """Read the run's stdout; time each evaluation; stop the run at the first one >= threshold."""
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            seconds = self.seconds()
             accuracy = epoch = None
-            if kind == "cli" and (match := EPOCH_LINE.match(line)):
-                epoch, accuracy = int(match.group(1)), last_val_accuracy(run_dir / "metrics.csv")
-            elif kind == "hand" and (match := HAND_LINE.match(line)):
+            if self.kind == "cli" and (match := EPOCH_LINE.match(line)):
+                epoch, accuracy = int(match.group(1)), last_val_accuracy(self.run_dir / "metrics.csv")
+            elif self.kind == "hand" and (match := HAND_LINE.match(line)):
                 epoch, accuracy = int(match.group(1)), float(match.group(2))
             if accuracy is None:
                 continue
-            evaluations.append({"epoch": epoch, "seconds": round(seconds, 2), "accuracy": accuracy})
-            if accuracy >= threshold:
-                process.kill()
+            self.evaluations.append({"epoch": epoch, "seconds": round(seconds, 2), "accuracy": accuracy})
+            if accuracy >= self.threshold:
+                self.reached = self.evaluations[-1]
+                self.process.kill()  # type: ignore[union-attr]
                 break
-        process.wait()
-    reached = next((e for e in evaluations if e["accuracy"] >= threshold), None)
-    if reached is None and process.returncode not in (0, -9):
-        raise RuntimeError(f"{kind} run failed with exit code {process.returncode}; see {log_path}")
-    return {"seconds": reached["seconds"] if reached else None, "epoch": reached["epoch"] if reached else None,
-            "evaluations": evaluations}
+        self.process.wait()  # type: ignore[union-attr]
+        self.done.set()
+
+    def pause(self) -> None:
+        if not self.done.is_set():
+            os.kill(self.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+        self.clock, self.turn_started = self.seconds(), None
+
+    def resume(self) -> None:
+        self.turn_started = time.perf_counter()
+        if not self.done.is_set():
+            os.kill(self.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
+
+    def result(self) -> dict[str, Any]:
+        code = self.process.returncode  # type: ignore[union-attr]
+        if self.reached is None and code != 0:
+            raise RuntimeError(f"{self.kind} run failed with exit code {code}:\n{self.log_path.read_text()[-2000:]}")
+        return {"seconds": self.reached["seconds"] if self.reached else None,
+                "epoch": self.reached["epoch"] if self.reached else None, "evaluations": self.evaluations}
+
+
+def race(contestants: list[Contestant], turn_seconds: float) -> None:
+    """Run the contestants' processes in turns of ``turn_seconds``, the others stopped (SIGSTOP), until
+    each has reached its threshold or ended: every run sees the same machine, turn after turn."""
+    while not all(c.done.is_set() for c in contestants):
+        for contestant in contestants:
+            if contestant.done.is_set():
+                continue
+            if contestant.process is None:
+                contestant.start()
+            else:
+                contestant.resume()
+            contestant.done.wait(turn_seconds)
+            contestant.pause()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,12 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         npz = build_npz(args.mnist_root, folder / "mnist_test_as_val.npz", limit=2000 if args.quick else None)
+        contestants = []
         for index, kind in enumerate(order):
             run_dir = folder / f"run-{index}"
             command = (cli_command(npz, recipe, run_dir, args.threads) if kind == "cli"
                        else hand_command(npz, recipe, args.threads))
-            runs[kind].append(time_run(kind, command, run_dir, threshold, folder / f"{kind}-{index}.log"))
-            print(f"  {kind}: {runs[kind][-1]['seconds']} s", flush=True)
+            contestants.append(Contestant(kind, command, run_dir, folder / f"{kind}-{index}.log", threshold))
+        race(contestants, TURN_SECONDS)
+        for contestant in contestants:
+            runs[contestant.kind].append(contestant.result())
+            print(f"  {contestant.kind}: {runs[contestant.kind][-1]['seconds']} s", flush=True)
     medians = {kind: _median([r["seconds"] for r in results]) for kind, results in runs.items()}
     ratio = round(medians["cli"] / medians["hand"], 4) if None not in medians.values() else None
     payload = {
@@ -142,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": ratio, "seconds": medians, "runs": runs,
         "fastest_recipe": {"seconds": medians["cli"], "cli_overrides": cli_command(Path("MNIST.npz"), recipe,
                                                                                    Path("RUN"), args.threads)[3:]},
-        "config": {"recipe": recipe, "threshold": threshold, "order": list(order), "threads": args.threads},
+        "config": {"recipe": recipe, "threshold": threshold, "order": list(order), "threads": args.threads,
+                   "turn_seconds": TURN_SECONDS},
         "machine": common.machine_info(), "quick": args.quick,
     }
     common.write_result(args.out, "time_to_accuracy", payload)
