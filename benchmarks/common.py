@@ -346,11 +346,17 @@ ESTIMATORS = {
 }
 
 
-def round_ratios(blocks: dict[str, list[StepTimes]], numerator: str, denominator: str,
+def round_ratios(blocks: dict[str, list[StepTimes]], numerator: str, denominator: str | Sequence[str],
                  estimator: str = PRIMARY_ESTIMATOR) -> list[float]:
-    """Per round, ``estimator`` of numerator's block over denominator's (a round's blocks ran back to back)."""
+    """Per round, ``estimator`` of numerator's block over denominator's (a round's blocks ran back to back).
+
+    Several denominators (the same loop run twice, on either side of the numerator in the round)
+    are averaged: the baseline then brackets the numerator, and drift within a round cancels.
+    """
     measure = ESTIMATORS[estimator]
-    return [measure(a) / measure(b) for a, b in zip(blocks[numerator], blocks[denominator])]
+    names = [denominator] if isinstance(denominator, str) else list(denominator)
+    baselines = [sum(measure(blocks[name][i]) for name in names) / len(names) for i in range(len(blocks[numerator]))]
+    return [measure(block) / baseline for block, baseline in zip(blocks[numerator], baselines)]
 
 
 def summarize_steps(blocks: dict[str, list[StepTimes]]) -> dict[str, dict[str, float]]:
@@ -365,7 +371,7 @@ def summarize_steps(blocks: dict[str, list[StepTimes]]) -> dict[str, dict[str, f
     return summary
 
 
-def compare(blocks: dict[str, list[StepTimes]], numerator: str, denominator: str) -> dict[str, Any]:
+def compare(blocks: dict[str, list[StepTimes]], numerator: str, denominator: str | Sequence[str]) -> dict[str, Any]:
     """Every estimator's ratio summary of numerator over denominator."""
     return {estimator: ratio_summary(round_ratios(blocks, numerator, denominator, estimator))
             for estimator in ESTIMATORS}

@@ -47,7 +47,7 @@ def run(name: str, args: argparse.Namespace) -> tuple[int, float]:
 
 
 def summary_table(out: Path, names: list[str]) -> str:
-    """A markdown table of the result files of ``names`` found in ``out``."""
+    """A markdown table of the result files of ``names`` found in ``out`` (the latest of each)."""
     rows = ["| benchmark | figure | target | meets target |", "| --- | --- | --- | --- |"]
     for name in names:
         path = out / f"{name}.json"
@@ -79,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         returncode, seconds = run(name, args)
         print(f"== {name}: {seconds:.0f} s" + ("" if returncode == 0 else f", FAILED (exit {returncode})"), flush=True)
         (failed if returncode else ran).append(name)
-    table = summary_table(args.out, ran)
+    table = summary_table(args.out, list(BENCHMARKS))  # the latest result of each, run now or before
     machine = next((json.loads((args.out / f"{n}.json").read_text())["machine"] for n in ran
                     if (args.out / f"{n}.json").exists()), None)
-    header = f"{'Quick run' if args.quick else 'Run'} of {time.strftime('%Y-%m-%d %H:%M')}, " \
-             f"{time.perf_counter() - start:.0f} s in all"
+    header = f"{'Quick run' if args.quick else 'Run'} of {', '.join(ran) or 'nothing'} on " \
+             f"{time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - start:.0f} s in all"
     if machine is not None:
         header += f"; {machine['cpus_usable']} CPUs, torch {machine['torch']}, {args.threads} threads"
     header += f"; load average {load_at_start:.1f} at the start"

@@ -9,8 +9,13 @@ accuracy; the exact value is read from the run's ``metrics.csv`` when the epoch 
 stdout. The hand-written run reads the same ``.npz``, trains on the same 60,000 images in the same
 order from the same initial weights, and prints its test accuracy after each epoch. Both start
 from a cold ``python`` (imports, data loading and everything else count), and are stopped as soon
-as they reach the threshold. One hand run, then one CLI run (a pair is what fits the 15 minutes
-of ``make bench``); the figure is the ratio of their times. Target: CLI <= 1.05x the hand-written run.
+as they reach the threshold.
+
+The two processes race turn by turn, like the relay of the per-step figures: each runs for
+``TURN_SECONDS`` while the other is stopped (SIGSTOP), then they swap (SIGCONT), so both see the
+same machine however its load drifts over the minutes a run takes. Each run's time is its own
+clock, which stops while it is stopped. The figure is the CLI's time over the hand-written run's.
+Target: CLI <= 1.05x the hand-written run.
 
 The recipe (``RECIPE``) is the fastest found for the CLI on 2 CPU cores; README.md lists the
 others tried.
@@ -138,14 +143,19 @@ class Contestant:
         self.done.set()
 
     def pause(self) -> None:
-        if not self.done.is_set():
-            os.kill(self.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+        self._signal(signal.SIGSTOP)
         self.clock, self.turn_started = self.seconds(), None
 
     def resume(self) -> None:
         self.turn_started = time.perf_counter()
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
         if not self.done.is_set():
-            os.kill(self.process.pid, signal.SIGCONT)  # type: ignore[union-attr]
+            try:
+                os.kill(self.process.pid, signum)  # type: ignore[union-attr]
+            except ProcessLookupError:  # it ended between the check and the signal
+                pass
 
     def result(self) -> dict[str, Any]:
         code = self.process.returncode  # type: ignore[union-attr]

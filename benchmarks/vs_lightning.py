@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 import common  # noqa: E402
 
 TARGETS = {"mlp": 1.5, "cnn": 1.0}
-FULL = {"mlp": (800, 100, 10, 2), "cnn": (90, 10, 2, 2)}  # steps, warm-up, block, repeats
+FULL = {"mlp": (500, 100, 10, 4), "cnn": (34, 4, 2, 4)}  # steps, warm-up, block, repeats
 QUICK = {"mlp": (12, 2, 5, 1), "cnn": (12, 2, 5, 1)}
 
 

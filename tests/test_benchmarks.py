@@ -122,6 +122,13 @@ def test_round_ratios_pair_the_blocks_of_each_round() -> None:
     assert common.ratio_summary([1.0, 2.0, 4.0]) == {"median": 2.0, "q1": 1.0, "q3": 4.0, "rounds": 3}
 
 
+def test_round_ratios_average_a_baseline_that_ran_twice_in_the_round() -> None:
+    common = load("common")
+    blocks = {"hand": [common.StepTimes([1.0], [1.0])], "trainwise": [common.StepTimes([3.0], [3.0])],
+              "hand_again": [common.StepTimes([2.0], [2.0])]}
+    assert common.round_ratios(blocks, "trainwise", ["hand", "hand_again"], "wall_block") == [2.0]
+
+
 # ---------------------------------------------------------------------------------------- run_all
 def test_summary_table_lists_each_result_and_whether_it_meets_its_target(tmp_path: Path) -> None:
     run_all = load("run_all")
