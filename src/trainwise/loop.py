@@ -167,11 +167,15 @@ class FitLoop:
             t.stop_reason = str(exc) or type(exc).__name__
             t._fire("on_exception", exc)
             self._finish(start, test_metrics={})
+            self._restore_signal_handlers(previous_handlers)
             raise
+        # The handlers stay through the test pass and the report: a SIGTERM now is noted and the
+        # run still ends with its summary (its checkpoints are already written).
+        try:
+            test_metrics = self._test()
+            return self._finish(start, test_metrics)
         finally:
             self._restore_signal_handlers(previous_handlers)
-        test_metrics = self._test()
-        return self._finish(start, test_metrics)
 
     def _epochs(self) -> None:
         t = self.t
