@@ -130,7 +130,8 @@ def _write_csv(path: Path, regression: bool) -> None:
 def test_csv_regression_reports_rmse(tmp_path):
     _write_csv(tmp_path / "reg.csv", regression=True)
     proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=reg.csv", "data.target=target",
-                     "model.hidden=[32]", "model.dropout=0", "train.epochs=40", "--run-dir", "reg", "--quiet", cwd=tmp_path)
+                     "model.hidden=[32]", "model.dropout=0", "train.epochs=40", "train.early_stopping.monitor=val_loss",
+                     "--run-dir", "reg", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "reg" / "summary.json").read_text())
     assert summary["task"] == "regression"
