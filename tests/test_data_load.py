@@ -183,7 +183,13 @@ def test_csv_regression_with_named_target(tmp_path: Path) -> None:
         ],
     )
     bundle = load_data(
-        "csv", path=path, target="price", val_fraction=0, test_fraction=0, normalize=False
+        "csv",
+        path=path,
+        target="price",
+        val_fraction=0,
+        test_fraction=0,
+        normalize=False,
+        standardize_target=False,
     )
     assert (bundle.task, bundle.num_classes, bundle.num_outputs) == ("regression", None, 1)
     x, y = bundle.train
@@ -193,7 +199,14 @@ def test_csv_regression_with_named_target(tmp_path: Path) -> None:
 
 def test_csv_task_override_makes_integers_a_regression_target(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "t.csv", ["a,b", "1,3", "2,4", "3,5"])
-    bundle = load_data("csv", path=path, task="regression", val_fraction=0, test_fraction=0)
+    bundle = load_data(
+        "csv",
+        path=path,
+        task="regression",
+        val_fraction=0,
+        test_fraction=0,
+        standardize_target=False,
+    )
     assert bundle.task == "regression" and bundle.train[1].tolist() == [3.0, 4.0, 5.0]
 
 

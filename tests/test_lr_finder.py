@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -151,6 +152,103 @@ def test_lr_sequence_is_geometric_or_linear_and_respects_lr_scale(mode: str) -> 
         np.testing.assert_allclose(np.diff(lrs), (end_lr - start_lr) / 14, rtol=1e-9)
     assert group_lrs_seen == [[lr, lr * 0.5] for lr in lrs]
     assert [group["lr"] for group in optimizer.param_groups] == [0.123, 0.123]
+
+
+@pytest.mark.parametrize("largest_first", [True, False])
+def test_param_groups_keep_their_ratios_and_the_suggestion_is_the_largest_groups_lr(
+    largest_first: bool,
+) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 1))
+    base_lrs = [0.05, 0.01] if largest_first else [0.01, 0.05]
+    optimizer = torch.optim.SGD(
+        [{"params": layer.parameters(), "lr": lr} for layer, lr in zip(model, base_lrs)],
+        momentum=0.9,
+    )
+    group_lrs_seen = []
+
+    def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+        group_lrs_seen.append([group["lr"] for group in optimizer.param_groups])
+        return nn.functional.mse_loss(outputs, targets)
+
+    result = LRFinder(model, optimizer, loss_fn, end_lr=1.0, num_steps=40).run(
+        regression_batches()
+    )
+
+    # The largest group runs at the recorded lr, the other at 1/5 of it, at every step.
+    expected = [lr * base / 0.05 for lr in result.lrs for base in base_lrs]
+    seen = [lr for step in group_lrs_seen[: len(result.lrs)] for lr in step]
+    assert seen == pytest.approx(expected, rel=1e-12)
+    assert result.suggestion is not None and result.suggestion in result.lrs
+    assert [group["lr"] for group in optimizer.param_groups] == base_lrs
+
+
+def test_groups_with_lr_scale_keys_of_trainwise_optimizers_run_at_lr_times_lr_scale() -> None:
+    from trainwise.optim import build_optimizer
+
+    model = nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 1))
+    optimizer = build_optimizer(model, "adamw", lr=1e-3, layer_lr_decay=0.5)
+    scales = [group["lr_scale"] for group in optimizer.param_groups]
+    assert min(scales) < 1.0 == max(scales)
+    group_lrs_seen = []
+
+    def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+        group_lrs_seen.append([group["lr"] for group in optimizer.param_groups])
+        return nn.functional.mse_loss(outputs, targets)
+
+    result = LRFinder(model, optimizer, loss_fn, end_lr=1e-2, num_steps=10).run(
+        regression_batches()
+    )
+    assert group_lrs_seen == [[lr * scale for scale in scales] for lr in result.lrs]
+
+
+def tiny_classification(samples: int = 64) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(samples, 8, generator=generator)
+    return inputs, (inputs[:, 0] > 0).long()
+
+
+def test_a_data_set_of_one_batch_is_cycled_through_epochs_and_gives_a_suggestion() -> None:
+    inputs, targets = tiny_classification()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(inputs, targets), batch_size=64, shuffle=True
+    )
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    result = LRFinder(model, optimizer, nn.CrossEntropyLoss()).run(loader)
+    assert len(result.lrs) > MIN_POINTS
+    assert result.reason is None and result.suggestion is not None
+
+
+def test_a_loader_that_keeps_its_place_is_told_each_new_epoch_and_put_back() -> None:
+    from trainwise.loader import InMemoryBatches
+
+    inputs, targets = tiny_classification()
+    loader = InMemoryBatches(inputs, targets, batch_size=64, shuffle=True, seed=0)
+    loader.set_epoch(3)
+    next(iter(loader))  # the run that follows is mid-epoch 3
+    state_before = copy.deepcopy(loader.state_dict())
+    model = nn.Linear(8, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = LRFinder(model, optimizer, nn.CrossEntropyLoss(), num_steps=30).run(loader)
+    # Without set_epoch the second pass over this one-batch loader would yield nothing.
+    assert len(result.lrs) == 30
+    assert_bitwise_equal(loader.state_dict(), state_before)
+
+
+def test_float_targets_of_shape_n_are_read_as_n_by_1_for_a_single_output() -> None:
+    batches = regression_batches()
+    flat = [(inputs, targets.squeeze(1)) for inputs, targets in batches]
+    assert flat[0][1].shape == (16,)
+    _, finder = sgd_finder(end_lr=1.0)
+    expected = finder.run(batches)
+    with warnings.catch_warnings():
+        # mse_loss warns when it broadcasts (N, 1) against (N,): that must not happen here.
+        warnings.simplefilter("error")
+        flat_result = sgd_finder(end_lr=1.0)[1].run(flat)
+    assert flat_result.raw_losses == expected.raw_losses
+    assert flat_result.suggestion == expected.suggestion is not None
 
 
 def test_stops_early_when_the_smoothed_loss_exceeds_diverge_factor_times_best() -> None:

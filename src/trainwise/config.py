@@ -11,12 +11,15 @@ Example:
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trainwise.checks import did_you_mean
 from trainwise.errors import ConfigError
 
 PositiveInt = int
@@ -37,6 +40,7 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     normalize: bool = True
+    standardize_target: bool = True
     augment: Union[str, dict[str, Union[bool, float, None]], None] = None
     class_weights: Optional[Literal["balanced"]] = None
 
@@ -171,17 +175,41 @@ class RunConfig(_Section):
         return self.model_dump(mode="json")
 
 
+# Config keys that name files or folders; relative ones are made absolute on load.
+DATA_PATH_KEYS = ("root", "path")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (or start from defaults when ``path`` is None), apply
     ``a.b=value`` overrides and validate.
 
+    ``data.root`` and ``data.path`` become absolute: a relative path written in the config
+    file is taken from the config file's folder, one given as an override from the working
+    directory; ``~`` is expanded. The resolved config (the run's config.yaml) therefore works
+    from any folder.
+
     Raises:
         ConfigError: one message naming the bad key, the value given and what is valid.
     """
-    raw: dict[str, Any] = {} if path is None else _read_yaml(Path(path))
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+        resolve_data_paths(raw, Path(path).absolute().parent)
     for override in overrides or []:
-        _apply_override(raw, override)
+        if _apply_override(raw, override) == "data":
+            resolve_data_paths(raw, Path.cwd())  # the config file's paths are absolute already
     return config_from_dict(raw)
+
+
+def resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the relative ``data.root`` / ``data.path`` of a raw config absolute against ``base``."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for key in DATA_PATH_KEYS:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            data[key] = os.path.abspath(base / Path(value).expanduser())
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -204,7 +232,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _apply_override(raw: dict[str, Any], override: str) -> None:
+def _apply_override(raw: dict[str, Any], override: str) -> str:
+    """Set one ``a.b=value`` override in ``raw``; return its section (``a``)."""
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override must look like section.key=value, got {override!r}")
@@ -220,6 +249,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
             raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
         node = child
     node[parts[-1]] = value
+    return parts[0]
 
 
 def _check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str) -> None:
@@ -247,5 +277,7 @@ def _describe_validation_error(exc: ValidationError) -> str:
         given = error.get("input")
         if error["type"] == "literal_error" or "got" not in message:
             message = f"{message}, got {given!r}"
+        if error["type"] == "literal_error" and isinstance(given, str):
+            message += did_you_mean(given, re.findall(r"'([^']*)'", error["ctx"]["expected"]))
         messages.append(f"{where}: {message}" if where else message)
     return "invalid config: " + "; ".join(messages)

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from trainwise.errors import DataError
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -34,19 +33,25 @@ class InMemoryBatches:
     """Batches by index slicing of tensors that already live on the training device.
 
     Args:
-        x, y: whole split, first dimension = samples.
+        x, y, *extra: whole split, first dimension = samples (``extra``: e.g. sample weights);
+            each batch is the tuple of their slices, or a dict when ``keys`` names them.
         batch_size: samples per batch; the last batch of an epoch may be smaller.
         shuffle: draw a new permutation each epoch (from ``seed`` and the epoch number).
         seed: seed of the permutations and of the augmentation generator.
-        augment: optional ``f(batch, generator) -> batch`` applied to training inputs.
+        augment: optional ``f(batch, generator) -> batch`` applied to training inputs (the first tensor).
+        keys: yield ``dict(zip(keys, slices))`` instead of a tuple.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, shuffle: bool,
-                 seed: int = 0, augment: Optional[Augment] = None) -> None:
-        if len(x) != len(y):
-            raise DataError(f"inputs and targets differ in length: {len(x)} inputs, {len(y)} targets")
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *extra: torch.Tensor, batch_size: int, shuffle: bool,
+                 seed: int = 0, augment: Optional[Augment] = None, keys: Optional[Sequence[str]] = None) -> None:
+        tensors = (x, y, *extra)
+        lengths = {len(t) for t in tensors}
+        if len(lengths) > 1:
+            raise DataError(f"inputs and targets differ in length: {', '.join(str(len(t)) for t in tensors)} samples")
         if batch_size <= 0:
             raise DataError(f"batch_size must be > 0, got {batch_size}")
+        self.tensors = tensors
+        self.keys = tuple(keys) if keys is not None else None
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -74,18 +79,18 @@ class InMemoryBatches:
         if self.aug_generator is not None:
             self.aug_generator.manual_seed(self.seed * 7919 + epoch)
 
-    def __iter__(self) -> Iterator[Batch]:
-        x, y, b, order = self.x, self.y, self.batch_size, self.order
-        for start in range(self.position * b, len(x), b):
+    def __iter__(self) -> Iterator[Any]:
+        tensors, b, order, keys = self.tensors, self.batch_size, self.order, self.keys
+        for start in range(self.position * b, len(self.x), b):
             if order is None:
-                xb, yb = x[start:start + b], y[start:start + b]
+                batch = tuple(t[start:start + b] for t in tensors)
             else:
                 index = order[start:start + b]
-                xb, yb = x.index_select(0, index), y.index_select(0, index)
+                batch = tuple(t.index_select(0, index) for t in tensors)
             if self.augment is not None:
-                xb = self.augment(xb, self.aug_generator)
+                batch = (self.augment(batch[0], self.aug_generator), *batch[1:])
             self.position += 1
-            yield xb, yb
+            yield batch if keys is None else dict(zip(keys, batch))
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"epoch": self.epoch, "position": self.position,
@@ -151,12 +156,12 @@ class DatasetBatches:
         self.epoch, self.position = epoch, 0
         self.sampler.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Any]:
         self.sampler.set_epoch(self.epoch, start=self.position * self.batch_size)
         non_blocking = self.device.type == "cuda"
-        for xb, yb in self.loader:
+        for batch in self.loader:
             self.position += 1
-            yield xb.to(self.device, non_blocking=non_blocking), yb.to(self.device, non_blocking=non_blocking)
+            yield to_device(batch, self.device, non_blocking=non_blocking)
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position}
@@ -196,14 +201,13 @@ class UserLoaderBatches:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)  # type: ignore[union-attr]
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Any]:
         skip = self.position
         for index, batch in enumerate(self.loader):
             if index < skip:
                 continue
-            xb, yb = batch[0], batch[1]
             self.position += 1
-            yield xb.to(self.device), yb.to(self.device)
+            yield to_device(batch, self.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position}
@@ -213,13 +217,45 @@ class UserLoaderBatches:
         self.position = state["position"]
 
 
-def as_tensors(source: Any) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-    """The (x, y) tensors of an in-memory source, or None when it is a Dataset/DataLoader."""
-    if isinstance(source, (tuple, list)) and len(source) == 2:
-        x, y = source
-        return _to_tensor(x, "inputs"), _to_tensor(y, "targets")
-    if isinstance(source, TensorDataset) and len(source.tensors) == 2:
-        return source.tensors[0], source.tensors[1]
+def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """``batch`` with every tensor in it (in tuples, lists and dicts, nested) moved to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device, non_blocking) for key, value in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(value, device, non_blocking) for value in batch)
+    return batch
+
+
+def batch_length(batch: Any) -> int:
+    """Samples in a batch: the length of its first tensor (in a tuple, list or dict)."""
+    first = batch
+    while not isinstance(first, torch.Tensor):
+        if isinstance(first, dict):
+            first = next(iter(first.values()))
+        elif isinstance(first, (tuple, list)) and first:
+            first = first[0]
+        else:
+            return 1
+    return len(first) if first.dim() else 1
+
+
+def as_tensors(source: Any) -> Optional[tuple[torch.Tensor, ...]]:
+    """The tensors of an in-memory source — ``(inputs, targets)`` or ``(inputs, targets, weights)``
+    as tensors or arrays, or a TensorDataset of those — or None for anything else."""
+    if isinstance(source, (tuple, list)) and len(source) in (2, 3) and all(
+            isinstance(v, (torch.Tensor, np.ndarray)) for v in source):
+        return tuple(_to_tensor(v, what) for v, what in zip(source, ("inputs", "targets", "weights")))
+    if isinstance(source, TensorDataset) and len(source.tensors) in (2, 3):
+        return tuple(source.tensors)
+    return None
+
+
+def as_tensor_dict(source: Any) -> Optional[dict[str, torch.Tensor]]:
+    """A dict of equally long tensors or arrays (each batch is then a dict), or None."""
+    if isinstance(source, dict) and source and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in source.values()):
+        return {str(k): _to_tensor(v, f"data[{k!r}]") for k, v in source.items()}
     return None
 
 
@@ -240,13 +276,16 @@ def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, devi
         return UserLoaderBatches(source, device=device)
     tensors = as_tensors(source)
     if tensors is not None:
-        x, y = tensors
-        return InMemoryBatches(x.to(device), y.to(device), batch_size=batch_size, shuffle=shuffle,
+        return InMemoryBatches(*(t.to(device) for t in tensors), batch_size=batch_size, shuffle=shuffle,
                                seed=seed, augment=augment)
+    named = as_tensor_dict(source)
+    if named is not None:
+        return InMemoryBatches(*(t.to(device) for t in named.values()), batch_size=batch_size, shuffle=shuffle,
+                               seed=seed, augment=augment, keys=list(named))
     if isinstance(source, Dataset):
         return DatasetBatches(source, batch_size=batch_size, shuffle=shuffle, seed=seed,
                               num_workers=num_workers, pin_memory=device.type == "cuda", device=device)
     raise DataError(
-        "training data must be an (inputs, targets) pair of tensors or arrays, a TensorDataset, "
-        f"a map-style Dataset or a DataLoader, got {type(source).__name__}"
+        "data must be an (inputs, targets) or (inputs, targets, weights) tuple of tensors or arrays, a dict of "
+        f"tensors, a TensorDataset, a map-style Dataset or a DataLoader, got {type(source).__name__}"
     )

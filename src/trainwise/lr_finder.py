@@ -10,7 +10,6 @@ were, so the test can run before training without changing the run it precedes.
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import json
 import logging
@@ -27,31 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from trainwise.errors import ConfigError, DataError
+from trainwise.lr_suggest import MIN_POINTS, SUGGESTION_RULES, check_rule, suggest
+
+__all__ = ["MIN_POINTS", "SUGGESTION_RULES", "LRFinder", "LRFinderResult", "save_lr_find", "suggest"]
 
 logger = logging.getLogger(__name__)
 
-SUGGESTION_RULES = ("valley", "steepest", "minimum")
 SCHEDULE_MODES = ("exp", "linear")
 PRECISIONS = ("fp32", "bf16")
-
-# Below this many recorded points no rule can tell noise from a trend.
-MIN_POINTS = 10
-# A curve whose smoothed loss never falls by 5% (relative to its peak before the minimum)
-# shows no learning-rate range where training works: a suggestion would be noise.
-MIN_RELATIVE_DROP = 0.05
-# The steepest rule skips this fraction of points at each end: the first smoothed points
-# rest on few samples and the last ones are the divergence itself.
-STEEPEST_EDGE_FRACTION = 0.1
-# Where the valley rule picks its point among the descending points of the longest valley,
-# from the first (0) to the last (1). fastai lands about halfway; the smoothed curve lags the
-# raw loss, and the suggestion is the peak lr of 1cycle, which is held only briefly. On the
-# recipes of benchmarks/lr_suggestion.py (AdamW + 1cycle, range tests of seeds 0-4), 2/3
-# suggested ~5e-3 on MNIST-1D, 1 point under its best lr; 4/5 overshot on digits and MNIST
-# (~0.6 point); 3/4 suggests digits ~1e-2, MNIST ~5e-3, MNIST-1D ~1.3e-2, all near the best.
-VALLEY_POSITION = 3 / 4
-# The minimum rule backs off tenfold from the loss minimum, which sits at the edge of
-# divergence (fastai's "minimum / 10").
-MINIMUM_BACKOFF = 10.0
 
 Batch = tuple[Tensor, Tensor]
 BatchSource = Iterable[Batch] | Callable[[], Iterator[Batch]]
@@ -83,116 +65,6 @@ class LRFinderResult:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: lrs, losses, raw_losses, suggestion, rule, reason, suggestions."""
         return asdict(self)
-
-
-def _check_rule(rule: str) -> None:
-    if rule not in SUGGESTION_RULES:
-        close = difflib.get_close_matches(str(rule), SUGGESTION_RULES, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"expected one of {SUGGESTION_RULES}"
-        raise ConfigError(f"unknown suggestion rule {rule!r}; {hint}")
-
-
-def _unusable_curve_reason(losses: np.ndarray) -> str | None:
-    """Say why no rule can read this curve, or None when it has a usable descent."""
-    if len(losses) < MIN_POINTS:
-        return f"too few points recorded: {len(losses)}, need >= {MIN_POINTS}"
-    lowest = int(np.argmin(losses))
-    peak = float(np.max(losses[: lowest + 1]))
-    scale = max(abs(peak), 1e-12)
-    drop = (peak - float(losses[lowest])) / scale
-    rise = (float(np.max(losses[lowest:])) - float(losses[lowest])) / scale
-    if drop >= MIN_RELATIVE_DROP:
-        return None
-    if rise >= MIN_RELATIVE_DROP:
-        return (
-            f"loss diverged without first falling: it dropped {drop:.1%} (< "
-            f"{MIN_RELATIVE_DROP:.0%}) then rose {rise:.0%}; try a lower start_lr or check "
-            "the model and data"
-        )
-    return (
-        f"loss curve is flat: it dropped {drop:.1%} and rose {rise:.1%} (both < "
-        f"{MIN_RELATIVE_DROP:.0%}); widen the lr range or check that the model can learn"
-    )
-
-
-def _longest_descent(losses: np.ndarray) -> list[int]:
-    """Indices of the longest strictly decreasing subsequence of losses (the valley).
-
-    A subsequence, not a contiguous run: noise in the smoothed loss breaks every run, while
-    the points that keep descending still trace the valley.
-    """
-    n = len(losses)
-    length = np.ones(n, dtype=np.int64)
-    previous = np.full(n, -1, dtype=np.int64)
-    for i in range(1, n):
-        higher = np.flatnonzero(losses[:i] > losses[i])
-        if len(higher):
-            best = higher[np.argmax(length[higher])]
-            length[i], previous[i] = length[best] + 1, best
-    members = [int(np.argmax(length))]
-    while previous[members[-1]] >= 0:
-        members.append(int(previous[members[-1]]))
-    return members[::-1]
-
-
-def _suggest_index(log_lrs: np.ndarray, losses: np.ndarray, rule: str) -> int:
-    """Index of the point the rule picks; the minimum rule's backoff is applied later."""
-    if rule == "valley":
-        valley = _longest_descent(losses)
-        return valley[round(VALLEY_POSITION * (len(valley) - 1))]
-    if rule == "steepest":
-        edge = max(1, int(len(losses) * STEEPEST_EDGE_FRACTION))
-        slope = np.gradient(losses, log_lrs)
-        # Only the descent before the minimum counts: a dip after it is noise.
-        stop = max(min(int(np.argmin(losses)), len(losses) - edge), edge + 1)
-        return edge + int(np.argmin(slope[edge:stop]))
-    return int(np.argmin(losses))
-
-
-def suggest(
-    lrs: Iterable[float], losses: Iterable[float], rule: str
-) -> tuple[float | None, str | None]:
-    """Read a learning rate off a range-test curve.
-
-    Args:
-        lrs: Learning rates, positive and increasing.
-        losses: Smoothed loss at each learning rate, finite.
-        rule: ``valley`` (3/4 of the way down the longest descending stretch, after fastai),
-            ``steepest`` (most negative slope of loss against log lr before the minimum,
-            ignoring the first and last 10% of points) or ``minimum`` (lr of the lowest
-            loss, divided by 10).
-
-    Returns:
-        ``(lr, None)``, or ``(None, reason)`` when the curve has too few points, is flat,
-        or diverges without first falling.
-
-    Example:
-        >>> lrs = np.geomspace(1e-6, 1.0, 50)
-        >>> suggest(lrs, (np.log10(lrs) + 2) ** 2, "minimum")[0] < 1e-2
-        True
-    """
-    _check_rule(rule)
-    lr_array = np.asarray(list(lrs), dtype=np.float64)
-    loss_array = np.asarray(list(losses), dtype=np.float64)
-    if lr_array.shape != loss_array.shape:
-        raise ConfigError(
-            f"lrs and losses must have the same length, got {len(lr_array)} and {len(loss_array)}"
-        )
-    bad_lrs = ~np.isfinite(lr_array) | (lr_array <= 0) | (np.diff(lr_array, prepend=0.0) <= 0)
-    if bad_lrs.any():
-        index = int(np.argmax(bad_lrs))
-        raise ConfigError(
-            f"lrs must be finite, > 0 and increasing, got {lr_array[index]} at index {index}"
-        )
-    if not np.isfinite(loss_array).all():
-        index = int(np.argmax(~np.isfinite(loss_array)))
-        raise ConfigError(f"losses must be finite, got {loss_array[index]} at index {index}")
-    reason = _unusable_curve_reason(loss_array)
-    if reason is not None:
-        return None, reason
-    index = _suggest_index(np.log(lr_array), loss_array, rule)
-    lr = float(lr_array[index])
-    return (lr / MINIMUM_BACKOFF if rule == "minimum" else lr), None
 
 
 class _SavedState:
@@ -229,7 +101,11 @@ class LRFinder:
     Args:
         model: The model to test; its weights, buffers and train/eval modes are restored.
         optimizer: The optimizer to test with; its state and learning rates are restored.
-            A param group's optional ``lr_scale`` key multiplies the tested lr.
+            Every param group is scaled by the same factor, so their ratios hold: the group
+            with the largest lr runs at the tested lr and the others in proportion, and the
+            suggestion is the lr of that largest group. Groups that carry ``lr_scale`` keys
+            (the optimizers of ``trainwise.optim``) run at ``lr * lr_scale`` instead (1 when
+            a group has none), and the suggestion is the base lr that ``set_lr`` scales.
         loss_fn: ``loss_fn(outputs, targets)`` returning a scalar tensor.
         start_lr: The learning rate of the first step, > 0.
         end_lr: The learning rate of the last step, > start_lr.
@@ -282,7 +158,7 @@ class LRFinder:
             raise ConfigError(f"smoothing must be in [0, 1), got {smoothing}")
         if not diverge_factor > 1:
             raise ConfigError(f"diverge_factor must be > 1, got {diverge_factor}")
-        _check_rule(rule)
+        check_rule(rule)
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         model_device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -310,7 +186,10 @@ class LRFinder:
 
         Args:
             batches: ``(inputs, targets)`` pairs: an iterable (re-iterated when it runs out
-                before ``num_steps``) or a function returning a fresh iterator.
+                before ``num_steps``, after ``set_epoch(epoch)`` when it has that method, as
+                samplers and trainwise's loaders do) or a function returning a fresh
+                iterator. A float target of shape ``(N,)`` is read as ``(N, 1)`` when the
+                model outputs ``(N, 1)`` (one regression target).
 
         Returns:
             The recorded curve and the suggestions of every rule.
@@ -320,11 +199,17 @@ class LRFinder:
                 iterator runs out before ``num_steps``. The model is restored all the same.
         """
         saved = _SavedState(self.model, self.optimizer)
+        # A loader with a state (trainwise's InMemoryBatches, torchdata's StatefulDataLoader)
+        # is put back too: the run that follows starts where it would have started.
+        stateful = hasattr(batches, "state_dict") and hasattr(batches, "load_state_dict")
+        source_state = copy.deepcopy(batches.state_dict()) if stateful else None  # type: ignore[union-attr]
         try:
             self.model.train()
             lrs, losses, raw_losses = self._sweep(batches)
         finally:
             saved.restore(self.model, self.optimizer)
+            if stateful:
+                batches.load_state_dict(source_state)  # type: ignore[union-attr]
         answers = {rule: suggest(lrs, losses, rule) for rule in SUGGESTION_RULES}
         suggestion, reason = answers[self.rule]
         suggestions = {rule: lr for rule, (lr, _) in answers.items()}
@@ -340,12 +225,14 @@ class LRFinder:
         losses: list[float] = []
         raw_losses: list[float] = []
         average, best = 0.0, math.inf
+        ratios = _group_ratios(self.optimizer.param_groups)
         for step, (inputs, targets) in enumerate(self._endless(batches)):
             lr = self.lr_at(step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
+            for group, ratio in zip(self.optimizer.param_groups, ratios):
+                group["lr"] = lr * ratio
             with autocast:
-                loss = self.loss_fn(self.model(inputs.to(device)), targets.to(device))
+                outputs = self.model(inputs.to(device))
+                loss = self.loss_fn(outputs, _match_target_shape(outputs, targets.to(device)))
             loss.backward()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -379,9 +266,14 @@ class LRFinder:
                 "batches must be an iterable or a function returning an iterator, "
                 f"got {type(batches).__name__}"
             )
-        produced = 0
+        produced, epoch = 0, 0
         while True:
             produced_before = produced
+            if hasattr(batches, "set_epoch"):
+                # A loader that keeps its place (trainwise's InMemoryBatches) yields nothing
+                # when iterated again until it is told that a new epoch began.
+                batches.set_epoch(epoch)
+            epoch += 1
             for batch in restart():
                 if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
                     kind = type(batch).__name__
@@ -394,6 +286,49 @@ class LRFinder:
                     "yields no more when restarted; pass a list, a DataLoader or a function "
                     "returning a new iterator"
                 )
+
+
+def _group_ratios(param_groups: list[dict[str, Any]]) -> list[float]:
+    """Each param group's lr as a multiple of the tested lr, so that the groups keep their ratios.
+
+    When any group has an ``lr_scale`` key (trainwise's own optimizers), that key is the
+    ratio, 1 for a group without one: exactly what ``trainwise.optim.set_lr`` applies.
+    Otherwise each group's current lr is divided by the largest one, so the group with the
+    largest lr runs at the tested lr itself; when every lr is 0, every ratio is 1.
+
+    Example:
+        >>> _group_ratios([{"lr": 0.05}, {"lr": 0.01}])
+        [1.0, 0.2]
+    """
+    if any("lr_scale" in group for group in param_groups):
+        return [float(group.get("lr_scale", 1.0)) for group in param_groups]
+    current = [float(group["lr"]) for group in param_groups]
+    largest = max(current, default=0.0)
+    if largest <= 0:
+        return [1.0] * len(current)
+    return [lr / largest for lr in current]
+
+
+def _match_target_shape(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Targets of shape ``(N,)`` as ``(N, 1)`` when they are floats and the outputs ``(N, 1)``.
+
+    Both hold one regression target per sample. Left as they are, ``mse_loss`` would
+    broadcast them to ``(N, N)`` and compare every output with every target: a loss that
+    still falls, and a curve that suggests a wrong lr without a word. Class indices (integer
+    targets) and every other pair of shapes are passed through.
+
+    Example:
+        >>> _match_target_shape(torch.zeros(4, 1), torch.ones(4)).shape
+        torch.Size([4, 1])
+    """
+    if (
+        targets.is_floating_point()
+        and targets.dim() == 1
+        and outputs.dim() == 2
+        and outputs.shape == (targets.shape[0], 1)
+    ):
+        return targets.unsqueeze(1)
+    return targets
 
 
 def save_lr_find(result: LRFinderResult, run_dir: str | Path) -> tuple[Path, Path]:

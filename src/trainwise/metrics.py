@@ -2,39 +2,103 @@
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from trainwise.checks import check_choice, check_range
 from trainwise.errors import ConfigError
 
 LOSS_NAMES = ("cross_entropy", "mse", "mae", "huber")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
+TASKS = ("classification", "regression")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Loss = Union[str, LossFn, nn.Module]
+# nn.Module losses whose task is known from their type; any other callable: the targets decide.
+_CLASSIFICATION_MODULES = (nn.CrossEntropyLoss, nn.NLLLoss)
+_REGRESSION_MODULES = (nn.MSELoss, nn.L1Loss, nn.HuberLoss, nn.SmoothL1Loss)
+_UNREDUCED = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 
 
-def task_of_loss(loss: str) -> str:
-    return "regression" if loss in REGRESSION_LOSSES else "classification"
+def task_of_loss(loss: Loss) -> Optional[str]:
+    """``classification`` or ``regression`` when the loss says which, else None (the data decides)."""
+    if isinstance(loss, str):
+        return "regression" if loss in REGRESSION_LOSSES else "classification"
+    if isinstance(loss, _CLASSIFICATION_MODULES):
+        return "classification"
+    if isinstance(loss, _REGRESSION_MODULES):
+        return "regression"
+    return None
 
 
-def build_loss(name: str, *, label_smoothing: float = 0.0,
+def loss_label(loss: Loss) -> str:
+    """What a config file or a report calls ``loss``: its name, or the callable's type/function name."""
+    if isinstance(loss, str):
+        return loss
+    return type(loss).__name__ if isinstance(loss, nn.Module) else getattr(loss, "__name__", type(loss).__name__)
+
+
+def build_loss(loss: Loss, *, label_smoothing: float = 0.0,
                class_weights: Optional[torch.Tensor] = None) -> LossFn:
-    """The mean loss over a batch. ``label_smoothing`` and ``class_weights`` apply to cross-entropy."""
-    if name not in LOSS_NAMES:
-        raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if name == "cross_entropy":
+    """The mean loss over a batch, from a name or a user's callable ``(outputs, targets) -> tensor``
+    (an ``nn.Module`` loss included, used as given). ``label_smoothing`` and ``class_weights``
+    apply to the named cross-entropy."""
+    if not isinstance(loss, str):
+        if not callable(loss):
+            raise ConfigError(f"loss must be a name ({', '.join(LOSS_NAMES)}) or a callable (outputs, targets) -> "
+                              f"tensor such as nn.CrossEntropyLoss(), got {type(loss).__name__}")
+        return loss
+    check_choice("loss", loss, LOSS_NAMES)
+    check_range("label_smoothing", label_smoothing, 0, 1, high_open=True)
+    if loss == "cross_entropy":
         if class_weights is None and label_smoothing == 0.0:
             return F.cross_entropy
         return lambda out, y: F.cross_entropy(out, y, weight=class_weights, label_smoothing=label_smoothing)
-    if name == "mse":
-        return F.mse_loss
-    if name == "mae":
-        return F.l1_loss
-    return F.huber_loss
+    return _UNREDUCED[loss]
+
+
+def build_weighted_loss(loss: Loss, *, label_smoothing: float = 0.0,
+                        class_weights: Optional[torch.Tensor] = None) -> Callable[..., torch.Tensor]:
+    """``f(outputs, targets, weights)``: the per-sample loss averaged with sample weights
+    (``sum(w * l) / sum(w)``), for ``(x, y, weight)`` batches."""
+    if isinstance(loss, str):
+        extra: dict = {"weight": class_weights, "label_smoothing": label_smoothing} if loss == "cross_entropy" else {}
+        named = _UNREDUCED[loss]
+
+        def fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return named(out, y, reduction="none", **extra)
+    elif isinstance(loss, nn.Module) and hasattr(loss, "reduction"):
+        unreduced = copy.copy(loss)
+        unreduced.reduction = "none"
+        fn = unreduced
+    else:
+        def fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            raise ConfigError(f"batches carry sample weights but the loss {loss_label(loss)} is a plain function "
+                              "that averages over the batch; pass a loss name or an nn.Module loss, or override "
+                              "Trainer.compute_loss(model, batch)")
+
+    def weighted(out: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        per_sample = fn(out, y)
+        if per_sample.dim() > 1:
+            per_sample = per_sample.reshape(len(per_sample), -1).mean(dim=1)
+        w = w.to(per_sample.dtype).reshape(-1)
+        return (per_sample * w).sum() / w.sum().clamp_min(torch.finfo(per_sample.dtype).tiny)
+
+    return weighted
+
+
+def compute_user_metrics(metrics: dict[str, Callable], outputs: torch.Tensor,
+                         targets: torch.Tensor) -> dict[str, float]:
+    """Each ``fn(outputs, targets)`` over a whole split, as a float."""
+    values = {}
+    for name, fn in metrics.items():
+        value = fn(outputs, targets)
+        values[name] = float(value.item() if isinstance(value, torch.Tensor) else value)
+    return values
 
 
 class ClassificationMeter:
@@ -82,9 +146,13 @@ def macro_f1(confusion: torch.Tensor) -> float:
 
 
 class RegressionMeter:
-    """Loss, RMSE, MAE and R², from sums kept on the device."""
+    """Loss, RMSE, MAE and R², from sums kept on the device.
 
-    def __init__(self, device: torch.device) -> None:
+    ``target_std``: the targets were standardized with this std (per column): RMSE and MAE are
+    reported in the original units (R² is the same in both); the loss stays as trained."""
+
+    def __init__(self, device: torch.device, target_std: Optional[Sequence[float]] = None) -> None:
+        self.scale = None if target_std is None else torch.tensor(target_std, dtype=torch.float64, device=device)
         zeros = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
         self.loss_sum, self.sse, self.sae, self.y_sum, self.y_sq_sum = zeros(), zeros(), zeros(), zeros(), zeros()
         self.count = 0
@@ -96,6 +164,9 @@ class RegressionMeter:
         self.elements += targets.numel()
         self.loss_sum += loss.detach().double() * targets.shape[0]
         error = outputs - targets
+        if self.scale is not None:
+            error = error * (self.scale if outputs.dim() > 1 else self.scale[0])
+            targets = targets * (self.scale if outputs.dim() > 1 else self.scale[0])
         self.sse += (error * error).sum()
         self.sae += error.abs().sum()
         self.y_sum += targets.sum()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ConfigError
-from trainwise.schedules._checks import (
+from trainwise.checks import (
     check_bool,
     check_choice,
     check_int,

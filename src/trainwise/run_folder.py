@@ -106,8 +106,43 @@ class MetricsLog:
             self._writer.writerows([(s, e, sp, m, repr(v)) for s, e, sp, m, v in self.rows])  # type: ignore[union-attr]
             self._file.flush()  # type: ignore[union-attr]
 
+    @classmethod
+    def append_to(cls, path: Path) -> "MetricsLog":
+        """Continue an existing metrics.csv (a second ``fit`` of the same trainer)."""
+        metrics_log = cls.reopen(path)
+        with open(path, newline="") as handle:
+            rows = sum(1 for _ in handle) - 1
+        metrics_log.truncate(max(rows, 0))
+        return metrics_log
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
             self._writer = None
+
+
+# Per-epoch figures that are not in the loop's history (step-level diagnostics).
+_STEP_ONLY = {("train", "grad_norm")}
+
+
+def history_from_rows(rows: list[tuple[int, int, str, str, float]], epochs: int) -> list[dict[str, float]]:
+    """The loop's per-epoch history rebuilt from metrics rows (after a resume): for each of the
+    first ``epochs`` epochs, the last value of each train/val/user figure logged in it."""
+    history: dict[int, dict[str, float]] = {}
+    for _, epoch, split, metric, value in rows:
+        if not 1 <= epoch <= epochs or split not in ("train", "val", "user") or (split, metric) in _STEP_ONLY:
+            continue
+        key = metric if split == "user" or (split, metric) == ("train", "lr") else f"{split}_{metric}"
+        history.setdefault(epoch, {"epoch": epoch})[key] = value
+    return [history[e] for e in sorted(history)]
+
+
+def write_schedule(path: Path, lrs: list[tuple[int, float]]) -> None:
+    """schedule.csv: ``step,lr`` of the planned schedule, for the report's lr plot."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("step", "lr"))
+        writer.writerows((step, repr(lr)) for step, lr in lrs)
+    os.replace(tmp, path)

@@ -1,45 +1,47 @@
-"""The training loop: fit / evaluate / predict.
-
-The loop reads like a hand-written PyTorch loop; everything optional hangs off events fired to
-callbacks. Per optimizer step it does: forward (under autocast when asked), loss, a finiteness
-check, backward scaled for accumulation, clipping, ``optimizer.step()``, the schedule's lr for the
-next step. On the CPU the loss is read every step (free there); on accelerators running sums stay
-on the device and are read only at log time.
+"""The public ``Trainer``: a user's model, loss, optimizer and data, trained with the practices
+every guide preaches — and with whatever the user hands over used as given.
 
 Example:
-    >>> result = Trainer(model, loss="cross_entropy", lr=3e-3, epochs=10).fit((x, y), (x_val, y_val))
-    >>> result.best_val_loss, result.run_dir
+    >>> trainer = Trainer(model, loss=nn.CrossEntropyLoss(), optimizer="adamw", lr="auto", epochs=10)
+    >>> result = trainer.fit((x, y), (x_val, y_val))
+    >>> result.best_val_loss, result.best_epoch, result.run_dir
+
+Other batch shapes: ``(x, y, weight)`` and dicts with ``x``/``y`` (or ``inputs``/``targets``, ...)
+keys work as they are. For anything else override ``split_batch(batch) -> (inputs, targets,
+weights)``, or ``compute_loss(model, batch) -> loss`` when the loss needs more than outputs and
+targets (validation then reports the loss only, unless ``split_batch`` also understands the batch).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import signal
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-from trainwise import checkpoint as ckpt
 from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
 from trainwise.callbacks.base import EVENTS, overrides
-from trainwise.errors import ConfigError, DataError, TrainwiseError
-from trainwise.loader import as_tensors, make_batches
-from trainwise.metrics import ClassificationMeter, RegressionMeter, build_loss, task_of_loss
-from trainwise.optim import build_optimizer, set_lr, set_momentum
-from trainwise.run_folder import MetricsLog, default_run_dir, write_config, write_json
-from trainwise.schedules import Schedule, build_schedule
-from trainwise.trainer_state import Checkpointer, check_resume_config
-from trainwise.training_guards import NonFiniteGuard, SpikeCounter
+from trainwise.callbacks.monitor import resolve_mode
+from trainwise.checks import check_choice, check_int, check_range
+from trainwise.errors import ConfigError, DataError
+from trainwise.evaluation import EvalStep, evaluate_batches
+from trainwise.fit import FitResult, run_fit, run_lr_find
+from trainwise.loader import make_batches
+from trainwise.metrics import LOSS_NAMES, Loss, build_loss, build_weighted_loss, task_of_loss
+from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
+from trainwise.run_folder import default_run_dir
+from trainwise.schedules import Schedule
+from trainwise.state import Best, RunState
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_INPUT_KEYS = ("x", "input", "inputs", "features", "image", "images")
+_TARGET_KEYS = ("y", "target", "targets", "label", "labels")
+_WEIGHT_KEYS = ("weight", "weights", "sample_weight")
+__all__ = ["FitResult", "Trainer", "resolve_device"]
 
 
 def resolve_device(device: Union[str, torch.device]) -> torch.device:
@@ -56,245 +58,344 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
     return torch.device("cpu")
 
 
-@dataclass
-class FitResult:
-    """What ``Trainer.fit`` returns. ``history`` has one dict per epoch."""
-
-    status: str
-    history: list[dict[str, float]]
-    best_val_loss: Optional[float]
-    best_epoch: Optional[int]
-    run_dir: Optional[Path]
-    summary: dict[str, Any] = field(default_factory=dict)
-    test_metrics: dict[str, float] = field(default_factory=dict)
-
-
 class Trainer:
     """Trains an ``nn.Module`` with the practices every guide preaches switched on.
 
     Args:
         model: the network; moved to ``device``.
-        loss: ``cross_entropy`` (classification) or ``mse`` / ``mae`` / ``huber`` (regression).
-        optimizer: a name (sgd, adam, adamw, rmsprop, adagrad) or a built ``torch.optim.Optimizer``.
-        lr, weight_decay, momentum, nesterov: optimizer settings (weight decay skips biases and norms).
-        schedule: a name (onecycle, cosine, step, ...) or a ``Schedule``; ``schedule_params`` its
-            parameters; ``warmup`` steps (or a fraction of all steps when < 1).
+        loss: a name (``cross_entropy``; ``mse``, ``mae``, ``huber`` for regression) or a callable
+            ``(outputs, targets) -> tensor``, an ``nn.Module`` loss included.
+        optimizer: a name (sgd, adam, adamw, rmsprop, adagrad; weight decay skips biases and norms)
+            or your built ``torch.optim.Optimizer``, whose parameter groups and lrs are kept.
+        lr: a number, or ``"auto"`` (an LR range test before training). Default: ``"auto"`` with an
+            optimizer name; your own optimizer's lrs as given (``lr="auto"`` rescales its groups
+            together, keeping their ratios; a number with a built optimizer is refused).
+        weight_decay, momentum, nesterov: settings of a named optimizer.
+        schedule: a name (onecycle, cosine, step, constant, ...) or a ``Schedule``; it multiplies
+            each group's own lr. Default: ``onecycle``, or ``constant`` with your own optimizer.
+            ``schedule_params``: its parameters; ``warmup``: steps, or a fraction of all steps when < 1.
+        cycle_momentum: follow the schedule's momentum cycle (1cycle); default only with a named optimizer.
         epochs, max_steps: length of training; ``max_steps`` (optimizer steps) wins when smaller.
         batch_size, eval_batch_size: samples per micro-batch in training / evaluation.
         accumulate: micro-batches per optimizer step (the effective batch is ``batch_size * accumulate``).
         grad_clip, grad_clip_mode: clip the global gradient norm (``norm``) or each value (``value``).
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; a GradScaler for fp16).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        early_stopping: True (``EarlyStopping(monitor, patience=patience, min_delta=min_delta)``), False,
-            or an ``EarlyStopping`` instance.
-        callbacks: your own callbacks, run after the built-in early stopping and before the checkpointer.
-        run_dir: where the run folder goes; default ``runs/<name>-<timestamp>``.
-        checkpoint_every_n_steps, checkpoint_every_epoch, keep_last: checkpoint cadence and retention
-            (best.pt is written whenever the monitored metric improves, whatever the cadence).
+        early_stopping: None (on when there is validation data), True, False, or an ``EarlyStopping``.
+            ``monitor``, ``mode``, ``patience``, ``min_delta`` configure the built-in one.
+        metrics: extra metrics, ``{name: fn(outputs, targets)}`` or a list of functions (named by
+            ``__name__``), computed over each validation/test split as ``val_<name>``.
+        callbacks: your callbacks; an ``EarlyStopping``, ``CheckpointSaver`` or ``ProgressBar`` among
+            them replaces the built-in one.
+        init: None (the model's own initialization) or a scheme (auto, he, xavier, lecun, orthogonal, lsuv).
+        class_weights: per-class loss weights (a list, array or tensor), or ``"balanced"``.
+        target_normalization: ``{"mean": [...], "std": [...]}`` when the regression targets you pass
+            were standardized: metrics and ``predict`` are then in the original units.
+        class_names: names of the classes, for the report and ``trainwise predict``.
+        run_dir: the run folder; default ``runs/<name>-<timestamp>``.
+        checkpoint_every_n_steps, checkpoint_every_epoch, keep_last: checkpoint cadence and retention.
         on_nonfinite: ``rollback`` (default), ``skip`` or ``stop`` when a loss or gradient is NaN/Inf.
-        progress: show a progress bar (plain epoch lines when not a terminal).
-        report: write curves.png, lr.png and report.html when the run ends.
-        config: the resolved config to write to ``config.yaml`` (the CLI passes it).
+        progress: a progress bar (plain epoch lines when not a terminal). report: write the plots and
+            report.html at the end (search trials turn it off).
+        config: the resolved config for ``config.yaml`` (the CLI passes it; a Python run writes its own).
     """
 
     def __init__(
-        self, model: nn.Module, *, loss: str = "cross_entropy", optimizer: Union[str, torch.optim.Optimizer] = "adamw",
-        lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False,
-        schedule: Union[str, Schedule] = "onecycle", schedule_params: Optional[dict[str, Any]] = None,
-        warmup: float = 0, schedule_monitor: str = "val_loss", epochs: int = 10, max_steps: Optional[int] = None, batch_size: int = 64,
-        eval_batch_size: Optional[int] = None, accumulate: int = 1, grad_clip: Optional[float] = None,
-        grad_clip_mode: str = "norm", precision: str = "fp32", device: Union[str, torch.device] = "auto",
-        early_stopping: Union[bool, EarlyStopping] = True, monitor: str = "val_loss", patience: int = 5,
-        min_delta: float = 0.0, callbacks: Sequence[Callback] = (), run_dir: Union[str, Path, None] = None,
-        name: str = "run", seed: int = 0, label_smoothing: float = 0.0,
-        class_weights: Optional[torch.Tensor] = None, augment: Optional[Callable] = None,
-        checkpoint_every_n_steps: Optional[int] = None, checkpoint_every_epoch: bool = True, keep_last: int = 3, on_nonfinite: str = "rollback",
-        max_rollbacks: int = 3, rollback_lr_factor: float = 0.5, spike_factor: float = 10.0,
-        log_every_n_steps: int = 50, progress: bool = True, report: bool = True, config: Optional[dict[str, Any]] = None,
-        num_workers: int = 0,
+        self, model: nn.Module, *, loss: Loss = "cross_entropy", optimizer: Union[str, torch.optim.Optimizer] = "adamw",
+        lr: Union[float, str, None] = None, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False,
+        schedule: Union[str, Schedule, None] = None, schedule_params: Optional[dict[str, Any]] = None,
+        warmup: float = 0, schedule_monitor: str = "val_loss", cycle_momentum: Optional[bool] = None,
+        epochs: int = 10, max_steps: Optional[int] = None, batch_size: int = 64, eval_batch_size: Optional[int] = None,
+        accumulate: int = 1, grad_clip: Optional[float] = None, grad_clip_mode: str = "norm", precision: str = "fp32",
+        device: Union[str, torch.device] = "auto", early_stopping: Union[bool, EarlyStopping, None] = None,
+        monitor: Optional[str] = None, mode: str = "auto", patience: int = 5, min_delta: float = 0.0,
+        metrics: Union[Mapping[str, Callable], Sequence[Callable], None] = None, callbacks: Sequence[Callback] = (),
+        init: Optional[str] = None, run_dir: Union[str, Path, None] = None, name: str = "run", seed: int = 0,
+        label_smoothing: float = 0.0, class_weights: Any = None, augment: Optional[Callable] = None,
+        target_normalization: Optional[dict[str, Any]] = None, class_names: Optional[Sequence[str]] = None,
+        checkpoint_every_n_steps: Optional[int] = None, checkpoint_every_epoch: bool = True, keep_last: int = 3,
+        on_nonfinite: str = "rollback", max_rollbacks: int = 3, rollback_lr_factor: float = 0.5,
+        spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
+        config: Optional[dict[str, Any]] = None, num_workers: int = 0,
     ) -> None:
-        _check_positive(epochs=epochs, batch_size=batch_size, accumulate=accumulate,
-                        log_every_n_steps=log_every_n_steps)
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if grad_clip_mode not in ("norm", "value"):
-            raise ConfigError(f"grad_clip_mode must be 'norm' or 'value', got {grad_clip_mode!r}")
-        if grad_clip is not None and grad_clip <= 0:
-            raise ConfigError(f"grad_clip must be > 0, got {grad_clip}")
+        for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
+                           ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
+            check_int(key, value, 1)
+        if max_steps is not None:
+            check_int("max_steps", max_steps, 1)
+        check_choice("precision", precision, PRECISIONS)
+        check_choice("grad_clip_mode", grad_clip_mode, ("norm", "value"))
+        check_choice("on_nonfinite", on_nonfinite, NONFINITE_POLICIES)
+        if grad_clip is not None:
+            check_range("grad_clip", grad_clip, 0, low_open=True)
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
-        self.task = task_of_loss(loss)
-        self.loss_name = loss
-        self.loss_fn = build_loss(loss, label_smoothing=label_smoothing,
-                                  class_weights=None if class_weights is None else class_weights.to(self.device))
-        self.optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) else build_optimizer(
-            self.model, optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov)
-        self.lr = lr
-        self.schedule_spec = schedule
-        self.schedule_params = dict(schedule_params or {})
-        self.warmup = warmup
+        self.user_optimizer = isinstance(optimizer, torch.optim.Optimizer)
+        if not self.user_optimizer:
+            from trainwise.optim import OPTIMIZER_NAMES
+
+            check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
+        self.lr = _check_lr(lr, optimizer)
+        self.optimizer_spec = optimizer
+        self.optimizer: Optional[torch.optim.Optimizer] = optimizer if self.user_optimizer else None
+        self.optimizer_args = {"weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov}
+        self.loss_spec, self.task = loss, task_of_loss(loss)
+        self.class_weights = _class_weights(class_weights)
+        self.loss_fn = build_loss(loss, label_smoothing=label_smoothing, class_weights=self._weights_on_device())
+        self.weighted_loss_fn = build_weighted_loss(loss, label_smoothing=label_smoothing,
+                                                    class_weights=self._weights_on_device())
+        self.label_smoothing = label_smoothing
+        self.metrics = _named_metrics(metrics)
+        self.schedule_spec = schedule if schedule is not None else ("constant" if self.user_optimizer else "onecycle")
+        self.schedule_params, self.warmup = dict(schedule_params or {}), warmup
         self.schedule_monitor = schedule_monitor  # what reduce-on-plateau listens to
+        self.cycle_momentum = (not self.user_optimizer) if cycle_momentum is None else cycle_momentum
         self.epochs, self.max_steps = epochs, max_steps
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or max(batch_size, 256)
-        self.accumulate = accumulate
-        self.grad_clip, self.grad_clip_mode = grad_clip, grad_clip_mode
-        self.precision = precision
-        self.autocast_dtype = PRECISIONS[precision]
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or max(batch_size, 256)
+        self.accumulate, self.grad_clip, self.grad_clip_mode = accumulate, grad_clip, grad_clip_mode
+        self.precision, self.autocast_dtype = precision, PRECISIONS[precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
-        self.name, self.seed = name, seed
-        self.augment = augment
-        self.num_workers = num_workers
-        self.log_every_n_steps = log_every_n_steps
-        self.config = config
-        self.write_report = report
+        self.init, self.name, self.seed = init, name, seed
+        self.augment, self.num_workers = augment, num_workers
+        self.target_normalization, self.class_names = target_normalization, class_names
+        self.log_every_n_steps, self.config, self.write_report = log_every_n_steps, config, report
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)
+        self.keep_last = keep_last
         self.guard = NonFiniteGuard(on_nonfinite, max_rollbacks=max_rollbacks, lr_factor=rollback_lr_factor)
         self.spikes = SpikeCounter(spike_factor)
-        self.callbacks = self._assemble_callbacks(early_stopping, monitor, patience, min_delta, callbacks,
-                                                  checkpoint_every_n_steps, checkpoint_every_epoch, progress)
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", keep_last)
-        self._dispatch = {event: [cb for cb in self.callbacks if overrides(cb, event)] for event in EVENTS}
-        # Loop state, public for callbacks.
-        self.epoch = 0
-        self.step = 0
-        self.should_stop = False
-        self.status = "completed"
-        self.stop_reason: Optional[str] = None
-        self.current_lr = lr
-        self.history: list[dict[str, float]] = []
-        self.events: list[dict[str, Any]] = []
-        self.samples_seen_this_epoch = 0
-        self.batches_per_epoch = 0
-        self.schedule: Optional[Schedule] = None
-        self.summary_extra: dict[str, Any] = {}  # extra summary.json keys (lr finder result, class names)
+        self._callback_args = dict(
+            early_stopping=early_stopping, monitor=monitor, mode=mode, patience=patience, min_delta=min_delta,
+            user_callbacks=list(callbacks), progress=ProgressBar() if progress else None,
+            saver=CheckpointSaver(every_n_steps=checkpoint_every_n_steps, every_epoch=checkpoint_every_epoch))
+        self.use_callbacks(has_val=True)
+        self.state = RunState()
+        self.summary_extra: dict[str, Any] = {}  # extra summary.json keys (the CLI adds class names)
+        self.reference_lr: Optional[float] = None  # the lr the schedule scales (set by fit)
+        self._loop: Any = None  # the running FitLoop, for the verbs
+        self._fits = 0
 
-    # ----------------------------------------------------------------------------- setup
-    def _assemble_callbacks(self, early_stopping, monitor, patience, min_delta, user_callbacks,
-                            every_n_steps, every_epoch, progress) -> list[Callback]:
-        callbacks: list[Callback] = []
-        if isinstance(early_stopping, EarlyStopping):
-            callbacks.append(early_stopping)
-        elif early_stopping:
-            callbacks.append(EarlyStopping(monitor, patience=patience, min_delta=min_delta))
-        for callback in user_callbacks:
-            if not isinstance(callback, Callback):
-                raise ConfigError(f"callbacks must be trainwise.Callback instances, got {type(callback).__name__}")
-            callbacks.append(callback)
-        # best.pt follows the same rule as early stopping, so it holds the weights that get restored.
-        stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
-        if stopper is not None:
-            saver = CheckpointSaver(every_n_steps=every_n_steps, every_epoch=every_epoch, monitor=stopper.monitor,
-                                    mode=stopper.tracker.mode, min_delta=stopper.tracker.min_delta)
-        else:
-            saver = CheckpointSaver(every_n_steps=every_n_steps, every_epoch=every_epoch, monitor=monitor)
-        callbacks.append(saver)
-        if progress:
-            callbacks.append(ProgressBar())
-        return callbacks
+    # ----------------------------------------------------------------------------- verbs for callbacks
+    def stop(self, reason: str, status: str = "stopped_early") -> None:
+        """Ask the loop to stop after the current step; ``reason`` goes into the summary."""
+        self.state.should_stop, self.state.status, self.state.stop_reason = True, status, reason
+        self.record_event(status, reason)
+
+    def log(self, name: str, value: float) -> None:
+        """Log a figure of your own: a row in metrics.csv, and in this epoch's logs and history."""
+        value = float(value.item() if isinstance(value, torch.Tensor) else value)
+        if self._loop is not None:
+            self._loop.pending_logs[name] = value
+            self._loop.metrics_log.log(self.state.step, self.state.current_epoch, "user", {name: value})
+
+    def record_event(self, kind: str, message: str) -> None:
+        """Note something that happened (shown in summary.json, the report and metrics.csv)."""
+        s = self.state
+        s.events.append({"step": s.step, "epoch": s.current_epoch, "kind": kind, "message": message})
+        log.info("%s: %s", kind, message)
+        if self._loop is not None:
+            self._loop.metrics_log.log(s.step, s.current_epoch, "event", {kind: float(s.lr)})
+
+    def warn(self, message: str) -> None:
+        """A warning for the terminal, summary.json and the report."""
+        self.state.warnings.append(message)
+        log.warning("warning: %s", message)
+
+    def save_checkpoint(self, *, best: bool = False) -> Optional[Path]:
+        """Write a checkpoint of the whole run (model, optimizer, schedule, callbacks, data position, RNG)."""
+        return self._loop.checkpoints.save(best=best) if self._loop is not None else None
+
+    # ----------------------------------------------------------------------------- fit
+    def fit(self, train: Any, val: Any = None, *, test: Any = None, resume: Union[str, Path, None] = None,
+            allow_config_changes: bool = False) -> FitResult:
+        """Train on ``train``, validate on ``val`` after each epoch, test on ``test`` at the end.
+
+        Each may be an ``(inputs, targets)`` or ``(inputs, targets, weights)`` pair of tensors or
+        arrays, a dict of them, a ``TensorDataset``, a map-style ``Dataset`` or a ``DataLoader``.
+        ``resume`` is a checkpoint path or ``"auto"`` (the newest verified checkpoint in ``run_dir``).
+        Calling ``fit`` again continues training the same model in the same run folder for
+        ``epochs`` more epochs, with a fresh schedule over them.
+        """
+        if self._fits == 0:  # the first fit settles the callbacks
+            self.use_callbacks(has_val=val is not None)
+        return run_fit(self, train, val, test, resume=resume, allow_config_changes=allow_config_changes)
+
+    def find_lr(self, train: Any) -> dict[str, Any]:
+        """Run the LR range test on ``train`` without training (the model, optimizer and RNG are
+        put back); writes lr_find.json and lr_find.png into the run folder. Returns the suggestion
+        (None when the curve gives none, with a ``reason``), its rule and every rule's value."""
+        return run_lr_find(self, train)
+
+    def use_callbacks(self, *, has_val: bool) -> None:
+        """Assemble the callbacks and the run's "best" for data with or without a validation split."""
+        self.callbacks, self.best = _assemble_callbacks(has_val=has_val, **self._callback_args)
+        self._dispatch = {event: [cb for cb in self.callbacks if overrides(cb, event)] for event in EVENTS}
 
     def _fire(self, event: str, *args: Any) -> None:
         for callback in self._dispatch[event]:
             getattr(callback, event)(self, *args)
 
-    def request_stop(self, reason: str, status: str = "stopped_early") -> None:
-        """Ask the loop to stop after the current step; ``reason`` goes into the summary."""
-        self.should_stop = True
-        self.status = status
-        self.stop_reason = reason
-        self.record_event(status, reason)
+    # ----------------------------------------------------------------------------- batches and loss
+    def split_batch(self, batch: Any) -> tuple[Any, torch.Tensor, Optional[torch.Tensor]]:
+        """``(inputs, targets, weights or None)`` of a batch: ``(x, y)``, ``(x, y, w)`` or a dict with
+        x/input(s)/features, y/target(s)/label(s) and optionally weight keys. Override for others."""
+        if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
+            return batch[0], batch[1], batch[2] if len(batch) == 3 else None
+        if isinstance(batch, dict):
+            x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
+            y = next((batch[k] for k in _TARGET_KEYS if k in batch), None)
+            if x is not None and y is not None:
+                return x, y, next((batch[k] for k in _WEIGHT_KEYS if k in batch), None)
+            raise DataError(f"a batch dict needs an input key ({', '.join(_INPUT_KEYS)}) and a target key "
+                            f"({', '.join(_TARGET_KEYS)}), got keys {sorted(batch)}; or override "
+                            "Trainer.split_batch(batch) or Trainer.compute_loss(model, batch)")
+        raise DataError(f"cannot tell inputs from targets in a batch of type {type(batch).__name__}; batches must be "
+                        "(x, y), (x, y, weight) or a dict — or override Trainer.split_batch(batch) -> "
+                        "(inputs, targets, weights) or Trainer.compute_loss(model, batch) -> loss")
 
-    def record_event(self, kind: str, message: str) -> None:
-        event = {"step": self.step, "epoch": self.epoch, "kind": kind, "message": message}
-        self.events.append(event)
-        log.info("%s: %s", kind, message)
-        if hasattr(self, "metrics_log"):
-            self.metrics_log.log(self.step, self.epoch, "event", {kind: float(self.current_lr)})
+    def loss_of(self, outputs: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.task == "regression" and outputs.shape != targets.shape and outputs.numel() == targets.numel():
+            targets = targets.reshape(outputs.shape)
+        if weights is None:
+            return self.loss_fn(outputs, targets)
+        return self.weighted_loss_fn(outputs, targets, weights)
 
-    # ----------------------------------------------------------------------------- fit
-    def fit(self, train: Any, val: Any = None, *, test: Any = None,
-            resume: Union[str, Path, None] = None, allow_config_changes: bool = False) -> FitResult:
-        """Train on ``train``, validate on ``val`` each epoch, test on ``test`` at the end.
+    def compute_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The training loss of one batch. Override it for batches or losses the defaults do not
+        cover (the loop handles autocast, accumulation and the non-finite guard around it)."""
+        inputs, targets, weights = self.split_batch(batch)
+        return self.loss_of(model(inputs), targets, weights)
 
-        Each of ``train``, ``val``, ``test`` may be an ``(inputs, targets)`` pair of tensors or
-        arrays, a ``TensorDataset``, a map-style ``Dataset`` or a ``DataLoader``. ``resume`` is a
-        checkpoint path or ``"auto"`` (the newest verified checkpoint in ``run_dir``).
-        """
-        from trainwise.loop import FitLoop  # the loop itself, with its per-run state
-
-        return FitLoop(self, train, val, test).run(resume=resume, allow_config_changes=allow_config_changes)
-
-    # ----------------------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        return self._run.state_dict() if getattr(self, "_run", None) is not None else {}
-
-    def save_checkpoint(self, *, best: bool = False) -> Optional[Path]:
-        """Write a checkpoint of the whole run (model, optimizer, schedule, callbacks, data position, RNG)."""
-        run = getattr(self, "_run", None)
-        if run is None:
-            return None
-        return run.save_checkpoint(best=best)
-
-    # ----------------------------------------------------------------------------- eval / predict
-    @torch.inference_mode()
-    def evaluate(self, data: Any, *, num_classes: Optional[int] = None) -> dict[str, float]:
-        """Loss and metrics on ``data`` (eval mode, no gradients). Classification: loss, accuracy,
-        macro_f1, top5_accuracy (more than 5 classes); regression: loss, rmse, mae, r2."""
-        meter = self.evaluate_meter(data, num_classes=num_classes)
-        return meter.compute()
-
-    @torch.inference_mode()
-    def evaluate_meter(self, data: Any, *, num_classes: Optional[int] = None):
-        was_training = self.model.training
-        self.model.eval()
-        batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device)
-        batches.set_epoch(0)
-        meter = None
-        for xb, yb in batches:
-            outputs, loss = self._eval_forward(xb, yb)
-            if meter is None:
-                meter = (ClassificationMeter(num_classes or outputs.shape[1], self.device)
-                         if self.task == "classification" else RegressionMeter(self.device))
-            meter.update(outputs.float(), yb, loss)
-        self.model.train(was_training)
-        if meter is None:
-            raise DataError("cannot evaluate on an empty data set")
-        return meter
-
-    def _eval_forward(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _training_loss(self, batch: Any) -> torch.Tensor:
         if self.autocast_dtype is None:
-            outputs = self.model(xb)
-        else:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                outputs = self.model(xb)
-        outputs = outputs.float()
-        if self.task == "regression" and outputs.shape != yb.shape:
-            yb = yb.reshape(outputs.shape)
-        return outputs, self.loss_fn(outputs, yb)
+            return self.compute_loss(self.model, batch)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+            return self.compute_loss(self.model, batch)
+
+    def _eval_step(self) -> EvalStep:
+        return EvalStep(model=self.model, split_batch=self.split_batch, loss_of=self.loss_of,
+                        compute_loss=self.compute_loss if _overrides_compute_loss(self) else None,
+                        autocast_dtype=self.autocast_dtype, device=self.device)
+
+    def _weights_on_device(self) -> Optional[torch.Tensor]:
+        return None if not isinstance(self.class_weights, torch.Tensor) else self.class_weights.to(self.device)
+
+    # ----------------------------------------------------------------------------- evaluate / predict
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Loss and metrics on ``data`` (eval mode, no gradients). Classification: loss, accuracy,
+        macro_f1, top5_accuracy (more than 5 classes); regression: loss, rmse, mae, r2 (in the
+        original units when ``target_normalization`` is set); plus your ``metrics``."""
+        return self.evaluate_split(data)[0]
+
+    def evaluate_split(self, data: Any) -> tuple[dict[str, float], Any]:
+        """``(metrics, meter)``; the meter has the confusion matrix of a classification split."""
+        batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device)
+        std = (self.target_normalization or {}).get("std")
+        return evaluate_batches(self._eval_step(), batches, task=self.task, metrics=self.metrics, target_std=std)
 
     @torch.inference_mode()
     def predict(self, data: Any) -> torch.Tensor:
-        """Model outputs (logits for classification) for inputs ``data`` (a tensor, an array, or
-        anything ``fit`` accepts, whose targets are ignored), on the CPU."""
+        """Model outputs for ``data`` (a tensor, an array, or anything ``fit`` accepts, whose targets
+        are ignored), on the CPU: logits for classification; regression values in original units."""
         was_training = self.model.training
         self.model.eval()
-        if isinstance(data, torch.Tensor) or hasattr(data, "__array__") and as_tensors(data) is None:
+        if isinstance(data, torch.Tensor) or hasattr(data, "__array__"):
             x = data if isinstance(data, torch.Tensor) else torch.as_tensor(data, dtype=torch.float32)
             data = (x, torch.zeros(len(x)))
         batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device)
         batches.set_epoch(0)
         outputs = []
-        for xb, _ in batches:
-            if self.autocast_dtype is None:
-                outputs.append(self.model(xb).float().cpu())
-            else:
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                    outputs.append(self.model(xb).float().cpu())
+        for batch in batches:
+            inputs = self.split_batch(batch)[0]
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                outputs.append(self.model(inputs).float().cpu())
         self.model.train(was_training)
-        return torch.cat(outputs)
+        result = torch.cat(outputs)
+        if self.target_normalization:
+            result = result * torch.tensor(self.target_normalization["std"]) + torch.tensor(
+                self.target_normalization["mean"])
+        return result
 
 
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+def _overrides_compute_loss(trainer: Trainer) -> bool:
+    return type(trainer).compute_loss is not Trainer.compute_loss
+
+
+def _check_lr(lr: Any, optimizer: Any) -> Union[float, str, None]:
+    if lr is None or lr == "auto":
+        return lr
+    if isinstance(lr, str):
+        raise ConfigError(f"lr must be a number or 'auto', got {lr!r}")
+    if isinstance(optimizer, torch.optim.Optimizer) and not all("lr_scale" in g for g in optimizer.param_groups):
+        lrs = ", ".join(f"{g['lr']:g}" for g in optimizer.param_groups)
+        raise ConfigError(f"lr={lr} was given with a built optimizer whose groups already have lrs ({lrs}); "
+                          "drop lr to keep them, pass lr='auto' to rescale them, or pass an optimizer name")
+    return check_range("lr", lr, 0, low_open=True)
+
+
+def _class_weights(weights: Any) -> Union[torch.Tensor, str, None]:
+    if weights is None or isinstance(weights, torch.Tensor):
+        return weights.float() if isinstance(weights, torch.Tensor) else None
+    if isinstance(weights, str):
+        return check_choice("class_weights", weights, ("balanced",))
+    try:
+        return torch.as_tensor(list(weights), dtype=torch.float32)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"class_weights must be a list of numbers, one per class, or 'balanced', "
+                          f"got {weights!r}") from exc
+
+
+def _named_metrics(metrics: Any) -> dict[str, Callable]:
+    if metrics is None:
+        return {}
+    items = metrics.items() if isinstance(metrics, Mapping) else ((getattr(f, "__name__", None), f) for f in metrics)
+    named = {}
+    for name, fn in items:
+        if not callable(fn) or not name or name == "<lambda>":
+            raise ConfigError(f"metrics must be callables fn(outputs, targets) with a name (pass a dict "
+                              f"{{'name': fn}} for lambdas), got {name!r}: {fn!r}")
+        named[str(name)] = fn
+    return named
+
+
+def _assemble_callbacks(*, has_val: bool, early_stopping: Any, monitor: Optional[str], mode: str, patience: int,
+                        min_delta: float, user_callbacks: Sequence[Callback], saver: CheckpointSaver,
+                        progress: Optional[ProgressBar]) -> tuple[list[Callback], Best]:
+    """Built-ins, replaced by a user's callback of the same kind; and the run's one "best".
+
+    Without validation data there is no early stopping unless it was asked for, and "best" is
+    the lowest train loss; asking for a ``val_*`` monitor then fails before any training."""
+    for callback in user_callbacks:
+        if not isinstance(callback, Callback):
+            raise ConfigError(f"callbacks must be trainwise.Callback instances, got {type(callback).__name__}")
+    users = list(user_callbacks)
+    if isinstance(early_stopping, EarlyStopping):
+        users.insert(0, early_stopping)
+    stoppers = [cb for cb in users if isinstance(cb, EarlyStopping)]
+    savers = [cb for cb in users if isinstance(cb, CheckpointSaver)]
+    bars = [cb for cb in users if isinstance(cb, ProgressBar)]
+    for kind, found in (("EarlyStopping", stoppers), ("CheckpointSaver", savers), ("ProgressBar", bars)):
+        if len(found) > 1:
+            raise ConfigError(f"callbacks hold {len(found)} {kind}s; a run has one of each kind")
+    stopper = stoppers[0] if stoppers else None
+    if stopper is None and (early_stopping is True or (early_stopping is None and has_val)):
+        stopper = EarlyStopping(monitor or ("val_loss" if has_val else "train_loss"), mode=mode, patience=patience,
+                                min_delta=min_delta)
+    saver = savers[0] if savers else saver
+    watched = stopper.monitor if stopper is not None else saver.monitor or monitor
+    if not has_val and watched is not None and watched.startswith("val_"):
+        who = "early stopping" if stopper is not None else "the best-checkpoint monitor"
+        raise ConfigError(f"{who} monitors {watched!r} but fit() got no validation data; pass validation data, "
+                          "or monitor='train_loss', or early_stopping=False")
+    if stopper is not None:
+        if saver.monitor is not None and saver.monitor != stopper.monitor:
+            raise ConfigError(f"CheckpointSaver monitors {saver.monitor!r} but EarlyStopping monitors "
+                              f"{stopper.monitor!r}; a run has one 'best': drop one of the monitors")
+        best = Best(stopper.monitor, stopper.mode, stopper.min_delta, restore=stopper.restore_best)
+    else:
+        watched = watched or ("val_loss" if has_val else "train_loss")
+        best = Best(watched, saver.mode or resolve_mode(watched, mode), min_delta)
+    others = [cb for cb in users if not isinstance(cb, (EarlyStopping, CheckpointSaver, ProgressBar))]
+    ordered = ([stopper] if stopper is not None else []) + others + [saver] + (bars or ([progress] if progress else []))
+    return ordered, best

@@ -4,7 +4,6 @@ from trainwise.callbacks.base import EVENTS, Callback
 from trainwise.callbacks.checkpoint_saver import CheckpointSaver
 from trainwise.callbacks.early_stopping import EarlyStopping
 from trainwise.callbacks.freezing import ModuleFreezer
-from trainwise.callbacks.monitor import MetricTracker
 from trainwise.callbacks.progress import ProgressBar
 
-__all__ = ["EVENTS", "Callback", "CheckpointSaver", "EarlyStopping", "MetricTracker", "ModuleFreezer", "ProgressBar"]
+__all__ = ["EVENTS", "Callback", "CheckpointSaver", "EarlyStopping", "ModuleFreezer", "ProgressBar"]

@@ -1,13 +1,18 @@
 """The callback base class: one do-nothing method per event of the loop.
 
-A callback reads the trainer's public attributes (``epoch``, ``step``, ``model``, ``optimizer``,
-``history``, ``run_dir``) and stops training by setting ``trainer.should_stop = True``. A callback
-with state implements ``state_dict`` / ``load_state_dict``; that state travels in checkpoints.
+A callback reads ``trainer.state`` (a ``RunState``: epoch, step, lr, history, best, events) and
+``trainer.model`` / ``trainer.optimizer``, and acts through the trainer's verbs: ``stop(reason)``,
+``log(name, value)``, ``record_event(kind, message)``, ``save_checkpoint()``. It never writes the
+loop's state. A callback with state implements ``state_dict`` / ``load_state_dict``; that state
+travels in checkpoints.
+
+A user's ``EarlyStopping``, ``CheckpointSaver`` or ``ProgressBar`` replaces the built-in one of
+its kind: there is never two of a kind.
 
 Example:
     >>> class PrintEpoch(Callback):
     ...     def on_epoch_end(self, trainer, logs):
-    ...         print(trainer.epoch, logs["val_loss"])
+    ...         print(trainer.state.epoch, logs["val_loss"])  # state.epoch: epochs completed, from 1 here
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ if TYPE_CHECKING:
     from trainwise.trainer import Trainer
 
 EVENTS = (
-    "on_fit_start", "on_epoch_start", "on_batch_start", "on_before_optimizer_step", "on_batch_end",
-    "on_validation_end", "on_epoch_end", "on_fit_end", "on_exception",
+    "on_fit_start", "on_epoch_start", "on_batch_start", "on_before_optimizer_step", "on_step_end",
+    "on_batch_end", "on_validation_end", "on_epoch_end", "on_fit_end", "on_exception",
 )
 
 
@@ -32,13 +37,16 @@ class Callback:
         """Once, before the first epoch (after a resume has restored state)."""
 
     def on_epoch_start(self, trainer: "Trainer") -> None:
-        """At the start of each epoch; ``trainer.epoch`` is the epoch about to run (0-based)."""
+        """At the start of each epoch; ``trainer.state.current_epoch`` is the epoch about to run (from 1)."""
 
-    def on_batch_start(self, trainer: "Trainer", batch: tuple["torch.Tensor", "torch.Tensor"]) -> None:
-        """Before the forward pass of each micro-batch."""
+    def on_batch_start(self, trainer: "Trainer", batch: Any) -> None:
+        """Before the forward pass of each micro-batch (``batch`` as the data gives it)."""
 
     def on_before_optimizer_step(self, trainer: "Trainer", optimizer: "torch.optim.Optimizer") -> None:
         """After backward (and gradient unscaling/clipping), just before ``optimizer.step()``."""
+
+    def on_step_end(self, trainer: "Trainer") -> None:
+        """After each optimizer step; ``trainer.state.step`` counts it and ``state.lr`` is the next step's lr."""
 
     def on_batch_end(self, trainer: "Trainer", loss: "torch.Tensor") -> None:
         """After each micro-batch; ``loss`` is the detached batch loss (reading it syncs the device)."""
@@ -47,10 +55,11 @@ class Callback:
         """After each validation pass, with ``val_*`` metrics."""
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
-        """After each epoch, with the epoch's train and val metrics."""
+        """After each epoch, with the epoch's train and val metrics; ``trainer.state.epoch`` counts
+        it and ``trainer.state.best.improved`` says whether it is the new best."""
 
     def on_fit_end(self, trainer: "Trainer") -> None:
-        """Once, after training ends for any reason but an exception."""
+        """Once, after training, the test pass and summary.json, for any ending but an exception."""
 
     def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
         """When the loop raises; the exception propagates afterwards."""

@@ -1,56 +1,55 @@
-"""Decide when to checkpoint: every N optimizer steps, every epoch, and mark the best."""
+"""Decide when to checkpoint: every N optimizer steps, every epoch, and whenever the run's best improves."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
 from trainwise.callbacks.base import Callback
-from trainwise.callbacks.monitor import MetricTracker
-from trainwise.errors import ConfigError
+from trainwise.callbacks.monitor import resolve_mode
+from trainwise.checks import check_bool, check_int
 
 if TYPE_CHECKING:
-    import torch
-
     from trainwise.trainer import Trainer
 
 
 class CheckpointSaver(Callback):
-    """Save a checkpoint through the trainer's checkpoint folder.
+    """Save checkpoints into the run's ``checkpoints/`` folder.
 
     Args:
         every_n_steps: also save every this many optimizer steps (None: only at epoch ends).
         every_epoch: save at the end of every epoch.
-        monitor, mode, min_delta: the metric that decides ``best.pt`` and what counts as an
-            improvement; a non-finite value never becomes best.
+        monitor, mode: leave them unset to follow the run's one "best" (early stopping's metric).
+            Set them to define best yourself when the run has no early stopping; a monitor that
+            disagrees with early stopping's is refused when the Trainer is built.
 
-    Place it after every callback whose state should be in the checkpoint (the trainer does).
+    ``best.pt`` is written at every epoch that improves on the run's best. The trainer runs this
+    callback after every other one that holds state, so a checkpoint includes their state.
     """
 
     def __init__(self, *, every_n_steps: Optional[int] = None, every_epoch: bool = True,
-                 monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0.0) -> None:
-        if every_n_steps is not None and every_n_steps <= 0:
-            raise ConfigError(f"every_n_steps must be > 0, got {every_n_steps}")
+                 monitor: Optional[str] = None, mode: str = "auto") -> None:
+        if every_n_steps is not None:
+            check_int("every_n_steps", every_n_steps, 1)
         self.every_n_steps = every_n_steps
-        self.every_epoch = every_epoch
-        self.tracker = MetricTracker(monitor, mode, min_delta)
+        self.every_epoch = check_bool("every_epoch", every_epoch)
+        self.monitor = monitor
+        self.mode = resolve_mode(monitor, mode) if monitor is not None else None
         self._last_saved_step = -1
 
-    def on_batch_end(self, trainer: "Trainer", loss: "torch.Tensor") -> None:
-        every = self.every_n_steps
-        if every and trainer.step % every == 0 and trainer.step != self._last_saved_step and trainer.step > 0:
-            self._last_saved_step = trainer.step
+    def on_step_end(self, trainer: "Trainer") -> None:
+        every, step = self.every_n_steps, trainer.state.step
+        if every and step % every == 0 and step != self._last_saved_step:
+            self._last_saved_step = step
             trainer.save_checkpoint()
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
-        value = logs.get(self.tracker.monitor)
-        improved = value is not None and self.tracker.update(value, trainer.epoch)
+        improved = trainer.state.best.improved
         if self.every_epoch or improved:
-            self._last_saved_step = trainer.step
+            self._last_saved_step = trainer.state.step
             trainer.save_checkpoint(best=improved)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tracker": self.tracker.state_dict(), "last_saved_step": self._last_saved_step}
+        return {"last_saved_step": self._last_saved_step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tracker.load_state_dict(state["tracker"])
         self._last_saved_step = state["last_saved_step"]

@@ -15,8 +15,8 @@ class ModuleFreezer(Callback):
     """Keep each named module frozen until its epoch.
 
     Args:
-        unfreeze_at: module name (as in ``model.named_modules()``) → the epoch (0-based) from
-            which it trains. A pure function of the epoch, so resume needs no state.
+        unfreeze_at: module name (as in ``model.named_modules()``) → the number of epochs it stays
+            frozen (``{"backbone": 2}``: frozen in epochs 1 and 2, trains from epoch 3). A pure function of the epoch, so resume needs no state.
 
     Example:
         >>> Trainer(model, callbacks=[ModuleFreezer({"backbone": 2})])  # head only for 2 epochs
@@ -27,7 +27,7 @@ class ModuleFreezer(Callback):
         self._frozen: list[str] | None = None
 
     def on_epoch_start(self, trainer: "Trainer") -> None:
-        frozen = freeze_schedule(trainer.model, self.unfreeze_at, trainer.epoch)
+        frozen = freeze_schedule(trainer.model, self.unfreeze_at, trainer.state.epoch)
         if frozen != self._frozen:
             message = f"frozen: {', '.join(frozen)}" if frozen else "all modules train"
             trainer.record_event("freeze", message)

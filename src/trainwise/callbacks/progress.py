@@ -52,8 +52,9 @@ class ProgressBar(Callback):
         self._epoch_start = time.perf_counter()
         self._next_refresh = self._epoch_start + self.refresh_seconds
         if self._progress is not None:
-            self._task = self._progress.add_task("train", total=trainer.batches_per_epoch,
-                                                 epoch=f"{trainer.epoch + 1}/{trainer.epochs}", figures="")
+            self._task = self._progress.add_task("train", total=trainer.state.batches_per_epoch,
+                                                 epoch=f"{trainer.state.current_epoch}/{trainer.state.max_epochs}",
+                                                 figures="")
 
     def on_batch_end(self, trainer: "Trainer", loss: "torch.Tensor") -> None:
         self._batches += 1
@@ -63,17 +64,19 @@ class ProgressBar(Callback):
         if now < self._next_refresh:
             return
         self._next_refresh = now + self.refresh_seconds
-        rate = trainer.samples_seen_this_epoch / max(now - self._epoch_start, 1e-9)
-        figures = f"loss {loss.item():.4f}  lr {trainer.current_lr:.3g}  {rate:,.0f} samples/s{self._last_metric}"
+        rate = trainer.state.epoch_samples / max(now - self._epoch_start, 1e-9)
+        figures = f"loss {loss.item():.4f}  lr {trainer.state.lr:.3g}  {rate:,.0f} samples/s{self._last_metric}"
         self._progress.update(self._task, completed=self._batches, figures=figures)
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
         seconds = time.perf_counter() - self._epoch_start
-        rate = trainer.samples_seen_this_epoch / max(seconds, 1e-9)
+        state = trainer.state
+        rate = state.epoch_samples / max(seconds, 1e-9)
         metric = next((k for k in ("val_accuracy", "val_rmse") if k in logs), None)
         self._last_metric = f"  {metric} {logs[metric]:.4f}" if metric else ""
-        line = f"epoch {trainer.epoch + 1}/{trainer.epochs}  {format_logs(logs)}  lr {trainer.current_lr:.3g}  " \
-               f"{rate:,.0f} samples/s  {seconds:.1f}s"
+        best = "  *best" if state.best.improved else ""
+        line = f"epoch {state.epoch}/{state.max_epochs}  {format_logs(logs)}  lr {state.lr:.3g}  " \
+               f"{rate:,.0f} samples/s  {seconds:.1f}s{best}"
         if self._progress is not None:
             self._progress.update(self._task, completed=self._batches, figures=format_logs(logs))
             self._progress.remove_task(self._task)

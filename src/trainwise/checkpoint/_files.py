@@ -269,7 +269,7 @@ def apply_retention(
             f"cannot delete old checkpoint in {folder}: {error.strerror or error}; check the "
             "folder's permissions"
         ) from error
-    logger.info("retention deleted %s", ", ".join(path.name for path in doomed))
+    logger.debug("retention deleted %s", ", ".join(path.name for path in doomed))
     return doomed
 
 

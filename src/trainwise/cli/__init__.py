@@ -7,9 +7,10 @@ User mistakes (a bad config, a missing file, bad data) print one ``error:`` line
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from trainwise.errors import TrainwiseError
 
@@ -39,14 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--checkpoint", default="best.pt", help="file in RUN_DIR/checkpoints (default best.pt)")
+    evaluate.add_argument("--split", choices=("train", "val", "test"),
+                          help="split of the run's own data set (default test)")
+    evaluate.add_argument("--data", metavar="FILE", help="evaluate on this file instead: .npz with arrays x and y, "
+                          "or .csv with the training columns and the target column")
+    evaluate.add_argument("--target", metavar="COLUMN", help="the target column of a --data CSV "
+                          "(default: the run's data.target)")
+    _model_args(evaluate)
 
     predict = sub.add_parser("predict", help="predict with a run's best checkpoint")
     predict.add_argument("run_dir")
-    predict.add_argument("inputs", help=".npz file with an array 'x' (raw, unnormalized inputs)")
-    predict.add_argument("--out", required=True, help="where to write predictions (.npz)")
-    predict.add_argument("--checkpoint", default="best.pt")
+    predict.add_argument("inputs", help=".npz with an array 'x', or .csv with the training columns "
+                         "(raw, unnormalized inputs; a target column is ignored)")
+    predict.add_argument("--out", required=True, help="where to write predictions: .npz or .csv")
+    _model_args(predict)
 
     schedule = sub.add_parser("schedule", help="print and plot a config's lr schedule without training")
     _config_args(schedule)
@@ -59,22 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default="best.pt", help="file in RUN_DIR/checkpoints (default best.pt)")
+    parser.add_argument("--model", metavar="package.module:factory",
+                        help="rebuild the model with this factory instead of the run's model.name")
+
+
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     logging.basicConfig(level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
                         format="%(message)s")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    from trainwise.cli import commands
-
-    handler = {"train": commands.train, "evaluate": commands.evaluate, "predict": commands.predict,
-               "schedule": commands.schedule, "lr-find": commands.lr_find}[args.command]
     try:
-        return handler(args)
+        return _handler(args)(args)
     except TrainwiseError as exc:
         if args.debug:
             raise
@@ -85,3 +94,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """Parse, letting ``key=value`` overrides come after options too (``train c.yaml --dry-run a.b=1``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+# Each command's function, imported only when it runs: `trainwise --help` imports no torch, and a
+# dry run imports nothing of training.
+HANDLERS = {
+    "train": "trainwise.cli.commands:train",
+    "evaluate": "trainwise.cli.inference:evaluate",
+    "predict": "trainwise.cli.inference:predict",
+    "schedule": "trainwise.cli.schedule_cmd:schedule",
+    "lr-find": "trainwise.cli.commands:lr_find",
+}
+DRY_RUN_HANDLER = "trainwise.cli.dry_run:dry_run_command"
+
+
+def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    spec = DRY_RUN_HANDLER if getattr(args, "dry_run", False) else HANDLERS[args.command]
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 
 from trainwise.config import RunConfig
-from trainwise.data import DataBundle, balanced_class_weights, build_augment, load_data
+from trainwise.data import DataBundle, build_augment, load_data
 from trainwise.errors import ConfigError
 from trainwise.init import initialize
 from trainwise.models import activation_of, build_model
@@ -32,7 +31,8 @@ def seed_everything(seed: int) -> None:
 def load_bundle(cfg: RunConfig) -> DataBundle:
     d = cfg.data
     return load_data(d.dataset, root=d.root, path=d.path, target=d.target, task=d.task,
-                     val_fraction=d.val_fraction, test_fraction=d.test_fraction, normalize=d.normalize, seed=cfg.seed)
+                     val_fraction=d.val_fraction, test_fraction=d.test_fraction, normalize=d.normalize,
+                     standardize_target=d.standardize_target, seed=cfg.seed)
 
 
 def make_model(cfg: RunConfig, bundle: DataBundle) -> torch.nn.Module:
@@ -77,19 +77,12 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, lr: float) -> torch.o
                            param_groups=o.param_groups)
 
 
-@dataclass
-class Run:
-    trainer: Trainer
-    bundle: DataBundle
-    config: dict[str, Any]
-
-
-def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, lr: float,
-                 run_dir: Optional[Path], *, progress: bool = True) -> Trainer:
+def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run_dir: Optional[Path], *,
+                 progress: bool = True) -> Trainer:
+    """The config's Trainer. ``optimizer.lr: auto`` is resolved by the Trainer (the range test runs
+    at the start of fit, and the lr it chose goes into config.yaml)."""
     t, d = cfg.train, cfg.data
-    class_weights = None
-    if d.class_weights == "balanced" and bundle.task == "classification":
-        class_weights = balanced_class_weights(bundle.train[1], bundle.num_classes)
+    lr: Any = "auto" if cfg.optimizer.lr == "auto" else scaled_lr(cfg, float(cfg.optimizer.lr))
     augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape) if d.augment else None
     es = t.early_stopping
     early_stopping: Any = False
@@ -105,19 +98,22 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, lr:
         callbacks.append(ModuleFreezer(cfg.optimizer.freeze))
     schedule_params = cfg.schedule.params()
     schedule_params.update(warmup_mode=cfg.schedule.warmup_mode, warmup_start_factor=cfg.schedule.warmup_start_factor)
+    classification = bundle.task == "classification"
     return Trainer(
-        model, loss=loss_name(cfg, bundle), optimizer=make_optimizer(cfg, model, lr), lr=lr,
-        schedule=cfg.schedule.name, schedule_params=schedule_params, warmup=cfg.schedule.warmup,
-        schedule_monitor=cfg.schedule.monitor, epochs=t.epochs, max_steps=t.max_steps, batch_size=d.batch_size,
-        eval_batch_size=d.eval_batch_size, accumulate=t.accumulate, grad_clip=t.grad_clip,
+        model, loss=loss_name(cfg, bundle), optimizer=make_optimizer(cfg, model, 1e-3 if lr == "auto" else lr),
+        lr=lr, schedule=cfg.schedule.name, schedule_params=schedule_params, warmup=cfg.schedule.warmup,
+        schedule_monitor=cfg.schedule.monitor, cycle_momentum=True, epochs=t.epochs, max_steps=t.max_steps,
+        batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, accumulate=t.accumulate, grad_clip=t.grad_clip,
         grad_clip_mode=t.grad_clip_mode, precision=t.precision, device=t.device, early_stopping=early_stopping,
-        callbacks=callbacks, monitor=es.monitor if bundle.val is not None else "train_loss", run_dir=run_dir, name=cfg.name,
-        seed=cfg.seed, label_smoothing=t.label_smoothing, class_weights=class_weights, augment=augment,
-        checkpoint_every_n_steps=t.checkpoint.every_n_steps,
-        checkpoint_every_epoch=t.checkpoint.every_epoch, report=t.report, keep_last=t.checkpoint.keep_last,
-        on_nonfinite=t.on_nonfinite, max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor,
-        spike_factor=t.spike_factor, log_every_n_steps=t.log_every_n_steps, progress=progress,
-        config=cfg.to_dict(),
+        callbacks=callbacks, monitor=es.monitor if bundle.val is not None else "train_loss", run_dir=run_dir,
+        name=cfg.name, seed=cfg.seed, label_smoothing=t.label_smoothing,
+        class_weights=d.class_weights if classification else None, augment=augment,
+        target_normalization=getattr(bundle, "target_normalization", None),
+        class_names=bundle.class_names if classification else None,
+        checkpoint_every_n_steps=t.checkpoint.every_n_steps, checkpoint_every_epoch=t.checkpoint.every_epoch,
+        report=t.report, keep_last=t.checkpoint.keep_last, on_nonfinite=t.on_nonfinite,
+        max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
+        log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(),
     )
 
 
@@ -126,6 +122,7 @@ def data_description(bundle: DataBundle) -> dict[str, Any]:
     return {"dataset": bundle.name, "task": bundle.task, "input_shape": list(bundle.input_shape),
             "num_classes": bundle.num_classes, "num_outputs": bundle.num_outputs,
             "class_names": bundle.class_names, "normalization": bundle.normalization,
+            "target_normalization": bundle.target_normalization,
             "train_samples": len(bundle.train[0])}
 
 

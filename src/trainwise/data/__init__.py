@@ -15,7 +15,11 @@ from trainwise.data.bundle import DataBundle
 from trainwise.data.checks import check_arrays
 from trainwise.data.imbalance import balanced_class_weights
 from trainwise.data.load import DATASETS, load_data
-from trainwise.data.normalization import apply_normalization
+from trainwise.data.normalization import (
+    apply_normalization,
+    denormalize_target,
+    normalize_target,
+)
 
 __all__ = [
     "DATASETS",
@@ -25,5 +29,7 @@ __all__ = [
     "balanced_class_weights",
     "build_augment",
     "check_arrays",
+    "denormalize_target",
     "load_data",
+    "normalize_target",
 ]

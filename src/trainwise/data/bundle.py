@@ -34,6 +34,11 @@ class DataBundle:
             every split; None when normalization was turned off.
         class_names: Name of each class index, None for regression or when unknown.
         name: Short name for reports: the data set, or the file stem for csv/npz.
+        target_normalization: ``{"mean": [...], "std": [...]}`` of the regression targets, one
+            value per target column, fitted on the train split and already applied to ``y``
+            of every split (so ``y`` is in standardized units); None for classification or
+            when it was turned off. ``denormalize_target(y, target_normalization)`` turns
+            targets or predictions back into the original units.
 
     Example:
         >>> from trainwise.data import load_data
@@ -52,6 +57,7 @@ class DataBundle:
     normalization: dict[str, list[float]] | None
     class_names: list[str] | None
     name: str
+    target_normalization: dict[str, list[float]] | None = None
 
     def __repr__(self) -> str:
         # The default dataclass repr would print every tensor in full.

@@ -7,10 +7,15 @@ import logging
 from pathlib import Path
 
 from trainwise.data.builtin import default_cache_dir, load_digits_data, load_mnist1d, make_synthetic
-from trainwise.data.bundle import DataBundle, RawData
+from trainwise.data.bundle import DataBundle, RawData, Split
 from trainwise.data.checks import check_arrays, check_task
 from trainwise.data.idx import load_idx_dataset
-from trainwise.data.normalization import fit_normalization, normalize_
+from trainwise.data.normalization import (
+    fit_normalization,
+    fit_target_normalization,
+    normalize_,
+    normalize_target,
+)
 from trainwise.data.splits import check_fraction, make_splits
 from trainwise.data.tabular import load_csv, load_npz
 from trainwise.errors import ConfigError, DataError
@@ -110,6 +115,7 @@ def load_data(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     normalize: bool = True,
+    standardize_target: bool = True,
     seed: int = 0,
 ) -> DataBundle:
     """Load a data set, check it, split it and normalize it with train statistics.
@@ -131,6 +137,10 @@ def load_data(
             fashion-mnist, mnist1d, npz with ``x_test``).
         normalize: Standardize inputs per channel (images, sequences) or per feature (tables)
             with statistics of the train split only.
+        standardize_target: For regression, standardize each target column of every split
+            with the train split's mean and std (a std of 0 counts as 1) and record them as
+            ``target_normalization``, so a model's outputs and losses are on the scale of 1
+            whatever the targets' units. Ignored for classification.
         seed: Seeds the splits and the synthetic data; the same seed gives the same bundle.
 
     Returns:
@@ -171,6 +181,12 @@ def load_data(
         for split in (train, val, test):
             if split is not None:
                 normalize_(split[0], normalization)
+    target_normalization = None
+    if standardize_target and raw.task == "regression":
+        target_normalization = fit_target_normalization(train[1])
+        train = (train[0], normalize_target(train[1], target_normalization))
+        val = _standardized(val, target_normalization)
+        test = _standardized(test, target_normalization)
     logger.info(
         "loaded %s: %d train, %d val, %d test samples of shape %s",
         raw.name,
@@ -190,7 +206,13 @@ def load_data(
         normalization=normalization,
         class_names=raw.class_names,
         name=raw.name,
+        target_normalization=target_normalization,
     )
+
+
+def _standardized(split: Split | None, stats: dict[str, list[float]]) -> Split | None:
+    """``split`` with its regression targets standardized (a new ``y``; ``x`` is shared)."""
+    return None if split is None else (split[0], normalize_target(split[1], stats))
 
 
 def _num_outputs(raw: RawData) -> int:

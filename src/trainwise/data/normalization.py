@@ -92,3 +92,83 @@ def _stat_tensors(
             "statistics of the data set the model was trained on"
         )
     return mean.view(shape), std.view(shape)
+
+
+# --- regression targets ---------------------------------------------------------------------------
+
+
+def _target_columns(y: torch.Tensor) -> torch.Tensor:
+    """``y`` as ``(N, k)``: one column per regression target."""
+    if y.dim() not in (1, 2):
+        raise DataError(
+            f"regression targets must be (N,) or (N, k), got shape {tuple(y.shape)}"
+        )
+    return y.unsqueeze(1) if y.dim() == 1 else y
+
+
+def fit_target_normalization(y: torch.Tensor) -> dict[str, list[float]]:
+    """Mean and population std of each regression target column of ``y`` (``(N,)`` or ``(N, k)``).
+
+    Always one value per column, so ``(N,)`` targets give one-element lists. A target with zero
+    spread gets std 1.
+
+    Example:
+        >>> fit_target_normalization(torch.tensor([1.0, 3.0]))
+        {'mean': [2.0], 'std': [1.0]}
+    """
+    columns = _target_columns(y)
+    std, mean = torch.std_mean(columns.double(), dim=0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def _target_stats(
+    y: torch.Tensor, target_normalization: Mapping[str, Sequence[float]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std shaped to broadcast against ``y`` (``(N,)`` or ``(N, k)``)."""
+    if "mean" not in target_normalization or "std" not in target_normalization:
+        raise DataError(
+            "target_normalization must have keys 'mean' and 'std', got "
+            f"{sorted(target_normalization)}"
+        )
+    width = _target_columns(y).shape[1]
+    mean = torch.as_tensor(target_normalization["mean"], dtype=y.dtype, device=y.device)
+    std = torch.as_tensor(target_normalization["std"], dtype=y.dtype, device=y.device)
+    if mean.numel() != width or std.numel() != width:
+        raise DataError(
+            f"target_normalization has {mean.numel()} means and {std.numel()} stds, but targets "
+            f"of shape {tuple(y.shape)} have {width} column(s); use the statistics of the data "
+            "set the model was trained on"
+        )
+    if y.dim() == 1:
+        return mean.reshape(()), std.reshape(())
+    return mean.view(1, width), std.view(1, width)
+
+
+def normalize_target(
+    y: torch.Tensor, target_normalization: Mapping[str, Sequence[float]]
+) -> torch.Tensor:
+    """Regression targets in standardized units: ``(y - mean) / std``, a new tensor.
+
+    Example:
+        >>> normalize_target(torch.tensor([4.0]), {"mean": [2.0], "std": [2.0]})
+        tensor([1.])
+    """
+    mean, std = _target_stats(y, target_normalization)
+    return (y - mean) / std
+
+
+def denormalize_target(
+    y: torch.Tensor, target_normalization: Mapping[str, Sequence[float]]
+) -> torch.Tensor:
+    """Targets or predictions back in the original units: ``y * std + mean``, a new tensor.
+
+    ``y`` is ``(N,)`` for one target, ``(N, k)`` for ``k``; a model's ``(N, 1)`` output for one
+    target works too.
+
+    Example:
+        >>> denormalize_target(torch.tensor([1.0]), {"mean": [2.0], "std": [2.0]})
+        tensor([4.])
+    """
+    mean, std = _target_stats(y, target_normalization)
+    return y * std + mean

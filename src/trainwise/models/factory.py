@@ -119,6 +119,10 @@ def build_model(
         )
     else:
         model = RecurrentNet(shape, num_outputs, cell=name, hidden=sizes, dropout=dropout)
+    # How to build it again (a Python run's config.yaml records it, so `trainwise evaluate` can).
+    model.trainwise_config = {"name": name, "hidden": list(sizes), "norm": norm, "dropout": dropout,
+                              "activation": activation, "channels": None if channels is None else list(channels),
+                              "kernel_size": kernel_size, "pool": pool}
     return model
 
 

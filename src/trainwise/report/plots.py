@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from trainwise.errors import ConfigError, DataError
-from trainwise.report.run_files import read_json_object, read_metrics, run_folder
+from trainwise.report.run_files import read_json_object, read_metrics, read_schedule, run_folder
 from trainwise.report.series import (
     Row,
     epoch_series,
@@ -38,20 +38,27 @@ ANNOTATE_MAX_CLASSES = 20  # beyond this the count labels no longer fit in the c
 TICK_LABEL_MAX_CLASSES = 40
 _DPI = 100
 _SPLIT_COLORS = (("train", "C0"), ("val", "C1"))
+MARKER_MAX_POINTS = 30  # lines with at most this many points also get a marker on each
+Schedule = tuple[Sequence[int], Sequence[float]]  # schedule.csv: (steps, lrs)
 
 
 def plot_curves(rows: Sequence[Row], path: str | os.PathLike[str], *,
-                task: str = "classification") -> Path:
+                task: str = "classification", best_epoch: int | None = None,
+                schedule: Schedule | None = None) -> Path:
     """Draw curves.png: loss, the main metric and the learning rate.
 
     Panel 1 is train and val loss per epoch (log scale when it spans a decade or more) with
-    the best val epoch marked; panel 2 the main metric per epoch (accuracy for
+    the best epoch marked; panel 2 the main metric per epoch (accuracy for
     classification, rmse for regression); panel 3 the lr against the optimizer step.
+    Epochs are drawn as metrics.csv numbers them (1 is the first epoch).
 
     Args:
         rows: metrics rows as :func:`read_metrics` returns them.
         path: the PNG file to write; its folder is created.
         task: ``"classification"`` or ``"regression"``; picks the main metric.
+        best_epoch: summary.json's ``best_epoch``, marked on the loss panel; None for no mark.
+        schedule: the planned lr of every step (schedule.csv), drawn as a line with the
+            logged lr as points; None draws the logged lr alone.
 
     Returns:
         ``path`` as a Path.
@@ -66,24 +73,27 @@ def plot_curves(rows: Sequence[Row], path: str | os.PathLike[str], *,
     figure = Figure(figsize=(15, 4.2), dpi=_DPI, layout="constrained")
     loss_axes, metric_axes, lr_axes = figure.subplots(1, 3)
     _draw_epoch_panel(loss_axes, rows, "loss")
-    _mark_best_val_epoch(loss_axes, rows)
+    _mark_best_epoch(loss_axes, best_epoch)
     _draw_epoch_panel(metric_axes, rows, main_metric)
-    _draw_step_panel(lr_axes, rows, "lr")
+    _draw_lr_panel(lr_axes, rows, schedule)
     figure.suptitle(f"Training curves ({task})")
     return _save(figure, path)
 
 
-def plot_lr(rows: Sequence[Row], path: str | os.PathLike[str]) -> Path:
+def plot_lr(rows: Sequence[Row], path: str | os.PathLike[str], *,
+            schedule: Schedule | None = None) -> Path:
     """Draw lr.png: the learning rate against the step, and momentum if it was logged.
 
-    Momentum goes on a second y axis on the right.
+    With ``schedule`` (schedule.csv: the planned lr of every step) the lr is that line, with
+    the logged lr rows as points on it; without, the logged rows alone. Momentum goes on a
+    second y axis on the right.
 
     Example:
         >>> plot_lr(read_metrics("run/metrics.csv"), "run/lr.png")  # doctest: +SKIP
     """
     figure = Figure(figsize=(8, 4), dpi=_DPI, layout="constrained")
     lr_axes = figure.subplots()
-    _draw_step_panel(lr_axes, rows, "lr")
+    _draw_lr_panel(lr_axes, rows, schedule)
     if has_metric(rows, "train", "momentum"):
         steps, momenta = step_series(rows, "train", "momentum")
         momentum_axes = lr_axes.twinx()
@@ -141,9 +151,10 @@ def plot_confusion(matrix: Sequence[Sequence[float]], class_names: Sequence[str]
 def write_run_plots(run_dir: str | os.PathLike[str], *, task: str) -> list[Path]:
     """Write curves.png, lr.png and confusion.png into a run folder from its files.
 
-    curves.png needs metrics.csv, lr.png also needs lr rows in it, and confusion.png needs
-    a ``confusion_matrix`` in summary.json; a plot whose input is missing is skipped with a
-    log message, so this works on a run that crashed early.
+    curves.png needs metrics.csv (its best-epoch mark summary.json's ``best_epoch``), lr.png
+    schedule.csv or lr rows in metrics.csv, and confusion.png a ``confusion_matrix`` in
+    summary.json; a plot whose input is missing is skipped with a log message, so this works
+    on a run that crashed early.
 
     Args:
         run_dir: the run folder.
@@ -164,20 +175,22 @@ def write_run_plots(run_dir: str | os.PathLike[str], *, task: str) -> list[Path]
     _main_metric(task)
     folder = run_folder(run_dir)
     written: list[Path] = []
+    summary_path, schedule_path = folder / "summary.json", folder / "schedule.csv"
+    summary = read_json_object(summary_path) if summary_path.is_file() else {}
+    schedule = read_schedule(schedule_path) if schedule_path.is_file() else None
     metrics_path = folder / "metrics.csv"
-    if metrics_path.is_file():
-        rows = read_metrics(metrics_path)
-        written.append(plot_curves(rows, folder / "curves.png", task=task))
-        if has_metric(rows, "train", "lr"):
-            written.append(plot_lr(rows, folder / "lr.png"))
+    rows = read_metrics(metrics_path) if metrics_path.is_file() else None
+    if rows is not None:
+        best_epoch = summary.get("best_epoch")
+        written.append(plot_curves(rows, folder / "curves.png", task=task, schedule=schedule,
+                                   best_epoch=best_epoch if isinstance(best_epoch, int) else None))
     else:
-        logger.info("no metrics.csv in %s: curves.png and lr.png not drawn", folder)
-    summary_path = folder / "summary.json"
-    if summary_path.is_file():
-        summary = read_json_object(summary_path)
-        if summary.get("confusion_matrix"):
-            written.append(plot_confusion(summary["confusion_matrix"],
-                                          summary.get("class_names"), folder / "confusion.png"))
+        logger.info("no metrics.csv in %s: curves.png not drawn", folder)
+    if (schedule and schedule[0]) or has_metric(rows or [], "train", "lr"):
+        written.append(plot_lr(rows or [], folder / "lr.png", schedule=schedule))
+    if summary.get("confusion_matrix"):
+        written.append(plot_confusion(summary["confusion_matrix"],
+                                      summary.get("class_names"), folder / "confusion.png"))
     return written
 
 
@@ -193,7 +206,7 @@ def _draw_epoch_panel(axes: Axes, rows: Sequence[Row], metric: str) -> None:
     for split, color in _SPLIT_COLORS:
         epochs, values = epoch_series(rows, split, metric)
         if values:
-            marker = "o" if len(values) <= 30 else None
+            marker = "o" if len(values) <= MARKER_MAX_POINTS else None
             axes.plot(epochs, values, color=color, label=split, marker=marker, markersize=4)
             drawn.extend(values)
     axes.set_title(metric)
@@ -202,15 +215,25 @@ def _draw_epoch_panel(axes: Axes, rows: Sequence[Row], metric: str) -> None:
     _finish_panel(axes, drawn, non_finite_count(rows, metric, ("train", "val")), metric)
 
 
-def _draw_step_panel(axes: Axes, rows: Sequence[Row], metric: str) -> None:
-    """Train ``metric`` against the optimizer step, or a note saying it was not logged."""
-    steps, values = step_series(rows, "train", metric)
-    if values:
-        axes.plot(steps, values, color="C3", label=metric)
-    axes.set_title(metric)
-    axes.set_xlabel("step")
+def _draw_lr_panel(axes: Axes, rows: Sequence[Row], schedule: Schedule | None) -> None:
+    """The planned lr of every step as a line, the logged lr as points on it; without a
+    schedule, the logged lr as the line. Short runs get a marker on every point."""
+    steps, values = step_series(rows, "train", "lr")
+    drawn = list(values)
+    if schedule is not None and len(schedule[0]):
+        planned_steps, planned = schedule
+        marker = "o" if len(planned) <= MARKER_MAX_POINTS else None
+        axes.plot(planned_steps, planned, color="C3", label="schedule", marker=marker, markersize=3)
+        if values:
+            axes.scatter(steps, values, color="C0", s=14, zorder=3, label="logged")
+        drawn.extend(planned)
+    elif values:
+        marker = "o" if len(values) <= MARKER_MAX_POINTS else None
+        axes.plot(steps, values, color="C3", label="lr (logged)", marker=marker, markersize=3)
+    axes.set_title("lr")
+    axes.set_xlabel("optimizer step")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _finish_panel(axes, values, non_finite_count(rows, metric, ("train",)), metric)
+    _finish_panel(axes, drawn, non_finite_count(rows, "lr", ("train",)), "lr")
 
 
 def _finish_panel(axes: Axes, values: list[float], skipped: int, metric: str) -> None:
@@ -226,11 +249,10 @@ def _finish_panel(axes: Axes, values: list[float], skipped: int, metric: str) ->
     axes.grid(alpha=0.3)
 
 
-def _mark_best_val_epoch(axes: Axes, rows: Sequence[Row]) -> None:
-    epochs, losses = epoch_series(rows, "val", "loss")
-    if losses:
-        best_epoch = epochs[int(np.argmin(losses))]
-        axes.axvline(best_epoch, color="0.5", linestyle=":", label=f"best val (epoch {best_epoch})")
+def _mark_best_epoch(axes: Axes, best_epoch: int | None) -> None:
+    """Mark summary.json's best epoch: the one whose weights best.pt holds."""
+    if best_epoch is not None:
+        axes.axvline(best_epoch, color="0.5", linestyle=":", label=f"best (epoch {best_epoch})")
         axes.legend(loc="best", fontsize="small")
 
 

@@ -1,4 +1,4 @@
-"""Reading the files of a run folder: metrics.csv, summary.json, lr_find.json.
+"""Reading the files of a run folder: metrics.csv, schedule.csv, summary.json, lr_find.json.
 
 The run folder is the contract in docs/DESIGN.md. These readers are strict about files that
 are wrong (a bad header, a non-numeric step) and lenient about the one thing a crash leaves
@@ -19,6 +19,7 @@ from trainwise.errors import DataError, DataNotFoundError
 logger = logging.getLogger(__name__)
 
 METRICS_HEADER = ("step", "epoch", "split", "metric", "value")
+SCHEDULE_HEADER = ("step", "lr")
 
 
 def run_folder(run_dir: str | os.PathLike[str]) -> Path:
@@ -118,3 +119,39 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise DataError(f"{path.name} must hold a JSON object, got {type(content).__name__}")
     return content
+
+
+def read_schedule(path: str | os.PathLike[str]) -> tuple[list[int], list[float]]:
+    """Read a run's schedule.csv: the planned lr of every optimizer step (or an even sample).
+
+    Args:
+        path: the schedule.csv file, header ``step,lr``, one row per planned step.
+
+    Returns:
+        ``(steps, lrs)`` sorted by step.
+
+    Raises:
+        DataNotFoundError: the file does not exist.
+        DataError: the header is wrong or a row does not parse.
+
+    Example:
+        >>> steps, lrs = read_schedule("runs/digits-mlp/schedule.csv")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"schedule file not found: {str(path)!r}")
+    lines = [fields for fields in csv.reader(path.read_text(encoding="utf-8").splitlines()) if fields]
+    header = tuple(field.strip() for field in lines[0]) if lines else ()
+    if header != SCHEDULE_HEADER:
+        raise DataError(f"schedule file {str(path)!r} has header {','.join(header)!r}, "
+                        f"expected {','.join(SCHEDULE_HEADER)!r}")
+    points = []
+    for line_number, fields in enumerate(lines[1:], start=2):
+        try:
+            step, lr = fields
+            points.append((int(step), float(lr)))
+        except ValueError as err:
+            raise DataError(f"line {line_number} of {str(path)!r}: expected an integer step and a "
+                            f"number lr, got {','.join(fields)!r}") from err
+    points.sort()
+    return [step for step, _ in points], [lr for _, lr in points]

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from trainwise.errors import ConfigError
 from trainwise.schedules import Schedule
-from trainwise.schedules._checks import check_int
+from trainwise.checks import check_int
 
 MAX_POINTS = 20_000  # longer runs are drawn on an even grid of this many steps
 _DPI = 100

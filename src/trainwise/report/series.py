@@ -1,7 +1,8 @@
 """Shaping metrics rows into the series the plots draw and the table the report shows.
 
 metrics.csv holds per-epoch rows (train/val/test loss, accuracy, ...) and per-step rows
-(train lr, loss, grad_norm, ...) side by side; train ``loss`` is logged both ways. The
+(train lr, loss, grad_norm, ...) side by side; train ``loss`` is logged both ways. Epochs are
+taken as the file numbers them (1 is the first epoch) and shown as they are. The
 trainer writes an epoch's summary row after that epoch's step rows, so "the last row logged
 in an epoch" is the per-epoch value, and that is the rule used here.
 """
@@ -25,11 +26,11 @@ def epoch_series(rows: Iterable[Row], split: str, metric: str) -> tuple[list[int
     Epochs whose value is nan or inf are left out rather than drawn.
 
     Example:
-        >>> rows = [{"step": 5, "epoch": 0, "split": "val", "metric": "loss", "value": 0.5},
-        ...         {"step": 9, "epoch": 1, "split": "val", "metric": "loss",
+        >>> rows = [{"step": 5, "epoch": 1, "split": "val", "metric": "loss", "value": 0.5},
+        ...         {"step": 9, "epoch": 2, "split": "val", "metric": "loss",
         ...          "value": float("nan")}]
         >>> epoch_series(rows, "val", "loss")
-        ([0], [0.5])
+        ([1], [0.5])
     """
     last_by_epoch: dict[int, float] = {}
     for row in rows:
@@ -62,6 +63,21 @@ def has_metric(rows: Iterable[Row], split: str, metric: str) -> bool:
     return any(row["split"] == split and row["metric"] == metric for row in rows)
 
 
+def final_epochs(rows: Sequence[Row]) -> dict[str, int]:
+    """Each split's last epoch with a per-epoch metric: ``{split: epoch}``, in first-logged order.
+
+    Example:
+        >>> final_epochs([{"step": 9, "epoch": 1, "split": "val", "metric": "loss", "value": 0.9},
+        ...               {"step": 19, "epoch": 2, "split": "val", "metric": "loss", "value": 0.4}])
+        {'val': 2}
+    """
+    last_epoch: dict[str, int] = {}
+    for row in rows:
+        if row["split"] != EVENT_SPLIT and row["metric"] not in STEP_METRICS:
+            last_epoch[row["split"]] = max(row["epoch"], last_epoch.get(row["split"], row["epoch"]))
+    return last_epoch
+
+
 def final_metrics(rows: Sequence[Row]) -> dict[str, dict[str, float]]:
     """Each split's metrics at that split's last epoch: ``{split: {metric: value}}``.
 
@@ -70,15 +86,12 @@ def final_metrics(rows: Sequence[Row]) -> dict[str, dict[str, float]]:
     a run that ended on nan should say so.
 
     Example:
-        >>> rows = [{"step": 9, "epoch": 0, "split": "val", "metric": "loss", "value": 0.9},
-        ...         {"step": 19, "epoch": 1, "split": "val", "metric": "loss", "value": 0.4}]
+        >>> rows = [{"step": 9, "epoch": 1, "split": "val", "metric": "loss", "value": 0.9},
+        ...         {"step": 19, "epoch": 2, "split": "val", "metric": "loss", "value": 0.4}]
         >>> final_metrics(rows)
         {'val': {'loss': 0.4}}
     """
-    last_epoch: dict[str, int] = {}
-    for row in rows:
-        if row["split"] != EVENT_SPLIT and row["metric"] not in STEP_METRICS:
-            last_epoch[row["split"]] = max(row["epoch"], last_epoch.get(row["split"], row["epoch"]))
+    last_epoch = final_epochs(rows)
     table: dict[str, dict[str, float]] = {split: {} for split in last_epoch}
     for row in rows:
         split = row["split"]

@@ -11,6 +11,7 @@ STATUS_COLORS = {
     "interrupted": "#9a6700",
 }
 UNKNOWN_STATUS_COLOR = "#57606a"
+WARNING_COLOR = "#9a6700"  # a finished run with warnings: not the green of a clean one
 
 PAGE_CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -36,6 +37,9 @@ pre { background: #f6f8fa; padding: .8rem 1rem; border-radius: 6px; overflow: au
 .note { background: #fff8c5; border-left: 4px solid #d4a72c; padding: .5rem 1rem;
         margin: 1rem 0; }
 .note ul { margin: .25rem 0; padding-left: 1.25rem; }
+.warnings { background: #fff1e5; border-left: 6px solid #bc4c00; padding: .6rem 1rem;
+            margin: 1rem 0; font-size: 1.05rem; }
+.warnings ul { margin: .25rem 0; padding-left: 1.25rem; }
 .message pre { background: #ffebe9; border-left: 4px solid #cf222e; white-space: pre-wrap; }
 footer { margin: 2.5rem 0 1rem; font-size: .85rem; }
 """

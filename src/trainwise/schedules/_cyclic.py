@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from trainwise.errors import ConfigError
 from trainwise.schedules._base import Schedule
-from trainwise.schedules._checks import check_bool, check_choice, check_int, check_range
+from trainwise.checks import check_bool, check_choice, check_int, check_range
 
 ANNEAL_NAMES = ("cos", "linear")
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")

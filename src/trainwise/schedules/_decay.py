@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from trainwise.errors import ConfigError
 from trainwise.schedules._base import Schedule
-from trainwise.schedules._checks import check_increasing, check_int, check_list, check_range
+from trainwise.checks import check_increasing, check_int, check_list, check_range
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from trainwise.errors import CheckpointError, ConfigError
 from trainwise.schedules._base import Schedule
-from trainwise.schedules._checks import check_choice, check_int, check_range
+from trainwise.checks import check_choice, check_int, check_range
 
 PLATEAU_MODES = ("min", "max")
 THRESHOLD_MODES = ("rel", "abs")

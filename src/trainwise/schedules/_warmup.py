@@ -6,7 +6,7 @@ from typing import Any
 
 from trainwise.errors import ConfigError
 from trainwise.schedules._base import Schedule
-from trainwise.schedules._checks import check_choice, check_int, check_range
+from trainwise.checks import check_choice, check_int, check_range
 
 WARMUP_MODES = ("linear", "exponential")
 

@@ -1,4 +1,5 @@
-"""Argument checks shared by the schedules: one message template, raised at build time."""
+"""The one set of argument checks and the one did-you-mean: one message template (what is wrong,
+the value given, what would be right), raised when an object is built, before any training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""What the loop does when training goes wrong: non-finite values and loss spikes."""
+"""What the loop does when training goes wrong: non-finite values and loss spikes.
+
+The guard holds the policy and its bookkeeping; the loop applies it where the bad value is found
+(a loss before backward, a gradient norm before the step, or, on accelerators, a loss read at a
+log step after the update was applied)."""
 
 from __future__ import annotations
 
@@ -53,12 +57,18 @@ class NonFiniteGuard:
 class SpikeCounter:
     """Counts steps whose loss exceeds ``factor`` × the median of the recent losses.
 
-    The median is recomputed every ``refresh`` observations so the per-step cost is one comparison.
+    A loss near zero is not a spike whatever the ratio (0.002 after a median of 1e-4 is noise on a
+    converged model): a spike must also exceed ``floor_fraction`` of the loss the run started at
+    (the median of its first ``refresh`` losses). The median is recomputed every ``refresh``
+    observations so the per-step cost is one comparison.
     """
 
-    def __init__(self, factor: float = 10.0, window: int = 100, refresh: int = 25) -> None:
+    def __init__(self, factor: float = 10.0, window: int = 100, refresh: int = 25,
+                 floor_fraction: float = 0.1) -> None:
         if factor <= 1:
             raise ConfigError(f"spike_factor must be > 1, got {factor}")
+        self.floor_fraction = floor_fraction
+        self.floor: Optional[float] = None
         self.factor = factor
         self.recent: deque[float] = deque(maxlen=window)
         self.refresh = refresh
@@ -73,14 +83,18 @@ class SpikeCounter:
         self.recent.append(loss)
         self._since_refresh += 1
         if self._since_refresh >= self.refresh and len(self.recent) >= self.refresh:
-            self.threshold = self.factor * statistics.median(self.recent)
+            median = statistics.median(self.recent)
+            if self.floor is None:
+                self.floor = self.floor_fraction * median
+            self.threshold = max(self.factor * median, self.floor)
             self._since_refresh = 0
         return spike
 
     def state_dict(self) -> dict[str, Any]:
         return {"recent": list(self.recent), "threshold": self.threshold, "count": self.count,
-                "since_refresh": self._since_refresh}
+                "since_refresh": self._since_refresh, "floor": self.floor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.recent = deque(state["recent"], maxlen=self.recent.maxlen)
         self.threshold, self.count, self._since_refresh = state["threshold"], state["count"], state["since_refresh"]
+        self.floor = state.get("floor")

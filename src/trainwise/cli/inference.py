@@ -1,0 +1,85 @@
+"""``trainwise evaluate`` and ``trainwise predict``: a finished run's checkpoint on data.
+
+Both work from any folder (the run's config.yaml holds absolute data paths) and on run folders
+of the Python API, whose data is not on disk: ``evaluate --data FILE`` names the data, and
+``--model package.module:factory`` rebuilds a model the run folder cannot rebuild by itself.
+Metrics and predictions of a regression run are in the targets' original units.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainwise.cli.saved_run import PYTHON_DATASET, SavedRun, load_saved_run, rebuild_model
+from trainwise.cli.table_io import check_output_path, read_inputs, read_labelled, write_predictions
+from trainwise.errors import ConfigError, DataError
+
+_CHUNK = 1024
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Loss and metrics of the run's checkpoint on a split of its data set or on ``--data``."""
+    if args.data and args.split:
+        raise ConfigError(f"--split {args.split} and --data {args.data} cannot be combined; "
+                          "--split picks a split of the run's own data set, --data evaluates on a file")
+    run = load_saved_run(args.run_dir, args.checkpoint)
+    if args.data:
+        data, label = read_labelled(Path(args.data), run, args.target), Path(args.data).stem
+    else:
+        label = args.split or "test"
+        data = _split_of_run(run, label)
+    model = rebuild_model(run, args.model)
+    metrics = _metrics(run, model, data)
+    print(f"{label} metrics of {run.checkpoint}:")
+    for key, value in metrics.items():
+        print(f"  {key:<15} {value:.6g}")
+    source: dict[str, Any] = {"data": str(Path(args.data).resolve())} if args.data else {"split": label}
+    out = run.folder / f"evaluate_{label}.json"
+    out.write_text(json.dumps({"checkpoint": str(run.checkpoint), **source, **metrics}, indent=2) + "\n")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Write the run's predictions for ``inputs`` to ``--out`` (.npz or .csv)."""
+    out = check_output_path(args.out)
+    run = load_saved_run(args.run_dir, args.checkpoint)
+    x = read_inputs(Path(args.inputs), run)
+    model = rebuild_model(run, args.model)
+    with torch.inference_mode():
+        outputs = torch.cat([model(chunk) for chunk in x.split(_CHUNK)]).float()
+    write_predictions(out, outputs, run)
+    print(f"wrote {len(x)} predictions to {out}")
+    return 0
+
+
+def _split_of_run(run: SavedRun, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split of the run's own data set, reloaded from its config, targets in original units."""
+    if run.cfg.data.dataset == PYTHON_DATASET:
+        raise ConfigError(f"{run.folder} was trained from Python on data trainwise cannot reload; "
+                          "pass --data FILE (.npz with x and y, or .csv with --target COLUMN)")
+    from trainwise.cli import build
+    from trainwise.data import denormalize_target
+
+    bundle = build.load_bundle(run.cfg)
+    pair = {"train": bundle.train, "val": bundle.val, "test": bundle.test}[split]
+    if pair is None:
+        raise DataError(f"this run has no {split} split; choose one of train, val, test that exists")
+    x, y = pair
+    if bundle.target_normalization:
+        y = denormalize_target(y, bundle.target_normalization)
+    return x, y
+
+
+def _metrics(run: SavedRun, model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    from trainwise.trainer import Trainer
+
+    t = run.cfg.train
+    evaluator = Trainer(model, loss=run.loss_name, device=t.device, precision=t.precision,
+                        label_smoothing=t.label_smoothing, early_stopping=False, progress=False, report=False,
+                        run_dir=run.folder)
+    return evaluator.evaluate(data)

@@ -1,0 +1,169 @@
+"""A finished run folder, read back for ``evaluate`` and ``predict``: its config, data.json, a
+checkpoint, and the model rebuilt with the trained weights.
+
+Every mistake a person can make here (a folder that is not a run, a missing checkpoint, a model
+that cannot be rebuilt, weights that do not fit) raises a ``TrainwiseError`` whose message names
+the fix, so the CLI prints one ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import yaml
+from torch import nn
+
+from trainwise import checkpoint as ckpt
+from trainwise.config import RunConfig, config_from_dict
+from trainwise.errors import CheckpointError, ConfigError, DataError, DataNotFoundError
+from trainwise.metrics import LOSS_NAMES
+from trainwise.models import build_model
+
+PYTHON_DATASET = "python"  # data.dataset of a run made with the Python API (its data is not on disk)
+
+
+@dataclass
+class SavedRun:
+    """What ``evaluate`` and ``predict`` read from a run folder."""
+
+    folder: Path
+    cfg: RunConfig
+    description: dict[str, Any]  # data.json: task, input_shape, class_names, normalization, ...
+    checkpoint: Path
+
+    @property
+    def task(self) -> str:
+        return str(self.description["task"])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(size) for size in self.description["input_shape"])
+
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        names = self.description.get("class_names")
+        return None if not names else [str(name) for name in names]
+
+    @property
+    def loss_name(self) -> str:
+        """The run's loss when it is a built-in one, else the task's default."""
+        if self.cfg.train.loss in LOSS_NAMES:
+            return str(self.cfg.train.loss)
+        return "cross_entropy" if self.task == "classification" else "mse"
+
+
+def load_saved_run(run_dir: str, checkpoint_name: str) -> SavedRun:
+    """Read config.yaml, data.json and find the checkpoint (best.pt falls back to last.pt).
+
+    Raises:
+        DataNotFoundError: the folder is not a run folder (config.yaml or data.json missing).
+        CheckpointError: the checkpoint is not there.
+    """
+    folder = Path(run_dir)
+    config_path, data_path = folder / "config.yaml", folder / "data.json"
+    for path in (config_path, data_path):
+        if not path.is_file():
+            raise DataNotFoundError(f"{folder} is not a trainwise run folder: {path} is missing; "
+                                    "pass the folder a training run wrote")
+    try:
+        cfg = config_from_dict(yaml.safe_load(config_path.read_text()) or {})
+        description = json.loads(data_path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise DataError(f"cannot read the run folder {folder}: {error}") from error
+    path = folder / "checkpoints" / checkpoint_name
+    if not path.is_file() and checkpoint_name == "best.pt":
+        path = folder / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint {checkpoint_name} (nor last.pt) in {folder / 'checkpoints'}; "
+                              "pass --checkpoint with a file that is there")
+    return SavedRun(folder, cfg, description, path)
+
+
+def rebuild_model(run: SavedRun, model_spec: Optional[str] = None) -> nn.Module:
+    """The run's model with the checkpoint's weights, in eval mode, on the CPU.
+
+    A regression run whose targets were standardized gets its outputs turned back into the
+    original units (``output * std + mean`` from data.json's ``target_normalization``).
+
+    Raises:
+        ConfigError: the model cannot be rebuilt (defined in a script, an import error); the
+            message names ``--model``.
+        CheckpointError: the weights do not fit the rebuilt model.
+    """
+    name = model_spec or run.cfg.model.name
+    model = _build(run, name, from_config=model_spec is None)
+    state = ckpt.load_checkpoint(run.checkpoint)["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"the weights in {run.checkpoint} do not fit the model built by {name!r} ({first_line}); "
+            "pass --model package.module:factory that builds the network this run trained"
+        ) from None
+    model.eval()
+    target_normalization = run.description.get("target_normalization")
+    if run.task == "regression" and target_normalization:
+        model = OriginalUnits(model, target_normalization)
+    return model
+
+
+def _build(run: SavedRun, name: str, *, from_config: bool) -> nn.Module:
+    if name.startswith("__main__:"):
+        raise ConfigError(
+            f"cannot rebuild model {name!r}: it was defined in the script that trained it, which "
+            "trainwise cannot import; pass --model package.module:factory naming a function or class "
+            "in an importable module that builds the same network"
+        )
+    m = run.cfg.model
+    options: dict[str, Any] = {}
+    if from_config:
+        options = dict(hidden=m.hidden, norm=m.norm, dropout=m.dropout, activation=m.activation,
+                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool, args=m.args)
+    try:
+        return build_model(name, input_shape=run.input_shape, num_outputs=int(run.description["num_outputs"]),
+                           **options)
+    except ConfigError as error:
+        if ":" not in name:
+            raise
+        raise ConfigError(f"cannot rebuild the run's model: {error}; or pass --model "
+                          "package.module:factory to rebuild it another way") from error
+
+
+class OriginalUnits(nn.Module):
+    """Wraps a regression model trained on standardized targets: outputs in the original units."""
+
+    def __init__(self, model: nn.Module, target_normalization: dict[str, list[float]]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(target_normalization["mean"], dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(target_normalization["std"], dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.std + self.mean
+
+
+def training_columns(run: SavedRun) -> tuple[Optional[list[str]], Optional[str]]:
+    """The feature columns the model was trained on, in order, and the target column.
+
+    From data.json's ``feature_names`` when it has them, else from the header of the training
+    CSV (config ``data.path``) when it is still there; ``(None, target)`` when unknown.
+    """
+    target = run.cfg.data.target
+    names = run.description.get("feature_names")
+    if names:
+        return [str(name) for name in names], target
+    path = run.cfg.data.path
+    if run.cfg.data.dataset != "csv" or not path or not Path(path).is_file():
+        return None, target
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
+        header = next((row for row in csv.reader(handle, delimiter=delimiter) if any(row)), [])
+    header = [name.strip() for name in header]
+    target = target or (header[-1] if header else None)
+    return [name for name in header if name != target], target

@@ -1,0 +1,53 @@
+"""``trainwise schedule``: print and plot a config's lr schedule without training."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from trainwise.cli import build
+from trainwise.config import load_config
+
+
+def schedule(args: argparse.Namespace) -> int:
+    from trainwise.report.schedule_plot import plot_schedules, schedule_table
+    from trainwise.schedules import build_schedule
+
+    cfg = load_config(args.config, args.overrides)
+    bundle = build.load_bundle(cfg)
+    batches = math.ceil(len(bundle.train[0]) / cfg.data.batch_size)
+    steps_per_epoch = math.ceil(batches / cfg.train.accumulate)
+    total = cfg.train.epochs * steps_per_epoch
+    if cfg.train.max_steps:
+        total = min(total, cfg.train.max_steps)
+    lr = 1e-3 if cfg.optimizer.lr == "auto" else float(cfg.optimizer.lr)
+    names = [cfg.schedule.name] + ([n.strip() for n in args.compare.split(",") if n.strip()] if args.compare else [])
+    schedules = {}
+    for name in dict.fromkeys(names):
+        params = cfg.schedule.params() if name == cfg.schedule.name else _comparison_params(name, total, lr)
+        schedules[name] = build_schedule(name, lr=lr, total_steps=total, steps_per_epoch=steps_per_epoch,
+                                         warmup=cfg.schedule.warmup, warmup_mode=cfg.schedule.warmup_mode,
+                                         warmup_start_factor=cfg.schedule.warmup_start_factor, **params)
+    print(f"{total} optimizer steps ({cfg.train.epochs} epochs x {steps_per_epoch} steps), lr {lr:g}")
+    for name, sched in schedules.items():
+        print(f"\n{name}:\n{'step':>8}  {'lr':>12}  {'momentum':>9}")
+        for step, lr_value, momentum in schedule_table(sched, total):
+            print(f"{step:>8}  {lr_value:>12.6g}  {'' if momentum is None else f'{momentum:.4f}':>9}")
+    out = plot_schedules(schedules, total, args.out)
+    print(f"\nplot: {out}")
+    return 0
+
+
+def _comparison_params(name: str, total: int, lr: float) -> dict[str, Any]:
+    """Typical settings for a schedule overlaid with --compare, scaled to the run's length."""
+    third = max(total // 3, 1)
+    return {
+        "step": {"step_size": third, "gamma": 0.1},
+        "multistep": {"milestones": [max(total // 2, 1), max(3 * total // 4, 2)], "gamma": 0.1},
+        "exponential": {"gamma": 0.01 ** (1 / max(total, 1))},
+        "inverse_time": {"decay": 10 / max(total, 1)},
+        "cosine_restarts": {"cycle_steps": max(total // 4, 1)},
+        "sgdr": {"cycle_steps": max(total // 4, 1)},
+        "piecewise": {"boundaries": [third, 2 * third], "values": [lr, lr / 10, lr / 100]},
+    }.get(name, {})

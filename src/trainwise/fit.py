@@ -1,0 +1,245 @@
+"""``Trainer.fit`` from start to end: set the run up, run the loop, test, write the run folder.
+
+Order at the end: training stops → the best weights are restored → the test pass → the
+trivial-predictor check → summary.json, schedule.csv, the report → ``on_fit_end``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from trainwise import checkpoint as ckpt
+from trainwise.errors import ConfigError, DataError
+from trainwise.fit_setup import build_run_schedule, fallback_lr, find_lr, prepare_split
+from trainwise.loader import make_batches
+from trainwise.loop import FitLoop
+from trainwise.python_run import describe_data, describe_run, finish_files
+from trainwise.resume import Checkpointer, check_resume_config
+from trainwise.run_folder import MetricsLog, write_config, write_json
+from trainwise.summary import build_summary, trivial_predictor_warning
+
+
+@dataclass
+class FitResult:
+    """What ``Trainer.fit`` returns. ``history`` has one dict per epoch (``epoch`` counts from 1)."""
+
+    status: str
+    history: list[dict[str, float]]
+    best_val_loss: Optional[float]
+    best_epoch: Optional[int]
+    run_dir: Optional[Path]
+    summary: dict[str, Any] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path, None],
+            allow_config_changes: bool) -> FitResult:
+    start = time.perf_counter()
+    first = getattr(t, "_fits", 0) == 0
+    t.run_dir.mkdir(parents=True, exist_ok=True)
+    if first and resume is None:
+        _refuse_used_run_dir(t.run_dir)
+    if first:
+        torch.manual_seed(t.seed)
+        t.checkpointer = Checkpointer(t.run_dir / "checkpoints", t.keep_last)
+    train, t.task, sample = prepare_split(train, "train", model=t.model, device=t.device, task=t.task)
+    val = prepare_split(val, "val", model=t.model, device=t.device, task=t.task)[0]
+    test = prepare_split(test, "test", model=t.model, device=t.device, task=t.task)[0]
+    if first and resume is None:
+        _initialize(t, sample)
+    _balanced_weights(t, train)
+    batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device,
+                           augment=t.augment, num_workers=t.num_workers)
+    if len(batches) == 0:
+        raise DataError("the training data is empty; give at least one sample")
+    steps_per_epoch = math.ceil(len(batches) / t.accumulate)
+    total_steps = t.epochs * steps_per_epoch if t.max_steps is None else min(t.epochs * steps_per_epoch, t.max_steps)
+    resume_path = t.checkpointer.resolve_resume(resume) if resume is not None else None
+    saved = ckpt.load_checkpoint(resume_path, map_location=t.device) if resume_path is not None else None
+    reference_lr = t.reference_lr = _settle_lr(t, batches, saved)
+    if t.config is not None:  # the resolved config records the lr actually used
+        t.config = {**t.config, "optimizer": {**t.config.get("optimizer", {}), "lr": reference_lr}}
+    state = t.state
+    if first:
+        state.best = replace(t.best)
+        state.max_epochs, state.max_steps = t.epochs, t.max_steps
+    else:  # a second fit continues the run for `epochs` more epochs
+        state.start_step, state.start_epoch = state.step, state.epoch
+        state.max_epochs = state.epoch + t.epochs
+        state.max_steps = None if t.max_steps is None else state.step + t.max_steps
+        state.status, state.stop_reason, state.should_stop = "running", None, False
+    state.batches_per_epoch = len(batches)
+    schedule = build_run_schedule(t.schedule_spec, lr=reference_lr, total_steps=total_steps,
+                                  steps_per_epoch=steps_per_epoch, warmup=t.warmup, params=t.schedule_params,
+                                  record=t.record_event)
+    metrics_path = t.run_dir / "metrics.csv"
+    metrics_log = (MetricsLog(metrics_path) if first and saved is None else
+                   MetricsLog.reopen(metrics_path) if saved is not None else MetricsLog.append_to(metrics_path))
+    loop = FitLoop(t, batches, val, state=state, schedule=schedule, schedule_start=state.step,
+                   total_steps=total_steps, metrics_log=metrics_log, checkpoints=t.checkpointer,
+                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate)
+    t._loop, t._fits = loop, getattr(t, "_fits", 0) + 1
+    if saved is not None:
+        changes = check_resume_config(saved.get("config"), t.config, allow_config_changes)
+        loop.checkpoints.resume(resume_path, saved)
+        t.record_event("resumed", f"resumed from {resume_path} at step {state.step}, epoch {state.epoch}"
+                       + (f"; changed: {'; '.join(changes)}" if changes else ""))
+    _write_description(t, sample, reference_lr)
+    try:
+        loop.run()
+    except BaseException as exc:
+        t._fire("on_exception", exc)
+        loop.restore_signal_handlers()
+        _finish(t, loop, start, test_metrics={}, confusion=None, event=None)
+        raise
+    try:
+        test_metrics, confusion = _test(t, loop, test)
+        _check_trivial(t, test_metrics, confusion)
+        return _finish(t, loop, start, test_metrics, confusion)
+    finally:
+        loop.restore_signal_handlers()
+
+
+def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
+    train, t.task, _ = prepare_split(train, "train", model=t.model, device=t.device, task=t.task)
+    batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device)
+    if t.optimizer is None:
+        from trainwise.optim import build_optimizer
+
+        t.optimizer = build_optimizer(t.model, t.optimizer_spec, lr=1e-3, **t.optimizer_args)
+    return find_lr(t.model, t.optimizer, batches, loss=lambda out, y: t.loss_of(out, y, None), device=t.device,
+                   precision=t.precision, run_dir=t.run_dir, record=lambda kind, message: None)[1]
+
+
+def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
+    """The reference lr (the largest group's) and each group's ``lr_scale`` relative to it."""
+    if t.optimizer is None:
+        from trainwise.optim import build_optimizer
+
+        t.optimizer = build_optimizer(t.model, t.optimizer_spec, lr=1e-3, **t.optimizer_args)
+    groups = t.optimizer.param_groups
+    if not all("lr_scale" in g for g in groups):  # a user's optimizer: its groups keep their ratios
+        top = max(g["lr"] for g in groups)
+        for g in groups:
+            g["lr_scale"] = g["lr"] / top if top > 0 else 1.0
+    if saved is not None and saved.get("reference_lr") is not None:
+        return float(saved["reference_lr"])
+    if isinstance(t.lr, float):
+        return t.lr
+    if t.lr is None and t.user_optimizer:
+        return max(g["lr"] for g in groups)
+    if getattr(t, "reference_lr", None) is not None:  # a second fit keeps the lr the first one found
+        return t.reference_lr
+    suggestion, summary = find_lr(t.model, t.optimizer, batches, loss=lambda out, y: t.loss_of(out, y, None), device=t.device,
+                                  precision=t.precision, run_dir=t.run_dir, record=t.record_event)
+    t.summary_extra["lr_finder"] = summary
+    if suggestion is None:
+        suggestion = fallback_lr(t.optimizer_spec)
+        t.warn(f"lr='auto': the lr range test gave no suggestion ({summary.get('reason')}); trained at lr "
+               f"{suggestion:g} instead — see lr_find.png and set lr yourself")
+    t.reference_lr = suggestion
+    return suggestion
+
+
+def _cycle_momentum(t: Any, schedule: Any) -> bool:
+    """Momentum follows the schedule (1cycle, cyclic) only when asked and the optimizer has one."""
+    if not t.cycle_momentum or schedule.momentum_at(0) is None:
+        return False
+    if all("betas" in g or "momentum" in g for g in t.optimizer.param_groups):
+        return True
+    t.record_event("schedule", f"{type(t.optimizer).__name__} has no momentum or beta1; the schedule's "
+                   "momentum cycle is ignored")
+    return False
+
+
+def _initialize(t: Any, sample: Optional[torch.Tensor]) -> None:
+    if t.init is None:
+        return
+    from trainwise.init import initialize
+    from trainwise.models import activation_of
+
+    initialize(t.model, t.init, activation=activation_of(t.model), sample_input=sample)
+
+
+def _balanced_weights(t: Any, train: Any) -> None:
+    if t.class_weights != "balanced":
+        return
+    if not isinstance(train, tuple) or t.task != "classification":
+        raise ConfigError("class_weights='balanced' needs in-memory classification data (x, y); "
+                          "pass a list of weights, one per class, instead")
+    from trainwise.data import balanced_class_weights
+    from trainwise.metrics import build_loss, build_weighted_loss
+
+    outputs = t.model(train[0][:1].to(t.device))
+    t.class_weights = balanced_class_weights(train[1].cpu(), outputs.shape[1])
+    t.loss_fn = build_loss(t.loss_spec, label_smoothing=t.label_smoothing, class_weights=t._weights_on_device())
+    t.weighted_loss_fn = build_weighted_loss(t.loss_spec, label_smoothing=t.label_smoothing,
+                                             class_weights=t._weights_on_device())
+
+
+def _write_description(t: Any, sample: Optional[torch.Tensor], lr: float) -> None:
+    """config.yaml (the lr actually used) and, for a Python run, data.json: what evaluate/predict need."""
+    if t.config is None:
+        t.config = describe_run(t, lr)
+    write_config(t.run_dir / "config.yaml", t.config)
+    if not (t.run_dir / "data.json").exists() and sample is not None:
+        write_json(t.run_dir / "data.json", describe_data(t, sample))
+
+
+def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:
+    s = loop.state
+    if test is None or s.status in ("failed", "diverged"):
+        return {}, None
+    metrics, meter = t.evaluate_split(test)
+    loop.metrics_log.log(s.step, s.epoch, "test", metrics)
+    confusion = meter.confusion_matrix() if hasattr(meter, "confusion_matrix") else None
+    return metrics, confusion
+
+
+def _check_trivial(t: Any, test_metrics: dict[str, float], confusion: Any) -> None:
+    metrics, split = test_metrics, "test"
+    if not metrics and t.state.history:
+        last = t.state.history[-1]
+        metrics, split = {k[4:]: v for k, v in last.items() if k.startswith("val_")}, "validation"
+    majority = float(confusion.sum(dim=1).max() / confusion.sum()) if confusion is not None else None
+    warning = trivial_predictor_warning(t.task, metrics, split, majority)
+    if warning:
+        t.warn(warning)
+
+
+def _finish(t: Any, loop: FitLoop, start: float, test_metrics: dict[str, float], confusion: Any,
+            event: Optional[str] = "on_fit_end") -> FitResult:
+    s = loop.state
+    extra = {"lr": t.reference_lr, "precision": t.precision, "device": str(t.device),
+             "loss_spikes": t.spikes.count, "nonfinite_rollbacks": t.guard.rollbacks,
+             "nonfinite_skipped": t.guard.skipped, **t.summary_extra}
+    if confusion is not None:
+        extra["confusion_matrix"] = confusion.tolist()
+    if t.class_names:
+        extra.setdefault("class_names", list(t.class_names))
+    summary = build_summary(s, task=t.task, test_metrics=test_metrics, wall_seconds=time.perf_counter() - start,
+                            extra=extra)
+    write_json(t.run_dir / "summary.json", summary)
+    loop.metrics_log.close()
+    finish_files(t, loop)
+    t._loop = None
+    if event:
+        t._fire(event)
+    return FitResult(status=s.status, history=list(s.history), best_val_loss=summary["best_val_loss"],
+                     best_epoch=summary["best_epoch"], run_dir=t.run_dir, summary=summary,
+                     test_metrics=test_metrics, warnings=list(s.warnings))
+
+
+def _refuse_used_run_dir(run_dir: Path) -> None:
+    """A new run never writes into another run's folder: its checkpoints and metrics would mix."""
+    used = [name for name in ("summary.json", "metrics.csv", "checkpoints/manifest.json") if (run_dir / name).exists()]
+    if used:
+        raise ConfigError(f"run folder {run_dir} already holds a run ({', '.join(used)}); continue it with "
+                          "--resume auto (Python: fit(..., resume='auto')) or choose a new --run-dir")

@@ -1,0 +1,132 @@
+"""What ``Trainer.fit`` does before the loop: check the data, settle the task, the lr and the
+schedule, and describe a Python run in its folder the way a CLI run is described."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from trainwise.data import check_arrays
+from trainwise.errors import ConfigError, DataError, TrainwiseError
+from trainwise.loader import as_tensors, as_tensor_dict, to_device
+from trainwise.schedules import Schedule, build_schedule
+
+log = logging.getLogger(__name__)
+
+# lr used when lr="auto" and the range test gives no suggestion (a warning says so).
+FALLBACK_LR = {"sgd": 1e-2}
+DEFAULT_FALLBACK_LR = 1e-3
+
+
+def probe(model: nn.Module, inputs: Any, device: torch.device) -> torch.Tensor:
+    """The model's outputs for a couple of samples, or one clear error when it cannot take them."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return model(to_device(inputs, device))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
+                        "check that the model's input size matches the data") from exc
+    finally:
+        model.train(was_training)
+
+
+def infer_task(task: Optional[str], targets: torch.Tensor, outputs: torch.Tensor) -> str:
+    """The loss's task when it has one; else integer targets with one output per class mean
+    classification, anything else regression."""
+    if task is not None:
+        return task
+    if not targets.is_floating_point() and outputs.dim() == 2 and outputs.shape[1] > 1:
+        return "classification"
+    return "regression"
+
+
+def prepare_split(source: Any, split: str, *, model: nn.Module, device: torch.device,
+                  task: Optional[str]) -> tuple[Any, Optional[str], Optional[torch.Tensor]]:
+    """Check in-memory data (finite values, label range, the model takes the inputs) and shape
+    regression targets like the model's outputs. Returns the data, the task and a sample input
+    (None for a Dataset or DataLoader, which are used as given)."""
+    if source is None:
+        return None, task, None
+    named = as_tensor_dict(source)
+    if named is not None:
+        return named, task, None
+    tensors = as_tensors(source)
+    if tensors is None:
+        if isinstance(source, (tuple, list)):
+            raise DataError(f"{split} data must be (inputs, targets) or (inputs, targets, weights) of tensors or "
+                            f"arrays, got a {type(source).__name__} of {len(source)} "
+                            f"{', '.join(type(v).__name__ for v in source)}")
+        return source, task, None
+    x, y, *rest = tensors
+    if len(x) == 0:
+        raise DataError(f"the {split} data is empty; give at least one sample")
+    outputs = probe(model, x[:2], device)
+    task = infer_task(task, y, outputs)
+    if task == "classification" and y.is_floating_point():
+        if not torch.equal(y, y.round()):
+            raise DataError(f"{split} targets are fractional but the loss is a classification loss; "
+                            "use integer class labels, or a regression loss (mse, mae, huber)")
+        y = y.long()
+    num_classes = outputs.shape[1] if task == "classification" and outputs.dim() == 2 else None
+    check_arrays(x, y, task=task, num_classes=num_classes, where=split)
+    if task == "regression" and y.numel() == outputs[:1].numel() * len(y):
+        y = y.float().reshape(len(y), *outputs.shape[1:])
+    return (x, y, *rest), task, x[:2]
+
+
+def build_run_schedule(spec: Any, *, lr: float, total_steps: int, steps_per_epoch: int, warmup: float,
+                       params: dict[str, Any], record: Callable[[str, str], None]) -> Schedule:
+    """The schedule over this fit's steps. A run too short for the named schedule (1cycle needs a
+    few steps to rise and fall) trains at a constant lr instead, and says so."""
+    if isinstance(spec, Schedule):
+        return spec
+    try:
+        return build_schedule(spec, lr=lr, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                              warmup=warmup, **params)
+    except ConfigError as exc:
+        if total_steps >= 10:
+            raise
+        record("schedule", f"{total_steps} steps are too few for schedule {spec!r} ({exc}); lr held at {lr:g}")
+        return build_schedule("constant", lr=lr, total_steps=max(total_steps, 1), steps_per_epoch=steps_per_epoch)
+
+
+def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *, loss: Callable, device: torch.device,
+            precision: str, run_dir: Path, record: Callable[[str, str], None]) -> tuple[Optional[float], dict]:
+    """Run the LR range test on the training batches (the model, optimizer and RNG are put back).
+    Returns the suggested lr (None when the curve gives none) and what summary.json records."""
+    from trainwise.lr_finder import LRFinder, save_lr_find
+
+    finder = LRFinder(model, optimizer, loss, device=device,
+                      # fp16 needs a grad scaler the range test does not have; bf16 behaves alike without one
+                      precision="bf16" if precision == "bf16" else "fp32")
+
+    def endless():
+        epoch = 0
+        while True:
+            batches.set_epoch(epoch)
+            yield from batches
+            epoch += 1
+
+    result = finder.run(endless)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_lr_find(result, run_dir)
+    except (OSError, TrainwiseError) as exc:  # the plot is a convenience; the lr is what matters
+        log.warning("could not save the lr range test plot: %s", exc)
+    summary = {"suggestion": result.suggestion, "rule": result.rule, "suggestions": result.suggestions}
+    if result.suggestion is None:
+        summary["reason"] = result.reason
+        return None, summary
+    record("lr_find", f"the lr range test suggests lr {result.suggestion:.3g} (rule {result.rule})")
+    return float(result.suggestion), summary
+
+
+def fallback_lr(optimizer_name: Any) -> float:
+    return FALLBACK_LR.get(str(optimizer_name), DEFAULT_FALLBACK_LR)

@@ -1,0 +1,159 @@
+"""Reading a learning rate off a range-test curve: the suggestion rules and the curve checks.
+
+``suggest(lrs, losses, rule)`` is a pure function of the recorded curve, kept apart from the
+code that runs the test (``trainwise.lr_finder``) so that a rule can be studied, tested and
+benchmarked on saved curves without training anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+import numpy as np
+
+from trainwise.errors import ConfigError
+
+__all__ = [
+    "MINIMUM_BACKOFF",
+    "MIN_POINTS",
+    "MIN_RELATIVE_DROP",
+    "STEEPEST_EDGE_FRACTION",
+    "SUGGESTION_RULES",
+    "VALLEY_POSITION",
+    "check_rule",
+    "suggest",
+    "unusable_curve_reason",
+]
+
+SUGGESTION_RULES = ("valley", "steepest", "minimum")
+
+# Below this many recorded points no rule can tell noise from a trend.
+MIN_POINTS = 10
+# A curve whose smoothed loss never falls by 5% (relative to its peak before the minimum)
+# shows no learning-rate range where training works: a suggestion would be noise.
+MIN_RELATIVE_DROP = 0.05
+# The steepest rule skips this fraction of points at each end: the first smoothed points
+# rest on few samples and the last ones are the divergence itself.
+STEEPEST_EDGE_FRACTION = 0.1
+# Where the valley rule picks its point among the descending points of the longest valley,
+# from the first (0) to the last (1). fastai lands about halfway; the smoothed curve lags the
+# raw loss, and the suggestion is the peak lr of 1cycle, which is held only briefly. On the
+# recipes of benchmarks/lr_suggestion.py (AdamW + 1cycle, range tests of seeds 0-4), 2/3
+# suggested ~5e-3 on MNIST-1D, 1 point under its best lr; 4/5 overshot on digits and MNIST
+# (~0.6 point); 3/4 suggests digits ~1e-2, MNIST ~5e-3, MNIST-1D ~1.3e-2, all near the best.
+VALLEY_POSITION = 3 / 4
+# The minimum rule backs off tenfold from the loss minimum, which sits at the edge of
+# divergence (fastai's "minimum / 10").
+MINIMUM_BACKOFF = 10.0
+
+
+def check_rule(rule: str) -> None:
+    """Raise ConfigError with a did-you-mean unless ``rule`` is one of ``SUGGESTION_RULES``."""
+    if rule not in SUGGESTION_RULES:
+        close = difflib.get_close_matches(str(rule), SUGGESTION_RULES, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"expected one of {SUGGESTION_RULES}"
+        raise ConfigError(f"unknown suggestion rule {rule!r}; {hint}")
+
+
+def unusable_curve_reason(losses: np.ndarray) -> str | None:
+    """Say why no rule can read this curve, or None when it has a usable descent."""
+    if len(losses) < MIN_POINTS:
+        return f"too few points recorded: {len(losses)}, need >= {MIN_POINTS}"
+    lowest = int(np.argmin(losses))
+    peak = float(np.max(losses[: lowest + 1]))
+    scale = max(abs(peak), 1e-12)
+    drop = (peak - float(losses[lowest])) / scale
+    rise = (float(np.max(losses[lowest:])) - float(losses[lowest])) / scale
+    if drop >= MIN_RELATIVE_DROP:
+        return None
+    if rise >= MIN_RELATIVE_DROP:
+        return (
+            f"loss diverged without first falling: it dropped {drop:.1%} (< "
+            f"{MIN_RELATIVE_DROP:.0%}) then rose {rise:.0%}; try a lower start_lr or check "
+            "the model and data"
+        )
+    return (
+        f"loss curve is flat: it dropped {drop:.1%} and rose {rise:.1%} (both < "
+        f"{MIN_RELATIVE_DROP:.0%}); widen the lr range or check that the model can learn"
+    )
+
+
+def _longest_descent(losses: np.ndarray) -> list[int]:
+    """Indices of the longest strictly decreasing subsequence of losses (the valley).
+
+    A subsequence, not a contiguous run: noise in the smoothed loss breaks every run, while
+    the points that keep descending still trace the valley.
+    """
+    n = len(losses)
+    length = np.ones(n, dtype=np.int64)
+    previous = np.full(n, -1, dtype=np.int64)
+    for i in range(1, n):
+        higher = np.flatnonzero(losses[:i] > losses[i])
+        if len(higher):
+            best = higher[np.argmax(length[higher])]
+            length[i], previous[i] = length[best] + 1, best
+    members = [int(np.argmax(length))]
+    while previous[members[-1]] >= 0:
+        members.append(int(previous[members[-1]]))
+    return members[::-1]
+
+
+def _suggest_index(log_lrs: np.ndarray, losses: np.ndarray, rule: str) -> int:
+    """Index of the point the rule picks; the minimum rule's backoff is applied later."""
+    if rule == "valley":
+        valley = _longest_descent(losses)
+        return valley[round(VALLEY_POSITION * (len(valley) - 1))]
+    if rule == "steepest":
+        edge = max(1, int(len(losses) * STEEPEST_EDGE_FRACTION))
+        slope = np.gradient(losses, log_lrs)
+        # Only the descent before the minimum counts: a dip after it is noise.
+        stop = max(min(int(np.argmin(losses)), len(losses) - edge), edge + 1)
+        return edge + int(np.argmin(slope[edge:stop]))
+    return int(np.argmin(losses))
+
+
+def suggest(
+    lrs: Iterable[float], losses: Iterable[float], rule: str
+) -> tuple[float | None, str | None]:
+    """Read a learning rate off a range-test curve.
+
+    Args:
+        lrs: Learning rates, positive and increasing.
+        losses: Smoothed loss at each learning rate, finite.
+        rule: ``valley`` (3/4 of the way down the longest descending stretch, after fastai),
+            ``steepest`` (most negative slope of loss against log lr before the minimum,
+            ignoring the first and last 10% of points) or ``minimum`` (lr of the lowest
+            loss, divided by 10).
+
+    Returns:
+        ``(lr, None)``, or ``(None, reason)`` when the curve has too few points, is flat,
+        or diverges without first falling.
+
+    Example:
+        >>> lrs = np.geomspace(1e-6, 1.0, 50)
+        >>> suggest(lrs, (np.log10(lrs) + 2) ** 2, "minimum")[0] < 1e-2
+        True
+    """
+    check_rule(rule)
+    lr_array = np.asarray(list(lrs), dtype=np.float64)
+    loss_array = np.asarray(list(losses), dtype=np.float64)
+    if lr_array.shape != loss_array.shape:
+        raise ConfigError(
+            f"lrs and losses must have the same length, got {len(lr_array)} and {len(loss_array)}"
+        )
+    bad_lrs = ~np.isfinite(lr_array) | (lr_array <= 0) | (np.diff(lr_array, prepend=0.0) <= 0)
+    if bad_lrs.any():
+        index = int(np.argmax(bad_lrs))
+        raise ConfigError(
+            f"lrs must be finite, > 0 and increasing, got {lr_array[index]} at index {index}"
+        )
+    if not np.isfinite(loss_array).all():
+        index = int(np.argmax(~np.isfinite(loss_array)))
+        raise ConfigError(f"losses must be finite, got {loss_array[index]} at index {index}")
+    reason = unusable_curve_reason(loss_array)
+    if reason is not None:
+        return None, reason
+    index = _suggest_index(np.log(lr_array), loss_array, rule)
+    lr = float(lr_array[index])
+    return (lr / MINIMUM_BACKOFF if rule == "minimum" else lr), None

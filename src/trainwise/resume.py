@@ -1,0 +1,243 @@
+"""Checkpoints of a run: the folder (retention, last/best), what a checkpoint holds to continue a
+loop exactly, resume, rollback, and the comparison of a resumed run's config with the saved one."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from trainwise import checkpoint as ckpt
+from trainwise.errors import CheckpointError, ResumeMismatchError
+from trainwise.run_folder import history_from_rows
+
+log = logging.getLogger(__name__)
+
+# Config keys a resume may change when the user says so (--resume-changed): they alter how long
+# or how fast training goes on, not what is trained or on which data.
+CHANGEABLE_ON_RESUME = ("optimizer.lr", "train.epochs", "train.max_steps")
+
+
+class Checkpointer:
+    """Writes step-numbered checkpoints into one folder, keeps ``last.pt``/``best.pt`` pointing at
+    the right ones and applies retention.
+
+    Args:
+        folder: the run's ``checkpoints/`` folder.
+        keep_last: how many step-numbered checkpoints to keep (best.pt and last.pt always stay).
+    """
+
+    def __init__(self, folder: Path, keep_last: int = 3) -> None:
+        self.folder = Path(folder)
+        self.keep_last = keep_last
+        self.latest: Optional[Path] = None
+        self.protect: set[Path] = set()
+
+    def save(self, state: dict[str, Any], *, step: int, epoch: int, best: bool = False) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / ckpt.step_checkpoint_name(step)
+        ckpt.save_checkpoint(state, path, step=step, epoch=epoch)
+        ckpt.link_checkpoint(path, "last.pt")
+        if best:
+            ckpt.link_checkpoint(path, "best.pt")
+        self.latest = path
+        ckpt.apply_retention(self.folder, self.keep_last, protect=self.protect | {path})
+        return path
+
+    def adopt(self, resumed_from: Path) -> None:
+        """After a resume: the checkpoint resumed from is the latest, and ``last.pt`` names it
+        (a kill while ``last.pt`` was being replaced leaves it unrecorded until the next save,
+        and a resumed run that has nothing left to train makes no next save)."""
+        self.latest = resumed_from
+        if resumed_from.name != "last.pt" and resumed_from.parent.resolve() == self.folder.resolve():
+            ckpt.link_checkpoint(resumed_from, "last.pt")
+
+    def resolve_resume(self, resume: str | Path) -> Optional[Path]:
+        """``auto``: the newest checkpoint that verifies (saying which newer ones were skipped), or
+        None when the run has saved none yet (killed before its first save: it starts over, so one
+        command line serves every restart); otherwise the path given."""
+        if str(resume) != "auto":
+            path = Path(resume)
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint to resume from not found: {path}")
+            self._protect(path)
+            return path
+        path, skipped = ckpt.find_resumable(self.folder)
+        for bad, reason in skipped:
+            log.warning("skipping checkpoint %s: %s", bad, reason)
+        if path is None and not skipped:
+            log.warning("--resume auto: no checkpoint in %s yet; starting the run from the beginning", self.folder)
+            return None
+        if path is None:
+            raise CheckpointError(
+                f"--resume auto found no valid checkpoint in {self.folder}: every one failed verification "
+                "(see above); start a new run with another --run-dir"
+            )
+        if skipped:
+            log.warning("resuming from %s, the newest checkpoint that verifies", path)
+        self._protect(Path(path))
+        return Path(path)
+
+    def _protect(self, path: Path) -> None:
+        """Keep ``path`` from retention, and the step-numbered file it is a hard link of: a resumed-from
+        ``last.pt`` is replaced by the next save, and its bytes must survive as that step file."""
+        self.protect.add(path.resolve())
+        for step_file in path.parent.glob("step-*.pt"):
+            if step_file.name != path.name and os.path.samefile(step_file, path):
+                self.protect.add(step_file.resolve())
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any],
+                       ignore: Iterable[str] = ()) -> list[str]:
+    """``key: saved -> current`` for every key that differs."""
+    old, new = flatten(saved), flatten(current)
+    skip = set(ignore)
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+            if key not in skip and old.get(key) != new.get(key)]
+
+
+def check_resume_config(saved: Optional[dict[str, Any]], current: Optional[dict[str, Any]],
+                        allow_changes: bool) -> list[str]:
+    """Refuse a resume whose config differs from the checkpoint's; with ``allow_changes`` the keys
+    in ``CHANGEABLE_ON_RESUME`` may differ. Returns the allowed differences."""
+    if saved is None or current is None:
+        return []
+    ignore = ("name",)
+    differences = config_differences(saved, current, ignore=ignore)
+    if not differences:
+        return []
+    changeable = [d for d in differences if d.split(":")[0] in CHANGEABLE_ON_RESUME]
+    refused = [d for d in differences if d not in changeable] if allow_changes else differences
+    if refused:
+        hint = ("only " + ", ".join(CHANGEABLE_ON_RESUME) + " may change on resume" if allow_changes else
+                "resume with the config the run started with, or pass --resume-changed to change "
+                + ", ".join(CHANGEABLE_ON_RESUME))
+        raise ResumeMismatchError("the config differs from the checkpoint's: " + "; ".join(refused) + f"; {hint}")
+    return changeable
+
+
+class LoopCheckpoint:
+    """What a checkpoint holds to continue a ``FitLoop`` exactly, and the loop's saves, resume and
+    rollbacks. Nothing in it grows with the run: the metrics history is in metrics.csv, and a
+    checkpoint records only how many of its rows it covers."""
+
+    def __init__(self, loop: Any, checkpointer: Checkpointer) -> None:
+        self.loop, self.checkpointer = loop, checkpointer
+        self.initial_state: Optional[dict[str, Any]] = None
+
+    def remember_initial(self) -> None:
+        """The state a rollback returns to when no checkpoint has been written yet."""
+        self.initial_state = copy.deepcopy(self.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        loop, t, s = self.loop, self.loop.t, self.loop.state
+        return {
+            "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+            "schedule": loop.schedule.state_dict(), "scaler": t.scaler.state_dict(),
+            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(t.callbacks)},
+            "run_state": s.to_dict(), "loader": loop.batches.state_dict(), "rng": ckpt.capture_rng_state(),
+            "epoch_stats": {"loss_sum": loop.loss_sum, "loss_count": loop.loss_count,
+                            "loss_sum_device": loop.loss_sum_device.cpu(), "clipped_steps": loop.clipped_steps,
+                            "epoch_steps": loop.epoch_steps, "window_loss": loop.window_loss,
+                            "window_count": loop.window_count},
+            "metrics_rows": loop.metrics_log.rows_written, "guard": t.guard.state_dict(),
+            "spikes": t.spikes.state_dict(), "schedule_start": loop.schedule_start, "config": t.config,
+            "reference_lr": t.reference_lr,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        loop, t, s = self.loop, self.loop.t, self.loop.state
+        t.model.load_state_dict(state["model"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        loop.schedule.load_state_dict(state["schedule"])
+        if state["scaler"]:
+            t.scaler.load_state_dict(state["scaler"])
+        saved = list(state["callbacks"].items())
+        if [key.split(":", 1)[1] for key, _ in saved] != [type(cb).__name__ for cb in t.callbacks]:
+            raise CheckpointError(f"the checkpoint's callbacks ({', '.join(k for k, _ in saved)}) differ from this "
+                                  "run's; resume with the callbacks the run started with")
+        for (_, cb_state), callback in zip(saved, t.callbacks):
+            callback.load_state_dict(cb_state)
+        # How long to train is this fit's to say (--resume-changed may extend it), the rest is the run's.
+        s.load_dict(state["run_state"], keep=("max_epochs", "max_steps", "batches_per_epoch"))
+        loop.schedule_start = state["schedule_start"]
+        loop.batches.load_state_dict(state["loader"])
+        stats = state["epoch_stats"]
+        if s.batch > 0:  # a checkpoint inside an epoch: its running sums continue
+            loop.loss_sum, loop.loss_count = stats["loss_sum"], stats["loss_count"]
+            loop.loss_sum_device = stats["loss_sum_device"].to(t.device)
+            loop.clipped_steps, loop.epoch_steps = stats["clipped_steps"], stats["epoch_steps"]
+        else:
+            loop.reset_epoch_stats()
+        loop.window_loss, loop.window_count = stats["window_loss"], stats["window_count"]
+        t.guard.load_state_dict(state["guard"])
+        t.spikes.load_state_dict(state["spikes"])
+        ckpt.restore_rng_state(state["rng"])
+        loop.metrics_log.truncate(state["metrics_rows"])
+        s.history = history_from_rows(loop.metrics_log.rows, s.epoch)
+
+    def save(self, *, best: bool = False) -> Path:
+        s = self.loop.state
+        try:
+            return self.checkpointer.save(self.state_dict(), step=s.step, epoch=s.epoch, best=best)
+        except CheckpointError:
+            s.status = "failed"
+            raise
+
+    def resume(self, path: Path, state: dict[str, Any]) -> None:
+        """Continue from the checkpoint ``state`` read from ``path`` (its config checked by the caller)."""
+        s = self.loop.state
+        self.load_state_dict(state)
+        self.checkpointer.adopt(Path(path))
+        self._reload_best_weights()
+        # Early stopping had ended the run: it stays ended (resuming only finishes it); any other
+        # saved status (interrupted) continues.
+        s.should_stop = s.status == "stopped_early"
+        if not s.should_stop:
+            s.status, s.stop_reason = "running", None
+
+    def _reload_best_weights(self) -> None:
+        """The best epoch's weights, for restoring at the end, come from best.pt (a checkpoint does
+        not carry a second copy of the model)."""
+        best, path = self.loop.state.best, self.checkpointer.folder / "best.pt"
+        if not best.restore or best.epoch is None or not path.is_file():
+            return
+        saved = ckpt.load_checkpoint(path, map_location=self.loop.t.device)
+        if saved["run_state"]["best"]["epoch"] == best.epoch:
+            self.loop.best_weights = saved["model"]
+        else:
+            log.warning("best.pt holds epoch %s, not the best epoch %s; the best weights will not be restored",
+                        saved["run_state"]["best"]["epoch"], best.epoch)
+
+    def roll_back(self, where: str, bad_batch: Optional[tuple[int, int]]) -> None:
+        """Back to the last checkpoint (or the start) with a lower lr, skipping ``bad_batch``."""
+        loop, t, s = self.loop, self.loop.t, self.loop.state
+        guard = t.guard
+        path = self.checkpointer.latest
+        state = ckpt.load_checkpoint(path) if path is not None else copy.deepcopy(self.initial_state)
+        rollbacks, lr_scale = guard.rollbacks + 1, guard.lr_scale * guard.lr_factor
+        skip = guard.skip_batches | {bad_batch} if bad_batch is not None else set(guard.skip_batches)
+        # Rewinding the run must not erase its record: earlier rollbacks since that checkpoint stay.
+        kept_events = [e for e in s.events[len(state["run_state"]["events"]):] if e["kind"] == "nonfinite_rollback"]
+        kept_rows = [row for row in loop.metrics_log.rows[state["metrics_rows"]:] if row[3] == "nonfinite_rollback"]
+        self.load_state_dict(state)
+        s.events.extend(kept_events)
+        for step, epoch, split, metric, value in kept_rows:
+            loop.metrics_log.log(step, epoch, split, {metric: value})
+        guard.rollbacks, guard.lr_scale, guard.skip_batches = rollbacks, lr_scale, skip
+        loop.apply_schedule(force=True)
+        source = path.name if path is not None else "the start of the run"
+        t.record_event("nonfinite_rollback", f"{where}; rolled back to {source} (step {s.step}), "
+                       f"lr scaled by {lr_scale:.3g}" + (", that batch will be skipped" if bad_batch else ""))
