@@ -10,34 +10,43 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from trainwise.callbacks import Callback, EarlyStopping, MetricTracker, ModuleFreezer, ProgressBar
+from trainwise.callbacks import Callback, EarlyStopping, ModuleFreezer, ProgressBar
 from trainwise.callbacks.base import overrides
 from trainwise.callbacks.monitor import resolve_mode
 from trainwise.errors import ConfigError
+from trainwise.state import Best, RunState
 from trainwise.trainer import Trainer
 
 
 class FakeTrainer:
-    def __init__(self):
-        self.epoch = 0
+    """What a callback sees of a trainer: the state, the model, the verbs."""
+
+    def __init__(self, monitor="val_loss", mode="min"):
+        self.state = RunState(best=Best(monitor, mode))
         self.model = nn.Linear(2, 2)
         self.stops = []
         self.events = []
 
-    def request_stop(self, reason, status="stopped_early"):
-        self.stops.append((self.epoch, reason, status))
+    def stop(self, reason, status="stopped_early"):
+        self.stops.append((self.state.epoch, reason, status))
 
     def record_event(self, kind, message):
         self.events.append((kind, message))
 
+    def end_epoch(self, callback, logs):
+        """What the loop does at an epoch's end: update best, count the epoch, fire the event."""
+        self.state.best.update(logs[self.state.best.monitor], self.state.epoch + 1)
+        self.state.epoch += 1
+        callback.on_epoch_end(self, logs)
 
-def test_tracker_never_takes_a_non_finite_value():
-    tracker = MetricTracker("val_loss")
-    assert not tracker.update(math.nan, 0)
-    assert tracker.update(1.0, 1)
-    assert not tracker.update(math.inf, 2)
-    assert not tracker.update(-math.inf, 3)
-    assert tracker.best == 1.0 and tracker.best_epoch == 1
+
+def test_best_never_takes_a_non_finite_value():
+    best = Best("val_loss", "min")
+    assert not best.update(math.nan, 1)
+    assert best.update(1.0, 2)
+    assert not best.update(math.inf, 3)
+    assert not best.update(-math.inf, 4)
+    assert best.value == 1.0 and best.epoch == 2
 
 
 @pytest.mark.parametrize("monitor, mode", [("val_loss", "min"), ("val_accuracy", "max"), ("val_macro_f1", "max"),
@@ -47,48 +56,38 @@ def test_auto_mode(monitor, mode):
 
 
 def test_min_delta_and_max_mode():
-    tracker = MetricTracker("val_accuracy", "auto", min_delta=0.01)
-    assert tracker.update(0.90, 0)
-    assert not tracker.update(0.905, 1)  # not by more than min_delta
-    assert tracker.update(0.92, 2)
-    assert tracker.best == 0.92
+    best = Best("val_accuracy", resolve_mode("val_accuracy", "auto"), min_delta=0.01)
+    assert best.update(0.90, 1)
+    assert not best.update(0.905, 2)  # not by more than min_delta
+    assert best.update(0.92, 3)
+    assert best.value == 0.92
 
 
-@pytest.mark.parametrize("patience", [0, 1, 3])
-def test_early_stopping_counts_patience_exactly(patience):
+@pytest.mark.parametrize("patience, stop_epoch", [(0, 3), (1, 3), (3, 5), (15, 17)])
+def test_early_stopping_counts_patience_exactly(patience, stop_epoch):
     es = EarlyStopping("val_loss", patience=patience)
     trainer = FakeTrainer()
-    values = [1.0, 0.5] + [0.6] * 10
-    for epoch, value in enumerate(values):
-        trainer.epoch = epoch
-        es.on_epoch_end(trainer, {"val_loss": value})
+    for value in [1.0, 0.5] + [0.6] * 20:
+        trainer.end_epoch(es, {"val_loss": value})
         if trainer.stops:
             break
-    # best at epoch 1; stops at the (patience + 1)-th epoch without improvement
-    assert trainer.stops[0][0] == 1 + patience + 1
-    assert f"did not improve for {patience + 1} epochs" in trainer.stops[0][1]
+    # best at epoch 2; patience p stops at the p-th epoch without improvement (Keras' rule; 0 acts as 1)
+    assert trainer.stops[0][0] == stop_epoch
+    assert f"did not improve for {stop_epoch - 2} epochs (best 0.5 at epoch 2)" in trainer.stops[0][1]
 
 
-def test_early_stopping_restores_and_round_trips_state():
+def test_early_stopping_state_round_trips():
     es = EarlyStopping("val_loss", patience=5)
     trainer = FakeTrainer()
-    with torch.no_grad():
-        trainer.model.weight.fill_(1.0)
-    es.on_epoch_end(trainer, {"val_loss": 0.1})
-    with torch.no_grad():
-        trainer.model.weight.fill_(2.0)
-    trainer.epoch = 1
-    es.on_epoch_end(trainer, {"val_loss": 0.2})
+    for value in (0.1, 0.2, 0.3):
+        trainer.end_epoch(es, {"val_loss": value})
     copy = EarlyStopping("val_loss", patience=5)
     copy.load_state_dict(es.state_dict())
-    assert copy.wait == 1 and copy.tracker.best == 0.1
-    copy.on_fit_end(trainer)
-    assert torch.all(trainer.model.weight == 1.0)
-    assert trainer.events[0][0] == "restore_best"
+    assert copy.wait == 2
 
 
 def test_early_stopping_rejects_negative_patience():
-    with pytest.raises(ConfigError, match="patience must be >= 0, got -1"):
+    with pytest.raises(ConfigError, match="patience must be an integer >= 0, got -1"):
         EarlyStopping(patience=-1)
 
 
@@ -110,13 +109,13 @@ def test_module_freezer_keeps_a_module_fixed_until_its_epoch(tmp_path):
 
     class Snap(Callback):
         def on_epoch_end(self, trainer, logs):
-            snapshots[trainer.epoch] = trainer.model[0].weight.detach().clone()
+            snapshots[trainer.state.epoch] = trainer.model[0].weight.detach().clone()
 
     start = model[0].weight.detach().clone()
     Trainer(model, epochs=3, lr=1e-2, batch_size=16, progress=False, report=False, run_dir=tmp_path / "r",
             callbacks=[ModuleFreezer({"0": 2}), Snap()], early_stopping=False).fit((x, y))
-    assert torch.equal(snapshots[0], start) and torch.equal(snapshots[1], start)
-    assert not torch.equal(snapshots[2], start)
+    assert torch.equal(snapshots[1], start) and torch.equal(snapshots[2], start)
+    assert not torch.equal(snapshots[3], start)
 
 
 def test_progress_prints_plain_epoch_lines_when_not_a_terminal(tmp_path):

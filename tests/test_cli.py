@@ -43,8 +43,8 @@ def test_train_writes_the_run_folder(digits_run):
     assert "epochs: 4" in (digits_run / "config.yaml").read_text()
 
 
-def test_evaluate_reproduces_the_test_accuracy(digits_run):
-    proc = trainwise("evaluate", str(digits_run), "--split", "test", cwd=digits_run.parent)
+def test_evaluate_reproduces_the_test_accuracy(digits_run, tmp_path):
+    proc = trainwise("evaluate", str(digits_run), "--split", "test", cwd=tmp_path)  # from another folder
     assert proc.returncode == 0, proc.stderr
     evaluated = json.loads((digits_run / "evaluate_test.json").read_text())
     summary = json.loads((digits_run / "summary.json").read_text())
@@ -63,7 +63,8 @@ def test_predict_on_raw_inputs(digits_run, tmp_path):
         assert preds["predictions"].shape == (50,)
         assert preds["probabilities"].shape == (50, 10)
         np.testing.assert_allclose(preds["probabilities"].sum(1), 1.0, rtol=1e-5)
-        assert (preds["predictions"] == digits.target[:50]).mean() > 0.8
+        assert (preds["class_index"] == digits.target[:50]).mean() > 0.8
+        assert list(preds["predictions"]) == [str(i) for i in preds["class_index"]]  # the class names
 
 
 def test_dry_run_prints_config_and_callback_order(tmp_path):
@@ -152,7 +153,8 @@ def test_csv_classification_trains_with_text_labels(tmp_path):
 
 
 def test_schedule_command_prints_and_plots(tmp_path):
-    proc = trainwise("schedule", str(ROOT / "examples" / "mnist.yaml"), f"data.root={MNIST}",
+    # from another folder, data.root as the config file gives it (relative to the file)
+    proc = trainwise("schedule", str(ROOT / "examples" / "mnist.yaml"),
                      "--compare", "cosine,onecycle,step", "--out", "s.png", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -193,3 +195,71 @@ def test_same_config_twice_gives_identical_losses(tmp_path):
             losses.append([row for row in csv.DictReader(handle) if row["metric"] == "loss"])
     assert losses[0] == losses[1]
     assert len(losses[0]) >= 4
+
+
+# --- paths: a config file's relative paths from its folder, overrides' from the working directory
+
+
+def _small_csv(path: Path) -> None:
+    rng = np.random.default_rng(1)
+    rows = [f"{a:.4f},{b:.4f},{'yes' if a + b > 0 else 'no'}" for a, b in rng.normal(size=(200, 2))]
+    path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def csv_run_from_config_file(tmp_path_factory) -> Path:
+    """A config in conf/ names data.path relative to itself; train runs from elsewhere."""
+    root = tmp_path_factory.mktemp("paths")
+    (root / "conf").mkdir()
+    (root / "elsewhere").mkdir()
+    _small_csv(root / "conf" / "d.csv")
+    (root / "conf" / "run.yaml").write_text(
+        "name: csvrun\ndata: {dataset: csv, path: d.csv, target: label}\nmodel: {hidden: [8]}\n"
+        "optimizer: {lr: 0.01}\ntrain: {epochs: 2}\n")
+    proc = trainwise("train", "../conf/run.yaml", "--run-dir", "run", "--quiet", cwd=root / "elsewhere")
+    assert proc.returncode == 0, proc.stderr
+    return root / "elsewhere" / "run"
+
+
+def test_config_file_paths_resolve_against_its_folder(csv_run_from_config_file):
+    import yaml
+
+    saved = yaml.safe_load((csv_run_from_config_file / "config.yaml").read_text())
+    assert saved["data"]["path"] == str((csv_run_from_config_file.parent.parent / "conf" / "d.csv").resolve())
+
+
+def test_evaluate_and_predict_work_from_any_folder(csv_run_from_config_file, tmp_path):
+    proc = trainwise("evaluate", str(csv_run_from_config_file), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy" in proc.stdout
+    (tmp_path / "new.csv").write_text("b,a\n1.0,2.0\n-3.0,-1.0\n")  # columns by name, any order
+    proc = trainwise("predict", str(csv_run_from_config_file), "new.csv", "--out", "p.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "prediction,probability_no,probability_yes"
+
+
+def test_override_paths_resolve_against_the_working_directory(tmp_path):
+    (tmp_path / "data").mkdir()
+    _small_csv(tmp_path / "data" / "d.csv")
+    proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=data/d.csv", "data.target=label",
+                     "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"path: {tmp_path / 'data' / 'd.csv'}" in proc.stdout
+
+
+def test_help_does_not_import_torch(tmp_path):
+    code = ("import sys\nfrom trainwise.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['predict', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_retention_is_quiet(tmp_path):
+    proc = trainwise("train", DIGITS, "train.epochs=3", "train.checkpoint.every_n_steps=5",
+                     "train.checkpoint.keep_last=1", "optimizer.lr=0.003", "--run-dir", "r", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "r" / "checkpoints").glob("step-*.pt"))) == 1  # retention did delete
+    assert "retention deleted" not in proc.stdout + proc.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -84,3 +86,45 @@ def test_resolved_config_round_trips(tmp_path):
     text = yaml.safe_dump(cfg.to_dict())
     again = load_config(write(tmp_path, text))
     assert again == cfg
+
+
+# --- paths: relative to the config file's folder, overrides relative to the working directory
+
+
+def test_config_file_paths_resolve_against_the_config_folder(tmp_path, monkeypatch):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    path = tmp_path / "conf" / "run.yaml"
+    path.write_text("data: {dataset: csv, path: data/d.csv, root: ../shared}\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = load_config("../conf/run.yaml")
+    assert cfg.data.path == str(tmp_path / "conf" / "data" / "d.csv")
+    assert cfg.data.root == str(tmp_path / "shared")
+
+
+def test_override_paths_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    path = write(tmp_path, "data: {dataset: csv, path: inside.csv}\n")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    cfg = load_config(path, ["data.path=mine.csv", "data.root=/abs/olute", "train.epochs=2"])
+    assert cfg.data.path == str(tmp_path / "cwd" / "mine.csv")
+    assert cfg.data.root == "/abs/olute"  # absolute paths stay
+    assert load_config(path, ["train.epochs=2"]).data.path == str(tmp_path / "inside.csv")
+
+
+def test_resolved_paths_round_trip_unchanged(tmp_path, monkeypatch):
+    cfg = load_config(write(tmp_path, "data: {dataset: npz, path: ~/x.npz}\n"))
+    assert cfg.data.path == str(Path.home() / "x.npz")
+    saved = write(tmp_path, yaml.safe_dump(cfg.to_dict()))
+    monkeypatch.chdir("/")
+    assert load_config(saved) == cfg
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("train.precision=bf61", "did you mean 'bf16'?"),
+    ("train.loss=hubber", "did you mean 'huber'?"),
+    ("train.grad_clip_mode=norn", "did you mean 'norm'?"),
+])
+def test_choices_of_the_config_get_a_did_you_mean(override, hint):
+    with pytest.raises(ConfigError, match=hint):
+        load_config(None, [override])

@@ -71,7 +71,7 @@ class NaNValidationInEpoch(Callback):
         self.epoch = epoch
 
     def on_epoch_start(self, trainer: Trainer) -> None:
-        trainer.model.nan_in_eval = trainer.epoch == self.epoch
+        trainer.model.nan_in_eval = trainer.state.epoch == self.epoch
 
 
 def blobs(n: int = 160, features: int = 8, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,9 +106,9 @@ def assert_best_is_finite(run_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("failure, every_n_steps, where, rolled_back_to", [
-    ({"nan_loss_calls": [10]}, None, "loss is nan at step 9 (epoch 2, batch 1)", "step-00000008.pt (step 8)"),
-    ({"nan_loss_calls": [2]}, None, "loss is nan at step 1 (epoch 0, batch 1)", "the start of the run (step 0)"),
-    ({"nan_grad_calls": [10]}, 1, "gradient norm is nan at step 9 (epoch 2, batch 1)", "step-00000009.pt (step 9)"),
+    ({"nan_loss_calls": [10]}, None, "loss is nan at step 9 (epoch 3, batch 2)", "step-00000008.pt (step 8)"),
+    ({"nan_loss_calls": [2]}, None, "loss is nan at step 1 (epoch 1, batch 2)", "the start of the run (step 0)"),
+    ({"nan_grad_calls": [10]}, 1, "gradient norm is nan at step 9 (epoch 3, batch 2)", "step-00000009.pt (step 9)"),
 ])
 def test_rollback_restores_the_last_checkpoint_lowers_the_lr_and_completes(failure, every_n_steps, where,
                                                                            rolled_back_to, tmp_path):
@@ -136,11 +136,11 @@ def test_rollback_that_keeps_hitting_nan_gives_up_as_diverged(tmp_path):
     assert result.summary["nonfinite_rollbacks"] == 3
     # the first rollback skips batch 1, the next ones the first batch not yet skipped
     assert [event["message"].split("; rolled back")[0] for event in events(result, "nonfinite_rollback")] == [
-        "loss is nan at step 9 (epoch 2, batch 1)", "loss is nan at step 8 (epoch 2, batch 0)",
-        "loss is nan at step 8 (epoch 2, batch 2)"]
+        "loss is nan at step 9 (epoch 3, batch 2)", "loss is nan at step 8 (epoch 3, batch 1)",
+        "loss is nan at step 8 (epoch 3, batch 3)"]
     assert [row[2] for row in metric_rows(tmp_path) if row[2].startswith("nonfinite")] == ["nonfinite_rollback"] * 3
     assert result.summary["message"].startswith(
-        "training diverged: loss is nan at step 8 (epoch 2, batch 3) after 3 rollbacks; try a lower learning rate")
+        "training diverged: loss is nan at step 8 (epoch 3, batch 4) after 3 rollbacks; try a lower learning rate")
     assert result.summary["final_lr"] == pytest.approx(1e-2 * 0.5 ** 3)
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
     assert_best_is_finite(tmp_path)
@@ -150,7 +150,7 @@ def test_stop_ends_the_run_diverged_with_advice(tmp_path):
     result = fit(tmp_path, FailsOnCalls(nan_loss_calls=[6]), policy="stop")
     assert (result.status, result.summary["steps"], result.summary["epochs_run"]) == ("diverged", 5, 1)
     message = result.summary["message"]
-    assert message.startswith("training diverged: loss is nan at step 5 (epoch 1, batch 1); ")
+    assert message.startswith("training diverged: loss is nan at step 5 (epoch 2, batch 2); ")
     assert all(advice in message for advice in ADVICE), message
     assert ("event", "diverged") in [row[1:3] for row in metric_rows(tmp_path)]
     assert_best_is_finite(tmp_path)
@@ -161,18 +161,18 @@ def test_skip_drops_the_batch_and_completes(tmp_path):
     assert result.status == "completed"
     assert (result.summary["nonfinite_skipped"], result.summary["steps"]) == (1, EPOCHS * BATCHES_PER_EPOCH - 1)
     (event,) = events(result, "nonfinite_skip")
-    assert event["message"] == "loss is nan at step 5 (epoch 1, batch 1); skipped that batch"
+    assert event["message"] == "loss is nan at step 5 (epoch 2, batch 2); skipped that batch"
     assert ("event", "nonfinite_skip") in [row[1:3] for row in metric_rows(tmp_path)]
 
 
 def test_a_nan_validation_loss_never_becomes_best(tmp_path):
     result = fit(tmp_path, FailsOnCalls(), callbacks=[NaNValidationInEpoch(1)], patience=10)
     assert math.isnan(result.history[1]["val_loss"])
-    assert all(math.isfinite(row["val_loss"]) for row in result.history if row["epoch"] != 1)
-    assert result.best_epoch != 1 and math.isfinite(result.best_val_loss)
+    assert all(math.isfinite(row["val_loss"]) for row in result.history if row["epoch"] != 2)
+    assert result.best_epoch != 2 and math.isfinite(result.best_val_loss)
     manifest = json.loads((tmp_path / "checkpoints" / ckpt.MANIFEST_NAME).read_text())
     best_step = manifest["checkpoints"]["best.pt"]["step"]
-    assert best_step == (result.best_epoch + 1) * BATCHES_PER_EPOCH != 2 * BATCHES_PER_EPOCH
+    assert best_step == result.best_epoch * BATCHES_PER_EPOCH != 2 * BATCHES_PER_EPOCH
     assert_best_is_finite(tmp_path)
 
 
@@ -211,7 +211,7 @@ def test_cli_run_that_diverges_exits_1_with_the_message(tmp_path):
                           timeout=300)
     assert proc.returncode == 1, proc.stderr
     assert "status diverged" in proc.stdout
-    assert "training diverged: loss is nan at step 4 (epoch 0, batch 4); try a lower learning rate" in proc.stdout
+    assert "training diverged: loss is nan at step 4 (epoch 1, batch 5); try a lower learning rate" in proc.stdout
     assert all(advice in proc.stdout for advice in ADVICE)
     assert "Traceback" not in proc.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
@@ -234,7 +234,7 @@ def test_without_a_per_step_read_a_late_nan_still_rolls_back(tmp_path, monkeypat
     result = trainer.fit((x[:128], y[:128]), (x[128:], y[128:]))
     assert result.status == "completed"
     (event,) = events(result, "nonfinite_rollback")
-    assert event["message"].startswith("the loss became non-finite in the 2 steps before step 6 (epoch 1;")
+    assert event["message"].startswith("the loss became non-finite in the 2 steps before step 6 (epoch 2;")
     assert "that batch will be skipped" not in event["message"]
     assert all(math.isfinite(row["train_loss"]) for row in result.history)
     assert_best_is_finite(tmp_path)

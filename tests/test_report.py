@@ -46,7 +46,7 @@ train:
   early_stopping: {{monitor: val_loss, patience: 5, min_delta: 0.0, restore_best: true}}
 """
 SUMMARY = {
-    "status": "stopped_early", "epochs_run": 4, "steps": 1250, "best_epoch": 2,
+    "status": "stopped_early", "epochs_run": 4, "steps": 1250, "best_epoch": 2,  # 1-based
     "best_val_loss": 0.0812345, "wall_seconds": 125.4, "train_samples_per_second": 15234.7,
     "best_val_accuracy": 0.97222, "test_accuracy": 0.96389, "test_macro_f1": 0.961234,
     "lr": 0.003, "stop_reason": "val_loss did not improve for 5 epochs",
@@ -55,30 +55,34 @@ SUMMARY = {
     "confusion_matrix": [[30, 2, 0], [1, 28, 3], [0, 0, 36]],
     "class_names": ["zero", "one", "two"],
     "events": [
-        {"step": 40, "epoch": 0, "kind": "lr_finder", "message": "chose lr 0.003 (steepest)"},
-        {"step": 700, "epoch": 2, "kind": "nonfinite_rollback",
+        {"step": 40, "epoch": 1, "kind": "lr_finder", "message": "chose lr 0.003 (steepest)"},
+        {"step": 700, "epoch": 3, "kind": "nonfinite_rollback",
          "message": "loss was nan at step 700; rolled back to step 600 and halved the lr"},
     ],
 }
 
 
 def metrics_csv(epochs: int = 4, steps_per_epoch: int = 5) -> str:
-    """Per-step train lr/loss rows then per-epoch rows, a nan, an inf and an event row."""
+    """Per-step train lr/loss rows then per-epoch rows, a nan, an inf and an event row.
+
+    Epochs are 1-based, as the trainer writes them; ``i`` counts from 0.
+    """
     lines = []
-    for epoch in range(epochs):
+    for i in range(epochs):
+        epoch = i + 1
         for offset in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + offset
+            step = i * steps_per_epoch + offset
             lines.append(f"{step},{epoch},train,lr,{3e-3 * 10 ** (-offset / 2):.6g}")
             lines.append(f"{step},{epoch},train,momentum,{0.85 + 0.01 * offset}")
-            loss = "nan" if (epoch, offset) == (2, 1) else f"{2.0 / (step + 1):.6g}"
+            loss = "nan" if (i, offset) == (2, 1) else f"{2.0 / (step + 1):.6g}"
             lines.append(f"{step},{epoch},train,loss,{loss}")
-        end = (epoch + 1) * steps_per_epoch - 1
-        lines.append(f"{end},{epoch},train,loss,{1.5 / (epoch + 1) ** 2:.6g}")
-        lines.append(f"{end},{epoch},train,accuracy,{0.6 + 0.1 * epoch:.6g}")
-        lines.append(f"{end},{epoch},val,loss,{'inf' if epoch == 3 else 1.2 / (epoch + 1)}")
-        lines.append(f"{end},{epoch},val,accuracy,{0.55 + 0.1 * epoch:.6g}")
-    lines.append(f"{end},{epochs - 1},test,accuracy,0.96389")
-    lines.append(f"{end},{epochs - 1},event,early_stop,nan")
+        end = (i + 1) * steps_per_epoch - 1
+        lines.append(f"{end},{epoch},train,loss,{1.5 / (i + 1) ** 2:.6g}")
+        lines.append(f"{end},{epoch},train,accuracy,{0.6 + 0.1 * i:.6g}")
+        lines.append(f"{end},{epoch},val,loss,{'inf' if i == 3 else 1.2 / (i + 1)}")
+        lines.append(f"{end},{epoch},val,accuracy,{0.55 + 0.1 * i:.6g}")
+    lines.append(f"{end},{epochs},test,accuracy,0.96389")
+    lines.append(f"{end},{epochs},event,early_stop,nan")
     return HEADER + "\n".join(lines) + "\n"
 
 
@@ -200,8 +204,8 @@ def test_read_metrics_missing_file(tmp_path: Path) -> None:
 
 def test_epoch_series_takes_last_row_of_each_epoch_and_skips_non_finite(run_dir: Path) -> None:
     rows = read_metrics(run_dir / "metrics.csv")
-    assert epoch_series(rows, "train", "loss") == ([0, 1, 2, 3], [1.5, 0.375, 0.166667, 0.09375])
-    assert epoch_series(rows, "val", "loss") == ([0, 1, 2], [1.2, 0.6, 1.2 / 3])  # epoch 3 is inf
+    assert epoch_series(rows, "train", "loss") == ([1, 2, 3, 4], [1.5, 0.375, 0.166667, 0.09375])
+    assert epoch_series(rows, "val", "loss") == ([1, 2, 3], [1.2, 0.6, 1.2 / 3])  # epoch 4 is inf
     steps, lrs = step_series(rows, "train", "lr")
     assert steps == list(range(20)) and lrs[:2] == [0.003, pytest.approx(3e-3 / 10 ** 0.5)]
 
@@ -323,12 +327,13 @@ def test_report_shows_the_run(plotted_folder: Path) -> None:
         {"lrs": [1e-5, 1e-1], "losses": [2.3, 9.0], "suggestion": 0.003, "rule": "steepest",
          "reason": "steepest descent of the smoothed loss"}))
     page = write_report(plotted_folder).read_text(encoding="utf-8")
+    assert "suggested lr 3e-3 by the steepest rule" in page
     assert_well_formed(page)
     assert "<title>digits-mlp — trainwise report</title>" in page
     assert "<h1>digits-mlp " in page and ">stopped_early</span>" in page
     for text in ("97.22%", "96.39%", "1,250", "0.08123", "2 min 05 s", "15,235/s",
                  "val_loss did not improve for 5 epochs", "loss was nan at step 700",
-                 "rule <code>steepest</code>", "1 min 38 s", "Test top5 accuracy</th>",
+                 "1 min 38 s", "Test top5 accuracy</th>",
                  '<th scope="row">Device</th><td>cpu</td>', '99.72%'):
         assert text in page
     assert "dataset: digits" in page and "grad_clip: 1.0" in page
@@ -342,7 +347,10 @@ def test_report_final_metrics_table(run_dir: Path) -> None:
     page = write_report(run_dir).read_text(encoding="utf-8")
     table = page[page.index('<table class="metrics">'):]
     table = table[: table.index("</table>")]
-    assert '<th class="num">train</th><th class="num">val</th><th class="num">test</th>' in table
+    # each split's last epoch, 1-based as in metrics.csv and the plots
+    assert ('<th class="num">train <span class="muted">(epoch 4)</span></th>'
+            '<th class="num">val <span class="muted">(epoch 4)</span></th>'
+            '<th class="num">test <span class="muted">(epoch 4)</span></th>') in table
     assert ('<th scope="row">loss</th><td class="num">0.09375</td><td class="num">inf</td>'
             '<td class="num">—</td>') in table
     assert '<td class="num">85.00%</td><td class="num">96.39%</td>' in table

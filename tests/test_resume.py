@@ -29,7 +29,7 @@ from trainwise import checkpoint as ckpt
 from trainwise.callbacks import Callback
 from trainwise.errors import CheckpointError, ResumeMismatchError
 from trainwise.trainer import Trainer
-from trainwise.trainer_state import check_resume_config
+from trainwise.resume import check_resume_config
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 TIMEOUT = 300
@@ -54,7 +54,7 @@ EARLY = {
     "optimizer": {"name": "adamw", "lr": 3.0e-2},
     "schedule": {"name": "constant"},
     "train": {"epochs": 14, "accumulate": 3, "threads": 1, "log_every_n_steps": 1,
-              "early_stopping": {"monitor": "val_accuracy", "patience": 1},
+              "early_stopping": {"monitor": "val_accuracy", "patience": 2},
               "checkpoint": {"every_n_steps": 1, "keep_last": 2}},
 }
 PLAIN_STEPS_PER_EPOCH, EARLY_STEPS_PER_EPOCH = 21, 7
@@ -190,8 +190,10 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
     assert metric_rows(run_dir) == metric_rows(reference)
     got = ckpt.load_checkpoint(run_dir / "checkpoints" / "last.pt")
     want = ckpt.load_checkpoint(reference / "checkpoints" / "last.pt")
-    for key in ("model", "optimizer", "step", "epoch", "history"):
+    for key in ("model", "optimizer"):
         assert_identical(got[key], want[key], key)
+    for key in ("step", "epoch", "batch", "best", "lr", "samples_seen"):
+        assert_identical(got["run_state"][key], want["run_state"][key], key)
     got_summary, want_summary = summary(run_dir), summary(reference)
     for key in ("status", "epochs_run", "steps", "best_epoch", "best_val_loss", "test_accuracy"):
         assert got_summary.get(key) == want_summary.get(key), key
@@ -304,7 +306,7 @@ def test_accumulation_augmentation_and_early_stopping_resume_exactly_and_retenti
     assert resumed["step"] == killed_at and resume_from.name in resumed["message"]
     best = ckpt.load_checkpoint(folder / "best.pt")
     best_epoch = summary(reference)["best_epoch"]
-    assert best["step"] == (best_epoch + 1) * EARLY_STEPS_PER_EPOCH < killed_at
+    assert best["run_state"]["step"] == best_epoch * EARLY_STEPS_PER_EPOCH < killed_at
     assert_identical(best["model"], ckpt.load_checkpoint(reference / "checkpoints" / "best.pt")["model"])
     last_step = summary(reference)["steps"]
     kept = sorted(p.name for p in folder.glob("step-*.pt"))
@@ -324,8 +326,8 @@ def test_sigterm_saves_exits_0_interrupted_and_resumes_exactly(work, references,
     assert result["status"] == "interrupted"
     assert "status interrupted" in output and "received SIGTERM; saved a checkpoint to resume from" in output
     state = ckpt.load_checkpoint(source / "checkpoints" / "last.pt")
-    assert state["step"] == result["steps"] == saved_step(source)  # the signal's own save is the newest
-    assert not state["epoch_done"] and 0 < state["loader"]["position"] < PLAIN_STEPS_PER_EPOCH  # mid-epoch
+    assert state["run_state"]["step"] == result["steps"] == saved_step(source)  # the signal's own save is the newest
+    assert 0 < state["run_state"]["batch"] == state["loader"]["position"] < PLAIN_STEPS_PER_EPOCH  # mid-epoch
     run_dir = copy_run(source, "sigterm-resumed")
     Run(work, PLAIN, "sigterm-resumed", "--resume", "auto").finish()
     assert_same_run(run_dir, references["plain"])
@@ -459,7 +461,7 @@ class AtFirstValidation(Callback):
         self.action = action
 
     def on_validation_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if trainer.epoch == 0 and self.action is not None:
+        if trainer.state.epoch == 0 and self.action is not None:
             self.action(trainer)
 
 
@@ -490,11 +492,11 @@ def test_stop_between_the_last_batch_and_the_epoch_end_resumes_exactly(moment, t
     if moment == "killed during validation":
         fit_tiny(tmp_path / "unused", snapshot_folder(stopped))  # the folder as a kill -9 would leave it
         state = ckpt.load_checkpoint(stopped / "checkpoints" / "last.pt")
-        assert (state["loader"]["position"], state["epoch_done"]) == (3, False)
+        assert (state["loader"]["position"], state["run_state"]["batch"], state["run_state"]["epoch"]) == (3, 3, 0)
     else:
         assert fit_tiny(stopped, send_sigterm).status == "interrupted"
         state = ckpt.load_checkpoint(stopped / "checkpoints" / "last.pt")
-        assert (state["epoch"], state["epoch_done"]) == (1, True)
+        assert (state["run_state"]["epoch"], state["run_state"]["batch"]) == (1, 0)
     result = fit_tiny(stopped, resume="auto")
     assert result.status == "completed"
     assert_same_run(stopped, tmp_path / "reference")
@@ -533,7 +535,7 @@ def test_resuming_from_last_pt_keeps_the_step_file_it_is_a_link_of(tmp_path):
     """last.pt is replaced by the next save; retention must keep the step file with the same bytes."""
     folder = tmp_path / "run" / "checkpoints"
     assert fit_tiny(tmp_path / "run", send_sigterm).status == "interrupted"
-    resumed_from = ckpt.step_checkpoint_name(ckpt.load_checkpoint(folder / "last.pt")["step"])
+    resumed_from = ckpt.step_checkpoint_name(ckpt.load_checkpoint(folder / "last.pt")["run_state"]["step"])
     assert fit_tiny(tmp_path / "run", resume=folder / "last.pt").status == "completed"
     kept = sorted(path.name for path in folder.glob("step-*.pt"))
     assert kept == [resumed_from, "step-00000008.pt", "step-00000009.pt"]

@@ -11,8 +11,12 @@ import torch
 
 from trainwise.cli.build import data_description, load_bundle
 from trainwise.config import load_config
-from trainwise.data import denormalize_target, load_data, normalize_target
-from trainwise.data.normalization import fit_target_normalization
+from trainwise.data import (
+    denormalize_target,
+    fit_target_normalization,
+    load_data,
+    normalize_target,
+)
 from trainwise.errors import DataError
 
 

@@ -154,7 +154,7 @@ class Snapshots(Callback):
         self.weights = {}
 
     def on_epoch_end(self, trainer, logs):
-        self.weights[trainer.epoch] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        self.weights[trainer.state.epoch] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
 def test_early_stopping_restores_the_best_weights(tmp_path):
@@ -169,10 +169,10 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
     assert len(result.history) < 40
     best = min(result.history, key=lambda row: row["val_loss"])["epoch"]
     assert result.best_epoch == best
-    assert len(result.history) == best + 1 + 3  # patience 2: stops at the third epoch without improvement
+    assert len(result.history) == best + 2  # patience 2: stops at the second epoch without improvement
     for key, value in t.model.state_dict().items():
         assert torch.equal(value, snapshots.weights[best][key]), key
-    assert "did not improve for 3 epochs" in result.summary["stop_reason"]
+    assert "did not improve for 2 epochs" in result.summary["stop_reason"]
 
 
 def test_early_stopping_unknown_monitor_lists_metrics(tmp_path):
@@ -196,11 +196,11 @@ def test_bad_data_gets_clear_errors(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"epochs": 0}, "epochs must be a positive integer, got 0"),
-    ({"batch_size": -1}, "batch_size must be a positive integer, got -1"),
-    ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16, got 'fp8'"),
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+    ({"precision": "fp8"}, "unknown precision 'fp8' \\(valid: fp32, bf16, fp16\\)"),
     ({"grad_clip": -1.0}, "grad_clip must be > 0, got -1.0"),
-    ({"on_nonfinite": "pray"}, "on_nonfinite must be one of rollback, skip, stop, got 'pray'"),
+    ({"on_nonfinite": "pray"}, "unknown on_nonfinite 'pray' \\(valid: rollback, skip, stop\\)"),
     ({"loss": "hinge"}, "unknown loss 'hinge'"),
 ])
 def test_trainer_arguments_are_checked(kwargs, message, tmp_path):

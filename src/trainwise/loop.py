@@ -305,8 +305,8 @@ class FitLoop:
         value = logs.get(best.monitor)
         if value is None:
             available = ", ".join(sorted(logs))
-            raise ConfigError(f"the run's best is defined by {best.monitor!r}, which this run does not log; "
-                          f"available metrics: {available}")
+            raise ConfigError(f"early stopping / best checkpoint monitors {best.monitor!r}, which this run does not "
+                          f"log; available metrics: {available}")
         if best.update(value, self.state.current_epoch) and best.restore:
             self.best_weights = {k: v.detach().clone() for k, v in self.t.model.state_dict().items()}
 

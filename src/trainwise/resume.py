@@ -51,6 +51,8 @@ class Checkpointer:
         (a kill while ``last.pt`` was being replaced leaves it unrecorded until the next save,
         and a resumed run that has nothing left to train makes no next save)."""
         self.latest = resumed_from
+        if self.folder.is_dir():  # a resumed run may have nothing left to save, which would clean up
+            ckpt.remove_stale_tmp_files(self.folder)
         if resumed_from.name != "last.pt" and resumed_from.parent.resolve() == self.folder.resolve():
             ckpt.link_checkpoint(resumed_from, "last.pt")
 

@@ -101,9 +101,9 @@ def rebuild_model(run: SavedRun, model_spec: Optional[str] = None) -> nn.Module:
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[0]
+        detail = " ".join(line.strip() for line in str(error).strip().splitlines()[:2])
         raise CheckpointError(
-            f"the weights in {run.checkpoint} do not fit the model built by {name!r} ({first_line}); "
+            f"the weights in {run.checkpoint} do not fit the model built by {name!r} ({detail[:300]}); "
             "pass --model package.module:factory that builds the network this run trained"
         ) from None
     model.eval()

@@ -18,6 +18,7 @@ from trainwise.data.load import DATASETS, load_data
 from trainwise.data.normalization import (
     apply_normalization,
     denormalize_target,
+    fit_target_normalization,
     normalize_target,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "build_augment",
     "check_arrays",
     "denormalize_target",
+    "fit_target_normalization",
     "load_data",
     "normalize_target",
 ]
