@@ -106,7 +106,7 @@ def test_make_batches_picks_the_source():
     assert isinstance(make_batches(TensorDataset(x, y), batch_size=4, shuffle=False, seed=0, device=device),
                       InMemoryBatches)
     assert isinstance(make_batches(Plain(), batch_size=4, shuffle=False, seed=0, device=device), DatasetBatches)
-    with pytest.raises(DataError, match="must be an \\(inputs, targets\\) pair .* got str"):
+    with pytest.raises(DataError, match="must be an \\(inputs, targets\\) or .* got str"):
         make_batches("x.csv", batch_size=4, shuffle=False, seed=0, device=device)
     with pytest.raises(DataError, match="10 inputs, 3 targets"):
         InMemoryBatches(x, y[:3], batch_size=4, shuffle=False)

@@ -47,7 +47,8 @@ class InMemoryBatches:
         tensors = (x, y, *extra)
         lengths = {len(t) for t in tensors}
         if len(lengths) > 1:
-            raise DataError(f"inputs and targets differ in length: {', '.join(str(len(t)) for t in tensors)} samples")
+            counts = ", ".join(f"{len(t)} {name}" for t, name in zip(tensors, ("inputs", "targets", "weights")))
+            raise DataError(f"inputs and targets differ in length: {counts}; give one of each per sample")
         if batch_size <= 0:
             raise DataError(f"batch_size must be > 0, got {batch_size}")
         self.tensors = tensors

@@ -64,9 +64,8 @@ def read_labelled(path: Path, run: SavedRun, target: Optional[str]) -> tuple[tor
         target = target or trained_target
         header, rows = _read_csv(path)
         if target is None or target not in header:
-            given = "no --target" if target is None else f"--target {target!r}"
-            raise ConfigError(f"{path}: name the target column with --target COLUMN, got {given}; "
-                              f"columns: {', '.join(header)}")
+            given = "no target column named" if target is None else f"no target column {target!r}"
+            raise ConfigError(f"{path}: {given}; name it with --target COLUMN (columns: {', '.join(header)})")
         x = _features(header, rows, columns, target, path)
         labels = np.array([row[header.index(target)] for row in rows])
     y = _targets(labels, run, path)
@@ -78,10 +77,18 @@ def read_labelled(path: Path, run: SavedRun, target: Optional[str]) -> tuple[tor
 def write_predictions(out: Path, outputs: torch.Tensor, run: SavedRun) -> None:
     """Write ``outputs`` (logits, or regression values in original units) as .npz or .csv."""
     table = prediction_table(outputs, run)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".npz":
-        np.savez(out, **table)
-        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".npz":
+            np.savez(out, **table)
+        else:
+            _write_csv(out, table, run)
+    except OSError as error:
+        raise DataError(f"cannot write {out}: {error.strerror or error}; choose a folder you can write to") from error
+
+
+def _write_csv(out: Path, table: dict[str, np.ndarray], run: SavedRun) -> None:
+    outputs = table["outputs"]
     if run.task == "classification":
         labels = run.class_names or [str(index) for index in range(outputs.shape[1])]
         header = ["prediction", *(f"probability_{label}" for label in labels)]
@@ -140,8 +147,11 @@ def _numeric(values: np.ndarray, name: str, path: Path) -> torch.Tensor:
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     """The header and the rows (stripped text); ragged or header-less files are refused."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        lines = [row for row in csv.reader(handle, delimiter=delimiter) if any(value.strip() for value in row)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            lines = [row for row in csv.reader(handle, delimiter=delimiter) if any(value.strip() for value in row)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"cannot read csv file {path}: {error}; save it as UTF-8 text with one header line") from error
     if len(lines) < 2:
         raise DataError(f"csv file {path} needs a header line and at least one row of data")
     header = [name.strip() for name in lines[0]]
