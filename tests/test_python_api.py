@@ -397,3 +397,23 @@ def test_spikes_near_zero_are_not_spikes():
         counter.observe(value)
     assert not counter.observe(5e-3)  # 50x the median, but a hair above zero
     assert counter.observe(1.5)  # a real spike
+
+
+# ------------------------------------------------------------------------------------ typed exports
+@pytest.mark.slow
+def test_public_exports_are_typed_for_a_type_checker(tmp_path):
+    import subprocess
+    import sys
+
+    import trainwise
+
+    assert trainwise.Trainer is Trainer
+    script = tmp_path / "uses_trainwise.py"
+    script.write_text("import trainwise\nreveal_type(trainwise.Trainer)\nreveal_type(trainwise.FitResult)\n"
+                      "trainwise.Trainer(1)\n")
+    proc = subprocess.run([sys.executable, "-m", "mypy", str(script), "--follow-imports=silent",
+                           "--ignore-missing-imports", "--no-incremental", "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=300)
+    assert 'Revealed type is "def (model: torch.nn.modules.module.Module' in proc.stdout, proc.stdout
+    assert 'trainwise.fit.FitResult' in proc.stdout
+    assert 'Argument 1 to "Trainer" has incompatible type "int"' in proc.stdout  # not Any

@@ -8,7 +8,21 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker sees; at run time each name is imported on first use
+    from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
+    from trainwise.config import RunConfig, load_config
+    from trainwise.data import load_data
+    from trainwise.errors import CheckpointError, ConfigError, DataError, TrainwiseError
+    from trainwise.fit import FitResult
+    from trainwise.init import initialize
+    from trainwise.lr_finder import LRFinder
+    from trainwise.models import build_model
+    from trainwise.optim import build_optimizer
+    from trainwise.schedules import build_schedule
+    from trainwise.state import RunState
+    from trainwise.trainer import Trainer
 
 __version__ = "0.1.0"
 
@@ -16,7 +30,8 @@ __version__ = "0.1.0"
 # `trainwise --help` does not pay for torch.
 _EXPORTS = {
     "Trainer": "trainwise.trainer",
-    "FitResult": "trainwise.trainer",
+    "FitResult": "trainwise.fit",
+    "RunState": "trainwise.state",
     "Callback": "trainwise.callbacks",
     "EarlyStopping": "trainwise.callbacks",
     "CheckpointSaver": "trainwise.callbacks",

@@ -17,12 +17,29 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
-    from trainwise.trainer import Trainer
+    from trainwise.state import RunState
+
+
+class Trainer(Protocol):
+    """What a callback sees of the trainer (``trainwise.Trainer`` is one): the run's state, the
+    model and optimizer, and the verbs. Callbacks sit below the trainer and never import it."""
+
+    state: "RunState"
+    model: "nn.Module"
+    optimizer: "torch.optim.Optimizer"
+    run_dir: Path
+
+    def stop(self, reason: str, status: str = "stopped_early") -> None: ...
+    def log(self, name: str, value: float) -> None: ...
+    def record_event(self, kind: str, message: str) -> None: ...
+    def save_checkpoint(self, *, best: bool = False) -> Optional[Path]: ...
 
 EVENTS = (
     "on_fit_start", "on_epoch_start", "on_batch_start", "on_before_optimizer_step", "on_step_end",

@@ -9,7 +9,7 @@ from trainwise.callbacks.monitor import resolve_mode
 from trainwise.checks import check_bool, check_int, check_range
 
 if TYPE_CHECKING:
-    from trainwise.trainer import Trainer
+    from trainwise.callbacks.base import Trainer
 
 
 class EarlyStopping(Callback):

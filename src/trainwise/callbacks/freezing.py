@@ -8,7 +8,7 @@ from trainwise.callbacks.base import Callback
 from trainwise.optim import freeze_schedule
 
 if TYPE_CHECKING:
-    from trainwise.trainer import Trainer
+    from trainwise.callbacks.base import Trainer
 
 
 class ModuleFreezer(Callback):

@@ -14,7 +14,7 @@ from trainwise.callbacks.base import Callback
 if TYPE_CHECKING:
     import torch
 
-    from trainwise.trainer import Trainer
+    from trainwise.callbacks.base import Trainer
 
 
 def format_logs(logs: dict[str, float]) -> str:

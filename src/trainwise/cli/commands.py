@@ -12,6 +12,7 @@ import yaml
 
 from trainwise.cli import EXIT_RUN_FAILED
 from trainwise.cli import build
+from trainwise.cli.validate import check_names
 from trainwise.config import RunConfig, load_config
 from trainwise.errors import CheckpointError, LRFinderError
 from trainwise.run_folder import default_run_dir
@@ -22,13 +23,11 @@ log = logging.getLogger("trainwise")
 # ---------------------------------------------------------------------------------------- train
 def train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    check_names(cfg)  # a typo fails in a second, before the data loads
     build.pin_threads(cfg)
     run_dir = _run_dir_for(cfg, args)
     bundle = build.load_bundle(cfg)
     model = build.make_model(cfg, bundle)
-    if args.dry_run:
-        trainer = build.make_trainer(cfg, bundle, model, run_dir, progress=not args.quiet)
-        return _print_dry_run(cfg, trainer, bundle)
     trainer = build.make_trainer(cfg, bundle, model, run_dir, progress=not args.quiet)
     if bundle.class_names:
         trainer.summary_extra["class_names"] = bundle.class_names
@@ -52,19 +51,6 @@ def _run_dir_for(cfg: RunConfig, args: argparse.Namespace) -> Path:
                                   "pass --run-dir with the folder of the run to continue")
         return previous[-1]
     return default_run_dir(cfg.name)
-
-
-def _print_dry_run(cfg: RunConfig, trainer, bundle) -> int:
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
-    print(f"\ndata: {bundle.name}, {len(bundle.train[0])} train / "
-          f"{0 if bundle.val is None else len(bundle.val[0])} val / {0 if bundle.test is None else len(bundle.test[0])}"
-          f" test samples, input shape {tuple(bundle.input_shape)}")
-    params = sum(p.numel() for p in trainer.model.parameters())
-    print(f"model: {cfg.model.name}, {params:,} parameters")
-    print("callbacks, in the order they run:")
-    for index, callback in enumerate(trainer.callbacks, 1):
-        print(f"  {index}. {type(callback).__name__}")
-    return 0
 
 
 def _print_result(result) -> None:
