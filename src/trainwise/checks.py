@@ -11,10 +11,16 @@ from typing import Any
 from trainwise.errors import ConfigError
 
 
-def did_you_mean(value: str, choices: Iterable[str]) -> str:
+def closest(value: Any, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``value`` when one is close enough to be a typo of it, else None."""
+    matches = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return matches[0] if matches else None
+
+
+def did_you_mean(value: Any, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
-    matches = difflib.get_close_matches(str(value), list(choices), n=1)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
+    match = closest(value, choices)
+    return f"; did you mean {match!r}?" if match else ""
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

@@ -10,7 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainwise.checks import did_you_mean
+from trainwise.checks import closest, did_you_mean
 from trainwise.errors import ConfigError
 
 PositiveInt = int
@@ -261,8 +260,8 @@ def _check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str) -> None:
             if model.model_config.get("extra") == "allow":
                 continue
             where = f"{prefix}{key}"
-            hint = difflib.get_close_matches(str(key), list(fields), n=1)
-            suggestion = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; valid keys: {', '.join(fields)}"
+            hint = closest(key, fields)
+            suggestion = f"; did you mean '{prefix}{hint}'?" if hint else f"; valid keys: {', '.join(fields)}"
             raise ConfigError(f"unknown key '{where}' in config{suggestion}")
         annotation = fields[key].annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):

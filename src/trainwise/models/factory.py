@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -12,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from trainwise.checks import did_you_mean
 from trainwise.errors import ConfigError
 from trainwise.models.cnn import CNN
 from trainwise.models.layers import (
@@ -216,8 +216,7 @@ def _find_factory(spec: str, module_name: str, attr: str) -> Callable[..., Any]:
             for key, value in vars(module).items()
             if callable(value) and getattr(value, "__module__", None) == module.__name__
         )
-        close = difflib.get_close_matches(attr, callables, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(attr, callables)
         raise ConfigError(
             f"module {module_name!r} has no attribute {attr!r}{hint} "
             f"(callables in it: {', '.join(callables) or 'none'})"

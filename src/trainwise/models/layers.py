@@ -6,12 +6,12 @@ message that names the value given, the closest valid one and the full list.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from torch import nn
 
+from trainwise.checks import did_you_mean
 from trainwise.errors import ConfigError
 
 ACTIVATIONS: tuple[str, ...] = (
@@ -55,12 +55,8 @@ def check_choice(what: str, value: Any, valid: Sequence[str]) -> str:
     """
     if isinstance(value, str) and value in valid:
         return value
-    message = f"unknown {what} {value!r}"
-    if isinstance(value, str):
-        close = difflib.get_close_matches(value, valid, n=1)
-        if close:
-            message += f"; did you mean '{close[0]}'?"
-    raise ConfigError(f"{message} (valid: {', '.join(valid)})")
+    hint = did_you_mean(value, valid) if isinstance(value, str) else ""
+    raise ConfigError(f"unknown {what} {value!r}{hint} (valid: {', '.join(valid)})")
 
 
 def check_positive_ints(what: str, values: Iterable[Any], *, allow_empty: bool) -> list[int]:
