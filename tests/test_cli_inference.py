@@ -160,6 +160,9 @@ class Net(nn.Module):  # defined in the script: __main__:Net, which the CLI cann
         return self.body(x)
 
 
+import torch
+
+torch.manual_seed(0)
 rng = np.random.default_rng(0)
 x = rng.normal(size=(300, 4)).astype(np.float32)
 y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.8)
@@ -167,7 +170,7 @@ np.savez("held_out.npz", x=x[:60], y=y[:60])
 rows = [",".join(f"{v:.5f}" for v in row) + f",{label}" for row, label in zip(x[:60], y[:60])]
 open("held_out.csv", "w").write("f0,f1,f2,f3,y\\n" + "\\n".join(rows) + "\\n")
 for name, model in (("script_run", Net()), ("module_run", ImportableNet())):
-    trainwise.Trainer(model, loss="cross_entropy", lr=0.01, epochs=3, run_dir=name,
+    trainwise.Trainer(model, loss="cross_entropy", lr=0.01, epochs=10, run_dir=name,
                       progress=False).fit((x[60:], y[60:]), (x[:60], y[:60]))
 '''
 

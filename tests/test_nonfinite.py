@@ -204,6 +204,7 @@ def test_cli_run_that_diverges_exits_1_with_the_message(tmp_path):
     (tmp_path / "nan_model.py").write_text(NAN_MODEL)
     config = {"name": "nan", "data": {"dataset": "digits"},
               "model": {"name": "nan_model:factory", "args": {"nan_at": 5}},
+              "optimizer": {"lr": 1.0e-3},  # lr=auto's range test would meet the NaN first
               "train": {"epochs": 1, "threads": 1, "on_nonfinite": "stop"}}
     (tmp_path / "nan.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.run([sys.executable, "-m", "trainwise", "train", "nan.yaml", "--run-dir", "run", "--quiet"],
