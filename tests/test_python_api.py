@@ -417,3 +417,24 @@ def test_public_exports_are_typed_for_a_type_checker(tmp_path):
     assert 'Revealed type is "def (model: torch.nn.modules.module.Module' in proc.stdout, proc.stdout
     assert 'trainwise.fit.FitResult' in proc.stdout
     assert 'Argument 1 to "Trainer" has incompatible type "int"' in proc.stdout  # not Any
+
+
+def test_an_interrupted_lr_auto_run_resumes_at_the_lr_it_found(tmp_path):
+    import os
+    import signal
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, trainer, logs):
+            if trainer.state.epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    x, y = blobs(400)
+    first = Trainer(mlp(), lr="auto", epochs=3, callbacks=[Interrupt()], run_dir=tmp_path / "r",
+                    **quiet()).fit((x, y), (x, y))
+    assert first.status == "interrupted" and len(first.history) == 1
+    resumed = Trainer(mlp(seed=1), lr="auto", epochs=3, callbacks=[Interrupt()], run_dir=tmp_path / "r",
+                      **quiet()).fit(
+        (x, y), (x, y), resume="auto")
+    assert resumed.status == "completed" and [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert resumed.summary["lr"] == first.summary["lr"]
+    assert "lr_finder" not in resumed.summary  # no second range test

@@ -129,10 +129,10 @@ def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
         top = max(g["lr"] for g in groups)
         for g in groups:
             g["lr_scale"] = g["lr"] / top if top > 0 else 1.0
-    if saved is not None and saved.get("reference_lr") is not None:
-        return float(saved["reference_lr"])
-    if isinstance(t.lr, float):
+    if isinstance(t.lr, float):  # on resume too: a changed lr is refused, or allowed, by the config check
         return t.lr
+    if saved is not None and saved.get("reference_lr") is not None:  # lr=auto resumes at the lr it found
+        return float(saved["reference_lr"])
     if t.lr is None and t.user_optimizer:
         return max(g["lr"] for g in groups)
     if getattr(t, "reference_lr", None) is not None:  # a second fit keeps the lr the first one found
