@@ -154,13 +154,24 @@ def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callabl
                move_to_device: bool = False) -> list[tuple[int, float, float]]:
     """The loop a careful engineer writes: forward, loss read for the running mean (and checked
     to be finite), backward, AdamW step, ``zero_grad(set_to_none=True)``, the 1cycle lr and beta1
-    for the next step, a log row every ``LOG_EVERY`` steps. Calls ``tick()`` after each step.
+    (set before the first step, then after each step for the next), a log row every ``LOG_EVERY``
+    steps. Calls ``tick()`` after each step. It trains the same weights as ``trainwise_fit``.
 
     On an accelerator the loss stays on the device (summed there), as the Trainer does.
     ``move_to_device``: batches come from the host (a ``DataLoader``) and are copied over.
     """
     optimizer = make_optimizer(model)
     schedule = onecycle(steps)
+
+    def set_step(step: int) -> float:
+        """The 1cycle lr and beta1 of ``step`` in every group (as torch's OneCycleLR sets them)."""
+        lr, beta1 = schedule.lr_at(step), schedule.momentum_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+            group["betas"] = (beta1, group["betas"][1])
+        return lr
+
+    set_step(0)  # the first step trains at the schedule's starting lr, not at the peak the optimizer was built with
     model.train()
     sync = device.type == "cpu"
     window = 0.0 if sync else torch.zeros((), device=device)
@@ -185,10 +196,7 @@ def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callabl
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        lr, beta1 = schedule.lr_at(min(step + 1, steps - 1)), schedule.momentum_at(min(step + 1, steps - 1))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-            group["betas"] = (beta1, group["betas"][1])
+        lr = set_step(min(step + 1, steps - 1))
         if (step + 1) % LOG_EVERY == 0:
             log.append((step + 1, lr, float(window) / LOG_EVERY))
             window = 0.0 if sync else torch.zeros((), device=device)
@@ -224,7 +232,10 @@ def trainwise_fit(model: nn.Module, train: Any, val: Any, *, steps: int, batch_s
 
     with tempfile.TemporaryDirectory() as scratch, open(os.devnull, "w") as sink:
         progress = ProgressBar(console=Console(file=sink, force_terminal=False))
-        trainer = Trainer(model, optimizer=make_optimizer(model), lr=LR, schedule="onecycle", epochs=1000,
+        # The optimizer by name, as a Python user writes it: the Trainer builds the same AdamW groups as
+        # make_optimizer and, for a named optimizer, cycles beta1 with the 1cycle schedule as the hand loop does
+        # (a built optimizer would get cycle_momentum=False: less work than the hand loop, not the same run).
+        trainer = Trainer(model, optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY, schedule="onecycle", epochs=1000,
                           max_steps=steps, batch_size=batch_size, callbacks=[*callbacks, progress],
                           run_dir=run_dir or Path(scratch) / "run", progress=False, report=report,
                           device=device, precision=precision)

@@ -5,7 +5,7 @@ table README.md shows) and prints it. ``benchmarks/lr_suggestion.py`` (figure 7,
 learning-rate work) runs too when it exists. ``vs_lightning`` is skipped, and said so, when
 lightning is not installed (``pip install -r benchmarks/requirements.txt``; ``make bench`` does).
 
-    .venv/bin/python benchmarks/run_all.py                  # everything, about 10 minutes on 2 cores
+    .venv/bin/python benchmarks/run_all.py                  # everything, about 20 minutes on 2 cores
     .venv/bin/python benchmarks/run_all.py --quick          # a few steps each, to check they run
     .venv/bin/python benchmarks/run_all.py --only step_overhead data_path
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 # In the order they run: the quick per-step figures first, the long subprocess runs last.
-BENCHMARKS = ("step_overhead", "data_path", "vs_lightning", "checkpoint_cost", "memory", "time_to_accuracy",
-              "lr_suggestion")
+BENCHMARKS = ("step_overhead", "data_path", "fit_overhead", "vs_lightning", "checkpoint_cost", "checkpoint_growth",
+              "dry_run", "memory", "time_to_accuracy", "lr_suggestion")
 OPTIONAL = {"lr_suggestion": "benchmarks/lr_suggestion.py is not there"}
 
 

@@ -10,6 +10,7 @@ being left blank, and non-finite values are skipped and counted.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from trainwise.errors import ConfigError, DataError
 from trainwise.report.run_files import read_json_object, read_metrics, read_schedule, run_folder
@@ -39,6 +40,9 @@ TICK_LABEL_MAX_CLASSES = 40
 _DPI = 100
 _SPLIT_COLORS = (("train", "C0"), ("val", "C1"))
 MARKER_MAX_POINTS = 30  # lines with at most this many points also get a marker on each
+# A log axis spanning more than this ratio gets no minor ticks: matplotlib labels none of them
+# there, and laying out their (empty) labels was about a third of the plots' time.
+MINOR_TICKS_MAX_SPAN = 100.0
 Schedule = tuple[Sequence[int], Sequence[float]]  # schedule.csv: (steps, lrs)
 
 
@@ -241,7 +245,12 @@ def _finish_panel(axes: Axes, values: list[float], skipped: int, metric: str) ->
     if not values:
         _note(axes, f"no finite {metric} logged", (0.5, 0.5), center=True)
     else:
-        axes.set_yscale(y_scale(values))
+        scale = y_scale(values)
+        axes.set_yscale(scale)
+        if scale == "log":
+            finite = [value for value in values if math.isfinite(value)]
+            if max(finite) / min(finite) > MINOR_TICKS_MAX_SPAN:
+                axes.yaxis.set_minor_locator(NullLocator())
         axes.legend(loc="best", fontsize="small")
     if skipped:
         _note(axes, f"{skipped} non-finite {metric} value{'s' if skipped > 1 else ''} logged",
