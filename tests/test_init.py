@@ -125,7 +125,7 @@ def test_every_scheme_zeroes_biases_and_resets_norms(scheme: str) -> None:
         "0": report["scheme"],
         "1": "norm",
         "2": "norm",
-        "4": report["scheme"],
+        "4": "head normal(0, 0.1/sqrt(fan_in))" if scheme == "auto" else report["scheme"],
         "5": "norm",
     }
 
@@ -356,3 +356,17 @@ def test_lsuv_restores_training_mode_and_counts_rounds() -> None:
 def test_invalid_arguments_raise(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         initialize(nn.Linear(4, 3), **kwargs)
+
+
+def test_auto_starts_the_output_layer_small_so_the_loss_at_init_is_ln_classes() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
+    report = initialize(model, "auto", activation="relu")
+    assert report["layers"]["0"] == "kaiming_normal" and report["layers"]["2"].startswith("head normal")
+    assert model[2].weight.std().item() == pytest.approx(0.1 / math.sqrt(256), rel=0.05)
+    x = torch.randn(2048, 64)
+    y = torch.randint(0, 10, (2048,))
+    loss = nn.functional.cross_entropy(model(x), y).item()
+    assert loss == pytest.approx(math.log(10), rel=0.02)
+    initialize(model, "he", activation="relu")  # an explicit scheme applies to every layer
+    assert model[2].weight.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.05)

@@ -63,6 +63,11 @@ _ALIASES = {
     "he": "kaiming_normal",
     "he_fan_out": "kaiming_normal_fan_out",
 }
+# ``auto`` starts the output layer small (no activation follows it, so no ReLU gain; scaled so the
+# first outputs are near 0): the loss at init is then ln(classes) for classification and about the
+# target variance for regression, as the guides' "check the loss at init" expects. With He on the
+# head, an MLP on standardized diabetes targets starts as a random function of output variance ~2.
+HEAD_GAIN = 0.1
 _RELU_FAMILY = ("relu", "leaky_relu", "gelu", "silu", "elu")
 # The layers a scheme sets; each has a ``weight`` Tensor and an optional ``bias``.
 WeightedLayer = (
@@ -284,12 +289,26 @@ def initialize(
             layers[name] = resolved
     report["layers"] = layers
 
+    head = _output_head(model) if scheme == "auto" else None
+    if head is not None:
+        name, layer = head
+        fan_in, _ = fans(layer.weight)
+        nn.init.normal_(layer.weight, 0.0, HEAD_GAIN / math.sqrt(fan_in))
+        layers[name] = f"head normal(0, {HEAD_GAIN:g}/sqrt(fan_in))"
     if resolved == "gpt":
         report["residual_std"] = _scale_residuals(model)
     elif resolved == "lsuv":
         report["lsuv"] = _lsuv_rescale(model, sample, lsuv_tol, lsuv_max_iters)
     logger.debug("initialized %d layers with %s", len(layers), resolved)
     return report
+
+
+def _output_head(model: nn.Module) -> tuple[str, nn.Linear] | None:
+    """The model's last Linear layer when it is the last of several weighted layers: its output."""
+    weighted = [(name, m) for name, m in model.named_modules() if isinstance(m, WeightedLayer)]
+    if len(weighted) > 1 and isinstance(weighted[-1][1], nn.Linear):
+        return weighted[-1]  # type: ignore[return-value]
+    return None
 
 
 @torch.no_grad()
