@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 if trainer.state.epoch in marks:
                     shutil.copyfile(last, copies / f"epoch-{trainer.state.epoch}.pt")
 
-        trainer = Trainer(model, optimizer="adamw", lr=LR, weight_decay=common.WEIGHT_DECAY, schedule="onecycle",
+        trainer = Trainer(model, optimizer="adamw", lr=LR, weight_decay=common.WEIGHT_DECAY, grad_clip=None, schedule="onecycle",
                           epochs=epochs, batch_size=32, early_stopping=False, progress=False, report=False,
                           device="cpu", run_dir=run_dir, callbacks=[CopyLast()])
         save = trainer.save_checkpoint

@@ -235,7 +235,8 @@ def trainwise_fit(model: nn.Module, train: Any, val: Any, *, steps: int, batch_s
         # The optimizer by name, as a Python user writes it: the Trainer builds the same AdamW groups as
         # make_optimizer and, for a named optimizer, cycles beta1 with the 1cycle schedule as the hand loop does
         # (a built optimizer would get cycle_momentum=False: less work than the hand loop, not the same run).
-        trainer = Trainer(model, optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY, schedule="onecycle", epochs=1000,
+        trainer = Trainer(model, optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY, grad_clip=None,
+                          schedule="onecycle", epochs=1000,
                           max_steps=steps, batch_size=batch_size, callbacks=[*callbacks, progress],
                           run_dir=run_dir or Path(scratch) / "run", progress=False, report=report,
                           device=device, precision=precision)

@@ -137,7 +137,7 @@ def trainwise_run(model: torch.nn.Module, train: tuple, val: tuple, *, batch_siz
         return wrapper
 
     marks["cpu_start"], marks["start"] = time.process_time(), time.perf_counter()
-    trainer = Trainer(model, optimizer="adamw", lr=common.LR, weight_decay=common.WEIGHT_DECAY, schedule="onecycle",
+    trainer = Trainer(model, optimizer="adamw", lr=common.LR, weight_decay=common.WEIGHT_DECAY, grad_clip=None, schedule="onecycle",
                       epochs=1, batch_size=batch_size, device="cpu", run_dir=folder, report=report,
                       callbacks=[Marks(), ProgressBar(console=Console(file=sink, force_terminal=False))])
     # The verbs the loop calls, timed (instance attributes: nothing per step).

@@ -46,7 +46,7 @@ class FitLoop:
         self.sync_each_step = trainer.device.type == "cpu"
         self.reset_epoch_stats()
         self.window_loss, self.window_count = 0.0, 0
-        self.last_grad_norm: Optional[float] = None
+        self.last_grad_norm: Optional[Any] = None  # a float, or on accelerators a tensor read at log time
         self.signal_received: Optional[int] = None
         self.restart_epoch = False
         self.group_size = 0  # micro-batches backpropagated since the last optimizer step
@@ -181,12 +181,17 @@ class FitLoop:
             t.scaler.unscale_(optimizer)
         if t.grad_clip is not None:
             if t.grad_clip_mode == "norm":
-                norm_value = torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.grad_clip).item()
-                self.last_grad_norm = norm_value
-                if not math.isfinite(norm_value) and not scaler_on:
-                    optimizer.zero_grad(set_to_none=True)
-                    return self._on_nonfinite(f"gradient norm is {norm_value}", index)
-                self.clipped_steps += norm_value > t.grad_clip
+                norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.grad_clip)
+                if not self.sync_each_step:  # no host sync per step: read at log time, caught like the loss
+                    self.last_grad_norm = norm
+                    self.clipped_steps += norm > t.grad_clip
+                else:
+                    norm_value = norm.item()
+                    self.last_grad_norm = norm_value
+                    if not math.isfinite(norm_value) and not scaler_on:
+                        optimizer.zero_grad(set_to_none=True)
+                        return self._on_nonfinite(f"gradient norm is {norm_value}", index)
+                    self.clipped_steps += norm_value > t.grad_clip
             else:
                 torch.nn.utils.clip_grad_value_(t.model.parameters(), t.grad_clip)
         for callback in t._dispatch["on_before_optimizer_step"]:
@@ -230,7 +235,7 @@ class FitLoop:
         if self.window_count and self.sync_each_step:
             values["loss"] = self.window_loss / self.window_count
         if self.last_grad_norm is not None:
-            values["grad_norm"] = self.last_grad_norm
+            values["grad_norm"] = float(self.last_grad_norm)
         self.metrics_log.log(s.step, s.current_epoch, "train", values)
         self.window_loss, self.window_count = 0.0, 0
 
@@ -279,7 +284,7 @@ class FitLoop:
             self.loss_sum = self.loss_sum_device.item()
         train_values = {"loss": self.loss_sum / max(self.loss_count, 1)}
         if t.grad_clip is not None and t.grad_clip_mode == "norm":
-            train_values["clip_fraction"] = self.clipped_steps / max(self.epoch_steps, 1)
+            train_values["clip_fraction"] = float(self.clipped_steps) / max(self.epoch_steps, 1)
         self.metrics_log.log(s.step, s.current_epoch, "train", {**train_values, "lr": s.lr})
         s.samples_seen += self.loss_count
         logs = {f"train_{k}": v for k, v in train_values.items()}

@@ -151,7 +151,7 @@ class LoopCheckpoint:
             "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(t.callbacks)},
             "run_state": s.to_dict(), "loader": loop.batches.state_dict(), "rng": ckpt.capture_rng_state(),
             "epoch_stats": {"loss_sum": loop.loss_sum, "loss_count": loop.loss_count,
-                            "loss_sum_device": loop.loss_sum_device.cpu(), "clipped_steps": loop.clipped_steps,
+                            "loss_sum_device": loop.loss_sum_device.cpu(), "clipped_steps": int(loop.clipped_steps),
                             "epoch_steps": loop.epoch_steps, "window_loss": loop.window_loss,
                             "window_count": loop.window_count},
             "metrics_rows": loop.metrics_log.rows_written, "guard": t.guard.state_dict(),

@@ -70,7 +70,8 @@ class Trainer:
         lr: a number, or ``"auto"`` (an LR range test before training). Default: ``"auto"`` with an
             optimizer name; your own optimizer's lrs as given (``lr="auto"`` rescales its groups
             together, keeping their ratios; a number with a built optimizer is refused).
-        weight_decay, momentum, nesterov: settings of a named optimizer.
+        weight_decay, momentum, nesterov: settings of a named optimizer (decay 1e-2 by default, never on
+            biases and norms).
         schedule: a name (onecycle, cosine, step, constant, ...) or a ``Schedule``; it multiplies
             each group's own lr. Default: ``onecycle``, or ``constant`` with your own optimizer.
             ``schedule_params``: its parameters; ``warmup``: steps, or a fraction of all steps when < 1.
@@ -78,7 +79,8 @@ class Trainer:
         epochs, max_steps: length of training; ``max_steps`` (optimizer steps) wins when smaller.
         batch_size, eval_batch_size: samples per micro-batch in training / evaluation.
         accumulate: micro-batches per optimizer step (the effective batch is ``batch_size * accumulate``).
-        grad_clip, grad_clip_mode: clip the global gradient norm (``norm``) or each value (``value``).
+        grad_clip, grad_clip_mode: clip the global gradient norm (``norm``) or each value (``value``) at
+            ``grad_clip``; ``"auto"``: 1.0 with a named optimizer, off with your own; None: off.
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; a GradScaler for fp16).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         early_stopping: None (on when there is validation data), True, False, or an ``EarlyStopping``.
@@ -102,11 +104,11 @@ class Trainer:
 
     def __init__(
         self, model: nn.Module, *, loss: Loss = "cross_entropy", optimizer: Union[str, torch.optim.Optimizer] = "adamw",
-        lr: Union[float, str, None] = None, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False,
+        lr: Union[float, str, None] = None, weight_decay: float = 1e-2, momentum: float = 0.9, nesterov: bool = False,
         schedule: Union[str, Schedule, None] = None, schedule_params: Optional[dict[str, Any]] = None,
         warmup: float = 0, schedule_monitor: str = "val_loss", cycle_momentum: Optional[bool] = None,
         epochs: int = 10, max_steps: Optional[int] = None, batch_size: int = 64, eval_batch_size: Optional[int] = None,
-        accumulate: int = 1, grad_clip: Optional[float] = None, grad_clip_mode: str = "norm", precision: str = "fp32",
+        accumulate: int = 1, grad_clip: Union[float, str, None] = "auto", grad_clip_mode: str = "norm", precision: str = "fp32",
         device: Union[str, torch.device] = "auto", early_stopping: Union[bool, EarlyStopping, None] = None,
         monitor: Optional[str] = None, mode: str = "auto", patience: int = 5, min_delta: float = 0.0,
         metrics: Union[Mapping[str, Callable], Sequence[Callable], None] = None, callbacks: Sequence[Callback] = (),
@@ -126,6 +128,8 @@ class Trainer:
         check_choice("precision", precision, PRECISIONS)
         check_choice("grad_clip_mode", grad_clip_mode, ("norm", "value"))
         check_choice("on_nonfinite", on_nonfinite, NONFINITE_POLICIES)
+        if grad_clip == "auto":  # measured on the examples (benchmarks/defaults.py); a user's optimizer runs as given
+            grad_clip = None if isinstance(optimizer, torch.optim.Optimizer) else 1.0
         if grad_clip is not None:
             check_range("grad_clip", grad_clip, 0, low_open=True)
         if not isinstance(model, nn.Module):
