@@ -32,7 +32,8 @@ def digits_run(tmp_path_factory) -> Path:
 
 
 def test_train_writes_the_run_folder(digits_run):
-    for name in ("config.yaml", "summary.json", "metrics.csv", "data.json", "report.html", "curves.png",
+    for name in ("config.yaml", "summary.json", "metrics.csv", "data.json", "report.html", "curves.svg", "lr.svg",
+                 "schedule.csv",
                  "checkpoints/best.pt", "checkpoints/last.pt", "checkpoints/manifest.json"):
         assert (digits_run / name).is_file(), name
     summary = json.loads((digits_run / "summary.json").read_text())

@@ -1,4 +1,5 @@
-"""Tests for trainwise.report: metrics reading, plots, and the self-contained HTML page."""
+"""Tests for trainwise.report: metrics reading, the PNG plots on request, the self-contained HTML page
+with its SVG charts and confusion table, and ``trainwise report``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from trainwise.report import (
     write_report,
     write_run_plots,
 )
+from trainwise.report.confusion import cell_color, confusion_table
 from trainwise.report.formatting import format_duration, format_value
 from trainwise.report.series import epoch_series, final_metrics, step_series, y_scale
 
@@ -154,6 +157,10 @@ def assert_well_formed(page: str) -> None:
 def embedded_pngs(page: str) -> list[bytes]:
     return [base64.b64decode(data)
             for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def inline_svgs(page: str) -> list[str]:
+    return re.findall(r"<svg .*?</svg>", page, re.S)
 
 
 # --- read_metrics -------------------------------------------------------------------------
@@ -337,9 +344,15 @@ def test_report_shows_the_run(plotted_folder: Path) -> None:
                  '<th scope="row">Device</th><td>cpu</td>', '99.72%'):
         assert text in page
     assert "dataset: digits" in page and "grad_clip: 1.0" in page
-    images = embedded_pngs(page)
-    assert len(images) == 4 and all(image[:8] == PNG_MAGIC for image in images)
-    assert page.index("curves.png") < page.index("lr.png") < page.index("confusion.png")
+    svgs = inline_svgs(page)  # curves, lr, and the range test's curve from lr_find.json
+    assert [re.search(r'<title id="([^"]+)"', svg).group(1) for svg in svgs] == [
+        "curves-title", "lr-title", "lr-find-title"]
+    for svg in svgs:
+        ET.fromstring(svg)
+    assert embedded_pngs(page) == []  # the PNGs in the folder are linked, not embedded
+    links = re.findall(r'<a href="([^"]+)">', page)
+    assert links == ["curves.png", "lr.png", "confusion.png"]
+    assert '<table class="confusion">' in page
     assert "Missing or unreadable" not in page
 
 
@@ -360,7 +373,9 @@ def test_report_final_metrics_table(run_dir: Path) -> None:
 def test_report_is_self_contained(plotted_folder: Path) -> None:
     shutil.copy(plotted_folder / "lr.png", plotted_folder / "notes.png")
     page = write_report(plotted_folder).read_text(encoding="utf-8")
-    assert len(embedded_pngs(page)) == 4
+    assert len(inline_svgs(page)) == 2 and embedded_pngs(page) == []
+    # the only links are to the PNG versions beside the page, by file name
+    assert re.findall(r'href="([^"]+)"', page) == ["curves.png", "lr.png", "confusion.png", "notes.png"]
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
     assert not re.search(r"<(?:script|link|iframe|object|embed)\b", page, re.I)
     assert "@import" not in page and "url(" not in page
@@ -384,7 +399,9 @@ def test_report_of_a_crashed_run_says_what_is_missing(tmp_path: Path) -> None:
     page = write_report(folder).read_text(encoding="utf-8")
     assert_well_formed(page)
     assert "summary.json not found" in page and ">unknown</span>" in page
-    assert "No PNG figures" in page
+    assert len(inline_svgs(page)) == 2  # the curves and lr come from metrics.csv alone
+    assert 'class="marker"' not in page  # no summary.json, no best epoch to mark
+    assert "trainwise report crashed --png" in page
     assert "<code>early_stop</code>" in page  # events fall back to metrics.csv event rows
     assert "0.09375" in page  # the final metrics table still comes from metrics.csv
 
@@ -437,19 +454,77 @@ def near_color(pixels: np.ndarray, rgb: tuple[int, int, int]) -> int:
 @pytest.mark.slow
 @pytest.mark.skipif(chromium_binary() is None,
                     reason="chromium not installed (apt-get install chromium)")
-def test_report_renders_in_chromium(plotted_folder: Path, tmp_path: Path) -> None:
+def test_report_renders_in_chromium(run_dir: Path, tmp_path: Path) -> None:
     evil_config = CONFIG_YAML.format(name="'<script>alert(1)</script>'")
-    (plotted_folder / "config.yaml").write_text(evil_config)
-    report = write_report(plotted_folder)
+    (run_dir / "config.yaml").write_text(evil_config)
+    report = write_report(run_dir)
     screenshot = tmp_path / "screenshot.png"
     shot = run_chromium(report, tmp_path / "profile", f"--screenshot={screenshot}",
-                        "--window-size=1200,2000")
+                        "--window-size=1200,2400")
     assert screenshot.is_file(), shot.stderr[-2000:]
     pixels = assert_png(screenshot)
-    # Matplotlib's train (C0 blue) and val (C1 orange) lines are nowhere in the CSS: finding
-    # them in the screenshot shows the embedded images were decoded and painted.
+    # The train (C0 blue) and val (C1 orange) lines and the lr line (C3 red) are nowhere in the
+    # CSS: finding them in the screenshot shows the inline SVG was parsed and painted.
     assert near_color(pixels, (31, 119, 180)) > 50
     assert near_color(pixels, (255, 127, 14)) > 50
+    assert near_color(pixels, (214, 39, 40)) > 50
+    assert near_color(pixels, (8, 81, 156)) > 50  # the darkest confusion cells
     dom = run_chromium(report, tmp_path / "profile", "--dump-dom").stdout
-    assert dom.count('src="data:image/png;base64,') == 3
+    assert dom.count("<svg ") == 2 and 'src="data:image/png;base64,' not in dom
     assert "<script" not in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+
+
+# --- SVG charts, the confusion table, the task -----------------------------------------------
+
+
+def test_report_writes_its_svg_charts_beside_it(run_dir: Path) -> None:
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    files = [(run_dir / name).read_text(encoding="utf-8") for name in ("curves.svg", "lr.svg")]
+    assert inline_svgs(page) == [text.rstrip("\n") for text in files]  # the files are what the page shows
+    for text in files:
+        root = ET.fromstring(text)
+        assert root.get("viewBox") and root.find("{http://www.w3.org/2000/svg}title").text
+    assert not list(run_dir.glob("*.png"))  # PNGs only on request
+    curves = ET.fromstring(files[0])
+    texts = [element.text for element in curves.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"loss", "accuracy", "best (epoch 2)", "train", "val", "epoch"} <= set(texts)
+    assert "2 non-finite loss values logged" in texts  # a nan train step, val inf at epoch 4
+    lr = ET.fromstring(files[1])
+    assert [g.get("aria-label") for g in lr.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "panel"] \
+        == ["lr", "momentum"]
+
+
+def test_report_of_a_regression_run_draws_rmse(tmp_path: Path) -> None:
+    folder = tmp_path / "reg"
+    folder.mkdir()
+    (folder / "metrics.csv").write_text(HEADER + "".join(
+        f"{e * 10 - 1},{e},{split},{metric},{value / e}\n" for e in (1, 2, 3)
+        for split, metric, value in (("train", "loss", 2.0), ("val", "loss", 2.5), ("val", "rmse", 80.0))))
+    (folder / "summary.json").write_text(json.dumps({"status": "completed", "task": "regression",
+                                                      "best_epoch": 3}))
+    write_report(folder)
+    texts = [t.text for t in ET.parse(folder / "curves.svg").iter("{http://www.w3.org/2000/svg}text")]
+    assert "rmse" in texts and "accuracy" not in texts and "Training curves (regression)" in texts
+    assert not (folder / "lr.svg").exists()  # no lr logged and no schedule.csv: nothing to draw
+    with pytest.raises(ConfigError, match="task must be one of"):
+        write_report(folder, task="ranking")
+
+
+def test_confusion_table_heatmap() -> None:
+    table = confusion_table([[30, 2, 0], [1, 28, 3], [0, 0, 0]], ["zero", "o<ne", "two"])
+    rows = re.findall(r"<tr><th scope=\"row\">(.*?)</th>(.*?)</tr>", table)
+    assert [name for name, _ in rows] == ["zero", "o&lt;ne", "two"]
+    cells = [re.findall(r'background:(#[0-9a-f]{6});color:(#[0-9a-f]{6})" title="[^"]*">([\d,]+)</td>', body)
+             for _, body in rows]
+    assert [count for _, _, count in cells[0]] == ["30", "2", "0"]
+    assert cells[0][0][0] == cell_color(30 / 32) and cells[0][0][1] == "#ffffff"  # dark cell, white text
+    assert cells[0][2][0] == "#ffffff" and cells[0][2][1] == "#1f2328"
+    assert all(background == "#ffffff" for background, _, _ in cells[2])  # a class never seen: no division
+    assert "Confusion matrix (64 samples)" in table and 'title="true zero, predicted o&lt;ne: 2 of 32 (6.2%)"' in table
+
+
+@pytest.mark.parametrize(("matrix", "names"), [([[1, 2], [3]], None), ([[1, -1], [0, 1]], None),
+                                               ([[1, 2], [3, 4]], ["one"]), ("nonsense", None)])
+def test_confusion_table_of_a_bad_matrix_is_a_note(matrix: object, names: list | None) -> None:
+    assert confusion_table(matrix, names).startswith('<p class="muted">The confusion matrix in summary.json '
+                                                     "is not shown")

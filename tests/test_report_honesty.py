@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from matplotlib.axes import Axes
 
 from trainwise.report import write_report, write_run_plots
 from trainwise.report.style import STATUS_COLORS
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 GREEN = STATUS_COLORS["completed"]
 WORSE = "test RMSE 172 is worse than predicting the mean (77) <check the targets>"
@@ -61,8 +63,35 @@ def test_badge_is_green_only_for_a_clean_completed_run(tmp_path: Path, status: s
     assert ('class="warnings"' in page) == bool(warnings)
 
 
-def test_best_epoch_marker_reads_summary_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def marker_and_ticks(svg_path: Path) -> tuple[list[float], dict[str, float]]:
+    """The loss panel's marker lines (their x) and its x tick labels (label -> x)."""
+    loss_panel = next(g for g in ET.parse(svg_path).getroot().iter(f"{SVG}g") if g.get("aria-label") == "loss")
+    markers = [float(line.get("x1")) for line in loss_panel.iter(f"{SVG}line") if line.get("class") == "marker"]
+    bottom = max(float(text.get("y")) for text in loss_panel.iter(f"{SVG}text"))  # the x axis label
+    ticks = {text.text: float(text.get("x")) for text in loss_panel.iter(f"{SVG}text")
+             if text.get("text-anchor") == "middle" and bottom - 25 < float(text.get("y")) < bottom}
+    return markers, ticks
+
+
+def test_best_epoch_marker_reads_summary_json(tmp_path: Path) -> None:
     # best_epoch 2 (val accuracy was monitored); recomputing from the val loss would mark 3.
+    folder = run_folder(tmp_path / "run", {"status": "completed", "epochs_run": 3, "best_epoch": 2})
+    page = write_report(folder).read_text(encoding="utf-8")
+    markers, ticks = marker_and_ticks(folder / "curves.svg")
+    assert list(ticks) == ["1", "2", "3"] and markers == [ticks["2"]]  # on epoch 2, 1-based
+    assert "best (epoch 2)" in page
+
+
+def test_no_best_epoch_no_marker(tmp_path: Path) -> None:
+    folder = run_folder(tmp_path / "run", {"status": "completed", "epochs_run": 3, "best_epoch": None})
+    write_report(folder)
+    assert marker_and_ticks(folder / "curves.svg")[0] == []
+
+
+@pytest.mark.slow
+def test_best_epoch_marker_of_the_png_reads_summary_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.axes import Axes
+
     marked: list[float] = []
     original = Axes.axvline
 
@@ -76,7 +105,10 @@ def test_best_epoch_marker_reads_summary_json(tmp_path: Path, monkeypatch: pytes
     assert marked == [2]
 
 
-def test_no_best_epoch_no_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.slow
+def test_no_best_epoch_no_marker_on_the_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.axes import Axes
+
     marked: list[float] = []
     monkeypatch.setattr(Axes, "axvline", lambda self, x=0, *a, **k: marked.append(x))
     folder = run_folder(tmp_path / "run", {"status": "completed", "epochs_run": 3, "best_epoch": None})

@@ -1,12 +1,12 @@
-"""The report's learning-rate story: the lr plot drawn from schedule.csv over every step, and
-the LR range test's section in words."""
+"""The report's learning-rate story: the lr chart drawn from schedule.csv over every step (lr.svg in
+the report, lr.png on request), and the LR range test's section in words with its curve."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
-import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,16 @@ from trainwise.report.lr_text import format_lr, lr_finder_text
 from trainwise.report.run_files import read_schedule
 
 SCHEDULE_RED = (214, 39, 40)  # matplotlib's C3: the lr line
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_lr_points(path: Path) -> tuple[int, int]:
+    """(points on the lr line of lr.svg, logged lr points drawn as dots)."""
+    root = ET.parse(path).getroot()
+    line = [p for p in root.iter(f"{SVG}path") if p.get("stroke") == "#d62728"]
+    vertices = len(re.findall(r"[ML][-\d.]+,[-\d.]+", line[0].get("d"))) if line else 0
+    logged = [g for g in root.iter(f"{SVG}g") if g.get("class") == "points" and g.get("fill") == "#1f77b4"]
+    return vertices, sum(len(list(g)) for g in logged)
 
 
 def red_pixels(path: Path) -> int:
@@ -43,8 +53,33 @@ def short_run(folder: Path, *, steps: int, schedule: bool, logged_lr: bool) -> P
 
 
 @pytest.mark.parametrize("steps", [2, 12])
-def test_lr_plot_of_a_short_run_draws_the_whole_schedule(tmp_path: Path, steps: int) -> None:
+def test_lr_chart_of_a_short_run_draws_the_whole_schedule(tmp_path: Path, steps: int) -> None:
     # Runs shorter than the lr logging interval have no lr rows: the plot was empty.
+    folder = short_run(tmp_path / "run", steps=steps, schedule=True, logged_lr=False)
+    page = write_report(folder).read_text(encoding="utf-8")
+    assert svg_lr_points(folder / "lr.svg") == (steps, 0)  # one vertex per planned step
+    assert (folder / "lr.svg").read_text(encoding="utf-8").rstrip("\n") in page
+
+
+def test_lr_chart_falls_back_to_logged_rows_and_marks_them_on_the_schedule(tmp_path: Path) -> None:
+    folder = short_run(tmp_path / "run", steps=4, schedule=False, logged_lr=True)
+    write_report(folder)
+    assert svg_lr_points(folder / "lr.svg") == (2, 0)  # the two logged rows are the line
+    folder = short_run(tmp_path / "long", steps=3000, schedule=True, logged_lr=True)
+    write_report(folder)
+    vertices, logged = svg_lr_points(folder / "lr.svg")
+    assert logged == 2 and 250 < vertices <= 3000  # repeated pixels are written once
+
+
+def test_no_lr_no_lr_chart(tmp_path: Path) -> None:
+    folder = short_run(tmp_path / "run", steps=4, schedule=False, logged_lr=False)
+    page = write_report(folder).read_text(encoding="utf-8")
+    assert not (folder / "lr.svg").exists() and 'id="lr-title"' not in page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps", [2, 12])
+def test_lr_png_of_a_short_run_draws_the_whole_schedule(tmp_path: Path, steps: int) -> None:
     folder = short_run(tmp_path / "run", steps=steps, schedule=True, logged_lr=False)
     written = write_run_plots(folder, task="classification")
     assert folder / "lr.png" in written
@@ -52,13 +87,15 @@ def test_lr_plot_of_a_short_run_draws_the_whole_schedule(tmp_path: Path, steps: 
     assert red_pixels(folder / "curves.png") > 100  # the curves' lr panel too
 
 
-def test_lr_plot_falls_back_to_logged_rows_without_schedule_csv(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_lr_png_falls_back_to_logged_rows_without_schedule_csv(tmp_path: Path) -> None:
     folder = short_run(tmp_path / "run", steps=4, schedule=False, logged_lr=True)
     assert folder / "lr.png" in write_run_plots(folder, task="regression")
     assert red_pixels(folder / "lr.png") > 50
 
 
-def test_lr_plot_with_schedule_and_logged_points(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_lr_png_with_schedule_and_logged_points(tmp_path: Path) -> None:
     folder = short_run(tmp_path / "run", steps=3000, schedule=True, logged_lr=True)
     write_run_plots(folder, task="classification")
     assert red_pixels(folder / "lr.png") > 200
@@ -97,21 +134,40 @@ def test_lr_finder_text(info: dict, text: str) -> None:
     assert lr_finder_text(info).startswith(text)
 
 
-def test_report_lr_finder_section_in_words_with_its_plot(tmp_path: Path) -> None:
+LR_FINDER = {"suggestion": 0.0032, "rule": "valley",
+             "suggestions": {"valley": 0.0032, "steepest": 0.011, "minimum": 0.005}}
+
+
+def finder_section(page: str) -> str:
+    section = page[page.index("<h2>Learning-rate range test</h2>"):]
+    return section[: section.index("</section>")]
+
+
+def test_report_lr_finder_section_in_words_with_its_curve(tmp_path: Path) -> None:
     folder = short_run(tmp_path / "run", steps=12, schedule=True, logged_lr=False)
-    write_run_plots(folder, task="classification")
-    shutil.copy(folder / "lr.png", folder / "lr_find.png")
-    lr_finder = {"suggestion": 0.0032, "rule": "valley",
-                 "suggestions": {"valley": 0.0032, "steepest": 0.011, "minimum": 0.005}}
-    summary = {"status": "completed", "epochs_run": 2, "lr": 0.0032, "lr_finder": lr_finder}
+    lrs = [1e-6 * 1.5 ** i for i in range(30)]
+    (folder / "lr_find.json").write_text(json.dumps({**LR_FINDER, "lrs": lrs, "reason": None,
+                                                     "losses": [2.3 - 0.01 * i for i in range(30)]}))
+    summary = {"status": "completed", "epochs_run": 2, "lr": 0.0032, "lr_finder": LR_FINDER}
     (folder / "summary.json").write_text(json.dumps(summary))
     page = write_report(folder).read_text(encoding="utf-8")
-    section = page[page.index("<h2>Learning-rate range test</h2>"):]
-    section = section[: section.index("</section>")]
+    section = finder_section(page)
     assert "suggested lr 3.2e-3 by the valley rule; other rules: steepest 1.1e-2, minimum 5e-3" in section
-    assert 'src="data:image/png;base64,' in section  # lr_find.png sits in this section
-    assert page.count('src="data:image/png;base64,') == 3  # curves, lr, lr_find: each once
+    curve = ET.fromstring(re.search(r"<svg .*?</svg>", section, re.S).group(0))
+    texts = [text.text for text in curve.iter(f"{SVG}text")]
+    assert "suggested lr 3.2e-3" in texts and "learning rate" in texts and "1e-5" in texts  # log lr axis
+    assert sum(1 for line in curve.iter(f"{SVG}line") if line.get("class") == "marker") == 1
     assert not re.search(r"&quot;suggestion|\"suggestion\"|Lr finder", page)  # never raw JSON
+
+
+def test_report_lr_finder_section_embeds_lr_find_png_without_a_curve(tmp_path: Path) -> None:
+    folder = short_run(tmp_path / "run", steps=12, schedule=True, logged_lr=False)
+    (folder / "lr_find.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # an old run's plot
+    summary = {"status": "completed", "epochs_run": 2, "lr": 0.0032, "lr_finder": LR_FINDER}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    page = write_report(folder).read_text(encoding="utf-8")
+    assert 'src="data:image/png;base64,' in finder_section(page)
+    assert page.count('src="data:image/png;base64,') == 1 and 'href="lr_find.png"' not in page
 
 
 def test_report_without_a_range_test_has_no_such_section(tmp_path: Path) -> None:

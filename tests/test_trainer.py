@@ -87,7 +87,7 @@ def test_run_folder_contract(tmp_path):
     assert summary["steps"] == 3 * 7  # ceil(200 / 32) steps per epoch
     assert (run / "config.yaml").read_text().startswith("name: blobs")
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
-    assert (run / "report.html").is_file() and (run / "curves.png").is_file()
+    assert (run / "report.html").is_file() and (run / "curves.svg").is_file()
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert set(rows[0]) == {"step", "epoch", "split", "metric", "value"}
     assert {(r["split"], r["metric"]) for r in rows} >= {("train", "loss"), ("val", "loss"), ("val", "accuracy"),

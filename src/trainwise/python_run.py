@@ -87,10 +87,11 @@ def finish_files(t: Any, loop: Any) -> None:
 
 
 def write_plots_and_report(run_dir: Any, task: str) -> None:
+    """report.html with its SVG charts (curves.svg, lr.svg): milliseconds, no matplotlib. PNGs are
+    drawn on request: ``trainwise report RUN --png``."""
     try:
-        from trainwise.report import write_report, write_run_plots
+        from trainwise.report.html import write_report
 
-        write_run_plots(run_dir, task=task)
-        write_report(run_dir)
-    except Exception:  # a broken plot must not lose a finished run; say so loudly instead
-        log.exception("could not write the plots or report.html for %s", run_dir)
+        write_report(run_dir, task=task)
+    except Exception:  # a broken report must not lose a finished run; say so loudly instead
+        log.exception("could not write report.html for %s", run_dir)

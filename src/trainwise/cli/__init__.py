@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     lr_find = sub.add_parser("lr-find", help="run the LR range test for a config")
     _config_args(lr_find)
     lr_find.add_argument("--run-dir", help="where lr_find.json and lr_find.png go (default runs/<name>-lr-find)")
+
+    report = sub.add_parser("report", help="re-render a run's report.html from its folder",
+                            description="Re-render report.html (SVG charts, confusion matrix table) from "
+                            "the run folder's files; --png also draws the matplotlib PNGs and links them.")
+    report.add_argument("run_dir")
+    report.add_argument("--png", action="store_true", help="also write curves.png, lr.png and confusion.png")
     return parser
 
 
@@ -114,6 +120,7 @@ HANDLERS = {
     "predict": "trainwise.cli.inference:predict",
     "schedule": "trainwise.cli.schedule_cmd:schedule",
     "lr-find": "trainwise.cli.commands:lr_find",
+    "report": "trainwise.cli.report_cmd:report",
 }
 DRY_RUN_HANDLER = "trainwise.cli.dry_run:dry_run_command"
 

@@ -1,9 +1,11 @@
 """report.html: one self-contained page that tells what a run did.
 
-Everything the page shows is inside the file: PNGs as base64 ``data:`` URIs, CSS inline, no
-scripts, fonts or links to anything outside, so the page can be mailed, archived or opened
-offline years later. Every piece of text that came from the run (its name, event messages,
-the config) is HTML-escaped. A run that crashed before writing summary.json, or that has no
+Everything the page shows is inside the file: the charts as inline SVG (also written beside it as
+curves.svg and lr.svg), the confusion matrix as an HTML table, CSS inline, no scripts, fonts or
+links to anything outside, so the page can be mailed, archived or opened offline years later.
+Writing it imports no matplotlib and takes milliseconds; PNG versions of the figures
+(``trainwise report RUN --png``) are linked when they are in the folder. Every piece of text
+that came from the run (its name, event messages, the config) is HTML-escaped. A run that crashed before writing summary.json, or that has no
 figures, still gets a valid page that says what is missing.
 """
 
@@ -14,27 +16,24 @@ import html
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import trainwise
-from trainwise.errors import DataError
+from trainwise.report.charts import lr_find_svg
+from trainwise.report.confusion import confusion_table
 from trainwise.report.formatting import format_value, is_number
 from trainwise.report.lr_text import lr_finder_text
-from trainwise.report.run_files import read_json_object, read_metrics, run_folder
+from trainwise.report.run_contents import FIGURE_CAPTIONS, RunContents, load_run
+from trainwise.report.run_files import run_folder
 from trainwise.report.series import EVENT_SPLIT, Row, final_epochs, final_metrics
 from trainwise.report.style import PAGE_CSS, STATUS_COLORS, UNKNOWN_STATUS_COLOR, WARNING_COLOR
 
 REPORT_NAME = "report.html"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FIGURE_CAPTIONS = {
-    "curves.png": "Loss, main metric and learning rate",
-    "lr.png": "Learning rate by step",
-    "confusion.png": "Confusion matrix (rows normalized, counts in cells)",
-    "lr_find.png": "Learning-rate range test",
+# The charts of the page, each also written beside it as an SVG file.
+CHART_CAPTIONS = {
+    "curves.svg": "Loss and main metric per epoch",
+    "lr.svg": "Learning rate by step",
 }
 # The summary table's order and labels; other keys follow in file order, labelled from the key.
 SUMMARY_LABELS = {
@@ -56,55 +55,52 @@ _NOT_IN_SUMMARY_TABLE = frozenset({"events", "confusion_matrix", "class_names", 
 LR_FIND_FIGURE = "lr_find.png"
 
 
-@dataclass
-class _RunContents:
-    """What was found in the run folder, and notes on what was missing or unreadable."""
+def write_report(run_dir: str | os.PathLike[str], *, task: str | None = None) -> Path:
+    """Write the run's report.html (and curves.svg, lr.svg beside it) and return its path.
 
-    folder: Path
-    config_text: str | None = None
-    config: Any = None
-    summary: dict[str, Any] | None = None
-    rows: list[Row] | None = None
-    lr_find: dict[str, Any] | None = None
-    figures: list[Path] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def write_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Write the run's report.html and return its path.
-
-    The page holds: the run name and a status badge; the figures of summary.json; the
-    events (early stop, rollbacks, loss spikes, the lr finder's choice); curves.png,
-    lr.png, confusion.png, lr_find.png and any other PNG in the folder; each split's
-    metrics at its last epoch from metrics.csv; the resolved config.yaml. The file is
-    written to a temporary name and renamed, so a reader never sees half a page.
+    The page holds: the run name and a status badge, warnings first; the figures of
+    summary.json; the events (early stop, rollbacks, loss spikes, the lr finder's choice); the
+    curves (loss and the main metric per epoch, the best epoch marked) and the lr by step as
+    inline SVG; the confusion matrix as a table; links to PNG versions of the figures found in
+    the folder; the range test's curve and suggestion; each split's metrics at its last epoch
+    from metrics.csv; the resolved config.yaml. Each file is written to a temporary name and
+    renamed, so a reader never sees half a page. No matplotlib is imported.
 
     Args:
         run_dir: the run folder (see the run-folder contract in docs/DESIGN.md).
+        task: ``"classification"`` or ``"regression"`` (picks accuracy or rmse); None reads it
+            from summary.json or data.json, else from the metrics logged.
 
     Returns:
         ``run_dir / "report.html"``.
 
     Raises:
         DataNotFoundError: ``run_dir`` is not a folder.
+        ConfigError: ``task`` is neither of the two.
 
     Example:
-        >>> write_run_plots("runs/digits-mlp", task="classification")  # doctest: +SKIP
         >>> write_report("runs/digits-mlp")  # doctest: +SKIP
         PosixPath('runs/digits-mlp/report.html')
     """
-    folder = run_folder(run_dir)
-    page = render_report(folder)
-    target = folder / REPORT_NAME
-    partial = target.with_name(f".{REPORT_NAME}.partial")
-    partial.write_text(page, encoding="utf-8")
+    run = load_run(run_folder(run_dir), task)
+    for name, svg in run.charts.items():
+        _write_atomically(run.folder / name, svg)
+    return _write_atomically(run.folder / REPORT_NAME, _render(run))
+
+
+def render_report(run_dir: str | os.PathLike[str], *, task: str | None = None) -> str:
+    """The report page of a run folder as an HTML string, without writing anything."""
+    return _render(load_run(run_folder(run_dir), task))
+
+
+def _write_atomically(target: Path, text: str) -> Path:
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
     os.replace(partial, target)
     return target
 
 
-def render_report(run_dir: str | os.PathLike[str]) -> str:
-    """The report page of a run folder as an HTML string, without writing it."""
-    run = _load_run(run_folder(run_dir))
+def _render(run: RunContents) -> str:
     name = _run_name(run)
     sections = [
         _header(run, name),
@@ -125,68 +121,14 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
     )
 
 
-def _load_run(folder: Path) -> _RunContents:
-    run = _RunContents(folder=folder)
-    config_path = folder / "config.yaml"
-    if config_path.is_file():
-        run.config_text = config_path.read_text(encoding="utf-8", errors="replace")
-        try:
-            run.config = yaml.safe_load(run.config_text)
-        except yaml.YAMLError as err:
-            run.notes.append(f"config.yaml is not valid YAML ({err}); shown as written.")
-    else:
-        run.notes.append("config.yaml not found: the resolved config is unknown.")
-    run.summary = _load_json(folder / "summary.json", run.notes,
-                             "summary.json not found: the run has not finished (it may have "
-                             "crashed or still be running), so there are no final figures.")
-    run.lr_find = _load_json(folder / "lr_find.json", run.notes, missing_note=None)
-    metrics_path = folder / "metrics.csv"
-    if metrics_path.is_file():
-        try:
-            run.rows = read_metrics(metrics_path)
-        except DataError as err:
-            run.notes.append(f"metrics.csv could not be read: {err}")
-    else:
-        run.notes.append("metrics.csv not found: no metrics were logged.")
-    run.figures = _find_figures(folder, run.notes)
-    return run
-
-
-def _load_json(path: Path, notes: list[str], missing_note: str | None) -> dict[str, Any] | None:
-    if not path.is_file():
-        if missing_note:
-            notes.append(missing_note)
-        return None
-    try:
-        return read_json_object(path)
-    except DataError as err:
-        notes.append(f"{path.name} could not be read: {err}")
-        return None
-
-
-def _find_figures(folder: Path, notes: list[str]) -> list[Path]:
-    """The folder's PNGs, the known ones first in a fixed order, then the rest by name."""
-    found = {path.name: path for path in folder.glob("*.png") if path.is_file()}
-    ordered = [found.pop(name) for name in FIGURE_CAPTIONS if name in found]
-    ordered += [found[name] for name in sorted(found)]
-    figures = []
-    for path in ordered:
-        with path.open("rb") as file:
-            if file.read(len(PNG_MAGIC)) == PNG_MAGIC:
-                figures.append(path)
-            else:
-                notes.append(f"{path.name} is not a PNG image and was left out.")
-    return figures
-
-
-def _run_name(run: _RunContents) -> str:
+def _run_name(run: RunContents) -> str:
     for source in (run.config, run.summary):
         if isinstance(source, dict) and source.get("name") not in (None, ""):
             return str(source["name"])
     return run.folder.resolve().name
 
 
-def _header(run: _RunContents, name: str) -> str:
+def _header(run: RunContents, name: str) -> str:
     status = str(run.summary.get("status", "unknown")) if run.summary else "unknown"
     warnings = _warnings(run.summary)
     color = STATUS_COLORS.get(status, UNKNOWN_STATUS_COLOR)
@@ -241,7 +183,7 @@ def _summary_table(summary: dict[str, Any] | None) -> str:
     return f'<table class="summary">\n{"".join(rows)}\n</table>'
 
 
-def _events(run: _RunContents) -> list[dict[str, Any]]:
+def _events(run: RunContents) -> list[dict[str, Any]]:
     """summary.json's events; without a summary, the event rows of metrics.csv."""
     if run.summary is not None:
         events = run.summary.get("events") or []
@@ -268,12 +210,29 @@ def _events_table(events: Sequence[dict[str, Any]]) -> str:
     return f'<table class="events">\n<thead>{head}</thead>\n<tbody>{rows}</tbody>\n</table>'
 
 
-def _figures(run: _RunContents) -> str:
-    figures = [path for path in run.figures if path.name != LR_FIND_FIGURE]
-    if not figures:
-        return ('<p class="muted">No PNG figures in the run folder. Draw them with '
-                "<code>trainwise.report.write_run_plots(run_dir, task=...)</code>.</p>")
-    return "\n".join(_figure(path) for path in figures)
+def _figures(run: RunContents) -> str:
+    """The charts inline, the confusion matrix table, and links to PNG versions in the folder."""
+    parts = []
+    if run.charts:
+        parts.append('<div class="charts">' + "\n".join(
+            f'<figure class="chart">{svg}<figcaption>{_escape(CHART_CAPTIONS[name])} '
+            f'<span class="muted">({_escape(name)})</span></figcaption></figure>'
+            for name, svg in run.charts.items()) + "</div>")
+    else:
+        parts.append('<p class="muted">No metrics logged, so no curves to draw.</p>')
+    matrix = (run.summary or {}).get("confusion_matrix")
+    if matrix:
+        parts.append(confusion_table(matrix, (run.summary or {}).get("class_names")))
+    pngs = [path for path in run.figures if path.name != LR_FIND_FIGURE]
+    if pngs:
+        links = ", ".join(f'<a href="{_escape(path.name)}">{_escape(path.name)}</a>'
+                          + (f' <span class="muted">({_escape(FIGURE_CAPTIONS[path.name])})</span>'
+                             if path.name in FIGURE_CAPTIONS else "") for path in pngs)
+        parts.append(f'<p class="png-links">PNG versions in the run folder: {links}</p>')
+    else:
+        parts.append('<p class="muted">PNG versions of these figures: <code>trainwise report '
+                     f"{_escape(run.folder.name)} --png</code>.</p>")
+    return "\n".join(parts)
 
 
 def _figure(path: Path) -> str:
@@ -284,16 +243,23 @@ def _figure(path: Path) -> str:
             "</figcaption></figure>")
 
 
-def _lr_finder_section(run: _RunContents) -> str:
+def _lr_finder_section(run: RunContents) -> str:
     """The LR range test: its choice in words (summary.json's ``lr_finder``, else lr_find.json)
-    and lr_find.png; no section when the run did not run one."""
+    and its curve, drawn from lr_find.json (else lr_find.png embedded); no section when the run
+    did not run one."""
     info = (run.summary or {}).get("lr_finder") or run.lr_find
     plot = next((path for path in run.figures if path.name == LR_FIND_FIGURE), None)
-    if not isinstance(info, dict) and plot is None:
+    curve = lr_find_svg(run.lr_find) if run.lr_find else None
+    if not isinstance(info, dict) and plot is None and curve is None:
         return ""
     text = lr_finder_text(info) if isinstance(info, dict) else "The range test's result was not recorded."
     body = f'<p class="lr-finder">{_escape(text)}</p>'
-    return _section("Learning-rate range test", body + ("\n" + _figure(plot) if plot else ""))
+    if curve is not None:
+        body += (f'\n<figure class="chart">{curve}<figcaption>Learning-rate range test '
+                 '<span class="muted">(lr_find.json)</span></figcaption></figure>')
+    elif plot is not None:
+        body += "\n" + _figure(plot)
+    return _section("Learning-rate range test", body)
 
 
 def _final_metrics_table(rows: list[Row] | None) -> str:
@@ -318,7 +284,7 @@ def _final_metrics_table(rows: list[Row] | None) -> str:
             f'<tbody>{"".join(body)}</tbody>\n</table>')
 
 
-def _config_block(run: _RunContents) -> str:
+def _config_block(run: RunContents) -> str:
     if run.config_text is None:
         return '<p class="muted">No config.yaml in the run folder.</p>'
     return f'<pre class="config">{_escape(run.config_text.rstrip())}</pre>'

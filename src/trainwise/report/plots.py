@@ -21,12 +21,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from trainwise.errors import ConfigError, DataError
+from trainwise.errors import DataError
 from trainwise.report.run_files import read_json_object, read_metrics, read_schedule, run_folder
 from trainwise.report.series import (
     Row,
     epoch_series,
     has_metric,
+    main_metric,
     non_finite_count,
     step_series,
     y_scale,
@@ -34,7 +35,6 @@ from trainwise.report.series import (
 
 logger = logging.getLogger(__name__)
 
-MAIN_METRIC = {"classification": "accuracy", "regression": "rmse"}
 ANNOTATE_MAX_CLASSES = 20  # beyond this the count labels no longer fit in the cells
 TICK_LABEL_MAX_CLASSES = 40
 _DPI = 100
@@ -73,12 +73,12 @@ def plot_curves(rows: Sequence[Row], path: str | os.PathLike[str], *,
     Example:
         >>> plot_curves(read_metrics("run/metrics.csv"), "run/curves.png")  # doctest: +SKIP
     """
-    main_metric = _main_metric(task)
+    metric = main_metric(task)
     figure = Figure(figsize=(15, 4.2), dpi=_DPI, layout="constrained")
     loss_axes, metric_axes, lr_axes = figure.subplots(1, 3)
     _draw_epoch_panel(loss_axes, rows, "loss")
     _mark_best_epoch(loss_axes, best_epoch)
-    _draw_epoch_panel(metric_axes, rows, main_metric)
+    _draw_epoch_panel(metric_axes, rows, metric)
     _draw_lr_panel(lr_axes, rows, schedule)
     figure.suptitle(f"Training curves ({task})")
     return _save(figure, path)
@@ -176,7 +176,7 @@ def write_run_plots(run_dir: str | os.PathLike[str], *, task: str) -> list[Path]
         >>> write_run_plots("runs/digits-mlp", task="classification")  # doctest: +SKIP
         [PosixPath('runs/digits-mlp/curves.png'), PosixPath('runs/digits-mlp/lr.png')]
     """
-    _main_metric(task)
+    main_metric(task)
     folder = run_folder(run_dir)
     written: list[Path] = []
     summary_path, schedule_path = folder / "summary.json", folder / "schedule.csv"
@@ -196,12 +196,6 @@ def write_run_plots(run_dir: str | os.PathLike[str], *, task: str) -> list[Path]
         written.append(plot_confusion(summary["confusion_matrix"],
                                       summary.get("class_names"), folder / "confusion.png"))
     return written
-
-
-def _main_metric(task: str) -> str:
-    if task not in MAIN_METRIC:
-        raise ConfigError(f"task must be one of {sorted(MAIN_METRIC)}, got {task!r}")
-    return MAIN_METRIC[task]
 
 
 def _draw_epoch_panel(axes: Axes, rows: Sequence[Row], metric: str) -> None:

@@ -13,11 +13,26 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from trainwise.errors import ConfigError
+
 Row = dict[str, Any]
 
 # Logged per optimizer step as diagnostics; the final table of metrics leaves them out.
 STEP_METRICS = frozenset({"lr", "momentum", "grad_norm"})
 EVENT_SPLIT = "event"
+# The metric drawn beside the loss, by task.
+MAIN_METRIC = {"classification": "accuracy", "regression": "rmse"}
+
+
+def main_metric(task: str) -> str:
+    """The task's main metric (accuracy or rmse).
+
+    Raises:
+        ConfigError: ``task`` is neither ``"classification"`` nor ``"regression"``.
+    """
+    if task not in MAIN_METRIC:
+        raise ConfigError(f"task must be one of {sorted(MAIN_METRIC)}, got {task!r}")
+    return MAIN_METRIC[task]
 
 
 def epoch_series(rows: Iterable[Row], split: str, metric: str) -> tuple[list[int], list[float]]:

@@ -31,6 +31,15 @@ table.summary th { font-weight: 500; color: #424a53; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1rem 0 1.5rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e6eaef; }
+.charts { display: flex; flex-wrap: wrap; gap: 0 1.5rem; }
+figure.chart svg { display: block; max-width: 100%; height: auto; border: 1px solid #e6eaef; }
+table.confusion { margin: .5rem 0 1rem; }
+table.confusion caption { caption-side: top; text-align: left; font-weight: 600; white-space: nowrap;
+                          padding-bottom: .3rem; }
+.confusion-legend { font-size: .9rem; margin: 1rem 0 0; color: #59636e; }
+table.confusion td { border: 1px solid #ffffff; padding: .2rem .55rem; min-width: 2.2rem; text-align: center; }
+table.confusion th { padding: .2rem .55rem; }
+table.confusion thead th { border-bottom: 1px solid #d0d7de; font-weight: 500; }
 figcaption { font-size: .9rem; margin-top: .25rem; }
 pre { background: #f6f8fa; padding: .8rem 1rem; border-radius: 6px; overflow: auto;
       font: 13px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
