@@ -66,8 +66,10 @@ class ModelConfig(_Section):
 
 class OptimizerConfig(_Section):
     name: str = "adamw"
-    lr: Union[float, Literal["auto"]] = 1.0e-3
-    weight_decay: float = Field(0.0, ge=0.0)
+    # Defaults measured by benchmarks/defaults.py (see benchmarks/README.md): the LR range test
+    # picks the lr, AdamW decays weights by 1e-2, gradients are clipped to norm 1.
+    lr: Union[float, Literal["auto"]] = "auto"
+    weight_decay: float = Field(1.0e-2, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
@@ -126,7 +128,7 @@ class LRFindConfig(_Section):
 class TrainConfig(_Section):
     epochs: int = Field(10, gt=0)
     max_steps: Optional[int] = Field(None, gt=0)
-    grad_clip: Optional[float] = Field(None, gt=0.0)
+    grad_clip: Optional[float] = Field(1.0, gt=0.0)
     grad_clip_mode: Literal["norm", "value"] = "norm"
     accumulate: int = Field(1, gt=0)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
