@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ConfigError
+from trainwise.lsuv import check_lsuv_settings, lsuv_rescale
 from trainwise.models.layers import ACTIVATIONS, LEAKY_RELU_SLOPE, check_choice
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def initialize(
     resolved = resolve_scheme(scheme, activation)
     report: dict[str, Any] = {"scheme": resolved, "requested": scheme, "activation": activation}
     if resolved == "lsuv":
-        sample = _check_lsuv_settings(sample_input, lsuv_tol, lsuv_max_iters)
+        sample = check_lsuv_settings(sample_input, lsuv_tol, lsuv_max_iters)
     if resolved == "default":
         report["layers"] = {}
         return report
@@ -298,7 +299,8 @@ def initialize(
     if resolved == "gpt":
         report["residual_std"] = _scale_residuals(model)
     elif resolved == "lsuv":
-        report["lsuv"] = _lsuv_rescale(model, sample, lsuv_tol, lsuv_max_iters)
+        names = {module: name for name, module in model.named_modules() if isinstance(module, WeightedLayer)}
+        report["lsuv"] = lsuv_rescale(model, sample, lsuv_tol, lsuv_max_iters, names)
     logger.debug("initialized %d layers with %s", len(layers), resolved)
     return report
 
@@ -337,84 +339,3 @@ def _scale_residuals(model: nn.Module) -> float | None:
     for module in projections.values():
         nn.init.normal_(module.weight, 0.0, std)
     return std
-
-
-def _check_lsuv_settings(
-    sample_input: torch.Tensor | None, lsuv_tol: float, lsuv_max_iters: int
-) -> torch.Tensor:
-    if sample_input is None:
-        raise ConfigError(
-            "init scheme 'lsuv' needs sample_input, got None; pass one training batch, "
-            "e.g. initialize(model, 'lsuv', sample_input=x[:256])"
-        )
-    if not isinstance(sample_input, torch.Tensor):
-        raise ConfigError(f"sample_input must be a torch.Tensor, got {type(sample_input).__name__}")
-    if not 0 < lsuv_tol < 1:
-        raise ConfigError(f"lsuv_tol must be in (0, 1), got {lsuv_tol}")
-    if (
-        isinstance(lsuv_max_iters, bool)
-        or not isinstance(lsuv_max_iters, int)
-        or lsuv_max_iters < 1
-    ):
-        raise ConfigError(f"lsuv_max_iters must be an integer >= 1, got {lsuv_max_iters!r}")
-    return sample_input
-
-
-# Below this output variance a layer is dead (e.g. every ReLU off); rescaling would explode it.
-_DEAD_VARIANCE = 1e-8
-
-
-@torch.no_grad()
-def _lsuv_rescale(
-    model: nn.Module, sample: torch.Tensor, tol: float, max_iters: int
-) -> dict[str, dict[str, float]]:
-    # Mishkin & Matas (2016): visit Linear/Conv layers in the order the forward pass calls them
-    # and divide each weight by the std of its output on one batch until that variance is 1.
-    # Eval mode: dropout off and batch norm left unchanged, so the measure is deterministic.
-    names: dict[WeightedLayer, str] = {
-        module: name for name, module in model.named_modules() if isinstance(module, WeightedLayer)
-    }
-    was_training = model.training
-    model.eval()
-    try:
-        results: dict[str, dict[str, float]] = {}
-        for module in _output_variances(model, sample, list(names)):  # in call order
-            rounds = 0
-            variance = _output_variances(model, sample, [module])[module]
-            while abs(variance - 1) > tol and rounds < max_iters and variance > _DEAD_VARIANCE:
-                module.weight.mul_(variance**-0.5)
-                rounds += 1
-                variance = _output_variances(model, sample, [module])[module]
-            if abs(variance - 1) > tol:
-                logger.warning(
-                    "lsuv: layer %s has output variance %.3g after %d rounds, wanted 1 +- %g",
-                    *(names[module], variance, rounds, tol),
-                )
-            results[names[module]] = {"std": math.sqrt(variance), "iterations": rounds}
-    finally:
-        model.train(was_training)
-    return results
-
-
-def _output_variances(
-    model: nn.Module, sample: torch.Tensor, modules: list[WeightedLayer]
-) -> dict[WeightedLayer, float]:
-    # One forward pass; each module's output variance at its first call, in call order.
-    variances: dict[WeightedLayer, float] = {}
-
-    def measure(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        if module not in variances:
-            variances[cast(WeightedLayer, module)] = output.detach().float().var().item()
-
-    handles = [module.register_forward_hook(measure) for module in modules]
-    try:
-        model(sample)
-    except (RuntimeError, ValueError, TypeError) as error:
-        raise ConfigError(
-            f"lsuv could not run the model on sample_input of shape {tuple(sample.shape)}: "
-            f"{error}; pass one batch shaped like the training inputs, on the model's device"
-        ) from error
-    finally:
-        for handle in handles:
-            handle.remove()
-    return variances

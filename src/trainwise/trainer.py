@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
+from trainwise.callbacks.assembly import assemble_callbacks
 from trainwise.callbacks.base import EVENTS, overrides
-from trainwise.callbacks.monitor import resolve_mode
 from trainwise.checks import check_choice, check_int, check_range
 from trainwise.errors import ConfigError, DataError
 from trainwise.evaluation import EvalStep, evaluate_batches
@@ -33,7 +33,7 @@ from trainwise.metrics import LOSS_NAMES, Loss, build_loss, build_weighted_loss,
 from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
 from trainwise.run_folder import default_run_dir
 from trainwise.schedules import Schedule
-from trainwise.state import Best, RunState
+from trainwise.state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ class Trainer:
 
     def use_callbacks(self, *, has_val: bool) -> None:
         """Assemble the callbacks and the run's "best" for data with or without a validation split."""
-        self.callbacks, self.best = _assemble_callbacks(has_val=has_val, **self._callback_args)
+        self.callbacks, self.best = assemble_callbacks(has_val=has_val, **self._callback_args)
         self._dispatch = {event: [cb for cb in self.callbacks if overrides(cb, event)] for event in EVENTS}
 
     def _fire(self, event: str, *args: Any) -> None:
@@ -361,45 +361,3 @@ def _named_metrics(metrics: Any) -> dict[str, Callable]:
                               f"{{'name': fn}} for lambdas), got {name!r}: {fn!r}")
         named[str(name)] = fn
     return named
-
-
-def _assemble_callbacks(*, has_val: bool, early_stopping: Any, monitor: Optional[str], mode: str, patience: int,
-                        min_delta: float, user_callbacks: Sequence[Callback], saver: CheckpointSaver,
-                        progress: Optional[ProgressBar]) -> tuple[list[Callback], Best]:
-    """Built-ins, replaced by a user's callback of the same kind; and the run's one "best".
-
-    Without validation data there is no early stopping unless it was asked for, and "best" is
-    the lowest train loss; asking for a ``val_*`` monitor then fails before any training."""
-    for callback in user_callbacks:
-        if not isinstance(callback, Callback):
-            raise ConfigError(f"callbacks must be trainwise.Callback instances, got {type(callback).__name__}")
-    users = list(user_callbacks)
-    if isinstance(early_stopping, EarlyStopping):
-        users.insert(0, early_stopping)
-    stoppers = [cb for cb in users if isinstance(cb, EarlyStopping)]
-    savers = [cb for cb in users if isinstance(cb, CheckpointSaver)]
-    bars = [cb for cb in users if isinstance(cb, ProgressBar)]
-    for kind, found in (("EarlyStopping", stoppers), ("CheckpointSaver", savers), ("ProgressBar", bars)):
-        if len(found) > 1:
-            raise ConfigError(f"callbacks hold {len(found)} {kind}s; a run has one of each kind")
-    stopper = stoppers[0] if stoppers else None
-    if stopper is None and (early_stopping is True or (early_stopping is None and has_val)):
-        stopper = EarlyStopping(monitor or ("val_loss" if has_val else "train_loss"), mode=mode, patience=patience,
-                                min_delta=min_delta)
-    saver = savers[0] if savers else saver
-    watched = stopper.monitor if stopper is not None else saver.monitor or monitor
-    if not has_val and watched is not None and watched.startswith("val_"):
-        who = "early stopping" if stopper is not None else "the best-checkpoint monitor"
-        raise ConfigError(f"{who} monitors {watched!r} but fit() got no validation data; pass validation data, "
-                          "or monitor='train_loss', or early_stopping=False")
-    if stopper is not None:
-        if saver.monitor is not None and saver.monitor != stopper.monitor:
-            raise ConfigError(f"CheckpointSaver monitors {saver.monitor!r} but EarlyStopping monitors "
-                              f"{stopper.monitor!r}; a run has one 'best': drop one of the monitors")
-        best = Best(stopper.monitor, stopper.mode, stopper.min_delta, restore=stopper.restore_best)
-    else:
-        watched = watched or ("val_loss" if has_val else "train_loss")
-        best = Best(watched, saver.mode or resolve_mode(watched, mode), min_delta)
-    others = [cb for cb in users if not isinstance(cb, (EarlyStopping, CheckpointSaver, ProgressBar))]
-    ordered = ([stopper] if stopper is not None else []) + others + [saver] + (bars or ([progress] if progress else []))
-    return ordered, best
