@@ -438,3 +438,13 @@ def test_an_interrupted_lr_auto_run_resumes_at_the_lr_it_found(tmp_path):
     assert resumed.status == "completed" and [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert resumed.summary["lr"] == first.summary["lr"]
     assert "lr_finder" not in resumed.summary  # no second range test
+
+
+def test_keras_habits_fit_x_y_and_restore_best_weights(tmp_path):
+    x, y = blobs()
+    stopper = EarlyStopping("train_loss", patience=2, restore_best_weights=False)
+    assert stopper.restore_best is False
+    result = Trainer(mlp(), lr=1e-2, epochs=2, callbacks=[stopper], run_dir=tmp_path / "r", **quiet()).fit(x, y)
+    assert result.status == "completed" and len(result.history) == 2
+    with pytest.raises(DataError, match="fit\\(\\) got a single tensor as training data; pass \\(inputs, targets\\)"):
+        Trainer(mlp(), lr=1e-2, run_dir=tmp_path / "s", **quiet()).fit(x)

@@ -221,6 +221,11 @@ class Trainer:
         Calling ``fit`` again continues training the same model in the same run folder for
         ``epochs`` more epochs, with a fresh schedule over them.
         """
+        if _is_array(train) and _is_array(val) and len(train) == len(val):  # Keras' fit(x, y)
+            train, val = (train, val), None
+        elif _is_array(train):
+            raise DataError("fit() got a single tensor as training data; pass (inputs, targets): "
+                            "fit((x, y), (x_val, y_val)), or fit(x, y) with as many targets as inputs")
         if self._fits == 0:  # the first fit settles the callbacks
             self.use_callbacks(has_val=val is not None)
         return run_fit(self, train, val, test, resume=resume, allow_config_changes=allow_config_changes)
@@ -320,6 +325,10 @@ class Trainer:
             result = result * torch.tensor(self.target_normalization["std"]) + torch.tensor(
                 self.target_normalization["mean"])
         return result
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) or (hasattr(value, "__array__") and hasattr(value, "shape"))
 
 
 def _overrides_compute_loss(trainer: Trainer) -> bool:

@@ -25,14 +25,18 @@ class EarlyStopping(Callback):
             improvement (as in Keras; 0 and 1 both stop at the first such epoch).
         min_delta: an improvement must beat the best value by more than this.
         restore_best: at the end of training (before the test pass), load the weights of the best
-            epoch, so the model you get back and the test figures are those of the best epoch.
+            epoch, so the model you get back and the test figures are those of the best epoch
+            (on by default; ``restore_best_weights``, Keras' name, is accepted too).
 
     Example:
         >>> Trainer(model, callbacks=[EarlyStopping(monitor="val_accuracy", patience=3)])
     """
 
     def __init__(self, monitor: str = "val_loss", *, mode: str = "auto", patience: int = 5,
-                 min_delta: float = 0.0, restore_best: bool = True) -> None:
+                 min_delta: float = 0.0, restore_best: bool = True,
+                 restore_best_weights: Optional[bool] = None) -> None:
+        if restore_best_weights is not None:  # Keras' name for it
+            restore_best = restore_best_weights
         self.monitor = monitor
         self.mode = resolve_mode(monitor, mode)
         self.patience = check_int("patience", patience, 0)
