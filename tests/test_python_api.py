@@ -448,3 +448,34 @@ def test_keras_habits_fit_x_y_and_restore_best_weights(tmp_path):
     assert result.status == "completed" and len(result.history) == 2
     with pytest.raises(DataError, match="fit\\(\\) got a single tensor as training data; pass \\(inputs, targets\\)"):
         Trainer(mlp(), lr=1e-2, run_dir=tmp_path / "s", **quiet()).fit(x)
+
+
+@pytest.mark.parametrize("make, interval, expected", [
+    (lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5), None, [0.1, 0.05, 0.025]),
+    (lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (1 + step)), "step", None),
+    (lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5), None, None),
+])
+def test_a_torch_scheduler_is_stepped_at_its_interval_and_resumes(make, interval, expected, tmp_path):
+    x, y = blobs(96)
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    recorder = LrRecorder()
+    trainer = Trainer(model, optimizer=optimizer, schedule=make(optimizer), schedule_interval=interval, epochs=3,
+                      batch_size=32, callbacks=[recorder], run_dir=tmp_path / "r", **quiet())
+    result = trainer.fit((x, y), (x, y))
+    per_epoch = [lrs[0] for lrs in recorder.lrs[::3]]
+    if expected is not None:  # StepLR defaults to stepping once per epoch
+        assert per_epoch == pytest.approx(expected)
+    if interval == "step":
+        assert [lrs[0] for lrs in recorder.lrs[:3]] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    assert result.status == "completed"
+    saved = ckpt.load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    assert saved["torch_scheduler"] == trainer.torch_scheduler.state_dict()
+
+
+def test_a_torch_scheduler_on_another_optimizer_is_refused():
+    model = mlp()
+    other = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(other, 1)
+    with pytest.raises(ConfigError, match="StepLR built on another optimizer"):
+        Trainer(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), schedule=scheduler)

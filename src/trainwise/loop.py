@@ -52,6 +52,7 @@ class FitLoop:
         self.group_size = 0  # micro-batches backpropagated since the last optimizer step
         self.pending_logs: dict[str, float] = {}  # trainer.log() values for this epoch's logs
         self.best_weights: Optional[dict[str, torch.Tensor]] = None
+        self.torch_scheduler = trainer.torch_scheduler  # a user's torch scheduler sets the lrs itself
         self.checkpoints = LoopCheckpoint(self, checkpoints)
 
     def _micro_batch_weights(self) -> list[float]:
@@ -209,6 +210,8 @@ class FitLoop:
             return False
         s.step += 1
         self.epoch_steps += 1
+        if self.torch_scheduler is not None and t.schedule_interval == "step":
+            self.torch_scheduler.step()
         self.apply_schedule()
         if s.step % t.log_every_n_steps == 0:
             if not self.sync_each_step and not math.isfinite(self.loss_sum_device.item()):
@@ -221,6 +224,9 @@ class FitLoop:
     def apply_schedule(self, force: bool = False) -> None:
         """Set the lr (and momentum, when cycled) of the current step; each group keeps its ratio."""
         s, t = self.state, self.t
+        if self.torch_scheduler is not None:
+            s.lr = t.optimizer.param_groups[0]["lr"]
+            return
         step = min(max(s.step - self.schedule_start, 0), self.total_steps - 1)
         lr = self.schedule.lr_at(step) * t.guard.lr_scale
         if force or lr != s.lr:
@@ -301,9 +307,23 @@ class FitLoop:
         if monitored is not None:
             self.schedule.observe(monitored)
         s.history.append({"epoch": s.current_epoch, **logs, "lr": s.lr})
+        if self.torch_scheduler is not None and t.schedule_interval == "epoch":
+            self._step_torch_scheduler(monitored)
         s.epoch += 1
         s.batch = 0  # the next checkpoint starts the next epoch
         t._fire("on_epoch_end", logs)
+
+    def _step_torch_scheduler(self, monitored: Optional[float]) -> None:
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+        if isinstance(self.torch_scheduler, ReduceLROnPlateau):
+            if monitored is None:
+                raise ConfigError(f"ReduceLROnPlateau needs schedule_monitor {self.t.schedule_monitor!r}, which this "
+                                  "run does not log; set schedule_monitor='train_loss' or pass validation data")
+            self.torch_scheduler.step(monitored)
+        else:
+            self.torch_scheduler.step()
+        self.apply_schedule()
 
     def _update_best(self, logs: dict[str, float]) -> None:
         best = self.state.best

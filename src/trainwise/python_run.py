@@ -45,7 +45,7 @@ def describe_run(t: Any, lr: float) -> dict[str, Any]:
         "optimizer": {"name": optimizer_name if optimizer_name in OPTIMIZER_NAMES else optimizer_name, "lr": lr,
                       "weight_decay": t.optimizer_args["weight_decay"], "momentum": t.optimizer_args["momentum"],
                       "nesterov": t.optimizer_args["nesterov"]},
-        "schedule": {"name": t.schedule_spec if isinstance(t.schedule_spec, str) else type(t.schedule_spec).__name__,
+        "schedule": {"name": _schedule_name(t),
                      "warmup": t.warmup, **t.schedule_params},
         "train": {"epochs": t.epochs, "max_steps": t.max_steps, "grad_clip": t.grad_clip,
                   "grad_clip_mode": t.grad_clip_mode, "accumulate": t.accumulate, "precision": t.precision,
@@ -56,6 +56,11 @@ def describe_run(t: Any, lr: float) -> dict[str, Any]:
                                      "mode": t.state.best.mode, "patience": getattr(stopper, "patience", 5),
                                      "min_delta": t.state.best.min_delta, "restore_best": t.state.best.restore}},
     }
+
+
+def _schedule_name(t: Any) -> str:
+    spec = t.torch_scheduler if t.torch_scheduler is not None else t.schedule_spec
+    return spec if isinstance(spec, str) else type(spec).__name__
 
 
 def describe_data(t: Any, sample: torch.Tensor) -> dict[str, Any]:
@@ -75,13 +80,14 @@ def describe_data(t: Any, sample: torch.Tensor) -> dict[str, Any]:
 
 def finish_files(t: Any, loop: Any) -> None:
     """schedule.csv (the planned lr of every step, from the closed-form schedule) and the report."""
-    total, start, schedule, scale = loop.total_steps, loop.schedule_start, loop.schedule, t.guard.lr_scale
-    count = min(total, SCHEDULE_POINTS)
-    steps = sorted({round(i * (total - 1) / max(count - 1, 1)) for i in range(count)})
-    try:
-        write_schedule(t.run_dir / "schedule.csv", [(start + step, schedule.lr_at(step) * scale) for step in steps])
-    except OSError as exc:
-        log.warning("could not write schedule.csv: %s", exc)
+    if loop.torch_scheduler is None:  # a torch scheduler has no closed form: the report draws the logged lrs
+        total, start, schedule, scale = loop.total_steps, loop.schedule_start, loop.schedule, t.guard.lr_scale
+        count = min(total, SCHEDULE_POINTS)
+        steps = sorted({round(i * (total - 1) / max(count - 1, 1)) for i in range(count)})
+        try:
+            write_schedule(t.run_dir / "schedule.csv", [(start + step, schedule.lr_at(step) * scale) for step in steps])
+        except OSError as exc:
+            log.warning("could not write schedule.csv: %s", exc)
     if t.write_report:
         write_plots_and_report(t.run_dir, t.task or "classification")
 

@@ -157,6 +157,7 @@ class LoopCheckpoint:
             "metrics_rows": loop.metrics_log.rows_written, "guard": t.guard.state_dict(),
             "spikes": t.spikes.state_dict(), "schedule_start": loop.schedule_start, "config": t.config,
             "reference_lr": t.reference_lr,
+            "torch_scheduler": loop.torch_scheduler.state_dict() if loop.torch_scheduler is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -164,6 +165,8 @@ class LoopCheckpoint:
         t.model.load_state_dict(state["model"])
         t.optimizer.load_state_dict(state["optimizer"])
         loop.schedule.load_state_dict(state["schedule"])
+        if loop.torch_scheduler is not None and state.get("torch_scheduler") is not None:
+            loop.torch_scheduler.load_state_dict(state["torch_scheduler"])
         if state["scaler"]:
             t.scaler.load_state_dict(state["scaler"])
         saved = list(state["callbacks"].items())

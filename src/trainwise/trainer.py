@@ -75,6 +75,9 @@ class Trainer:
         schedule: a name (onecycle, cosine, step, constant, ...) or a ``Schedule``; it multiplies
             each group's own lr. Default: ``onecycle``, or ``constant`` with your own optimizer.
             ``schedule_params``: its parameters; ``warmup``: steps, or a fraction of all steps when < 1.
+            A ``torch.optim.lr_scheduler`` scheduler built on your optimizer works too: it is stepped
+            every ``schedule_interval`` (``"epoch"``, or ``"step"``; default ``"step"`` for OneCycleLR
+            and CyclicLR, ``"epoch"`` otherwise; ReduceLROnPlateau gets ``schedule_monitor``'s value).
         cycle_momentum: follow the schedule's momentum cycle (1cycle); default only with a named optimizer.
         epochs, max_steps: length of training; ``max_steps`` (optimizer steps) wins when smaller.
         batch_size, eval_batch_size: samples per micro-batch in training / evaluation.
@@ -105,7 +108,8 @@ class Trainer:
     def __init__(
         self, model: nn.Module, *, loss: Loss = "cross_entropy", optimizer: Union[str, torch.optim.Optimizer] = "adamw",
         lr: Union[float, str, None] = None, weight_decay: float = 1e-2, momentum: float = 0.9, nesterov: bool = False,
-        schedule: Union[str, Schedule, None] = None, schedule_params: Optional[dict[str, Any]] = None,
+        schedule: Union[str, Schedule, Any, None] = None, schedule_params: Optional[dict[str, Any]] = None,
+        schedule_interval: Optional[str] = None,
         warmup: float = 0, schedule_monitor: str = "val_loss", cycle_momentum: Optional[bool] = None,
         epochs: int = 10, max_steps: Optional[int] = None, batch_size: int = 64, eval_batch_size: Optional[int] = None,
         accumulate: int = 1, grad_clip: Union[float, str, None] = "auto", grad_clip_mode: str = "norm", precision: str = "fp32",
@@ -152,6 +156,9 @@ class Trainer:
                                                     class_weights=self._weights_on_device())
         self.label_smoothing = label_smoothing
         self.metrics = _named_metrics(metrics)
+        self.torch_scheduler, self.schedule_interval = _torch_scheduler(schedule, optimizer, schedule_interval, lr)
+        if self.torch_scheduler is not None:
+            schedule = "constant"  # the scheduler sets the lrs; the loop only steps it
         self.schedule_spec = schedule if schedule is not None else ("constant" if self.user_optimizer else "onecycle")
         self.schedule_params, self.warmup = dict(schedule_params or {}), warmup
         self.schedule_monitor = schedule_monitor  # what reduce-on-plateau listens to
@@ -325,6 +332,24 @@ class Trainer:
             result = result * torch.tensor(self.target_normalization["std"]) + torch.tensor(
                 self.target_normalization["mean"])
         return result
+
+
+def _torch_scheduler(schedule: Any, optimizer: Any, interval: Optional[str], lr: Any) -> tuple[Any, str]:
+    """A user's ``torch.optim.lr_scheduler`` scheduler and when to step it, checked."""
+    from torch.optim import lr_scheduler
+
+    if not isinstance(schedule, (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)):
+        if interval is not None:
+            raise ConfigError(f"schedule_interval applies to a torch.optim.lr_scheduler scheduler, got schedule "
+                              f"{schedule!r}; drop schedule_interval")
+        return None, "step"
+    if schedule.optimizer is not optimizer:
+        raise ConfigError(f"schedule is a {type(schedule).__name__} built on another optimizer; pass the optimizer "
+                          "it was built for as optimizer=")
+    if lr is not None:
+        raise ConfigError(f"lr={lr!r} was given with a {type(schedule).__name__}, which sets the lrs itself; drop lr")
+    default = "step" if isinstance(schedule, (lr_scheduler.OneCycleLR, lr_scheduler.CyclicLR)) else "epoch"
+    return schedule, check_choice("schedule_interval", interval or default, ("step", "epoch"))
 
 
 def _is_array(value: Any) -> bool:
