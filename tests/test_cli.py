@@ -182,7 +182,7 @@ def test_lr_find_and_lr_auto(tmp_path):
     import yaml
 
     assert yaml.safe_load((run / "config.yaml").read_text())["optimizer"]["lr"] == summary["lr"]
-    assert (run / "lr_find.png").is_file()
+    assert (run / "lr_find.json").is_file() and "Learning-rate range test" in (run / "report.html").read_text()
 
 
 def test_same_config_twice_gives_identical_losses(tmp_path):

@@ -234,7 +234,7 @@ def test_lr_auto_runs_the_range_test_and_records_the_lr(tmp_path):
     assert result.summary["lr_finder"]["suggestion"] == chosen and 1e-5 < chosen < 1
     config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert config["optimizer"]["lr"] == chosen
-    assert (tmp_path / "r" / "lr_find.png").is_file()
+    assert json.loads((tmp_path / "r" / "lr_find.json").read_text())["suggestion"] == chosen
 
 
 def test_the_default_lr_of_a_named_optimizer_is_auto(tmp_path):
@@ -479,3 +479,14 @@ def test_a_torch_scheduler_on_another_optimizer_is_refused():
     scheduler = torch.optim.lr_scheduler.StepLR(other, 1)
     with pytest.raises(ConfigError, match="StepLR built on another optimizer"):
         Trainer(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), schedule=scheduler)
+
+
+def test_lr_auto_with_dict_batches_and_weights_measures_the_training_loss(tmp_path):
+    x, y = blobs(300)
+    w = torch.ones(len(x))
+    loader = DataLoader(DictDataset(x, y), batch_size=32, shuffle=True)
+    result = Trainer(mlp(), lr="auto", epochs=1, run_dir=tmp_path / "d", **quiet()).fit(loader)
+    assert result.summary["lr_finder"]["suggestion"] == result.summary["lr"]
+    weighted = Trainer(mlp(), lr="auto", epochs=1, run_dir=tmp_path / "w", **quiet()).fit((x, y, w))
+    plain = Trainer(mlp(), lr="auto", epochs=1, run_dir=tmp_path / "p", **quiet()).fit((x, y))
+    assert weighted.summary["lr"] == pytest.approx(plain.summary["lr"])  # unit weights: the same curve

@@ -114,8 +114,8 @@ def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
         from trainwise.optim import build_optimizer
 
         t.optimizer = build_optimizer(t.model, t.optimizer_spec, lr=1e-3, **t.optimizer_args)
-    return find_lr(t.model, t.optimizer, batches, loss=lambda out, y: t.loss_of(out, y, None), device=t.device,
-                   precision=t.precision, run_dir=t.run_dir, record=lambda kind, message: None)[1]
+    return find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
+                   precision=t.precision, run_dir=t.run_dir, record=lambda kind, message: None, png=True)[1]
 
 
 def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
@@ -137,7 +137,7 @@ def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
         return max(g["lr"] for g in groups)
     if getattr(t, "reference_lr", None) is not None:  # a second fit keeps the lr the first one found
         return t.reference_lr
-    suggestion, summary = find_lr(t.model, t.optimizer, batches, loss=lambda out, y: t.loss_of(out, y, None), device=t.device,
+    suggestion, summary = find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
                                   precision=t.precision, run_dir=t.run_dir, record=t.record_event)
     t.summary_extra["lr_finder"] = summary
     if suggestion is None:

@@ -3,6 +3,7 @@ schedule, and describe a Python run in its folder the way a CLI run is described
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -97,13 +98,38 @@ def build_run_schedule(spec: Any, *, lr: float, total_steps: int, steps_per_epoc
         return build_schedule("constant", lr=lr, total_steps=max(total_steps, 1), steps_per_epoch=steps_per_epoch)
 
 
-def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *, loss: Callable, device: torch.device,
-            precision: str, run_dir: Path, record: Callable[[str, str], None]) -> tuple[Optional[float], dict]:
+class _Batch:
+    """A training batch as the range test's "inputs": already on the device, whatever its shape."""
+
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+
+    def to(self, device: torch.device) -> "_Batch":
+        return self
+
+
+class _LossOfBatch(nn.Module):
+    """The model seen through the trainer's own ``compute_loss``, so that the range test measures
+    the loss training will minimize: (x, y, weight) and dict batches and a user override included."""
+
+    def __init__(self, model: nn.Module, compute_loss: Callable[[nn.Module, Any], torch.Tensor]) -> None:
+        super().__init__()
+        self.model, self.compute_loss = model, compute_loss
+
+    def forward(self, wrapped: _Batch) -> torch.Tensor:
+        return self.compute_loss(self.model, wrapped.batch)
+
+
+def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *, compute_loss: Callable,
+            device: torch.device, precision: str, run_dir: Path, record: Callable[[str, str], None],
+            png: bool = False) -> tuple[Optional[float], dict]:
     """Run the LR range test on the training batches (the model, optimizer and RNG are put back).
-    Returns the suggested lr (None when the curve gives none) and what summary.json records."""
+    Returns the suggested lr (None when the curve gives none) and what summary.json records.
+    Writes lr_find.json (the report draws it); lr_find.png too with ``png`` (it costs matplotlib)."""
     from trainwise.lr_finder import LRFinder, save_lr_find
 
-    finder = LRFinder(model, optimizer, loss, device=device,
+    no_target = torch.zeros(())
+    finder = LRFinder(_LossOfBatch(model, compute_loss), optimizer, lambda loss, _: loss, device=device,
                       # fp16 needs a grad scaler the range test does not have; bf16 behaves alike without one
                       precision="bf16" if precision == "bf16" else "fp32")
 
@@ -111,13 +137,17 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
         epoch = 0
         while True:
             batches.set_epoch(epoch)
-            yield from batches
+            for batch in batches:
+                yield _Batch(batch), no_target
             epoch += 1
 
     result = finder.run(endless)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_lr_find(result, run_dir)
+        if png:
+            save_lr_find(result, run_dir)
+        else:
+            (run_dir / "lr_find.json").write_text(json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
     except (OSError, TrainwiseError) as exc:  # the plot is a convenience; the lr is what matters
         log.warning("could not save the lr range test plot: %s", exc)
     summary = {"suggestion": result.suggestion, "rule": result.rule, "suggestions": result.suggestions}
