@@ -251,6 +251,58 @@ def test_float_targets_of_shape_n_are_read_as_n_by_1_for_a_single_output() -> No
     assert flat_result.suggestion == expected.suggestion is not None
 
 
+def scripted_loss(values: Callable[[int], float], calls: list[int]) -> LossFn:
+    """A loss whose value at the n-th call is values(n), whatever the model outputs."""
+
+    def loss_fn(outputs: Tensor, targets: Tensor) -> Tensor:
+        calls.append(1)
+        return outputs.sum() * 0.0 + values(len(calls) - 1)
+
+    return loss_fn
+
+
+def flat_then_u_shaped(first_run_steps: int) -> Callable[[int], float]:
+    """Flat for the first run's calls; then a loss that falls and rises with the step."""
+    return lambda call: 2.3 if call < first_run_steps else 1.0 + ((call - first_run_steps) / 30 - 4) ** 2
+
+
+def test_a_curve_without_suggestion_is_measured_again_twice_as_long() -> None:
+    calls: list[int] = []
+    model, finder = sgd_finder(scripted_loss(flat_then_u_shaped(20), calls), num_steps=20)
+    weights_before = copy.deepcopy(model.state_dict())
+    result = finder.run(regression_batches())
+
+    assert len(calls) == 20 + 2 * 20 and len(result.lrs) == 40
+    # The second test's schedule spans the same range in twice the steps.
+    assert result.lrs[0] == 1e-7 and result.lrs[-1] == pytest.approx(10.0, rel=1e-12)
+    assert result.reason is None and result.suggestion is not None
+    assert_bitwise_equal(model.state_dict(), weights_before)
+
+
+def test_without_retry_a_flat_curve_gives_its_reason_after_one_test() -> None:
+    calls: list[int] = []
+    _, finder = sgd_finder(scripted_loss(flat_then_u_shaped(20), calls), num_steps=20, retry=False)
+    result = finder.run(regression_batches())
+    assert len(calls) == len(result.lrs) == 20
+    assert result.suggestion is None and result.reason is not None
+    assert result.reason.startswith("loss curve is flat")
+
+
+def test_a_curve_that_never_gives_a_suggestion_says_why_after_the_second_test() -> None:
+    calls: list[int] = []
+    _, finder = sgd_finder(scripted_loss(lambda call: 2.3, calls), num_steps=20)
+    result = finder.run(regression_batches())
+    assert len(calls) == 20 + 40 and len(result.lrs) == 40
+    assert result.suggestion is None and result.reason.startswith("loss curve is flat")
+
+
+def test_a_curve_with_a_suggestion_is_measured_once() -> None:
+    calls: list[int] = []
+    _, finder = sgd_finder(scripted_loss(lambda call: 1.0 + (call / 10 - 3) ** 2, calls), num_steps=50)
+    result = finder.run(regression_batches())
+    assert len(calls) == len(result.lrs) == 50 and result.suggestion is not None
+
+
 def test_stops_early_when_the_smoothed_loss_exceeds_diverge_factor_times_best() -> None:
     _, finder = sgd_finder(end_lr=100.0)
     losses = finder.run(regression_batches()).losses

@@ -56,18 +56,21 @@ def test_compare_has_no_suggested_lr_when_a_seed_got_no_suggestion() -> None:
     assert figures["suggested_accuracy"] == 47.5 and figures["within_1pt"] is False
 
 
-def test_the_held_out_recipes_bring_another_model_family_to_each_tuned_data_set() -> None:
+def test_the_held_out_recipes_bring_another_model_family_to_each_data_set_the_rule_was_fitted_on() -> None:
     script = load_script()
     configs = {name: script.Runner(recipe, device="cpu", mnist_root=Path("unused"), scratch=Path("unused"))
                .config(0) for name, recipe in script.RECIPES.items() if recipe.csv_table is None}
-    tuned = {(configs[name].data.dataset, configs[name].model.name)
-             for name, recipe in script.RECIPES.items() if recipe.tuned}
-    held_out = {(configs[name].data.dataset, configs[name].model.name)
-                for name, recipe in script.RECIPES.items() if not recipe.tuned and name in configs}
-    assert {dataset for dataset, _ in tuned} == {"digits", "mnist", "mnist1d"}
+
+    def families(held_out: bool) -> set[tuple[str, str]]:
+        return {(configs[name].data.dataset, configs[name].model.name) for name, recipe in script.RECIPES.items()
+                if name in configs and (recipe.fitted == "") is held_out}
+
+    fitted, held_out = families(False), families(True)
+    assert {dataset for dataset, _ in fitted} == {"digits", "mnist", "mnist1d"}
     assert {dataset for dataset, _ in held_out} == {"digits", "mnist", "mnist1d"}
-    assert not tuned & held_out  # another model on each data set, never the tuned one again
-    assert sum(not recipe.tuned for recipe in script.RECIPES.values()) >= 3
+    assert not fitted & held_out  # another model on each data set, never one the rule was fitted on
+    assert {recipe.fitted for recipe in script.RECIPES.values()} == {"valley position", "retry", ""}
+    assert sum(recipe.fitted == "" for recipe in script.RECIPES.values()) >= 3
 
 
 def test_toy_tables_are_written_as_a_csv_with_the_class_last(tmp_path: Path) -> None:
@@ -81,12 +84,20 @@ def test_toy_tables_are_written_as_a_csv_with_the_class_last(tmp_path: Path) -> 
 
 def test_a_training_subset_keeps_the_first_samples_and_the_other_splits(tmp_path: Path) -> None:
     script = load_script()
-    recipe = script.Recipe("digits.yaml", (), 1, "digits, 100 training images", False, train_subset=100)
+    recipe = script.Recipe("digits.yaml", (), 1, "digits, 100 training images", "", train_subset=100)
     runner = script.Runner(recipe, device="cpu", mnist_root=tmp_path, scratch=tmp_path)
     full = script.build.load_bundle(runner.config(0))
     bundle = runner.bundle(runner.config(0))
     assert len(bundle.train[0]) == 100 and torch.equal(bundle.train[0], full.train[0][:100])
     assert torch.equal(bundle.test[0], full.test[0])
+
+
+def test_a_curve_is_kept_as_its_geometric_lrs_and_rounded_losses() -> None:
+    lrs = [1e-7 * 1.2**i for i in range(5)]
+    curve = load_script().compact_curve({"lrs": lrs, "losses": [2.302585, 2.1, 1.23456789, 0.5, 7.0]})
+    assert curve["first_lr"] == 1e-7 and curve["lr_factor"] == pytest.approx(1.2)
+    assert curve["losses"] == [2.303, 2.1, 1.235, 0.5, 7.0]
+    assert load_script().compact_curve({}) == {"first_lr": None, "lr_factor": None, "losses": []}
 
 
 @pytest.mark.slow  # a range test and four 1-epoch digits runs in a fresh interpreter: ~10 s on a shared CPU
@@ -101,10 +112,12 @@ def test_quick_run_writes_its_json_and_prints_its_table(tmp_path: Path) -> None:
     assert isinstance(result["meets_target"], bool)
     (digits,) = result["datasets"]
     assert digits["dataset"] == "digits" and digits["rule"] == "valley" and digits["seeds"] == 1
-    assert digits["tuned_on"] is True
-    assert len(digits["suggested_runs"][0]["curve"]["lrs"]) == len(digits["suggested_runs"][0]["curve"]["losses"])
+    assert digits["rule_fitted_on_it"] == "valley position"
+    curve = digits["suggested_runs"][0]["curve"]
+    assert curve["first_lr"] == 1e-7 and curve["lr_factor"] > 1 and len(curve["losses"]) >= 10
     assert 1e-7 <= digits["suggested_lr"] <= 10.0
     assert set(digits["sweep_accuracy"]) == {"0.001", "0.01", "0.1"}
     assert digits["within_1pt"] is (digits["gap_points"] <= 1.0)
     assert "digits" in completed.stdout and "within 1pt" in completed.stdout
-    assert result["headline"].startswith("1/1 recipes within 1 pt") is digits["within_1pt"]
+    assert result["headline"].startswith("1/1 recipes within 1 pt (0 held out)") is digits["within_1pt"]
+    assert result["defaults"]["lr_finder"]["retry"] is True

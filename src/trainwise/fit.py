@@ -115,7 +115,8 @@ def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
 
         t.optimizer = build_optimizer(t.model, t.optimizer_spec, lr=1e-3, **t.optimizer_args)
     return find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
-                   precision=t.precision, run_dir=t.run_dir, record=lambda kind, message: None, png=True)[1]
+                   precision=t.precision, run_dir=t.run_dir, record=lambda kind, message: None, png=True,
+                   settings=t.lr_find)[1]
 
 
 def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
@@ -138,12 +139,13 @@ def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
     if getattr(t, "reference_lr", None) is not None:  # a second fit keeps the lr the first one found
         return t.reference_lr
     suggestion, summary = find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
-                                  precision=t.precision, run_dir=t.run_dir, record=t.record_event)
+                                  precision=t.precision, run_dir=t.run_dir, record=t.record_event,
+                                  settings=t.lr_find)
     t.summary_extra["lr_finder"] = summary
     if suggestion is None:
         suggestion = fallback_lr(t.optimizer_spec)
         t.warn(f"lr='auto': the lr range test gave no suggestion ({summary.get('reason')}); trained at lr "
-               f"{suggestion:g} instead — see lr_find.png and set lr yourself")
+               f"{suggestion:g} instead — see the range test in report.html and set lr yourself")
     t.reference_lr = suggestion
     return suggestion
 

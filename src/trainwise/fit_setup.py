@@ -122,7 +122,7 @@ class _LossOfBatch(nn.Module):
 
 def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *, compute_loss: Callable,
             device: torch.device, precision: str, run_dir: Path, record: Callable[[str, str], None],
-            png: bool = False) -> tuple[Optional[float], dict]:
+            png: bool = False, settings: Optional[dict[str, Any]] = None) -> tuple[Optional[float], dict]:
     """Run the LR range test on the training batches (the model, optimizer and RNG are put back).
     Returns the suggested lr (None when the curve gives none) and what summary.json records.
     Writes lr_find.json (the report draws it); lr_find.png too with ``png`` (it costs matplotlib)."""
@@ -131,7 +131,7 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
     no_target = torch.zeros(())
     finder = LRFinder(_LossOfBatch(model, compute_loss), optimizer, lambda loss, _: loss, device=device,
                       # fp16 needs a grad scaler the range test does not have; bf16 behaves alike without one
-                      precision="bf16" if precision == "bf16" else "fp32")
+                      precision="bf16" if precision == "bf16" else "fp32", **(settings or {}))
 
     def endless():
         epoch = 0

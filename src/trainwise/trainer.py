@@ -69,7 +69,8 @@ class Trainer:
             or your built ``torch.optim.Optimizer``, whose parameter groups and lrs are kept.
         lr: a number, or ``"auto"`` (an LR range test before training). Default: ``"auto"`` with an
             optimizer name; your own optimizer's lrs as given (``lr="auto"`` rescales its groups
-            together, keeping their ratios; a number with a built optimizer is refused).
+            together, keeping their ratios; a number with a built optimizer is refused). ``lr_find``:
+            the range test's settings (``start_lr``, ``end_lr``, ``num_steps``, ``rule``).
         weight_decay, momentum, nesterov: settings of a named optimizer (decay 1e-2 by default, never on
             biases and norms).
         schedule: a name (onecycle, cosine, step, constant, ...) or a ``Schedule``; it multiplies
@@ -109,7 +110,7 @@ class Trainer:
         self, model: nn.Module, *, loss: Loss = "cross_entropy", optimizer: Union[str, torch.optim.Optimizer] = "adamw",
         lr: Union[float, str, None] = None, weight_decay: float = 1e-2, momentum: float = 0.9, nesterov: bool = False,
         schedule: Union[str, Schedule, Any, None] = None, schedule_params: Optional[dict[str, Any]] = None,
-        schedule_interval: Optional[str] = None,
+        schedule_interval: Optional[str] = None, lr_find: Optional[dict[str, Any]] = None,
         warmup: float = 0, schedule_monitor: str = "val_loss", cycle_momentum: Optional[bool] = None,
         epochs: int = 10, max_steps: Optional[int] = None, batch_size: int = 64, eval_batch_size: Optional[int] = None,
         accumulate: int = 1, grad_clip: Union[float, str, None] = "auto", grad_clip_mode: str = "norm", precision: str = "fp32",
@@ -146,6 +147,7 @@ class Trainer:
 
             check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
         self.lr = _check_lr(lr, optimizer)
+        self.lr_find = dict(lr_find or {})  # LRFinder settings for lr="auto": start_lr, end_lr, num_steps, rule
         self.optimizer_spec = optimizer
         self.optimizer: Optional[torch.optim.Optimizer] = optimizer if self.user_optimizer else None
         self.optimizer_args = {"weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov}

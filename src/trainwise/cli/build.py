@@ -101,7 +101,8 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
     classification = bundle.task == "classification"
     return Trainer(
         model, loss=loss_name(cfg, bundle), optimizer=make_optimizer(cfg, model, 1e-3 if lr == "auto" else lr),
-        lr=lr, schedule=cfg.schedule.name, schedule_params=schedule_params, warmup=cfg.schedule.warmup,
+        lr=lr, lr_find=cfg.train.lr_find.model_dump(), schedule=cfg.schedule.name, schedule_params=schedule_params,
+        warmup=cfg.schedule.warmup,
         schedule_monitor=cfg.schedule.monitor, cycle_momentum=True, epochs=t.epochs, max_steps=t.max_steps,
         batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, accumulate=t.accumulate, grad_clip=t.grad_clip,
         grad_clip_mode=t.grad_clip_mode, precision=t.precision, device=t.device, early_stopping=early_stopping,
