@@ -7,11 +7,11 @@ benchmarked on saved curves without training anything.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 import numpy as np
 
+from trainwise.checks import closest
 from trainwise.errors import ConfigError
 
 __all__ = [
@@ -56,8 +56,8 @@ MINIMUM_BACKOFF = 10.0
 def check_rule(rule: str) -> None:
     """Raise ConfigError with a did-you-mean unless ``rule`` is one of ``SUGGESTION_RULES``."""
     if rule not in SUGGESTION_RULES:
-        close = difflib.get_close_matches(str(rule), SUGGESTION_RULES, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"expected one of {SUGGESTION_RULES}"
+        match = closest(rule, SUGGESTION_RULES)
+        hint = f"did you mean {match!r}?" if match else f"expected one of {SUGGESTION_RULES}"
         raise ConfigError(f"unknown suggestion rule {rule!r}; {hint}")
 
 

@@ -8,7 +8,6 @@ images whatever the normalization.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from trainwise.checks import closest
 from trainwise.errors import ConfigError, DataError
 
 AUGMENTATIONS = ("crop", "flip", "rotate", "translate")
@@ -165,8 +165,8 @@ def _check_setting(name: str, value: Any, image_size: int) -> float | int:
 def _check_names(options: Mapping[str, Any]) -> None:
     for name in options:
         if name not in AUGMENTATIONS:
-            close = difflib.get_close_matches(name, AUGMENTATIONS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            match = closest(name, AUGMENTATIONS)
+            hint = f"did you mean {match!r}? " if match else ""
             raise ConfigError(
                 f"unknown augmentation {name!r}; {hint}available: {', '.join(AUGMENTATIONS)}"
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from trainwise.data.normalization import (
 )
 from trainwise.data.splits import check_fraction, make_splits
 from trainwise.data.tabular import load_csv, load_npz
+from trainwise.checks import closest
 from trainwise.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ CLASSIFICATION_ONLY = ("digits", "fashion-mnist", "mnist", "mnist1d")
 
 def _check_arguments(dataset: str, given: dict[str, object], task: str | None) -> None:
     if dataset not in DATASETS:
-        close = difflib.get_close_matches(dataset, DATASETS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        match = closest(dataset, DATASETS)
+        hint = f"did you mean {match!r}? " if match else ""
         raise ConfigError(f"unknown dataset {dataset!r}; {hint}available: {', '.join(DATASETS)}")
     for name, value in given.items():
         if value is not None and name not in ARGUMENTS_USED[dataset]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import difflib
 import zipfile
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from trainwise.data.bundle import RawData
+from trainwise.checks import closest
 from trainwise.errors import ConfigError, DataError, DataNotFoundError
 
 
@@ -132,8 +132,8 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
     header, rows, lines = _read_rows(path)
     target = header[-1] if target is None else target
     if target not in header:
-        close = difflib.get_close_matches(target, header, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        match = closest(target, header)
+        hint = f"did you mean {match!r}? " if match else ""
         raise ConfigError(
             f"target column {target!r} is not in {path}; {hint}columns: {', '.join(header)}"
         )
