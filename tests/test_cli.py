@@ -153,6 +153,24 @@ def test_csv_classification_trains_with_text_labels(tmp_path):
     assert summary["class_names"] == ["no", "yes"]
 
 
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def test_schedule_resolves_a_config_relative_path_from_another_folder(tmp_path):
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    rows = "\n".join(f"{i % 7},{i % 3},{i % 2}" for i in range(200))
+    (project / "data" / "t.csv").write_text("a,b,label\n" + rows + "\n")
+    (project / "t.yaml").write_text("data: {dataset: csv, path: data/t.csv, target: label}\n"
+                                    "train: {epochs: 2}\noptimizer: {lr: 0.01}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = trainwise("schedule", str(project / "t.yaml"), "--out", "s.png", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert "optimizer steps" in proc.stdout
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"real MNIST files not in {SHARED_MNIST}")
 def test_schedule_command_prints_and_plots(tmp_path):
     # from another folder, data.root as the config file gives it (relative to the file)
     proc = trainwise("schedule", str(ROOT / "examples" / "mnist.yaml"),
