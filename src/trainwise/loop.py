@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from trainwise.checks import did_you_mean
 from trainwise.errors import ConfigError
 from trainwise.loader import batch_length
 from trainwise.nonfinite import DIVERGED_ADVICE
@@ -331,7 +332,7 @@ class FitLoop:
         if value is None:
             available = ", ".join(sorted(logs))
             raise ConfigError(f"early stopping / best checkpoint monitors {best.monitor!r}, which this run does not "
-                          f"log; available metrics: {available}")
+                          f"log{did_you_mean(best.monitor, logs)}; available metrics: {available}")
         if best.update(value, self.state.current_epoch) and best.restore:
             self.best_weights = {k: v.detach().clone() for k, v in self.t.model.state_dict().items()}
 

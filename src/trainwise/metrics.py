@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -179,3 +179,30 @@ class RegressionMeter:
         r2 = 1.0 - sse / total_ss if total_ss > 0 else float("nan")
         return {"loss": self.loss_sum.item() / max(self.count, 1), "rmse": math.sqrt(sse / n),
                 "mae": self.sae.item() / n, "r2": r2}
+
+
+def class_weights_of(weights: Any) -> Union[torch.Tensor, str, None]:
+    """Class weights as a float tensor (from a list, array or tensor), or ``"balanced"``."""
+    if weights is None or isinstance(weights, torch.Tensor):
+        return weights.float() if isinstance(weights, torch.Tensor) else None
+    if isinstance(weights, str):
+        return check_choice("class_weights", weights, ("balanced",))
+    try:
+        return torch.as_tensor(list(weights), dtype=torch.float32)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"class_weights must be a list of numbers, one per class, or 'balanced', "
+                          f"got {weights!r}") from exc
+
+
+def named_metrics(metrics: Any) -> dict[str, Callable]:
+    """``{name: fn(outputs, targets)}`` from a dict, or a list named by ``__name__``."""
+    if metrics is None:
+        return {}
+    items = metrics.items() if isinstance(metrics, Mapping) else ((getattr(f, "__name__", None), f) for f in metrics)
+    named = {}
+    for name, fn in items:
+        if not callable(fn) or not name or name == "<lambda>":
+            raise ConfigError(f"metrics must be callables fn(outputs, targets) with a name (pass a dict "
+                              f"{{'name': fn}} for lambdas), got {name!r}: {fn!r}")
+        named[str(name)] = fn
+    return named

@@ -29,7 +29,8 @@ from trainwise.errors import ConfigError, DataError
 from trainwise.evaluation import EvalStep, evaluate_batches
 from trainwise.fit import FitResult, run_fit, run_lr_find
 from trainwise.loader import make_batches
-from trainwise.metrics import LOSS_NAMES, Loss, build_loss, build_weighted_loss, task_of_loss
+from trainwise.metrics import (LOSS_NAMES, Loss, build_loss, build_weighted_loss, class_weights_of, named_metrics,
+                               task_of_loss)
 from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
 from trainwise.run_folder import default_run_dir
 from trainwise.schedules import Schedule
@@ -152,15 +153,19 @@ class Trainer:
         self.optimizer: Optional[torch.optim.Optimizer] = optimizer if self.user_optimizer else None
         self.optimizer_args = {"weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov}
         self.loss_spec, self.task = loss, task_of_loss(loss)
-        self.class_weights = _class_weights(class_weights)
+        self.class_weights = class_weights_of(class_weights)
         self.loss_fn = build_loss(loss, label_smoothing=label_smoothing, class_weights=self._weights_on_device())
         self.weighted_loss_fn = build_weighted_loss(loss, label_smoothing=label_smoothing,
                                                     class_weights=self._weights_on_device())
         self.label_smoothing = label_smoothing
-        self.metrics = _named_metrics(metrics)
+        self.metrics = named_metrics(metrics)
         self.torch_scheduler, self.schedule_interval = _torch_scheduler(schedule, optimizer, schedule_interval, lr)
         if self.torch_scheduler is not None:
             schedule = "constant"  # the scheduler sets the lrs; the loop only steps it
+        if isinstance(schedule, str):  # a typo fails now, not after the range test
+            from trainwise.schedules import SCHEDULE_NAMES
+
+            check_choice("schedule", schedule, (*SCHEDULE_NAMES, "sgdr"))
         self.schedule_spec = schedule if schedule is not None else ("constant" if self.user_optimizer else "onecycle")
         self.schedule_params, self.warmup = dict(schedule_params or {}), warmup
         self.schedule_monitor = schedule_monitor  # what reduce-on-plateau listens to
@@ -178,7 +183,7 @@ class Trainer:
         self.keep_last = keep_last
         self.guard = NonFiniteGuard(on_nonfinite, max_rollbacks=max_rollbacks, lr_factor=rollback_lr_factor)
         self.spikes = SpikeCounter(spike_factor)
-        self._callback_args = dict(
+        self._callback_args: dict[str, Any] = dict(
             early_stopping=early_stopping, monitor=monitor, mode=mode, patience=patience, min_delta=min_delta,
             user_callbacks=list(callbacks), progress=ProgressBar() if progress else None,
             saver=CheckpointSaver(every_n_steps=checkpoint_every_n_steps, every_epoch=checkpoint_every_epoch))
@@ -374,26 +379,3 @@ def _check_lr(lr: Any, optimizer: Any) -> Union[float, str, None]:
     return check_range("lr", lr, 0, low_open=True)
 
 
-def _class_weights(weights: Any) -> Union[torch.Tensor, str, None]:
-    if weights is None or isinstance(weights, torch.Tensor):
-        return weights.float() if isinstance(weights, torch.Tensor) else None
-    if isinstance(weights, str):
-        return check_choice("class_weights", weights, ("balanced",))
-    try:
-        return torch.as_tensor(list(weights), dtype=torch.float32)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"class_weights must be a list of numbers, one per class, or 'balanced', "
-                          f"got {weights!r}") from exc
-
-
-def _named_metrics(metrics: Any) -> dict[str, Callable]:
-    if metrics is None:
-        return {}
-    items = metrics.items() if isinstance(metrics, Mapping) else ((getattr(f, "__name__", None), f) for f in metrics)
-    named = {}
-    for name, fn in items:
-        if not callable(fn) or not name or name == "<lambda>":
-            raise ConfigError(f"metrics must be callables fn(outputs, targets) with a name (pass a dict "
-                              f"{{'name': fn}} for lambdas), got {name!r}: {fn!r}")
-        named[str(name)] = fn
-    return named
