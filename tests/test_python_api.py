@@ -490,3 +490,35 @@ def test_lr_auto_with_dict_batches_and_weights_measures_the_training_loss(tmp_pa
     weighted = Trainer(mlp(), lr="auto", epochs=1, run_dir=tmp_path / "w", **quiet()).fit((x, y, w))
     plain = Trainer(mlp(), lr="auto", epochs=1, run_dir=tmp_path / "p", **quiet()).fit((x, y))
     assert weighted.summary["lr"] == pytest.approx(plain.summary["lr"])  # unit weights: the same curve
+
+
+@pytest.mark.parametrize("wrap", ["tuple", "dict"])
+def test_models_returning_a_tuple_or_a_logits_dict_train_and_evaluate(wrap, tmp_path):
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = mlp()
+
+        def forward(self, x):
+            logits = self.body(x)
+            return (logits, x.mean()) if wrap == "tuple" else {"logits": logits, "hidden": x}
+
+    x, y = blobs()
+    trainer = Trainer(Wrapped(), lr=1e-2, epochs=3, run_dir=tmp_path / "r", **quiet())
+    result = trainer.fit((x, y), (x, y))
+    assert result.history[-1]["val_accuracy"] > 0.9
+    assert trainer.predict(x).shape == (len(x), 3)
+
+
+def test_a_model_returning_something_else_gets_one_clear_error(tmp_path):
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = mlp()
+
+        def forward(self, x):
+            return {"scores": self.body(x)}
+
+    x, y = blobs()
+    with pytest.raises(DataError, match="^the model returned a dict; return a tensor, a tuple"):
+        Trainer(Odd(), lr=1e-2, run_dir=tmp_path / "r", **quiet()).fit((x, y))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import DataError
+from trainwise.loader import main_output
 from trainwise.metrics import ClassificationMeter, RegressionMeter, compute_user_metrics
 
 
@@ -30,7 +31,7 @@ class EvalStep:
             if self.compute_loss is not None:
                 return None, None, self.compute_loss(self.model, batch).float()
             inputs, targets, weights = self.split_batch(batch)
-            outputs = self.model(inputs).float()
+            outputs = main_output(self.model(inputs)).float()
             return outputs, targets, self.loss_of(outputs, targets, weights)
 
 

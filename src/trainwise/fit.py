@@ -17,7 +17,7 @@ import torch
 from trainwise import checkpoint as ckpt
 from trainwise.errors import ConfigError, DataError
 from trainwise.fit_setup import build_run_schedule, fallback_lr, find_lr, prepare_split
-from trainwise.loader import make_batches
+from trainwise.loader import main_output, make_batches
 from trainwise.loop import FitLoop
 from trainwise.python_run import describe_data, describe_run, finish_files
 from trainwise.resume import Checkpointer, check_resume_config
@@ -179,7 +179,7 @@ def _balanced_weights(t: Any, train: Any) -> None:
     from trainwise.data import balanced_class_weights
     from trainwise.metrics import build_loss, build_weighted_loss
 
-    outputs = t.model(train[0][:1].to(t.device))
+    outputs = main_output(t.model(train[0][:1].to(t.device)))
     t.class_weights = balanced_class_weights(train[1].cpu(), outputs.shape[1])
     t.loss_fn = build_loss(t.loss_spec, label_smoothing=t.label_smoothing, class_weights=t._weights_on_device())
     t.weighted_loss_fn = build_weighted_loss(t.loss_spec, label_smoothing=t.label_smoothing,

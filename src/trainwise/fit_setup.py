@@ -13,7 +13,7 @@ from torch import nn
 
 from trainwise.data import check_arrays
 from trainwise.errors import ConfigError, DataError, TrainwiseError
-from trainwise.loader import as_tensors, as_tensor_dict, to_device
+from trainwise.loader import as_tensors, as_tensor_dict, main_output, to_device
 from trainwise.schedules import Schedule, build_schedule
 
 log = logging.getLogger(__name__)
@@ -29,13 +29,14 @@ def probe(model: nn.Module, inputs: Any, device: torch.device) -> torch.Tensor:
     model.eval()
     try:
         with torch.inference_mode():
-            return model(to_device(inputs, device))
+            outputs = model(to_device(inputs, device))
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
         raise DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
                         "check that the model's input size matches the data") from exc
     finally:
         model.train(was_training)
+    return main_output(outputs)
 
 
 def infer_task(task: Optional[str], targets: torch.Tensor, outputs: torch.Tensor) -> str:

@@ -229,6 +229,19 @@ def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> A
     return batch
 
 
+def main_output(outputs: Any) -> Any:
+    """The prediction tensor of a model's outputs: the outputs themselves, the first item of a
+    tuple/list (``(logits, hidden)``), or ``outputs["logits"]`` of a dict (Hugging Face style)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, (tuple, list)) and outputs:
+        return outputs[0]
+    if isinstance(outputs, dict) and "logits" in outputs:
+        return outputs["logits"]
+    raise DataError(f"the model returned a {type(outputs).__name__}; return a tensor, a tuple whose first item is "
+                    "the prediction, or a dict with 'logits' — or override Trainer.compute_loss(model, batch)")
+
+
 def batch_length(batch: Any) -> int:
     """Samples in a batch: the length of its first tensor (in a tuple, list or dict)."""
     first = batch

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainwise.loader import main_output
 from trainwise.metrics import LOSS_NAMES
 from trainwise.run_folder import write_schedule
 
@@ -69,7 +70,7 @@ def describe_data(t: Any, sample: torch.Tensor) -> dict[str, Any]:
     with torch.inference_mode():
         was_training = t.model.training
         t.model.eval()
-        outputs = t.model(sample.to(t.device))
+        outputs = main_output(t.model(sample.to(t.device)))
         t.model.train(was_training)
     num_outputs = int(outputs.shape[1]) if outputs.dim() == 2 else 1
     return {"dataset": "python", "task": t.task, "input_shape": list(sample.shape[1:]),

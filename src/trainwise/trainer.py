@@ -28,7 +28,7 @@ from trainwise.checks import check_choice, check_int, check_range
 from trainwise.errors import ConfigError, DataError
 from trainwise.evaluation import EvalStep, evaluate_batches
 from trainwise.fit import FitResult, run_fit, run_lr_find
-from trainwise.loader import make_batches
+from trainwise.loader import main_output, make_batches
 from trainwise.metrics import (LOSS_NAMES, Loss, build_loss, build_weighted_loss, class_weights_of, named_metrics,
                                task_of_loss)
 from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
@@ -288,7 +288,7 @@ class Trainer:
         """The training loss of one batch. Override it for batches or losses the defaults do not
         cover (the loop handles autocast, accumulation and the non-finite guard around it)."""
         inputs, targets, weights = self.split_batch(batch)
-        return self.loss_of(model(inputs), targets, weights)
+        return self.loss_of(main_output(model(inputs)), targets, weights)
 
     def _training_loss(self, batch: Any) -> torch.Tensor:
         if self.autocast_dtype is None:
@@ -332,7 +332,7 @@ class Trainer:
         for batch in batches:
             inputs = self.split_batch(batch)[0]
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                outputs.append(self.model(inputs).float().cpu())
+                outputs.append(main_output(self.model(inputs)).float().cpu())
         self.model.train(was_training)
         result = torch.cat(outputs)
         if self.target_normalization:
