@@ -522,3 +522,19 @@ def test_a_model_returning_something_else_gets_one_clear_error(tmp_path):
     x, y = blobs()
     with pytest.raises(DataError, match="^the model returned a dict; return a tensor, a tuple"):
         Trainer(Odd(), lr=1e-2, run_dir=tmp_path / "r", **quiet()).fit((x, y))
+
+
+def test_a_binary_classifier_with_bce_with_logits_reports_accuracy_not_r2(tmp_path):
+    x, labels = blobs(classes=2)
+    y = labels.float()  # 0/1 floats, one logit per sample: the usual binary set-up
+    trainer = Trainer(mlp(outputs=1), loss=nn.BCEWithLogitsLoss(), lr=1e-2, epochs=10, run_dir=tmp_path / "r",
+                      **quiet())
+    result = trainer.fit((x, y), (x, y), test=(x, y))
+    assert "val_accuracy" in result.history[-1] and "val_r2" not in result.history[-1]
+    expected = float(((trainer.predict(x).squeeze(1) > 0).float() == y).float().mean())
+    assert result.summary["test_accuracy"] == pytest.approx(expected) and expected > 0.9
+    assert not result.warnings
+    assert sum(map(sum, result.summary["confusion_matrix"])) == len(x)
+    with pytest.raises(DataError, match="targets must be 0 or 1 for BCEWithLogitsLoss"):
+        Trainer(mlp(outputs=1), loss=nn.BCEWithLogitsLoss(), lr=1e-2, run_dir=tmp_path / "s",
+                **quiet()).fit((x, y * 3))

@@ -10,7 +10,7 @@ from torch import nn
 
 from trainwise.errors import DataError
 from trainwise.loader import main_output
-from trainwise.metrics import ClassificationMeter, RegressionMeter, compute_user_metrics
+from trainwise.metrics import BinaryMeter, ClassificationMeter, RegressionMeter, compute_user_metrics
 
 
 @dataclass
@@ -72,7 +72,7 @@ def evaluate_batches(step: EvalStep, batches: Any, *, task: Optional[str], metri
                 continue
             if meter is None:
                 meter = _meter_for(task, outputs, targets, step.device, target_std)
-            if isinstance(meter, RegressionMeter) and outputs.shape != targets.shape:
+            if isinstance(meter, (RegressionMeter, BinaryMeter)) and outputs.shape != targets.shape:
                 targets = targets.reshape(outputs.shape)
             meter.update(outputs, targets, loss)
             if metrics:
@@ -95,4 +95,6 @@ def _meter_for(task: Optional[str], outputs: torch.Tensor, targets: torch.Tensor
         task = "classification" if classify else "regression"
     if task == "classification":
         return ClassificationMeter(outputs.shape[1], device)
+    if task == "binary":
+        return BinaryMeter(device)
     return RegressionMeter(device, target_std)

@@ -77,8 +77,11 @@ def prepare_split(source: Any, split: str, *, model: nn.Module, device: torch.de
                             "use integer class labels, or a regression loss (mse, mae, huber)")
         y = y.long()
     num_classes = outputs.shape[1] if task == "classification" and outputs.dim() == 2 else None
-    check_arrays(x, y, task=task, num_classes=num_classes, where=split)
-    if task == "regression" and y.numel() == outputs[:1].numel() * len(y):
+    if task == "binary" and not bool(((y == 0) | (y == 1)).all()):
+        raise DataError(f"{split} targets must be 0 or 1 for BCEWithLogitsLoss, got values such as "
+                        f"{sorted(set(y.flatten()[:1000].tolist()))[:5]}")
+    check_arrays(x, y, task="regression" if task == "binary" else task, num_classes=num_classes, where=split)
+    if task in ("regression", "binary") and y.numel() == outputs[:1].numel() * len(y):
         y = y.float().reshape(len(y), *outputs.shape[1:])
     return (x, y, *rest), task, x[:2]
 

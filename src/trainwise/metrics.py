@@ -25,7 +25,10 @@ _UNREDUCED = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "mae": F.l1_l
 
 
 def task_of_loss(loss: Loss) -> Optional[str]:
-    """``classification`` or ``regression`` when the loss says which, else None (the data decides)."""
+    """``classification``, ``binary`` (one logit per sample, BCEWithLogitsLoss) or ``regression`` when
+    the loss says which, else None (the data decides)."""
+    if isinstance(loss, nn.BCEWithLogitsLoss):
+        return "binary"
     if isinstance(loss, str):
         return "regression" if loss in REGRESSION_LOSSES else "classification"
     if isinstance(loss, _CLASSIFICATION_MODULES):
@@ -143,6 +146,25 @@ def macro_f1(confusion: torch.Tensor) -> float:
     present = (predicted + actual) > 0
     f1 = 2 * tp / (predicted + actual).clamp(min=1)
     return float(f1[present].mean()) if bool(present.any()) else 0.0
+
+
+class BinaryMeter:
+    """Loss and accuracy of one logit per sample (positive when > 0) against 0/1 targets, with the
+    2x2 confusion matrix, so binary figures read like ``ClassificationMeter``'s."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.inner = ClassificationMeter(2, device)
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        predicted = (outputs.reshape(len(outputs), -1)[:, 0] > 0).long()
+        logits = torch.nn.functional.one_hot(predicted, 2).float()  # argmax gives back the prediction
+        self.inner.update(logits, targets.reshape(len(targets), -1)[:, 0].round().long(), loss)
+
+    def compute(self) -> dict[str, float]:
+        return self.inner.compute()
+
+    def confusion_matrix(self) -> torch.Tensor:
+        return self.inner.confusion_matrix()
 
 
 class RegressionMeter:

@@ -56,7 +56,7 @@ def trivial_predictor_warning(task: Optional[str], metrics: dict[str, float], sp
         return (f"the model is worse than predicting the mean: {split} R² {metrics['r2']:.3f} < 0; try lr=auto, "
                 "standardized targets, more epochs, or a check of the data (trainwise doctor)")
     accuracy = metrics.get("accuracy")
-    if task == "classification" and accuracy is not None and majority_fraction is not None \
+    if task in ("classification", "binary") and accuracy is not None and majority_fraction is not None \
             and accuracy <= majority_fraction:
         return (f"the model is no better than always predicting the majority class: {split} accuracy "
                 f"{accuracy:.3f} <= {majority_fraction:.3f}; try lr=auto, more epochs, class_weights, or a "

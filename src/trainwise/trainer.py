@@ -278,7 +278,8 @@ class Trainer:
                         "(inputs, targets, weights) or Trainer.compute_loss(model, batch) -> loss")
 
     def loss_of(self, outputs: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
-        if self.task == "regression" and outputs.shape != targets.shape and outputs.numel() == targets.numel():
+        if self.task in ("regression", "binary") and outputs.shape != targets.shape \
+                and outputs.numel() == targets.numel():
             targets = targets.reshape(outputs.shape)
         if weights is None:
             return self.loss_fn(outputs, targets)
