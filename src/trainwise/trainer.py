@@ -29,7 +29,7 @@ from trainwise.errors import ConfigError, DataError
 from trainwise.evaluation import EvalStep, evaluate_batches
 from trainwise.fit import FitResult, run_fit, run_lr_find
 from trainwise.loader import main_output, make_batches
-from trainwise.metrics import (LOSS_NAMES, Loss, build_loss, build_weighted_loss, class_weights_of, named_metrics,
+from trainwise.metrics import (Loss, build_loss, build_weighted_loss, class_weights_of, named_metrics,
                                task_of_loss)
 from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
 from trainwise.run_folder import default_run_dir

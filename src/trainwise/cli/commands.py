@@ -6,15 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from trainwise.cli import EXIT_RUN_FAILED
-from trainwise.cli import build
+from trainwise.cli import EXIT_RUN_FAILED, build
 from trainwise.cli.validate import check_names
 from trainwise.config import RunConfig, load_config
-from trainwise.errors import CheckpointError, LRFinderError
+from trainwise.errors import CheckpointError
 from trainwise.run_folder import default_run_dir
 
 log = logging.getLogger("trainwise")
