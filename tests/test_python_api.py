@@ -538,3 +538,19 @@ def test_a_binary_classifier_with_bce_with_logits_reports_accuracy_not_r2(tmp_pa
     with pytest.raises(DataError, match="targets must be 0 or 1 for BCEWithLogitsLoss"):
         Trainer(mlp(outputs=1), loss=nn.BCEWithLogitsLoss(), lr=1e-2, run_dir=tmp_path / "s",
                 **quiet()).fit((x, y * 3))
+
+
+def test_val_fraction_holds_out_a_stratified_seeded_share(tmp_path):
+    x, y = blobs(200)
+    seen = {}
+
+    class Sizes(Callback):
+        def on_fit_start(self, trainer):
+            seen["batches"] = trainer.state.batches_per_epoch
+
+    result = Trainer(mlp(), lr=1e-2, epochs=2, batch_size=10, callbacks=[Sizes()], run_dir=tmp_path / "r",
+                     **quiet()).fit((x, y), val_fraction=0.2)
+    assert seen["batches"] == 16  # 160 training samples in batches of 10
+    assert "val_accuracy" in result.history[-1] and result.summary["monitor"] == "val_loss"
+    with pytest.raises(ConfigError, match="pass either val or val_fraction"):
+        Trainer(mlp(), lr=1e-2, run_dir=tmp_path / "s", **quiet()).fit((x, y), (x, y), val_fraction=0.2)

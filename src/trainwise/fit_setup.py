@@ -164,3 +164,20 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
 
 def fallback_lr(optimizer_name: Any) -> float:
     return FALLBACK_LR.get(str(optimizer_name), DEFAULT_FALLBACK_LR)
+
+
+def hold_out_val(train: Any, val: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """``(train, val)`` with ``fraction`` of in-memory train held out as val (seeded, stratified)."""
+    import numpy as np
+
+    from trainwise.data.splits import check_fraction, split_indices
+
+    check_fraction("val_fraction", fraction)
+    tensors = as_tensors(train)
+    if val is not None or tensors is None:
+        raise ConfigError("val_fraction splits in-memory (inputs, targets) training data when no val is given; "
+                          "pass either val or val_fraction")
+    labels = tensors[1].numpy() if not tensors[1].is_floating_point() and tensors[1].dim() == 1 else None
+    keep, held = split_indices(len(tensors[0]), fraction=fraction, rng=np.random.default_rng(seed), labels=labels)
+    keep_t, held_t = torch.as_tensor(keep), torch.as_tensor(held)
+    return tuple(t[keep_t] for t in tensors), tuple(t[held_t] for t in tensors)

@@ -28,6 +28,7 @@ from trainwise.checks import check_choice, check_int, check_range
 from trainwise.errors import ConfigError, DataError
 from trainwise.evaluation import EvalStep, evaluate_batches
 from trainwise.fit import FitResult, run_fit, run_lr_find
+from trainwise.fit_setup import hold_out_val
 from trainwise.loader import main_output, make_batches
 from trainwise.metrics import (Loss, build_loss, build_weighted_loss, class_weights_of, named_metrics,
                                task_of_loss)
@@ -225,12 +226,14 @@ class Trainer:
         return self._loop.checkpoints.save(best=best) if self._loop is not None else None
 
     # ----------------------------------------------------------------------------- fit
-    def fit(self, train: Any, val: Any = None, *, test: Any = None, resume: Union[str, Path, None] = None,
-            allow_config_changes: bool = False) -> FitResult:
+    def fit(self, train: Any, val: Any = None, *, test: Any = None, val_fraction: Optional[float] = None,
+            resume: Union[str, Path, None] = None, allow_config_changes: bool = False) -> FitResult:
         """Train on ``train``, validate on ``val`` after each epoch, test on ``test`` at the end.
 
         Each may be an ``(inputs, targets)`` or ``(inputs, targets, weights)`` pair of tensors or
         arrays, a dict of them, a ``TensorDataset``, a map-style ``Dataset`` or a ``DataLoader``.
+        ``val_fraction`` holds out that share of in-memory training data as validation (seeded by
+        ``seed``, stratified by class; Keras' ``validation_split``) when no ``val`` is given.
         ``resume`` is a checkpoint path or ``"auto"`` (the newest verified checkpoint in ``run_dir``).
         Calling ``fit`` again continues training the same model in the same run folder for
         ``epochs`` more epochs, with a fresh schedule over them.
@@ -240,6 +243,8 @@ class Trainer:
         elif _is_array(train):
             raise DataError("fit() got a single tensor as training data; pass (inputs, targets): "
                             "fit((x, y), (x_val, y_val)), or fit(x, y) with as many targets as inputs")
+        if val_fraction is not None:
+            train, val = hold_out_val(train, val, val_fraction, self.seed)
         if self._fits == 0:  # the first fit settles the callbacks
             self.use_callbacks(has_val=val is not None)
         return run_fit(self, train, val, test, resume=resume, allow_config_changes=allow_config_changes)
