@@ -110,10 +110,7 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
 def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
     train, t.task, _ = prepare_split(train, "train", model=t.model, device=t.device, task=t.task)
     batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device)
-    if t.optimizer is None:
-        from trainwise.optim import build_optimizer
-
-        t.optimizer = build_optimizer(t.model, t.optimizer_spec, lr=1e-3, **t.optimizer_args)
+    _ensure_optimizer(t)
     return find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
                    precision=t.precision, run_dir=t.run_dir, record=lambda kind, message: None, png=True,
                    settings=t.lr_find)[1]
@@ -121,10 +118,7 @@ def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
 
 def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
     """The reference lr (the largest group's) and each group's ``lr_scale`` relative to it."""
-    if t.optimizer is None:
-        from trainwise.optim import build_optimizer
-
-        t.optimizer = build_optimizer(t.model, t.optimizer_spec, lr=1e-3, **t.optimizer_args)
+    _ensure_optimizer(t)
     groups = t.optimizer.param_groups
     if not all("lr_scale" in g for g in groups):  # a user's optimizer: its groups keep their ratios
         top = max(g["lr"] for g in groups)
@@ -148,6 +142,14 @@ def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
                f"{suggestion:g} instead — see the range test in report.html and set lr yourself")
     t.reference_lr = suggestion
     return suggestion
+
+
+def _ensure_optimizer(t: Any) -> None:
+    """A named optimizer is built on first use (its lr is set by the schedule, or found by lr=auto)."""
+    if t.optimizer is None:
+        from trainwise.optim import build_optimizer
+
+        t.optimizer = build_optimizer(t.model, t.optimizer_spec, lr=1e-3, **t.optimizer_args)
 
 
 def _cycle_momentum(t: Any, schedule: Any) -> bool:

@@ -102,28 +102,6 @@ def build_run_schedule(spec: Any, *, lr: float, total_steps: int, steps_per_epoc
         return build_schedule("constant", lr=lr, total_steps=max(total_steps, 1), steps_per_epoch=steps_per_epoch)
 
 
-class _Batch:
-    """A training batch as the range test's "inputs": already on the device, whatever its shape."""
-
-    def __init__(self, batch: Any) -> None:
-        self.batch = batch
-
-    def to(self, device: torch.device) -> "_Batch":
-        return self
-
-
-class _LossOfBatch(nn.Module):
-    """The model seen through the trainer's own ``compute_loss``, so that the range test measures
-    the loss training will minimize: (x, y, weight) and dict batches and a user override included."""
-
-    def __init__(self, model: nn.Module, compute_loss: Callable[[nn.Module, Any], torch.Tensor]) -> None:
-        super().__init__()
-        self.model, self.compute_loss = model, compute_loss
-
-    def forward(self, wrapped: _Batch) -> torch.Tensor:
-        return self.compute_loss(self.model, wrapped.batch)
-
-
 def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *, compute_loss: Callable,
             device: torch.device, precision: str, run_dir: Path, record: Callable[[str, str], None],
             png: bool = False, settings: Optional[dict[str, Any]] = None) -> tuple[Optional[float], dict]:
@@ -132,20 +110,12 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
     Writes lr_find.json (the report draws it); lr_find.png too with ``png`` (it costs matplotlib)."""
     from trainwise.lr_finder import LRFinder, save_lr_find
 
-    no_target = torch.zeros(())
-    finder = LRFinder(_LossOfBatch(model, compute_loss), optimizer, lambda loss, _: loss, device=device,
+    finder = LRFinder(model, optimizer, None, device=device,
                       # fp16 needs a grad scaler the range test does not have; bf16 behaves alike without one
-                      precision="bf16" if precision == "bf16" else "fp32", **(settings or {}))
-
-    def endless():
-        epoch = 0
-        while True:
-            batches.set_epoch(epoch)
-            for batch in batches:
-                yield _Batch(batch), no_target
-            epoch += 1
-
-    result = finder.run(endless)
+                      precision="bf16" if precision == "bf16" else "fp32",
+                      # the loss training will minimize: (x, y, w) and dict batches, a user override
+                      batch_loss=lambda batch: compute_loss(model, batch), **(settings or {}))
+    result = finder.run(batches)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if png:

@@ -88,6 +88,8 @@ class LRFinder:
             (the optimizers of ``trainwise.optim``) run at ``lr * lr_scale`` instead (1 when
             a group has none), and the suggestion is the base lr that ``set_lr`` scales.
         loss_fn: ``loss_fn(outputs, targets)`` returning a scalar tensor.
+        batch_loss: instead of ``model`` + ``loss_fn`` on ``(inputs, targets)`` pairs, the loss of
+            a whole batch of any shape (a trainer's ``compute_loss``); ``loss_fn`` is then unused.
         start_lr: The learning rate of the first step, > 0.
         end_lr: The learning rate of the last step, > start_lr.
         num_steps: How many optimizer steps the test runs at most, >= 10.
@@ -117,7 +119,7 @@ class LRFinder:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None,
         *,
         start_lr: float = 1e-7,
         end_lr: float = 10.0,
@@ -129,6 +131,7 @@ class LRFinder:
         device: torch.device | str | None = None,
         precision: str = "fp32",
         retry: bool = True,
+        batch_loss: Callable[[Any], Tensor] | None = None,
     ) -> None:
         for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
@@ -159,6 +162,7 @@ class LRFinder:
         self.device = model_device
         self.precision = precision
         self.retry = retry
+        self.batch_loss = batch_loss
 
     def lr_at(self, step: int, num_steps: int | None = None) -> float:
         """The lr of step ``step`` (0-based) of a test of ``num_steps`` steps (default: the
@@ -225,13 +229,17 @@ class LRFinder:
         raw_losses: list[float] = []
         average, best = 0.0, math.inf
         ratios = _group_ratios(self.optimizer.param_groups)
-        for step, (inputs, targets) in enumerate(self._endless(batches)):
+        for step, batch in enumerate(self._endless(batches)):
             lr = self.lr_at(step, num_steps)
             for group, ratio in zip(self.optimizer.param_groups, ratios):
                 group["lr"] = lr * ratio
             with autocast:
-                outputs = self.model(inputs.to(device))
-                loss = self.loss_fn(outputs, _match_target_shape(outputs, targets.to(device)))
+                if self.batch_loss is not None:
+                    loss = self.batch_loss(batch)
+                else:
+                    inputs, targets = batch
+                    outputs = self.model(inputs.to(device))
+                    loss = self.loss_fn(outputs, _match_target_shape(outputs, targets.to(device)))
             loss.backward()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -274,11 +282,11 @@ class LRFinder:
                 batches.set_epoch(epoch)
             epoch += 1
             for batch in restart():
-                if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                if self.batch_loss is None and not (isinstance(batch, (tuple, list)) and len(batch) == 2):
                     kind = type(batch).__name__
                     raise DataError(f"each batch must be a pair (inputs, targets), got {kind}")
                 produced += 1
-                yield batch[0], batch[1]
+                yield batch
             if produced == produced_before:
                 raise DataError(
                     f"the batch source ran out after {produced} batches of {self.num_steps} and "

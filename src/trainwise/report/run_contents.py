@@ -63,20 +63,9 @@ def load_run(folder: Path, task: str | None = None) -> RunContents:
                              "summary.json not found: the run has not finished (it may have "
                              "crashed or still be running), so there are no final figures.")
     run.lr_find = _load_json(folder / "lr_find.json", run.notes, missing_note=None)
-    metrics_path = folder / "metrics.csv"
-    if metrics_path.is_file():
-        try:
-            run.rows = read_metrics(metrics_path)
-        except DataError as err:
-            run.notes.append(f"metrics.csv could not be read: {err}")
-    else:
-        run.notes.append("metrics.csv not found: no metrics were logged.")
-    schedule_path = folder / "schedule.csv"
-    if schedule_path.is_file():
-        try:
-            run.schedule = read_schedule(schedule_path)
-        except DataError as err:
-            run.notes.append(f"schedule.csv could not be read: {err}")
+    run.rows = _read_csv(folder / "metrics.csv", read_metrics, run.notes,
+                         "metrics.csv not found: no metrics were logged.")
+    run.schedule = _read_csv(folder / "schedule.csv", read_schedule, run.notes, None)
     run.data_info = _load_json(folder / "data.json", [], missing_note=None)
     run.task = _resolve_task(run, task)
     run.charts = _charts(run)
@@ -145,3 +134,16 @@ def _find_figures(folder: Path, notes: list[str]) -> list[Path]:
             else:
                 notes.append(f"{path.name} is not a PNG image and was left out.")
     return figures
+
+
+def _read_csv(path: Path, reader: Any, notes: list[str], missing_note: str | None) -> Any:
+    """``reader(path)``, or None with a note when the file is missing (if that is worth saying) or unreadable."""
+    if not path.is_file():
+        if missing_note:
+            notes.append(missing_note)
+        return None
+    try:
+        return reader(path)
+    except DataError as err:
+        notes.append(f"{path.name} could not be read: {err}")
+        return None
