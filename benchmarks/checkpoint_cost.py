@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = common.base_parser(__doc__.splitlines()[0]).parse_args(argv)
     common.quiet_logs()
     common.pin_threads(args.threads)
-    from trainwise.cli import build
+    from trainwise import build
     from trainwise.config import load_config
 
     block, warmup, rounds = QUICK if args.quick else FULL

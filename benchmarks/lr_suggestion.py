@@ -55,7 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from trainwise.cli import build  # noqa: E402
+from trainwise import build  # noqa: E402
 from trainwise.config import RunConfig, load_config  # noqa: E402
 from trainwise.lr_finder import LRFinder  # noqa: E402
 

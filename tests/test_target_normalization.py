@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainwise.cli.build import data_description, load_bundle
+from trainwise.build import data_description, load_bundle
 from trainwise.config import load_config
 from trainwise.data import (
     denormalize_target,

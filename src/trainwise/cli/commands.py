@@ -7,8 +7,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from trainwise.cli import EXIT_RUN_FAILED, build
-from trainwise.cli.validate import check_names
+from trainwise import build
+from trainwise.cli import EXIT_RUN_FAILED
+from trainwise.config_check import check_names
 from trainwise.config import RunConfig, load_config
 from trainwise.errors import CheckpointError
 from trainwise.run_folder import default_run_dir

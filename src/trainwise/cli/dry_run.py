@@ -12,7 +12,7 @@ import argparse
 
 import yaml
 
-from trainwise.cli.validate import check_names, estimated_steps
+from trainwise.config_check import check_names, estimated_steps
 from trainwise.config import RunConfig, load_config
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from trainwise.cli.saved_run import PYTHON_DATASET, SavedRun, load_saved_run, rebuild_model
+from trainwise.saved_run import PYTHON_DATASET, SavedRun, load_saved_run, rebuild_model
 from trainwise.cli.table_io import check_output_path, read_inputs, read_labelled, write_predictions
 from trainwise.errors import ConfigError, DataError
 
@@ -62,7 +62,7 @@ def _split_of_run(run: SavedRun, split: str) -> tuple[torch.Tensor, torch.Tensor
     if run.cfg.data.dataset == PYTHON_DATASET:
         raise ConfigError(f"{run.folder} was trained from Python on data trainwise cannot reload; "
                           "pass --data FILE (.npz with x and y, or .csv with --target COLUMN)")
-    from trainwise.cli import build
+    from trainwise import build
     from trainwise.data import denormalize_target
 
     bundle = build.load_bundle(run.cfg)

@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import Any
 
-from trainwise.cli import build
+from trainwise import build
 from trainwise.config import load_config
 
 

@@ -1,4 +1,5 @@
-"""Config → objects: the only place where a ``RunConfig`` becomes data, a model and a Trainer."""
+"""Config → objects: the one place where a ``RunConfig`` becomes data, a model and a Trainer (used by
+the CLI, search and studies alike)."""
 
 from __future__ import annotations
 
