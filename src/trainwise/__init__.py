@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name is imported
     from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
     from trainwise.config import RunConfig, load_config
     from trainwise.data import load_data
-    from trainwise.errors import CheckpointError, ConfigError, DataError, TrainwiseError
+    from trainwise.errors import CheckpointError, ConfigError, DataError, ExportError, TrainwiseError
+    from trainwise.export import ExportResult, export, load_model
     from trainwise.fit import FitResult
     from trainwise.init import initialize
     from trainwise.lr_finder import LRFinder
@@ -48,6 +49,10 @@ _EXPORTS = {
     "ConfigError": "trainwise.errors",
     "DataError": "trainwise.errors",
     "CheckpointError": "trainwise.errors",
+    "ExportError": "trainwise.errors",
+    "export": "trainwise.export",
+    "load_model": "trainwise.export",
+    "ExportResult": "trainwise.export",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

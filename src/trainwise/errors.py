@@ -39,3 +39,7 @@ class DivergedError(TrainwiseError, RuntimeError):
 
 class LRFinderError(TrainwiseError, RuntimeError):
     """The LR range test gave no usable suggestion."""
+
+
+class ExportError(TrainwiseError, RuntimeError):
+    """A model cannot be exported to a format, or the exported artifact disagrees with it."""

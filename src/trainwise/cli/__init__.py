@@ -48,12 +48,44 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the run's data.target)")
     _model_args(evaluate)
 
-    predict = sub.add_parser("predict", help="predict with a run's best checkpoint")
-    predict.add_argument("run_dir")
+    predict = sub.add_parser("predict", help="predict with a run's best checkpoint or an exported model")
+    predict.add_argument("run_dir", metavar="RUN_DIR|ARTIFACT", help="a run folder, or a file trainwise export "
+                         "wrote: .onnx, .pt (TorchScript), .pt2, .safetensors")
     predict.add_argument("inputs", help=".npz with an array 'x', or .csv with the training columns "
                          "(raw, unnormalized inputs; a target column is ignored)")
     predict.add_argument("--out", required=True, help="where to write predictions: .npz or .csv")
     _model_args(predict)
+
+    export = sub.add_parser(
+        "export", help="export a run's best checkpoint: onnx, torchscript, pt2, safetensors, int8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export RUN_DIR/checkpoints/best.pt (eval mode) and verify each artifact: it is reloaded from "
+        "disk, its outputs on real test batches must match PyTorch's within --atol/--rtol and its test accuracy "
+        "PyTorch's within 0.1 point, or the export fails and the file is removed. Every artifact takes raw inputs: "
+        "the run's input normalization (data.json) is folded into the graph, so nothing else must ship with it. "
+        "BatchNorm is folded into the preceding conv/linear layer; the batch axis is dynamic.",
+        epilog="formats:\n"
+        "  onnx         model.onnx, one self-contained file (torch's default exporter), run with onnxruntime\n"
+        "  torchscript  model.pt (traced; scripted when tracing misses control flow). TorchScript is\n"
+        "               deprecated in PyTorch; prefer pt2 or onnx unless you need libtorch (C++)\n"
+        "  pt2          model.pt2 from torch.export, PyTorch's replacement for TorchScript\n"
+        "  safetensors  model.safetensors: weights + config + data.json, trainwise.load_model(path) loads it\n"
+        "               with no pickle\n"
+        "  int8         dynamic quantization of Linear/LSTM/GRU layers: model.int8.onnx (onnxruntime), or\n"
+        "               model.int8.pt for GRU/LSTM models (torch's quantize_dynamic, deprecated, the only\n"
+        "               path that quantizes recurrent weights); size, latency and accuracy before/after\n"
+        "  all          every format the model can take, into one folder\n"
+        "onnx and int8 need pip install 'trainwise[export]'. Figures go to export.json beside the files.")
+    export.add_argument("run_dir")
+    export.add_argument("--format", default="onnx", help="onnx (default), torchscript, pt2, safetensors, int8, all")
+    export.add_argument("--out", metavar="PATH", help="the file (one format) or folder (all); its folder must exist "
+                        "(default RUN_DIR/export/model.<suffix>)")
+    export.add_argument("--atol", type=float, default=1e-4, help="absolute output tolerance (default 1e-4)")
+    export.add_argument("--rtol", type=float, default=1e-3, help="relative output tolerance (default 1e-3)")
+    export.add_argument("--max-int8-drop", type=float, default=1.0,
+                        help="largest int8 test-accuracy drop accepted, in points (default 1)")
+    export.add_argument("--data", metavar="FILE", help="verify on this .npz (raw x, y) instead of the run's test split")
+    _model_args(export)
 
     schedule = sub.add_parser("schedule", help="print and plot a config's lr schedule without training")
     _config_args(schedule)
@@ -121,6 +153,7 @@ HANDLERS = {
     "schedule": "trainwise.cli.schedule_cmd:schedule",
     "lr-find": "trainwise.cli.commands:lr_find",
     "report": "trainwise.cli.report_cmd:report",
+    "export": "trainwise.cli.export_cmd:export_command",
 }
 DRY_RUN_HANDLER = "trainwise.cli.dry_run:dry_run_command"
 
