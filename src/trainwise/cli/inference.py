@@ -69,8 +69,7 @@ def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
     if not meta.get("data"):
         raise DataError(f"{path} carries no trainwise metadata (trainwise.json); predict with the tool that made it")
     description = {**meta["data"], "normalization": None}  # folded into the artifact
-    config = meta.get("config") or {}
-    cfg = config_from_dict({"data": config["data"]} if "data" in config else {})
+    cfg = config_from_dict({"data": {"target": description.get("target")}})
     run = SavedRun(path.parent, cfg, description, path)
     x = read_inputs(Path(args.inputs), run)
     with torch.inference_mode():

@@ -66,7 +66,8 @@ class ExportSource:
         return tuple(self.example.shape[1:])
 
     def meta_json(self) -> str:
-        return json.dumps(self.meta, sort_keys=True)
+        """What travels inside each artifact (no local paths: ``source`` stays in export.json)."""
+        return json.dumps({key: value for key, value in self.meta.items() if key != "source"}, sort_keys=True)
 
 
 def from_run(run_dir: str | Path, *, checkpoint: str = "best.pt", model_spec: Optional[str] = None,
@@ -77,7 +78,7 @@ def from_run(run_dir: str | Path, *, checkpoint: str = "best.pt", model_spec: Op
         CheckpointError: the checkpoint is missing (no fallback to last.pt: the export ships the
             checkpoint it names).
     """
-    from trainwise.saved_run import load_saved_run, rebuild_model
+    from trainwise.saved_run import load_saved_run, rebuild_model, training_columns
 
     folder = Path(run_dir)
     if not (folder / "checkpoints" / checkpoint).is_file() and (folder / "config.yaml").is_file():
@@ -92,8 +93,13 @@ def from_run(run_dir: str | Path, *, checkpoint: str = "best.pt", model_spec: Op
     if data is None:
         data = _run_split(run)
     x, y = data
-    meta = {"config": run.cfg.to_dict(), "data": run.description, "source": str(folder.resolve()),
-            "checkpoint": run.checkpoint.name}
+    description = dict(run.description)
+    columns, target = training_columns(run)
+    if columns:  # a CSV run: predict matches columns by name
+        description.update(feature_names=columns, target=target)
+    # No data paths in the artifact: it ships to other machines.
+    meta = {"name": run.cfg.name, "config": {"model": run.cfg.to_dict()["model"]}, "data": description,
+            "checkpoint": run.checkpoint.name, "source": str(folder.resolve())}
     split = "test" if run.cfg.data.dataset != "python" and data is not None else "data"
     return ExportSource(module, x[:EXAMPLE_BATCH].clone(), x, y, run.task, meta, run.cfg.name, split)
 
