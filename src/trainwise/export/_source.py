@@ -60,6 +60,7 @@ class ExportSource:
     meta: dict[str, Any] = field(default_factory=dict)
     name: str = "model"
     eval_split: str = "test"
+    user_model: Optional[nn.Module] = None  # a user's module: safetensors are verified by loading into a copy
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -129,7 +130,7 @@ def from_module(model: nn.Module, example: torch.Tensor, *, data: Optional[tuple
                    "class_names": class_names, "normalization": normalization}
     meta = {"config": {"model": model_spec(model)}, "data": description}
     return ExportSource(module, example[:EXAMPLE_BATCH], x, y, task, meta, type(model).__name__,
-                        "data" if data is not None else "example")
+                        "data" if data is not None else "example", user_model=model)
 
 
 def fold_batchnorm(module: nn.Module) -> tuple[nn.Module, int]:

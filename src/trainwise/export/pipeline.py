@@ -3,6 +3,7 @@ PyTorch model, and keep it only when it agrees (otherwise nothing is left behind
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -151,7 +152,10 @@ def _export_one(source: ExportSource, name: str, module: nn.Module, tmp: Path, m
                 reference: torch.Tensor, ref_accuracy: Optional[float], atol: float, rtol: float) -> dict[str, Any]:
     writer, loader = WRITERS[name]
     facts = writer(module, source.example, tmp, meta)
-    runner, _ = loader(tmp)  # reloaded from disk: the file is what gets checked
+    if name == "safetensors" and source.user_model is not None:  # a user's class: load into a fresh copy
+        runner: Runner = safetensors_format.load_model(tmp, model=copy.deepcopy(source.user_model))
+    else:
+        runner, _ = loader(tmp)  # reloaded from disk: the file is what gets checked
     label = f"the {name} export"
     diff = compare_outputs(source.module, runner, source.eval_x, atol=atol, rtol=rtol, label=label)
     outputs = run_all(runner, source.eval_x)

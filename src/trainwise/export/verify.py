@@ -157,8 +157,9 @@ def quiet() -> Iterator[None]:
 
 
 def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {(text[0] if text else '')[:300]}"
+    """The error's type and its first two non-empty lines, on one line (at most 300 characters)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {' '.join(lines[:2])[:300]}"
 
 
 def artifact_size(path: Path) -> int:
