@@ -40,6 +40,9 @@ class Deployable(nn.Module):
         self.register_buffer("mean", mean.view(shape))
         self.register_buffer("std", std.view(shape))
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) / self.std)
 

@@ -46,6 +46,7 @@ def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, meta_json: 
         with quiet():
             program = torch.onnx.export(module, (example,), dynamo=True, dynamic_shapes=batch_shapes(example),
                                         input_names=["input"], output_names=["output"], verbose=False)
+            assert program is not None  # dynamo=True always returns the program
             program.save(str(path))
     except Exception as error:  # the exporter raises many types; each becomes one message
         raise ExportError(f"ONNX export of {type(_inner(module)).__name__} failed ({first_line(error)}); "
