@@ -123,3 +123,28 @@ def test_export_help_states_the_choices_and_the_deprecation():
     for fragment in ("TorchScript is deprecated", "folded into the graph", "pip install 'trainwise[export]'",
                      "pt2", "no pickle", "quantize_dynamic"):
         assert fragment in text
+
+
+def test_a_regression_run_exports_in_original_units(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 3))
+    price = 1000 + 100 * x[:, 0]
+    lines = [f"{a:.4f},{b:.4f},{c:.4f},{p:.3f}" for (a, b, c), p in zip(x, price)]
+    (tmp_path / "houses.csv").write_text("rooms,age,size,price\n" + "\n".join(lines) + "\n")
+    proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=houses.csv", "data.target=price",
+                     "model.hidden=[16]", "model.dropout=0", "train.epochs=10", "optimizer.lr=0.01",
+                     "train.early_stopping.monitor=val_loss", "train.report=false", "--run-dir", "reg", "--quiet",
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    import trainwise as tw
+
+    result = tw.export(tmp_path / "reg", format="onnx")
+    row = result.rows["onnx"]
+    summary = json.loads((tmp_path / "reg" / "summary.json").read_text())
+    assert row["pytorch_rmse"] == pytest.approx(summary["test_rmse"], rel=1e-4)
+    assert row["artifact_rmse"] == pytest.approx(row["pytorch_rmse"], rel=1e-5)
+    assert "rmse torch" in result.table()
+    proc = trainwise("predict", "reg/export/model.onnx", "houses.csv", "--out", "p.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    header, first = (tmp_path / "p.csv").read_text().splitlines()[:2]
+    assert header == "prediction" and 800 < float(first) < 1200

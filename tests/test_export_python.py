@@ -162,3 +162,20 @@ def test_the_cli_prints_one_error_for_an_export_failure(net_and_data, tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert main(["export", "missing-run", "--format", "onnx"]) == 2
     assert capsys.readouterr().err.strip() == "error: run folder not found: missing-run; pass the folder a training run wrote"
+
+
+def test_an_external_data_sidecar_is_folded_into_one_file(net_and_data, tmp_path, monkeypatch):
+    import onnx
+
+    net, x, _ = net_and_data
+    original = torch.onnx.ONNXProgram.save
+
+    def save_with_sidecar(self, destination, **kwargs):
+        original(self, destination, external_data=True)
+        assert (tmp_path / f"{destination.rsplit('/', 1)[-1]}.data").exists()
+
+    monkeypatch.setattr(torch.onnx.ONNXProgram, "save", save_with_sidecar)
+    trainwise.export(net, format="onnx", example=x[:8], out=tmp_path / "net.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "net.onnx"]
+    model = onnx.load(str(tmp_path / "net.onnx"), load_external_data=False)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)

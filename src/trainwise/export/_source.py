@@ -175,6 +175,10 @@ def _run_split(run: Any) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataError(f"the run {run.folder} has no test or val split to verify the export on; "
                         "pass --data FILE (.npz with x and y)")
     x, y = pair
+    if bundle.target_normalization:  # regression targets in original units, as the model's outputs are
+        from trainwise.data import denormalize_target
+
+        y = denormalize_target(y, bundle.target_normalization)
     normalization = run.description.get("normalization")
     if normalization:
         shape = [1, len(normalization["mean"])] + [1] * (x.dim() - 2)

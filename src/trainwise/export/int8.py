@@ -28,7 +28,7 @@ from torch import nn
 
 from trainwise.errors import ExportError
 from trainwise.export._source import ExportSource
-from trainwise.export.verify import Runner, accuracy, first_line, latency_ms, quiet, run_all
+from trainwise.export.verify import Runner, accuracy, first_line, latency_ms, quiet, rmse, run_all
 
 QUANTIZABLE = (nn.Linear, nn.LSTM, nn.GRU)
 RECURRENT = (nn.LSTM, nn.GRU)
@@ -121,6 +121,9 @@ def _figures(source: ExportSource, fp32: Runner, int8: Runner, fp32_bytes: int, 
     if fp32_accuracy is not None and int8_accuracy is not None:
         figures.update(fp32_accuracy=round(fp32_accuracy, 3), int8_accuracy=round(int8_accuracy, 3),
                        accuracy_delta=round(int8_accuracy - fp32_accuracy, 3))
+    fp32_rmse, int8_rmse = rmse(outputs_fp32, source.eval_y, source.task), rmse(outputs_int8, source.eval_y, source.task)
+    if fp32_rmse is not None and int8_rmse is not None:
+        figures.update(fp32_rmse=fp32_rmse, int8_rmse=int8_rmse)
     return figures
 
 

@@ -133,7 +133,9 @@ def _export_all(source: ExportSource, targets: dict[str, Path], *, atol: float, 
             if name == "int8":
                 row = int8_format.write_int8(source, folded, tmp, meta)
                 int8_format.check_drop(row, max_int8_drop)
-                row.update(pytorch_accuracy=row.get("fp32_accuracy"), artifact_accuracy=row.get("int8_accuracy"))
+                row.update(pytorch_accuracy=row.get("fp32_accuracy"), artifact_accuracy=row.get("int8_accuracy"),
+                           pytorch_rmse=row.get("fp32_rmse"), artifact_rmse=row.get("int8_rmse"))
+                row = {key: value for key, value in row.items() if value is not None}
             else:
                 row = _export_one(source, name, folded if name != "safetensors" else source.module, tmp, meta,
                                   reference=reference, ref_accuracy=ref_accuracy, atol=atol, rtol=rtol)

@@ -36,11 +36,14 @@ class ExportResult:
 
 def format_table(rows: dict[str, dict[str, Any]]) -> str:
     """A plain-text table: the verification of every format, then int8's before/after figures."""
-    lines = [f"{'format':<12} {'file':<28} {'size':>10} {'max abs diff':>13} {'acc torch':>10} {'acc artifact':>13}"]
+    rmse = any("pytorch_rmse" in row for row in rows.values())
+    metric, show = ("rmse", _plain) if rmse else ("acc", _percent)
+    lines = [f"{'format':<12} {'file':<28} {'size':>10} {'max abs diff':>13} {metric + ' torch':>10} "
+             f"{metric + ' artifact':>13}"]
     for name, row in rows.items():
         lines.append(f"{name:<12} {Path(row['path']).name:<28} {_size(row['bytes']):>10} "
-                     f"{_number(row.get('max_abs_diff')):>13} {_percent(row.get('pytorch_accuracy')):>10} "
-                     f"{_percent(row.get('artifact_accuracy')):>13}")
+                     f"{_number(row.get('max_abs_diff')):>13} {show(row.get('pytorch_rmse' if rmse else 'pytorch_accuracy')):>10} "
+                     f"{show(row.get('artifact_rmse' if rmse else 'artifact_accuracy')):>13}")
     int8 = rows.get("int8")
     if int8:
         lines += ["", f"int8 ({int8['method']}):",
@@ -51,6 +54,8 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
         if "accuracy_delta" in int8:
             lines.append(f"  {'accuracy':<18} {_percent(int8['fp32_accuracy']):>10} {_percent(int8['int8_accuracy']):>10}"
                          f"   delta {int8['accuracy_delta']:+.2f} points")
+        if "int8_rmse" in int8:
+            lines.append(f"  {'rmse':<18} {int8['fp32_rmse']:>10.4g} {int8['int8_rmse']:>10.4g}")
     return "\n".join(lines)
 
 
@@ -73,6 +78,10 @@ def _size(value: int) -> str:
 
 def _number(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2e}"
+
+
+def _plain(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _percent(value: Optional[float]) -> str:
