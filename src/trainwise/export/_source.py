@@ -40,11 +40,9 @@ class Deployable(nn.Module):
         self.register_buffer("mean", mean.view(shape))
         self.register_buffer("std", std.view(shape))
 
-    mean: torch.Tensor
-    std: torch.Tensor
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        # Buffers read as Tensor | Module to mypy; a class-level annotation would break scripting.
+        return self.model((x - self.mean) / self.std)  # type: ignore[operator]
 
 
 @dataclass
@@ -94,8 +92,9 @@ def from_run(run_dir: str | Path, *, checkpoint: str = "best.pt", model_spec: Op
     model = rebuild_model(run, model_spec)
     normalization = run.description.get("normalization") or None
     module = Deployable(model, run.input_shape, normalization).eval()
+    split = "data"
     if data is None:
-        data = _run_split(run)
+        split, data = _run_split(run)
     x, y = data
     description = dict(run.description)
     columns, target = training_columns(run)
@@ -104,7 +103,6 @@ def from_run(run_dir: str | Path, *, checkpoint: str = "best.pt", model_spec: Op
     # No data paths in the artifact: it ships to other machines.
     meta = {"name": run.cfg.name, "config": {"model": run.cfg.to_dict()["model"]}, "data": description,
             "checkpoint": run.checkpoint.name, "source": str(folder.resolve())}
-    split = "test" if run.cfg.data.dataset != "python" and data is not None else "data"
     return ExportSource(module, x[:EXAMPLE_BATCH].clone(), x, y, run.task, meta, run.cfg.name, split)
 
 
@@ -162,15 +160,15 @@ def fold_batchnorm(module: nn.Module) -> tuple[nn.Module, int]:
     return folded, count
 
 
-def _run_split(run: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The run's test split (its val split when it has none), as raw inputs."""
+def _run_split(run: Any) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The run's test split (its val split when it has none) as raw inputs, and its name."""
     if run.cfg.data.dataset == "python":
         raise ConfigError(f"{run.folder} was trained from Python on data trainwise cannot reload; "
                           "pass --data FILE (.npz with x and y) to verify the export on it")
     from trainwise import build
 
     bundle = build.load_bundle(run.cfg)
-    pair = bundle.test if bundle.test is not None else bundle.val
+    split, pair = ("test", bundle.test) if bundle.test is not None else ("val", bundle.val)
     if pair is None:
         raise DataError(f"the run {run.folder} has no test or val split to verify the export on; "
                         "pass --data FILE (.npz with x and y)")
@@ -183,7 +181,7 @@ def _run_split(run: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if normalization:
         shape = [1, len(normalization["mean"])] + [1] * (x.dim() - 2)
         x = x * torch.tensor(normalization["std"]).view(shape) + torch.tensor(normalization["mean"]).view(shape)
-    return x.float(), y
+    return split, (x.float(), y)
 
 
 def _as_tensors(data: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:
