@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "onnx and int8 need pip install 'trainwise[export]'. Figures go to export.json beside the files.")
     export.add_argument("run_dir")
     export.add_argument("--format", default="onnx", help="onnx (default), torchscript, pt2, safetensors, int8, all")
-    export.add_argument("--out", metavar="PATH", help="the file (one format) or folder (all); its folder must exist "
+    export.add_argument("--out", metavar="PATH", help="the file (one format) or a folder (any format); its parent folder must exist "
                         "(default RUN_DIR/export/model.<suffix>)")
     export.add_argument("--atol", type=float, default=1e-4, help="absolute output tolerance (default 1e-4)")
     export.add_argument("--rtol", type=float, default=1e-3, help="relative output tolerance (default 1e-3)")

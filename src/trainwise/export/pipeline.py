@@ -56,8 +56,8 @@ def export(model_or_run_dir: nn.Module | str | Path, format: str = "onnx", *, ex
         model_or_run_dir: a run folder, or an ``nn.Module`` (then ``example`` is required).
         format: ``onnx``, ``torchscript``, ``pt2``, ``safetensors``, ``int8`` or ``all``.
         example: a batch of real inputs ``(N, *input_shape)`` for a module.
-        out: the file for one format; a folder for ``all`` (default ``RUN_DIR/export`` or
-            ``./export``).
+        out: the file for one format, or a folder (required for ``all``; default
+            ``RUN_DIR/export`` or ``./export``), where files are named ``model.<suffix>``.
         data: ``(inputs, targets)`` to verify on (a run's default: its test split).
         normalization: ``{"mean": [...], "std": [...]}`` per channel/feature, folded into a
             module's graph. ``class_names``/``task``: recorded for ``trainwise predict``.
@@ -103,7 +103,7 @@ def _targets(source: ExportSource, formats: list[str], out: Optional[str | Path]
     suffixes = dict(SUFFIXES)
     if "int8" in formats:
         suffixes["int8"] = ".int8" + int8_format.int8_suffix(source.module)
-    if out is not None and len(formats) == 1:
+    if out is not None and len(formats) == 1 and not Path(out).is_dir():
         path = Path(out)
         return {formats[0]: check_out_path(path, _final_suffix(suffixes[formats[0]]))}
     folder = Path(out) if out is not None else default
