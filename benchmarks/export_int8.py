@@ -77,8 +77,9 @@ def measure(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, folder
         write_onnx(model, example, folder / "fp32.onnx", "{}")
         quantize_dynamic(str(folder / "fp32.onnx"), str(folder / "int8.onnx"), weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul", "Gemm", "LSTM"])
-    runners = {"torch_fp32": torch.jit.load(str(folder / "fp32.pt")), "torch_int8": torch.jit.load(str(folder / "int8.pt")),
-               "ort_fp32": load_onnx(folder / "fp32.onnx")[0], "ort_int8": load_onnx(folder / "int8.onnx")[0]}
+    with quiet():
+        runners = {"torch_fp32": torch.jit.load(str(folder / "fp32.pt")), "torch_int8": torch.jit.load(str(folder / "int8.pt")),
+                   "ort_fp32": load_onnx(folder / "fp32.onnx")[0], "ort_int8": load_onnx(folder / "int8.onnx")[0]}
     files = {"torch_fp32": "fp32.pt", "torch_int8": "int8.pt", "ort_fp32": "fp32.onnx", "ort_int8": "int8.onnx"}
     row: dict[str, Any] = {}
     with torch.inference_mode():
