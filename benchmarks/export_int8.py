@@ -78,7 +78,8 @@ def measure(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, folder
         quantize_dynamic(str(folder / "fp32.onnx"), str(folder / "int8.onnx"), weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul", "Gemm", "LSTM"])
     with quiet():
-        runners = {"torch_fp32": torch.jit.load(str(folder / "fp32.pt")), "torch_int8": torch.jit.load(str(folder / "int8.pt")),
+        runners = {"torch_fp32": torch.jit.load(str(folder / "fp32.pt")),
+                   "torch_int8": torch.jit.load(str(folder / "int8.pt")),
                    "ort_fp32": load_onnx(folder / "fp32.onnx")[0], "ort_int8": load_onnx(folder / "int8.onnx")[0]}
     files = {"torch_fp32": "fp32.pt", "torch_int8": "int8.pt", "ort_fp32": "fp32.onnx", "ort_int8": "int8.onnx"}
     row: dict[str, Any] = {}
@@ -121,8 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     chosen = {"mlp": "ort", "gru": "torch", "lstm": "torch"}
     meets = all(results[name][path]["size_ratio"] <= 0.6 and results[name][path]["accuracy_delta"] >= -1.0
                 for name, path in chosen.items() if name in results)
-    headline = ", ".join(f"{name}: torch {results[name]['torch']['size_ratio']}x / ort {results[name]['ort']['size_ratio']}x "
-                         "size" for name in results)
+    headline = ", ".join(f"{name}: torch {row['torch']['size_ratio']}x / ort {row['ort']['size_ratio']}x size"
+                         for name, row in results.items())
     write_result(args.out, "export_int8", {
         "figure": "int8 file size / fp32 file size per path (torch quantize_dynamic→TorchScript, onnxruntime "
                   "quantize_dynamic on ONNX), with latency and accuracy before/after",

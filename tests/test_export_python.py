@@ -161,7 +161,8 @@ def test_the_cli_prints_one_error_for_an_export_failure(net_and_data, tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     assert main(["export", "missing-run", "--format", "onnx"]) == 2
-    assert capsys.readouterr().err.strip() == "error: run folder not found: missing-run; pass the folder a training run wrote"
+    assert capsys.readouterr().err.strip() == ("error: run folder not found: missing-run; "
+                                               "pass the folder a training run wrote")
 
 
 def test_an_external_data_sidecar_is_folded_into_one_file(net_and_data, tmp_path, monkeypatch):

@@ -9,9 +9,9 @@ Two paths work in torch 2.13 and were measured side by side (``benchmarks/export
   212 kB → 61 kB, against 215 kB → 72 kB for torch's; same accuracy). But it leaves GRU/LSTM
   weights in fp32 (GRU 85 kB → 83 kB, LSTM 105 kB → 103 kB), so
 - models with a GRU or LSTM go through ``torch.ao.quantization.quantize_dynamic`` and a traced
-  TorchScript file, which halves them (GRU 68 kB → 35 kB, LSTM 87 kB → 42 kB). That API is deprecated (removal planned
-  in favour of torchao, which is slower on CPU without compilation) and warns; it is the only
-  path here that quantizes recurrent weights.
+  TorchScript file, which halves them (GRU 68 kB → 35 kB, LSTM 87 kB → 42 kB). That API is
+  deprecated (removal planned in favour of torchao, which is slower on CPU without compilation)
+  and warns; it is the only path here that quantizes recurrent weights.
 
 A model with none of these layers (a pure conv net) is refused with a message naming its layers:
 dynamic quantization would change nothing.
@@ -121,7 +121,8 @@ def _figures(source: ExportSource, fp32: Runner, int8: Runner, fp32_bytes: int, 
     if fp32_accuracy is not None and int8_accuracy is not None:
         figures.update(fp32_accuracy=round(fp32_accuracy, 3), int8_accuracy=round(int8_accuracy, 3),
                        accuracy_delta=round(int8_accuracy - fp32_accuracy, 3))
-    fp32_rmse, int8_rmse = rmse(outputs_fp32, source.eval_y, source.task), rmse(outputs_int8, source.eval_y, source.task)
+    fp32_rmse = rmse(outputs_fp32, source.eval_y, source.task)
+    int8_rmse = rmse(outputs_int8, source.eval_y, source.task)
     if fp32_rmse is not None and int8_rmse is not None:
         figures.update(fp32_rmse=fp32_rmse, int8_rmse=int8_rmse)
     return figures

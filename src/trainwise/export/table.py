@@ -40,10 +40,11 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     metric, show = ("rmse", _plain) if rmse else ("acc", _percent)
     lines = [f"{'format':<12} {'file':<28} {'size':>10} {'max abs diff':>13} {metric + ' torch':>10} "
              f"{metric + ' artifact':>13}"]
+    keys = ("pytorch_rmse", "artifact_rmse") if rmse else ("pytorch_accuracy", "artifact_accuracy")
     for name, row in rows.items():
         lines.append(f"{name:<12} {Path(row['path']).name:<28} {_size(row['bytes']):>10} "
-                     f"{_number(row.get('max_abs_diff')):>13} {show(row.get('pytorch_rmse' if rmse else 'pytorch_accuracy')):>10} "
-                     f"{show(row.get('artifact_rmse' if rmse else 'artifact_accuracy')):>13}")
+                     f"{_number(row.get('max_abs_diff')):>13} {show(row.get(keys[0])):>10} "
+                     f"{show(row.get(keys[1])):>13}")
     int8 = rows.get("int8")
     if int8:
         lines += ["", f"int8 ({int8['method']}):",
@@ -52,8 +53,8 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
                   f"  {'latency batch 1':<18} {int8['fp32_ms_batch1']:>8.3f}ms {int8['int8_ms_batch1']:>8.3f}ms",
                   f"  {'latency batch 64':<18} {int8['fp32_ms_batch64']:>8.3f}ms {int8['int8_ms_batch64']:>8.3f}ms"]
         if "accuracy_delta" in int8:
-            lines.append(f"  {'accuracy':<18} {_percent(int8['fp32_accuracy']):>10} {_percent(int8['int8_accuracy']):>10}"
-                         f"   delta {int8['accuracy_delta']:+.2f} points")
+            lines.append(f"  {'accuracy':<18} {_percent(int8['fp32_accuracy']):>10} "
+                         f"{_percent(int8['int8_accuracy']):>10}   delta {int8['accuracy_delta']:+.2f} points")
         if "int8_rmse" in int8:
             lines.append(f"  {'rmse':<18} {int8['fp32_rmse']:>10.4g} {int8['int8_rmse']:>10.4g}")
     return "\n".join(lines)

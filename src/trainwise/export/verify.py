@@ -51,7 +51,8 @@ def compare_outputs(reference: Runner, artifact: Runner, x: torch.Tensor, *, ato
         bad = diff > atol + rtol * want.abs()
         if bool(bad.any()):
             raise ExportError(f"{label} disagrees with the PyTorch model: max abs diff {float(diff.max()):.3g} on a "
-                              f"batch of {len(batch)} ({int(bad.sum())} of {bad.numel()} outputs outside atol={atol:g}, "
+                              f"batch of {len(batch)} ({int(bad.sum())} of {bad.numel()} outputs outside "
+                              f"atol={atol:g}, "
                               f"rtol={rtol:g}); the artifact was removed. Raise --atol/--rtol only if this "
                               "difference is acceptable")
     return worst
