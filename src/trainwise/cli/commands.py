@@ -30,12 +30,25 @@ def train(args: argparse.Namespace) -> int:
         trainer.summary_extra["class_names"] = bundle.class_names
     run_dir.mkdir(parents=True, exist_ok=True)
     build.write_data_description(run_dir, bundle)
+    if getattr(args, "doctor", False) and _doctor_fails(cfg, bundle, run_dir):
+        return EXIT_RUN_FAILED
     result = trainer.fit(bundle.train, bundle.val, test=bundle.test, resume=args.resume,
                          allow_config_changes=args.resume_changed)
     _print_result(result)
     if result.status in ("diverged", "failed"):
         return EXIT_RUN_FAILED
     return 0
+
+
+def _doctor_fails(cfg: RunConfig, bundle, run_dir: Path) -> bool:
+    from trainwise.cli.doctor_cmd import preflight
+
+    report = preflight(cfg, run_dir / "doctor.json", {}, bundle=bundle)
+    if report.failed():
+        print(f"the doctor found {len(report.failed())} FAIL(s): "
+              f"{', '.join(c.id for c in report.failed())}; not training (see {run_dir / 'doctor.json'})")
+        return True
+    return False
 
 
 def _run_dir_for(cfg: RunConfig, args: argparse.Namespace) -> Path:
