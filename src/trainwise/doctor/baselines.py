@@ -31,7 +31,8 @@ def baseline_checks(x: torch.Tensor, y: torch.Tensor, x_val: Optional[torch.Tens
     if len(x) > th.baseline_samples:
         keep = torch.randperm(len(x), generator=g)[:th.baseline_samples]
         x, y = x[keep], y[keep]
-    mean, std = x.mean(dim=0), x.std(dim=0).clamp(min=1e-6) if len(x) > 1 else torch.ones(x.shape[1])
+    mean, std = x.mean(dim=0), x.std(dim=0) if len(x) > 1 else torch.ones(x.shape[1])
+    std = torch.where(std > 1e-6, std, torch.ones_like(std)).clamp(min=1e-2 * float(std.max()) if len(std) else 1.0)
     x, x_val = (x - mean) / std, (x_val - mean) / std
     metric = "accuracy" if task in ("classification", "binary") else "r2"
     scores = {"majority": _majority(y, y_val, task), "random": _random(y, y_val, task, g),
@@ -48,15 +49,16 @@ def baseline_checks(x: torch.Tensor, y: torch.Tensor, x_val: Optional[torch.Tens
 
 def _comparison(scores: dict[str, float], metric: str, th: Thresholds) -> Check:
     best_name = max(scores, key=lambda k: scores[k] if math.isfinite(scores[k]) else -math.inf)
-    bar, floor = scores[best_name], scores["majority"]
-    top = 1.0
-    gain = (bar - floor) / (top - floor) if top - floor > 1e-12 else 0.0
+    bar = scores[best_name]
+    learned = max(scores["linear"], scores["shallow_mlp"])
+    floor = max(scores["majority"], scores["random"])
+    gain = (learned - floor) / (1.0 - floor) if 1.0 - floor > 1e-12 else 0.0
     value = {"bar": bar, "best": best_name, "metric": metric, "gain": gain}
-    message = (f"the bar to beat: validation {metric} {bar:.4g} ({best_name}); the majority/mean scores "
-               f"{floor:.4g}. ")
+    message = (f"the bar to beat: validation {metric} {bar:.4g} ({best_name}); the trained baselines gain "
+               f"{gain:.3g} of the way from the best trivial guess ({floor:.4g}) to perfect. ")
     if gain < th.baseline_gain:
         return Check("baseline.comparison", "WARN", value, th.baseline_gain,
-                     message + f"No baseline gains {th.baseline_gain:g} over it ({SOURCES['baseline_gain']}): the "
+                     message + f"No trained baseline gains {th.baseline_gain:g} over it ({SOURCES['baseline_gain']}): the "
                      "inputs seem to say little about the targets",
                      "check that inputs and labels are aligned (not shuffled separately), and that the label "
                      "column is the one you mean")

@@ -115,18 +115,22 @@ def _overfit(curves: Curves, th: Thresholds) -> Check:
         return Check("run.overfit", "PASS", None, None, "too few validated epochs to judge overfitting")
     fix = ("regularize: weight decay (optimizer.weight_decay), dropout (model.dropout), augmentation "
            "(data.augment), more data, early stopping on the validation metric (restore_best keeps the best)")
-    if acc and _finite(acc):
-        best_epoch = max(range(len(acc)), key=lambda i: (acc[i], -i))
-        drop = acc[best_epoch] - acc[-1]
+    if acc and _finite(acc) and len(acc) == len(val_loss):
+        smooth = _moving_average(acc, 3)  # one noisy epoch is no trend
+        best_epoch = max(range(len(smooth)), key=lambda i: (smooth[i], -i))
+        drop = smooth[best_epoch] - smooth[-1]
         falling = train[-1] < train[best_epoch] if len(train) == len(acc) else True
-        bad = drop > th.overfit_rise and len(acc) - 1 - best_epoch >= 3 and falling
-        rise = val_loss[-1] / min(_finite(val_loss)) - 1 if _finite(val_loss) else 0.0
-        note = (f"; val loss rose {rise:.0%} from its minimum while accuracy held: the model grows more "
-                "confident, which costs no accuracy" if not bad and rise > 10 * th.overfit_rise else "")
+        loss_rise = val_loss[-1] / val_loss[best_epoch] - 1 if val_loss[best_epoch] > 0 else 0.0
+        bad = (drop > th.overfit_rise and loss_rise > 10 * th.overfit_rise and len(acc) - 1 - best_epoch >= 3
+               and falling) or _loss_overfit(train, val_loss, smooth, th)
+        note = (f"; val loss rose {loss_rise:.0%} while accuracy held: the model grows more confident, which "
+                "costs no accuracy" if not bad and loss_rise > 10 * th.overfit_rise else "")
         return Check("run.overfit", "WARN" if bad else "PASS", drop, th.overfit_rise,
-                     f"validation accuracy peaked at {acc[best_epoch]:.4g} (epoch {best_epoch + 1}) and ended "
-                     f"{drop:+.4g} lower while the train loss kept falling; WARN for a drop above "
-                     f"{th.overfit_rise:g} over 3+ epochs ({SOURCES['overfit_rise']}){note}", fix if bad else "")
+                     f"validation accuracy (3-epoch average) peaked at {smooth[best_epoch]:.4g} (epoch "
+                     f"{best_epoch + 1}) and ended {drop:.3g} lower, val loss {loss_rise:+.0%}, train loss "
+                     f"{'falling' if falling else 'not falling'}; WARN when accuracy drops over {th.overfit_rise:g} "
+                     f"and val loss rises over {10 * th.overfit_rise:.0%} for 3+ epochs while the train loss falls "
+                     f"({SOURCES['overfit_rise']}){note}", fix if bad else "")
     finite = _finite(val_loss)
     best_epoch = val_loss.index(min(finite))
     rise = val_loss[-1] / val_loss[best_epoch] - 1 if val_loss[best_epoch] > 0 else 0.0
@@ -136,6 +140,23 @@ def _overfit(curves: Curves, th: Thresholds) -> Check:
                  f"validation loss ended {rise:+.1%} above its minimum (epoch {best_epoch + 1}) while the train loss "
                  f"{'kept falling' if falling else 'did not fall'}; WARN above {10 * th.overfit_rise:.0%} over 3+ "
                  f"epochs ({SOURCES['overfit_rise']})", fix if bad else "")
+
+
+def _loss_overfit(train: list[float], val_loss: list[float], smooth_acc: list[float], th: Thresholds) -> bool:
+    """Val loss up by half over its minimum, 3+ epochs on, with the train loss falling and the accuracy
+    no better than at that minimum (UMLAUT / SageMaker Overfit: val loss up while train loss falls)."""
+    finite = _finite(val_loss)
+    if not finite or len(train) != len(val_loss):
+        return False
+    low = val_loss.index(min(finite))
+    rise = val_loss[-1] / val_loss[low] - 1 if val_loss[low] > 0 else 0.0
+    return (rise > 50 * th.overfit_rise and len(val_loss) - 1 - low >= 3 and train[-1] < train[low]
+            and smooth_acc[-1] <= smooth_acc[low] + th.overfit_rise)
+
+
+def _moving_average(values: list[float], width: int) -> list[float]:
+    return [sum(values[max(0, i - width + 1):i + 1]) / len(values[max(0, i - width + 1):i + 1])
+            for i in range(len(values))]
 
 
 def _plateau(train: list[float], th: Thresholds) -> Check:

@@ -116,7 +116,7 @@ def batch_checks(outputs: torch.Tensor, loss: torch.Tensor, *, reference: float,
     """Checks of one forward pass (``outputs`` still attached to the graph) and its backward."""
     activation = output_activation(outputs)
     nodes = graph_nodes(outputs)
-    checks = [_init_loss(float(loss), reference, task, num_classes, targets, th),
+    checks = [_init_loss(float(loss.detach()), reference, task, num_classes, targets, th),
               _output_activation(activation, outputs, task, targets, loss_kind, num_classes),
               _dead_units(nodes, th), _linear_only(nodes, activation)]
     loss.backward()

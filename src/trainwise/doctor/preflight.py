@@ -97,8 +97,8 @@ def _training(setup: Setup, train: Any, train_s: Sample, probe: dict, th: Thresh
         lr_result = guarded("train.lr", lambda: lr_check(setup, train, th)[0])
         checks.append(lr_result)
         lr = _lr_to_use(setup, lr_result)
-        if lr_result.status == "FAIL":
-            return [c for c in checks if wanted(c.id)]
+        if lr_result.status == "FAIL" and isinstance(lr_result.value, (int, float)) and lr_result.value <= 0:
+            return [c for c in checks if wanted(c.id)]  # nothing trains at a non-positive lr
     g = torch.Generator().manual_seed(setup.seed)
     order = torch.randperm(len(train_s), generator=g)
     batch = train_s.subset(order[:min(setup.batch_size, len(train_s))])

@@ -34,7 +34,8 @@ class Thresholds:
     overfit_samples: int = 32              # samples of the overfit-one-batch check
     overfit_steps: int = 300               # optimizer steps it may take
     overfit_accuracy: float = 0.95         # accuracy it must reach (classification)
-    overfit_loss_ratio: float = 0.05       # or loss / the constant predictor's loss it must reach
+    overfit_ce_ratio: float = 0.25         # and the loss / ln C it must reach (classification)
+    overfit_loss_ratio: float = 0.05       # loss / the constant predictor's loss (regression)
     lr_factor: float = 10.0                # configured lr vs the range test's suggestion, either way
     baseline_gain: float = 0.1             # (best baseline - majority) / (1 - majority) [deepchecks]
     baseline_samples: int = 5000           # training samples the baselines see

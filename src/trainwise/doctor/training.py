@@ -31,15 +31,15 @@ class NoCheckpoints(CheckpointSaver):
 
 
 class StopWhenFit(Callback):
-    """Ends the overfit fit once the samples are learned (eval-mode accuracy or loss on them)."""
+    """Ends the overfit fit once the samples are learned (eval-mode accuracy and loss on them)."""
 
-    def __init__(self, accuracy: Optional[float], loss: Optional[float]) -> None:
+    def __init__(self, accuracy: Optional[float], loss: float) -> None:
         self.accuracy, self.loss = accuracy, loss
 
     def on_epoch_end(self, trainer: Any, logs: dict[str, float]) -> None:
         acc, loss = logs.get("val_accuracy"), logs.get("val_loss")
-        if (self.accuracy is not None and acc is not None and acc >= self.accuracy) or \
-                (self.loss is not None and loss is not None and loss <= self.loss):
+        if (self.accuracy is None or (acc is not None and acc >= self.accuracy)) and \
+                loss is not None and loss <= self.loss:
             trainer.stop("learned the samples", status="completed")
 
 
@@ -184,7 +184,7 @@ def overfit_check(setup: Setup, subset: Any, lr: Optional[float], *, task: str, 
                      "build the optimizer on model.parameters()")
     n = _length(subset)
     target_acc = th.overfit_accuracy if task in ("classification", "binary") else None
-    target_loss = th.overfit_loss_ratio * reference
+    target_loss = _loss_goal(reference, task, num_classes, setup.trainer_kwargs.get("label_smoothing", 0.0), th)
     stopper = StopWhenFit(target_acc, target_loss)
     with tempfile.TemporaryDirectory(prefix="trainwise-doctor-") as tmp:
         t = setup.trainer(work, optimizer, lr, Path(tmp), epochs=th.overfit_steps, batch_size=n,
@@ -193,11 +193,10 @@ def overfit_check(setup: Setup, subset: Any, lr: Optional[float], *, task: str, 
     history = result.history
     last = history[-1] if history else {}
     loss, acc = last.get("val_loss", math.nan), last.get("val_accuracy")
-    reached = (target_acc is not None and acc is not None and acc >= target_acc) or loss <= target_loss
+    reached = (target_acc is None or (acc is not None and acc >= target_acc)) and loss <= target_loss
     value = {"steps": len(history), "loss": loss, "accuracy": acc, "initial_loss": history[0].get("val_loss")
              if history else None}
-    goal = (f"accuracy >= {target_acc:g} or " if target_acc is not None else "") + \
-        f"loss <= {th.overfit_loss_ratio:g} x {reference:.4g}"
+    goal = (f"accuracy >= {target_acc:g} and " if target_acc is not None else "") + f"loss <= {target_loss:.4g}"
     if reached:
         return Check("train.overfit_batch", "PASS", value, goal,
                      f"learned {n} samples in {len(history)} steps ({goal})")
@@ -207,6 +206,18 @@ def overfit_check(setup: Setup, subset: Any, lr: Optional[float], *, task: str, 
                  + _floor_hint(loss, task, num_classes, result.status),
                  "a model that cannot memorize 32 samples has a bug: check the output activation, the loss, "
                  "the lr (try lr='auto'), frozen/dead layers and that inputs and labels belong together")
+
+
+def _loss_goal(reference: float, task: str, num_classes: Optional[int], smoothing: float, th: Thresholds) -> float:
+    """The loss the samples must reach: for classification a share of ln C above label smoothing's own
+    minimum (below the softmax-before-cross-entropy floor log(1 + (C-1)/e) for every C), else a share
+    of the constant predictor's loss."""
+    if task == "classification" and num_classes and num_classes > 1:
+        c, e = num_classes, smoothing
+        true, other = 1 - e + e / c, e / c
+        floor = -(true * math.log(true) + (c - 1) * other * math.log(other)) if e > 0 else 0.0
+        return floor + th.overfit_ce_ratio * (math.log(c) - floor)
+    return th.overfit_loss_ratio * reference
 
 
 def _floor_hint(loss: float, task: str, num_classes: Optional[int], status: str) -> str:
