@@ -17,10 +17,11 @@ from trainwise.errors import ConfigError, DataNotFoundError
 
 def doctor(args: argparse.Namespace) -> int:
     from trainwise.doctor.diagnosis import is_run_folder
-    from trainwise.doctor.thresholds import parse_threshold_options
+    from trainwise.doctor.thresholds import parse_threshold_options, thresholds_of
 
     target = Path(args.target)
     thresholds = parse_threshold_options(args.threshold)
+    thresholds_of(thresholds)  # a typo fails before any data loads
     if target.is_dir():
         if not is_run_folder(target):
             raise DataNotFoundError(f"{target} is a folder but not a run folder (no summary.json, metrics.csv or "

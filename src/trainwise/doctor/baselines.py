@@ -34,6 +34,9 @@ def baseline_checks(x: torch.Tensor, y: torch.Tensor, x_val: Optional[torch.Tens
     mean, std = x.mean(dim=0), x.std(dim=0) if len(x) > 1 else torch.ones(x.shape[1])
     std = torch.where(std > 1e-6, std, torch.ones_like(std)).clamp(min=1e-2 * float(std.max()) if len(std) else 1.0)
     x, x_val = (x - mean) / std, (x_val - mean) / std
+    if task == "regression":  # standardized targets train well at one lr; R² is the same in any units
+        y_mean, y_std = y.float().mean(dim=0), y.float().std(dim=0).clamp(min=1e-12)
+        y, y_val = (y.float() - y_mean) / y_std, (y_val.float() - y_mean) / y_std
     metric = "accuracy" if task in ("classification", "binary") else "r2"
     scores = {"majority": _majority(y, y_val, task), "random": _random(y, y_val, task, g),
               "linear": _trained(_linear(x, y, task, num_classes), x, y, x_val, y_val, task, metric, seed),
@@ -112,7 +115,7 @@ def _trained(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
     else:
         y, y_val = y.float().reshape(len(y), -1), y_val.float().reshape(len(y_val), -1)
     batch_size = 64
-    epochs = max(1, min(30, math.ceil(BASELINE_STEPS / math.ceil(len(x) / batch_size))))
+    epochs = max(1, min(200, math.ceil(BASELINE_STEPS / math.ceil(len(x) / batch_size))))
     with tempfile.TemporaryDirectory(prefix="trainwise-baseline-") as tmp:
         trainer = Trainer(model, loss=loss, optimizer="adamw", lr=3e-3, weight_decay=1e-4, epochs=epochs,
                           batch_size=batch_size, patience=3, callbacks=[NoCheckpoints()], run_dir=Path(tmp),
