@@ -224,7 +224,10 @@ def _lr_too_high(train: list[float], summary: dict[str, Any], th: Thresholds) ->
     spikes = int(summary.get("loss_spikes", 0) or 0)
     rollbacks = int(summary.get("nonfinite_rollbacks", 0) or 0)
     finite = _finite(train)
-    rises = [i for i in range(2, len(finite)) if finite[i] > min(finite[:i]) * (1 + th.lr_high_rise)]
+    # a rise counts when it is large against the loss's own level and against the first epoch's loss
+    # (0.0005 -> 0.001 near zero is noise, not a bad lr)
+    rises = [i for i in range(2, len(finite)) if finite[i] > min(finite[:i]) * (1 + th.lr_high_rise)
+             and finite[i] - min(finite[:i]) > 0.05 * abs(finite[0])]
     ratio = _lr_vs_suggestion(summary)
     signs = []
     if spikes:
