@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume-changed", action="store_true",
                        help="allow a resume whose config changes optimizer.lr, train.epochs or train.max_steps")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine "
+                       "(DistributedDataParallel: gloo on CPU, nccl on GPU; data.batch_size is the global batch)")
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint")
     evaluate.add_argument("run_dir")

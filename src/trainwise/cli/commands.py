@@ -11,6 +11,9 @@ from trainwise import build
 from trainwise.cli import EXIT_RUN_FAILED
 from trainwise.config_check import check_names
 from trainwise.config import RunConfig, load_config
+from trainwise.cli.rank import train_rank
+from trainwise.dist_ops import is_main
+from trainwise.distributed import check_nproc, env_world_size
 from trainwise.errors import CheckpointError
 from trainwise.run_folder import default_run_dir
 
@@ -21,18 +24,31 @@ log = logging.getLogger("trainwise")
 def train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     check_names(cfg)  # a typo fails in a second, before the data loads
+    if env_world_size() > 1:  # one rank of a DDP job (started by --nproc or torchrun)
+        return train_rank(args, cfg, _run_dir_for(cfg, args), _train)
+    if (args.nproc or 1) > 1:
+        check_nproc(args.nproc, build.device_of(cfg))
+        from trainwise.cli.launch import launch
+
+        return launch(args, _run_dir_for(cfg, args), timeout=cfg.train.dist_timeout)
+    return _train(args, cfg, _run_dir_for(cfg, args))
+
+
+def _train(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
     build.pin_threads(cfg)
-    run_dir = _run_dir_for(cfg, args)
+    main = is_main()
     bundle = build.load_bundle(cfg)
     model = build.make_model(cfg, bundle)
     trainer = build.make_trainer(cfg, bundle, model, run_dir, progress=not args.quiet)
     if bundle.class_names:
         trainer.summary_extra["class_names"] = bundle.class_names
-    run_dir.mkdir(parents=True, exist_ok=True)
-    build.write_data_description(run_dir, bundle)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        build.write_data_description(run_dir, bundle)
     result = trainer.fit(bundle.train, bundle.val, test=bundle.test, resume=args.resume,
                          allow_config_changes=args.resume_changed)
-    _print_result(result)
+    if main:
+        _print_result(result)
     if result.status in ("diverged", "failed"):
         return EXIT_RUN_FAILED
     return 0
