@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # Seconds a rank waits in a collective for the others before the job fails (torch's own default is
 # 30 minutes: a hung rank would hold the job that long). train.dist_timeout sets it.
 DEFAULT_TIMEOUT = 120.0
+# What gloo/nccl say when another rank is gone or hung.
+_PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Timed out waiting", "Broken pipe",
+              "Socket closed", "Connection refused")
 
 
 class PeerLostError(RuntimeError):
@@ -113,10 +116,7 @@ def is_peer_failure(exc: BaseException) -> bool:
 
     if isinstance(exc, getattr(dist, "DistError", ())):
         return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(
-        words in text for words in ("Connection reset by peer", "Connection closed by peer", "Timed out waiting",
-                                    "Broken pipe", "Socket closed", "Connection refused"))
+    return isinstance(exc, RuntimeError) and any(words in str(exc) for words in _PEER_LOST)
 
 
 @contextlib.contextmanager
@@ -160,5 +160,15 @@ def _convert_sync_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = str(exc)
+    known = next((words for words in _PEER_LOST if words in text), None)
+    if known is not None:
+        return f"{backend_name()}: {known}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:200] if lines else type(exc).__name__
+
+
+def backend_name() -> str:
+    import torch.distributed as dist
+
+    return dist.get_backend() if dist.is_initialized() else "torch.distributed"

@@ -26,7 +26,8 @@ from typing import Optional
 from trainwise.cli import EXIT_RUN_FAILED, EXIT_USER_ERROR
 
 POLL_SECONDS = 0.1
-GRACE_SECONDS = 5.0
+OWN_END_SECONDS = 2.0
+GRACE_SECONDS = 3.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -99,10 +100,8 @@ def _watch(procs: list[subprocess.Popen]) -> Optional[tuple[int, int]]:
     while True:
         codes = [proc.poll() for proc in procs]
         bad = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
-        if bad:
+        if bad:  # the cause is among those that ended before the others were stopped
             _stop(procs)
-            codes = [proc.returncode for proc in procs]
-            bad = [(rank, code) for rank, code in enumerate(codes) if code != 0]
             return min(bad, key=lambda item: (item[1] >= 0, item[1] == EXIT_RUN_FAILED))
         if all(code == 0 for code in codes):
             return None
@@ -110,6 +109,11 @@ def _watch(procs: list[subprocess.Popen]) -> Optional[tuple[int, int]]:
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
+    """The others first get a moment to end by themselves (a rank waiting on a dead peer fails at
+    once and records its run as failed), then SIGTERM, then SIGKILL."""
+    deadline = time.monotonic() + OWN_END_SECONDS
+    while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
+        time.sleep(POLL_SECONDS)
     _forward(procs, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
     for proc in procs:
