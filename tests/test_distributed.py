@@ -43,11 +43,12 @@ def env(tmp: Path) -> dict[str, str]:
     return variables
 
 
-def trainwise(work: Path, *args: str, nproc: int = 1, torchrun: bool = False) -> subprocess.Popen:
+def trainwise(work: Path, *args: str, nproc: int = 1, torchrun: bool = False, quiet: bool = True) -> subprocess.Popen:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                 "-m", "trainwise"] if torchrun else [sys.executable, "-m", "trainwise"]
     extra = ["--nproc", str(nproc)] if nproc > 1 and not torchrun else []
-    return subprocess.Popen([*launcher, "train", "config.yaml", "--quiet", *args, *extra], cwd=work, env=env(work),
+    return subprocess.Popen([*launcher, "train", "config.yaml", *(["--quiet"] if quiet else []), *args, *extra],
+                            cwd=work, env=env(work),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -143,7 +144,8 @@ def test_two_processes_follow_the_single_process_curve_with_the_same_global_batc
 
 @pytest.mark.slow
 def test_a_sigkilled_rank_ends_the_job_and_resume_auto_completes_it_exactly(work, references):
-    proc = trainwise(work, "--run-dir", "killed", "train.checkpoint.every_n_steps=10", nproc=2)
+    # not --quiet: rank 0's progress bar is a callback, and rank 1 (printing nowhere) has one too
+    proc = trainwise(work, "--run-dir", "killed", "train.checkpoint.every_n_steps=10", nproc=2, quiet=False)
     manifest = work / "killed" / "checkpoints" / "manifest.json"
     while not manifest.exists() and proc.poll() is None:
         time.sleep(0.02)
@@ -161,7 +163,7 @@ def test_a_sigkilled_rank_ends_the_job_and_resume_auto_completes_it_exactly(work
     assert summary(work / "killed")["status"] == "failed"
 
     code, output = finish(trainwise(work, "--run-dir", "killed", "--resume", "auto",
-                                    "train.checkpoint.every_n_steps=10", nproc=2))
+                                    "train.checkpoint.every_n_steps=10", nproc=2, quiet=False))
     assert code == 0, output
     resumed, reference = work / "killed", references["double"]
     assert summary(resumed)["status"] == "completed"

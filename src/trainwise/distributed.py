@@ -110,6 +110,14 @@ def check_nproc(nproc: int, device: torch.device) -> None:
                           f"use --nproc {cores} or fewer")
 
 
+def check_sync_batchnorm(enabled: bool, device: torch.device, world_size: int) -> None:
+    """torch's SyncBatchNorm runs on CUDA only; on CPU each rank's BatchNorm sees its own share."""
+    if enabled and world_size > 1 and device.type != "cuda":
+        raise ConfigError(f"sync_batchnorm needs GPUs (torch's SyncBatchNorm runs on CUDA only), got device "
+                          f"{device.type}; set train.sync_batchnorm=false (on CPU each process's BatchNorm "
+                          "normalizes over its share of the batch)")
+
+
 def is_peer_failure(exc: BaseException) -> bool:
     """True for the errors a rank sees when another rank of its job died or hung."""
     import torch.distributed as dist

@@ -46,6 +46,8 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     start = time.perf_counter()
     first = getattr(t, "_fits", 0) == 0
     rank, world_size = world()  # a DDP job: every rank runs this, rank 0 alone writes the run folder
+    if first:  # a default folder name holds the time, which ranks may read a second apart
+        t.run_dir = Path(broadcast(str(t.run_dir)))
     t.run_dir.mkdir(parents=True, exist_ok=True)
     if first and resume is None:
         _refuse_used_run_dir(t.run_dir)

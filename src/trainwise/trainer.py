@@ -26,6 +26,7 @@ from trainwise.callbacks.assembly import assemble_callbacks
 from trainwise.callbacks.base import EVENTS, overrides
 from trainwise.checks import check_choice, check_int, check_range
 from trainwise.dist_ops import world
+from trainwise.distributed import check_sync_batchnorm
 from trainwise.errors import ConfigError, DataError
 from trainwise.evaluation import EvalStep, evaluate_batches
 from trainwise.fit import FitResult, run_fit, run_lr_find
@@ -199,6 +200,7 @@ class Trainer:
         self.reference_lr: Optional[float] = None  # the lr the schedule scales (set by fit)
         self._loop: Any = None  # the running FitLoop, for the verbs
         self._fits = 0
+        check_sync_batchnorm(sync_batchnorm, self.device, world()[1])
         self.sync_batchnorm = sync_batchnorm
         self.train_model: nn.Module = self.model  # what training calls: the DDP wrapper in a DDP job
         self.step_sync: Any = None  # DDP: the per-micro-batch agreement of the ranks (dist_ops.StepSync)

@@ -13,7 +13,7 @@ from trainwise.config_check import check_names
 from trainwise.config import RunConfig, load_config
 from trainwise.cli.rank import train_rank
 from trainwise.dist_ops import is_main
-from trainwise.distributed import check_nproc, env_world_size
+from trainwise.distributed import check_nproc, check_sync_batchnorm, env_world_size
 from trainwise.errors import CheckpointError
 from trainwise.run_folder import default_run_dir
 
@@ -28,6 +28,7 @@ def train(args: argparse.Namespace) -> int:
         return train_rank(args, cfg, _run_dir_for(cfg, args), _train)
     if (args.nproc or 1) > 1:
         check_nproc(args.nproc, build.device_of(cfg))
+        check_sync_batchnorm(cfg.train.sync_batchnorm, build.device_of(cfg), args.nproc)
         from trainwise.cli.launch import launch
 
         return launch(args, _run_dir_for(cfg, args), timeout=cfg.train.dist_timeout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -26,9 +27,9 @@ def train_rank(args: argparse.Namespace, cfg: RunConfig, run_dir: Path, body: Tr
                           "set, e.g. by torchrun); drop --nproc and set the count with torchrun --nproc-per-node")
     init_from_env(cfg.train.dist_timeout)
     rank = world()[0]
-    if rank != 0:  # rank 0 speaks for the job; the others say only what goes wrong
+    if rank != 0:  # rank 0 speaks for the job; the others say only what goes wrong (stderr)
         logging.getLogger().setLevel(logging.ERROR)
-        args.quiet = True
+        sys.stdout = open(os.devnull, "w")  # same callbacks as rank 0 (a progress bar too), printing nowhere
     try:
         code = body(args, cfg, Path(broadcast(str(run_dir))))
     except PeerLostError as exc:
