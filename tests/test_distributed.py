@@ -192,10 +192,16 @@ def test_two_jobs_at_once_do_not_collide_and_another_world_size_is_refused(work,
     assert (copy / "summary.json").read_bytes() == before
 
 
-def test_more_processes_than_cores_is_refused_before_anything_starts(work):
-    too_many = (os.cpu_count() or 1) + 1
-    code, output = finish(trainwise(work, "--run-dir", "too-many", nproc=too_many))
+@pytest.mark.parametrize("nproc", [0, (os.cpu_count() or 1) + 1])
+def test_impossible_process_counts_are_refused_before_anything_starts(work, nproc):
+    proc = subprocess.Popen([sys.executable, "-m", "trainwise", "train", "config.yaml", "--run-dir", "refused",
+                             "--nproc", str(nproc)], cwd=work, env=env(work), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    code, output = finish(proc)
     assert code == 2
-    assert output.strip() == (f"error: --nproc {too_many} asks for more processes than this machine has CPU cores "
-                              f"({os.cpu_count()}); use --nproc {os.cpu_count()} or fewer")
-    assert not (work / "too-many").exists()
+    cores = os.cpu_count()
+    expected = ("error: --nproc must be at least 1 (processes on this machine), got 0" if nproc == 0 else
+                f"error: --nproc {nproc} asks for more processes than this machine has CPU cores ({cores}); "
+                f"use --nproc {cores} or fewer")
+    assert output.strip() == expected
+    assert not (work / "refused").exists()

@@ -97,7 +97,7 @@ def shut_down() -> None:
 def check_nproc(nproc: int, device: torch.device) -> None:
     """Refuse more processes than the machine has CPU cores (on CPU) or GPUs (on GPU)."""
     if nproc < 1:
-        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
+        raise ConfigError(f"--nproc must be at least 1 (processes on this machine), got {nproc}")
     if device.type == "cuda":
         gpus = torch.cuda.device_count()
         if nproc > gpus:

@@ -26,8 +26,9 @@ def train(args: argparse.Namespace) -> int:
     check_names(cfg)  # a typo fails in a second, before the data loads
     if env_world_size() > 1:  # one rank of a DDP job (started by --nproc or torchrun)
         return train_rank(args, cfg, _run_dir_for(cfg, args), _train)
-    if (args.nproc or 1) > 1:
+    if args.nproc is not None:
         check_nproc(args.nproc, build.device_of(cfg))
+    if (args.nproc or 1) > 1:
         check_sync_batchnorm(cfg.train.sync_batchnorm, build.device_of(cfg), args.nproc)
         from trainwise.cli.launch import launch
 
