@@ -4,8 +4,10 @@ one process of two threads (``train.threads=2``), same config and global batch, 
 Each contestant is a real ``trainwise train`` run of the digits MLP (examples/digits.yaml's model,
 no dropout, fixed lr, no early stopping, no report); the figure is ``train_samples_per_second``
 from its summary.json (optimizer steps only: no start-up, evaluation or checkpoints), the global
-samples per second. Contestants alternate (ABBA order across rounds) so neighbouring runs see the
-same load; the headline is the median over rounds of the per-round ratio DDP / single. There is
+samples per second. A third contestant, one process of one thread, is the control: DDP against it
+is the scaling over one core. Contestants alternate (the order reverses every round) so
+neighbouring runs see the same load; the headline is the median over rounds of the per-round
+ratio DDP / 1x2 threads (and DDP / 1x1). There is
 no target: it is a report of what DDP costs or gains on a CPU whose cores the ranks share.
 
     .venv/bin/python benchmarks/ddp_throughput.py              # writes results/ddp_throughput.json
@@ -26,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-FULL = {"rounds": 4, "epochs": 15, "batch_sizes": [64, 256]}
+FULL = {"rounds": 2, "epochs": 8, "batch_sizes": [256, 64]}
 QUICK = {"rounds": 1, "epochs": 1, "batch_sizes": [64]}
-CONTESTANTS = ("ddp_2x1", "single_1x2")
+CONTESTANTS = ("ddp_2x1", "single_1x2", "single_1x1")  # the last: the control, one process of one thread
 
 
 def config(batch_size: int, epochs: int) -> dict[str, Any]:
@@ -48,8 +50,9 @@ def run(contestant: str, config_path: Path, run_dir: Path) -> float:
         env["OMP_NUM_THREADS"] = "1"
         command += ["--nproc", "2"]
     else:
-        env["OMP_NUM_THREADS"] = "2"
-        command.append("train.threads=2")
+        threads = contestant[-1]
+        env["OMP_NUM_THREADS"] = threads
+        command.append(f"train.threads={threads}")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise SystemExit(f"{contestant} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -61,32 +64,44 @@ def measure(batch_size: int, epochs: int, rounds: int, work: Path) -> dict[str, 
     config_path.write_text(json.dumps(config(batch_size, epochs)))  # JSON is YAML
     speeds: dict[str, list[float]] = {name: [] for name in CONTESTANTS}
     for index in range(rounds):
-        order = CONTESTANTS if index % 2 == 0 else tuple(reversed(CONTESTANTS))  # ABBA
+        order = CONTESTANTS if index % 2 == 0 else tuple(reversed(CONTESTANTS))
         for name in order:
             speeds[name].append(run(name, config_path, work / f"{name}-{batch_size}-{index}"))
-    ratios = [ddp / single for ddp, single in zip(speeds["ddp_2x1"], speeds["single_1x2"])]
+    def ratios(other: str) -> dict[str, Any]:
+        return common.ratio_summary([ddp / single for ddp, single in zip(speeds["ddp_2x1"], speeds[other])])
+
     return {"batch_size": batch_size, "samples_per_second": speeds,
             "median_samples_per_second": {name: round(statistics.median(v), 1) for name, v in speeds.items()},
-            "ddp_over_single": common.ratio_summary(ratios)}
+            "ddp_over_single": ratios("single_1x2"), "ddp_over_one_thread": ratios("single_1x1")}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    cases: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
-        cases = [measure(batch, plan["epochs"], plan["rounds"], Path(folder)) for batch in plan["batch_sizes"]]
+        for batch in plan["batch_sizes"]:  # the file is rewritten after each batch size: a cut-short run keeps its cases
+            cases.append(measure(batch, plan["epochs"], plan["rounds"], Path(folder)))
+            write(args, plan, cases, complete=len(cases) == len(plan["batch_sizes"]))
+    return 0
+
+
+def write(args: Any, plan: dict[str, Any], cases: list[dict[str, Any]], complete: bool) -> None:
     headline = ", ".join(f"batch {c['batch_size']}: DDP 2x1 {c['median_samples_per_second']['ddp_2x1']:,.0f} vs "
                          f"1x2 {c['median_samples_per_second']['single_1x2']:,.0f} samples/s "
-                         f"(x{c['ddp_over_single']['median']})" for c in cases)
-    for case in cases:
+                         f"(x{c['ddp_over_single']['median']}; 1x1 {c['median_samples_per_second']['single_1x1']:,.0f}, "
+                         f"x{c['ddp_over_one_thread']['median']})" for c in cases)
+    for case in cases[-1:]:
         print(f"batch {case['batch_size']:>4}  " + "  ".join(
             f"{name} {case['median_samples_per_second'][name]:>9,.0f}/s" for name in CONTESTANTS)
-            + f"  ratio {case['ddp_over_single']['median']}")
+            + f"  DDP/1x2 {case['ddp_over_single']['median']}  DDP/1x1 {case['ddp_over_one_thread']['median']}")
     payload = {
-        "figure": "global training samples/s, 2 DDP processes x 1 thread over 1 process x 2 threads (digits MLP "
-                  "256-128, same global batch; median over ABBA-ordered rounds)",
+        "figure": "global training samples/s, 2 DDP processes x 1 thread over 1 process x 2 threads, and over "
+                  "1 process x 1 thread (digits MLP 256-128, same global batch; median over rounds, order reversed "
+                  "every round)",
         "headline": headline, "target": "none (a report)", "meets_target": None, "quick": args.quick,
+        "complete": complete,
         "cases": cases, "plan": plan,
         "note": "the machine is shared with other work (other helpers' tests and benchmarks may run at the same "
                 "time): read the ratio, not the absolute samples/s",
@@ -95,7 +110,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     path = args.out / "ddp_throughput.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"ddp_throughput: {headline}  (no target)  -> {path}")
-    return 0
 
 
 if __name__ == "__main__":

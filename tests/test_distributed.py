@@ -205,3 +205,16 @@ def test_impossible_process_counts_are_refused_before_anything_starts(work, npro
                 f"use --nproc {cores} or fewer")
     assert output.strip() == expected
     assert not (work / "refused").exists()
+
+
+@pytest.mark.slow
+def test_the_throughput_benchmark_runs_in_a_tiny_configuration(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import ddp_throughput
+
+    assert ddp_throughput.main(["--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "ddp_throughput.json").read_text())
+    assert result["complete"] is True and result["meets_target"] is None
+    (case,) = result["cases"]
+    assert set(case["samples_per_second"]) == {"ddp_2x1", "single_1x2", "single_1x1"}
+    assert all(speed > 0 for speeds in case["samples_per_second"].values() for speed in speeds)
