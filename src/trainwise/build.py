@@ -124,6 +124,7 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         report=t.report, keep_last=t.checkpoint.keep_last, on_nonfinite=t.on_nonfinite,
         max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
         log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(),
+        sync_batchnorm=t.sync_batchnorm,
     )
 
 

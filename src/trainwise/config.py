@@ -159,6 +159,8 @@ class TrainConfig(_Section):
     log_every_n_steps: int = Field(50, gt=0)
     report: bool = True
     threads: Optional[int] = Field(None, gt=0)
+    sync_batchnorm: bool = False  # DDP (--nproc N / torchrun): BatchNorm statistics over the global batch
+    dist_timeout: float = Field(120.0, gt=0.0)  # DDP: seconds a rank waits for the others before the job fails
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     lr_find: LRFindConfig = Field(default_factory=LRFindConfig)

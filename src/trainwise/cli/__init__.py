@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument("--doctor", action="store_true", help="run the doctor's pre-flight checks first (doctor.json "
                        "in the run folder); a FAIL stops before training with exit code 1")
+    train.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine "
+                       "(DistributedDataParallel: gloo on CPU, nccl on GPU; data.batch_size is the global batch)")
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint")
     evaluate.add_argument("run_dir")
