@@ -39,3 +39,7 @@ class DivergedError(TrainwiseError, RuntimeError):
 
 class LRFinderError(TrainwiseError, RuntimeError):
     """The LR range test gave no usable suggestion."""
+
+
+class StorageError(TrainwiseError, ConnectionError):
+    """A search's study storage cannot be reached, or holds a study that does not fit."""
