@@ -14,6 +14,8 @@ While a trial runs, a thread records its heartbeat every ``heartbeat_interval`` 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -145,6 +147,7 @@ def run_claimed(job: Job, study: Any, trial: Any, lock: StudyLock) -> None:
     run = TrialRun(number=trial.number, params=params, run_dir=run_dir, callback=reporter,
                    resume="auto" if root != trial.number else None, seed=job.seed)
     trial.set_user_attr("run_dir", str(run_dir.absolute()))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     if job.config_of is not None:
         trial.set_user_attr("config", job.config_of(run).to_dict())
     log.info("trial %d%s: %s", trial.number, f" (retry of trial {root})" if run.resume else "",
