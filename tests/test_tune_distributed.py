@@ -24,7 +24,8 @@ def _states(study) -> dict[str, int]:
     return counts
 
 
-def test_three_workers_on_postgres_run_exactly_the_budget(tmp_path: Path, postgres_url: str) -> None:
+def test_three_workers_on_postgres_run_exactly_the_budget(tmp_path: Path, postgres_url: str, capsys,
+                                                          monkeypatch) -> None:
     config = tiny_config(tmp_path, epochs=2, tune={"trials": 12})
     workers = [start_tune(str(config), "--storage", postgres_url, "--study", "shared", "--worker-only",
                           cwd=tmp_path) for _ in range(3)]
@@ -38,9 +39,11 @@ def test_three_workers_on_postgres_run_exactly_the_budget(tmp_path: Path, postgr
     assert all("database is locked" not in out for out in outputs)
     folders = sorted(p.name for p in (tmp_path / "runs" / "tune" / "shared").glob("trial-*"))
     assert len(folders) == 12
-    status = tune_cli(str(config), "--storage", postgres_url, "--study", "shared", "--status", cwd=tmp_path)
-    assert status.returncode == 0, status.stderr
-    assert "12 trials of 12: 12 complete" in status.stdout
+    from trainwise.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["tune", str(config), "--storage", postgres_url, "--study", "shared", "--status"]) == 0
+    assert "12 trials of 12: 12 complete" in capsys.readouterr().out
 
 
 def _running_trial_with_checkpoint(url: str, study: str, pid: int):
