@@ -156,15 +156,25 @@ def _cap_grid(settings: TuneSettings) -> None:
 
 
 def collect(job: Job, *, plots: bool = True) -> TuneResult:
-    """Read the study back and write the study folder's results."""
-    from trainwise.tune.results import ranked, write_results
+    """Read the study back and write the study folder's results: trials.csv, best.yaml, the PNG
+    plots and report.html."""
+    from trainwise.tune.plots import write_plots
+    from trainwise.tune.results import ranked, trial_rows, write_best_config, write_trials_csv
     from trainwise.tune.storage import connect, load_existing
+    from trainwise.tune.study_report import write_study_report
 
-    s = job.settings
+    s, folder = job.settings, job.place.folder
     storage = connect(job.place, heartbeat_interval=s.heartbeat_interval, grace_period=s.grace,
                       max_retries=s.max_retries)
     study = load_existing(job.place, storage)
-    rows = write_results(study, job.place.folder, maximize=s.maximize, metric=s.metric, plots=plots)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = trial_rows(study)
+    write_trials_csv(rows, folder / "trials.csv")
+    write_best_config(rows, s.maximize, study.study_name, folder / "best.yaml")
+    if plots:
+        images = write_plots(study, folder)
+        write_study_report(study.study_name, rows, images, folder / "report.html", maximize=s.maximize,
+                           metric=s.metric)
     best = ranked(rows, s.maximize)
     top = best[0] if best else None
     best_yaml = job.place.folder / "best.yaml"

@@ -114,18 +114,3 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def write_results(study: Any, folder: Path, *, maximize: bool, metric: str, plots: bool = True) -> list[dict]:
-    """trials.csv, best.yaml, the PNG plots and report.html in ``folder``; returns the rows."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = trial_rows(study)
-    write_trials_csv(rows, folder / "trials.csv")
-    write_best_config(rows, maximize, study.study_name, folder / "best.yaml")
-    if plots:
-        from trainwise.tune.plots import write_plots
-        from trainwise.tune.study_report import write_study_report
-
-        images = write_plots(study, folder)
-        write_study_report(study.study_name, rows, images, folder / "report.html", maximize=maximize, metric=metric)
-    return rows

@@ -106,6 +106,10 @@ def _serialize_sqlite_writers(storage: Any) -> None:
 
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver opens no transaction of its own
+        # WAL: readers do not wait for the writer, and a commit is one append (synchronous=NORMAL
+        # stays consistent when a process is killed; only a power cut may lose the last commits).
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     def on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
