@@ -159,6 +159,7 @@ def test_grid_visits_every_point_once(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, epochs=1, tune={"sampler": "grid", "trials": 50, "space": {
         "optimizer.lr": {"choice": [0.01, 0.1]}, "model.hidden": {"choice": [[8], [16]]}}})
     result = trainwise.tune(str(config), study_dir=tmp_path / "grid", plots=False)
+    assert [r["state"] for r in result.rows] == ["complete"] * 4
     points = sorted((r["params"]["optimizer.lr"], r["params"]["model.hidden"][0]) for r in result.rows)
     assert points == [(0.01, 8), (0.01, 16), (0.1, 8), (0.1, 16)]
 

@@ -131,7 +131,7 @@ def make_sampler(settings: TuneSettings, seed: int) -> Any:
         from trainwise.tune.space import encode
 
         grid = {name: [encode(v) for v in p.grid_values()] for name, p in settings.space.items()}
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return _grid_sampler(grid, seed)
     if s == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s == "gp":
@@ -139,6 +139,20 @@ def make_sampler(settings: TuneSettings, seed: int) -> Any:
     # constant_liar: a running trial (or one whose worker died) counts as a poor result, so that
     # parallel workers spread out instead of sampling the same point.
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def _grid_sampler(grid: dict[str, list[Any]], seed: int) -> Any:
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid, except that finishing the last point does not call ``study.stop()``, which
+        works only inside ``Study.optimize`` (raised in ``tell``, it would leave the trial RUNNING):
+        the budget, capped at the grid's size, ends the search."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return GridSampler(grid, seed=seed)
 
 
 def make_pruner(settings: TuneSettings, max_epochs: int) -> Any:

@@ -204,5 +204,5 @@ def _tell(study: Any, trial: Any, *, state: Any = None, value: Optional[float] =
         if error is not None:
             trial.set_user_attr(ERROR_ATTR, error[:500])
         study.tell(trial, value, state=state) if value is not None else study.tell(trial, state=state)
-    except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError) as exc:
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
         log.warning("trial %d was already finished elsewhere (%s); its result is dropped", trial.number, exc)
