@@ -92,7 +92,7 @@ def format_table(rows: list[dict[str, Any]], maximize: bool, limit: int = 10, me
     lines = [header]
     for r in best:
         lines.append([str(r["number"]), f"{r['value']:.4f}", str(r["epochs"] or ""),
-                      *[_short(r["params"].get(n)) for n in names]])
+                      *[short_text(r["params"].get(n)) for n in names]])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     return "\n".join(text) + "\n" + counts_line(rows)
@@ -108,7 +108,8 @@ def counts_line(rows: list[dict[str, Any]], budget: Optional[int] = None) -> str
     return f"{len(rows)} trials{total}: " + (", ".join(parts) if parts else "none yet")
 
 
-def _short(value: Any) -> str:
+def short_text(value: Any) -> str:
+    """A parameter value or figure for a table cell: floats to 4 significant digits, None empty."""
     if value is None:
         return ""
     if isinstance(value, float):

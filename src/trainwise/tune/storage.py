@@ -181,7 +181,7 @@ class StudyLock:
                 connection.commit()
 
 
-def open_study(place: Place, storage: Any, *, direction: str, sampler: Any, pruner: Any,
+def open_study(place: Place, storage: Any, *, direction: Any, sampler: Any, pruner: Any,
                identity: dict[str, Any]) -> Any:
     """Create the study or join it. ``identity`` (the space, the metric and direction) is stored
     with a new study; joining one whose identity differs is refused, naming the difference."""
@@ -199,7 +199,7 @@ def open_study(place: Place, storage: Any, *, direction: str, sampler: Any, prun
         if stored.get(key) != identity.get(key):
             old, new = stored.get(key), identity.get(key)
             if key == "space":
-                old, new = _space_difference(old, new)
+                old, new = _space_difference(str(old), str(new))
             raise StorageError(f"study {place.name!r} already exists in {place.shown_url} with another {key}: "
                                f"{old} (stored) vs {new} (given); use the same tune.{key}, or a new --study name")
     return study

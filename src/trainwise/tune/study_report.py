@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainwise.tune.plots import PLOTS
-from trainwise.tune.results import counts_line, ranked
+from trainwise.tune.results import counts_line, ranked, short_text
 
 CAPTIONS = {
     "history": "Optimization history: each finished trial's value and the best so far",
@@ -35,7 +35,7 @@ def write_study_report(study_name: str, rows: list[dict[str, Any]], images: dict
              "</p>"]
     if best:
         b = best[0]
-        params = ", ".join(f"{e(str(k))} = {e(_text(v))}" for k, v in b["params"].items())
+        params = ", ".join(f"{e(str(k))} = {e(short_text(v))}" for k, v in b["params"].items())
         parts.append(f"<p>Best: trial {b['number']}, {e(metric)} {b['value']:.6g} — {params}. "
                      "Its complete config is <code>best.yaml</code>.</p>")
     parts.append(_trials_table(rows))
@@ -58,16 +58,8 @@ def _trials_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.6g}"
-        cells = [str(r["number"]), r["state"], value, _text(r["epochs"]), _text(r["pruned_at_epoch"]),
-                 *[_text(r["params"].get(n)) for n in names]]
+        cells = [str(r["number"]), r["state"], value, short_text(r["epochs"]), short_text(r["pruned_at_epoch"]),
+                 *[short_text(r["params"].get(n)) for n in names]]
         title = f" title='{e(r['error'])}'" if r.get("error") else ""
         body.append(f"<tr class='{e(r['state'])}'{title}>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
