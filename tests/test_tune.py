@@ -164,6 +164,21 @@ def test_grid_visits_every_point_once(tmp_path: Path) -> None:
     assert points == [(0.01, 8), (0.01, 16), (0.1, 8), (0.1, 16)]
 
 
+@pytest.mark.parametrize("sampler, pruner", [("gp", "median"), ("tpe", "hyperband")])
+def test_other_samplers_and_pruners_run(sampler: str, pruner: str, tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, epochs=2, tune={"sampler": sampler, "pruner": pruner, "trials": 3})
+    result = trainwise.tune(str(config), study_dir=tmp_path / "s", plots=False)
+    assert len(result.rows) == 3 and all(r["state"] in ("complete", "pruned") for r in result.rows)
+
+
+def test_a_seeded_search_draws_the_same_trials(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, epochs=1, tune={"trials": 2, "seed": 7})
+    first = trainwise.tune(str(config), study_dir=tmp_path / "a", plots=False)
+    second = trainwise.tune(str(config), study_dir=tmp_path / "b", plots=False)
+    assert [r["params"] for r in first.rows] == [r["params"] for r in second.rows]
+    assert [r["value"] for r in first.rows] == [r["value"] for r in second.rows]
+
+
 # ------------------------------------------------------------------------------------------ Python objective
 def test_python_objective_with_callback_and_escaped_report(tmp_path: Path) -> None:
     torch.manual_seed(0)
