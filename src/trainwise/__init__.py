@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name is imported
     from trainwise.schedules import build_schedule
     from trainwise.state import RunState
     from trainwise.trainer import Trainer
+    from trainwise.tune import tune
 
 __version__ = "0.1.0"
 
@@ -55,13 +56,17 @@ _EXPORTS = {
     "load_model": "trainwise.export",
     "ExportResult": "trainwise.export",
 }
+# trainwise.tune is a package that can be called: trainwise.tune(config_or_fn, space=..., ...).
+_SUBMODULES = ("tune",)
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "doctor":  # the subpackage: `from trainwise import doctor` or `trainwise.doctor`
         return importlib.import_module("trainwise.doctor")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"trainwise.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'trainwise' has no attribute {name!r}")

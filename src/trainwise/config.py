@@ -182,6 +182,9 @@ class RunConfig(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+    # The search's settings and space (``trainwise tune``; checked by trainwise.tune). Not part of a
+    # run: left out of config.yaml, so a trial's and a plain run's configs compare equal.
+    tune: Optional[dict[str, Any]] = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "RunConfig":

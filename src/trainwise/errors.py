@@ -43,3 +43,7 @@ class LRFinderError(TrainwiseError, RuntimeError):
 
 class ExportError(TrainwiseError, RuntimeError):
     """A model cannot be exported to a format, or the exported artifact disagrees with it."""
+
+
+class StorageError(TrainwiseError, ConnectionError):
+    """A search's study storage cannot be reached, or holds a study that does not fit."""

@@ -212,7 +212,7 @@ def _write_description(t: Any, sample: Optional[torch.Tensor], lr: float) -> Non
 
 def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:
     s = loop.state
-    if test is None or s.status in ("failed", "diverged"):
+    if test is None or s.status in ("failed", "diverged", "pruned"):
         return {}, None
     metrics, meter = t.evaluate_split(test)
     loop.metrics_log.log(s.step, s.epoch, "test", metrics)

@@ -235,7 +235,7 @@ class LoopCheckpoint:
         self._reload_best_weights()
         # Early stopping had ended the run: it stays ended (resuming only finishes it); any other
         # saved status (interrupted) continues.
-        s.should_stop = s.status == "stopped_early"
+        s.should_stop = s.status in ("stopped_early", "pruned")
         if not s.should_stop:
             s.status, s.stop_reason = "running", None
 

@@ -21,8 +21,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
-# How a run ended. "running" only while fit is in progress.
-STATUSES = ("running", "completed", "stopped_early", "diverged", "failed", "interrupted")
+# How a run ended. "running" only while fit is in progress. "pruned": a search's pruner ended the
+# trial early (a callback's ``trainer.stop(reason, status="pruned")``).
+STATUSES = ("running", "completed", "stopped_early", "diverged", "failed", "interrupted", "pruned")
 
 
 @dataclass

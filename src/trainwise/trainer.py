@@ -37,7 +37,7 @@ from trainwise.metrics import (Loss, build_loss, build_weighted_loss, class_weig
 from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
 from trainwise.run_folder import default_run_dir
 from trainwise.schedules import Schedule
-from trainwise.state import RunState
+from trainwise.state import STATUSES, RunState
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,9 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- verbs for callbacks
     def stop(self, reason: str, status: str = "stopped_early") -> None:
-        """Ask the loop to stop after the current step; ``reason`` goes into the summary."""
+        """Ask the loop to stop after the current step; ``reason`` goes into the summary. ``status``:
+        how the run ends (``stopped_early``; ``pruned`` when a search's pruner ended a trial)."""
+        check_choice("status", status, [s for s in STATUSES if s != "running"])
         self.state.should_stop, self.state.status, self.state.stop_reason = True, status, reason
         self.record_event(status, reason)
 

@@ -117,6 +117,25 @@ def build_parser() -> argparse.ArgumentParser:
                             "the run folder's files; --png also draws the matplotlib PNGs and links them.")
     report.add_argument("run_dir")
     report.add_argument("--png", action="store_true", help="also write curves.png, lr.png and confusion.png")
+
+    tune = sub.add_parser("tune", help="hyperparameter search over the config's tune: section",
+                          description="Search the config's tune.space with Optuna, training each trial like "
+                          "trainwise train; bad trials are pruned early. Results in runs/tune/<study>/: best.yaml, "
+                          "trials.csv, report.html and PNG plots.")
+    _config_args(tune)
+    tune.add_argument("--trials", type=int, help="the study's total trials, across all its workers (default tune.trials)")
+    tune.add_argument("--timeout", type=float, help="seconds after which a worker starts no new trial")
+    tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    tune.add_argument("--storage", help="database URL shared by workers on many machines, e.g. "
+                      "postgresql://user:password@host/db (default: study.db in the study folder)")
+    tune.add_argument("--study", help="study name; workers with the same --storage and --study join one study "
+                      "(default: the config's name)")
+    tune.add_argument("--study-dir", help="this machine's study folder (default runs/tune/<study>)")
+    tune.add_argument("--sampler", help="grid, random, tpe or gp (default tune.sampler, tpe)")
+    tune.add_argument("--pruner", help="none, median, asha or hyperband (default tune.pruner, asha)")
+    tune.add_argument("--seed", type=int, help="the sampler's seed (default tune.seed, else the config's seed)")
+    tune.add_argument("--status", action="store_true", help="print the study's progress and best trials; run nothing")
+    tune.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -171,6 +190,7 @@ HANDLERS = {
     "report": "trainwise.cli.report_cmd:report",
     "export": "trainwise.cli.export_cmd:export_command",
     "doctor": "trainwise.cli.doctor_cmd:doctor",
+    "tune": "trainwise.cli.tune_cmd:tune",
 }
 DRY_RUN_HANDLER = "trainwise.cli.dry_run:dry_run_command"
 

@@ -96,6 +96,8 @@ def _print_result(result) -> None:
     print("  ".join(figures))
     if summary.get("stop_reason") and summary["status"] != "completed":
         print(summary["stop_reason"])
+    if summary.get("pruned_at_epoch") is not None:
+        print(f"pruned at epoch {summary['pruned_at_epoch']}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}")
     report = result.run_dir / "report.html"
