@@ -62,7 +62,8 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         _initialize(t, sample)
     _balanced_weights(t, train)
     batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device,
-                           augment=t.augment, num_workers=t.num_workers, rank=rank, world_size=world_size)
+                           augment=t.augment, num_workers=t.num_workers, sampler=getattr(t, "sampler", None),
+                           rank=rank, world_size=world_size)
     if len(batches) == 0:
         raise DataError("the training data is empty; give at least one sample")
     steps_per_epoch = math.ceil(len(batches) / t.accumulate)
@@ -194,9 +195,10 @@ def _balanced_weights(t: Any, train: Any) -> None:
 
     outputs = main_output(t.model(train[0][:1].to(t.device)))
     t.class_weights = balanced_class_weights(train[1].cpu(), outputs.shape[1])
-    t.loss_fn = build_loss(t.loss_spec, label_smoothing=t.label_smoothing, class_weights=t._weights_on_device())
+    t.loss_fn = build_loss(t.loss_spec, label_smoothing=t.label_smoothing, class_weights=t._weights_on_device(),
+                           focal_gamma=t.focal_gamma)
     t.weighted_loss_fn = build_weighted_loss(t.loss_spec, label_smoothing=t.label_smoothing,
-                                             class_weights=t._weights_on_device())
+                                             class_weights=t._weights_on_device(), focal_gamma=t.focal_gamma)
 
 
 def _write_description(t: Any, sample: Optional[torch.Tensor], lr: float) -> None:

@@ -23,10 +23,23 @@ from trainwise.errors import DataError
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The sample order of one epoch: a pure function of (seed, epoch)."""
+def epoch_permutation(n: int, seed: int, epoch: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The sample order of one epoch: a pure function of (seed, epoch). With per-sample
+    ``weights``: ``n`` draws with replacement, each sample drawn with probability ∝ its weight."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is not None:
+        return torch.multinomial(weights.double().cpu(), n, replacement=True, generator=generator)
     return torch.randperm(n, generator=generator)
+
+
+def balanced_sample_weights(y: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights ``1 / count(class)``: every class is drawn equally often (``sampler="balanced"``)."""
+    labels = y.reshape(len(y), -1)[:, 0].long().cpu() if y.dim() > 1 else y.long().cpu()
+    if y.is_floating_point() and not torch.equal(y.reshape(len(y), -1)[:, 0].cpu(), labels.to(y.dtype)):
+        raise DataError("sampler='balanced' needs class labels (integers), got fractional targets; "
+                        "it balances classes, not regression targets")
+    counts = torch.bincount(labels - labels.min())
+    return 1.0 / counts[labels - labels.min()].double()
 
 
 class InMemoryBatches:
@@ -49,7 +62,7 @@ class InMemoryBatches:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *extra: torch.Tensor, batch_size: int, shuffle: bool,
                  seed: int = 0, augment: Optional[Augment] = None, keys: Optional[Sequence[str]] = None,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 sample_weights: Optional[torch.Tensor] = None, rank: int = 0, world_size: int = 1) -> None:
         tensors = (x, y, *extra)
         lengths = {len(t) for t in tensors}
         if len(lengths) > 1:
@@ -73,6 +86,7 @@ class InMemoryBatches:
         self.position = 0  # batches already consumed in this epoch
         self.order: Optional[torch.Tensor] = None
         self.aug_generator = torch.Generator(device=x.device) if augment else None
+        self.sample_weights = sample_weights  # draw with replacement by these (the balanced sampler)
 
     @property
     def num_samples(self) -> int:
@@ -99,7 +113,9 @@ class InMemoryBatches:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
-        self.order = epoch_permutation(len(self.x), self.seed, epoch).to(self.x.device) if self.shuffle else None
+        weights = self.sample_weights
+        self.order = (epoch_permutation(len(self.x), self.seed, epoch, weights).to(self.x.device)
+                      if self.shuffle or weights is not None else None)
         if self.aug_generator is not None:
             self.aug_generator.manual_seed(self.seed * 7919 + epoch)
 
@@ -310,10 +326,15 @@ def _to_tensor(value: Any, what: str) -> torch.Tensor:
 
 
 def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, device: torch.device,
-                 augment: Optional[Augment] = None, num_workers: int = 0, rank: int = 0, world_size: int = 1):
+                 augment: Optional[Augment] = None, num_workers: int = 0, sampler: Optional[str] = None,
+                 rank: int = 0, world_size: int = 1):
     """Pick the batch source for ``source``: tensors/arrays/TensorDataset → in-memory slicing on
     ``device``; any other map-style ``Dataset`` → ``DataLoader`` with workers; a ``DataLoader`` → as is.
+    ``sampler="balanced"`` (in-memory data with class labels) draws every class equally often.
     ``rank``/``world_size``: this process's share of each batch in a DDP job (in-memory data only)."""
+    if sampler is not None and as_tensors(source) is None:
+        raise DataError(f"sampler={sampler!r} needs in-memory (inputs, targets) data with class labels, got "
+                        f"{type(source).__name__}; pass a torch WeightedRandomSampler in your own DataLoader instead")
     shard = {"rank": rank, "world_size": world_size}
     if world_size > 1 and as_tensors(source) is None and as_tensor_dict(source) is None:
         raise DataError(f"several processes (DDP) shard in-memory data only: tensors or arrays, a dict of them or "
@@ -322,8 +343,9 @@ def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, devi
         return UserLoaderBatches(source, device=device)
     tensors = as_tensors(source)
     if tensors is not None:
+        weights = balanced_sample_weights(tensors[1]) if sampler == "balanced" else None
         return InMemoryBatches(*(t.to(device) for t in tensors), batch_size=batch_size, shuffle=shuffle,
-                               seed=seed, augment=augment, **shard)
+                               seed=seed, augment=augment, sample_weights=weights, **shard)
     named = as_tensor_dict(source)
     if named is not None:
         return InMemoryBatches(*(t.to(device) for t in named.values()), batch_size=batch_size, shuffle=shuffle,

@@ -99,6 +99,9 @@ class Trainer:
             them replaces the built-in one.
         init: None (the model's own initialization) or a scheme (auto, he, xavier, lecun, orthogonal, lsuv).
         class_weights: per-class loss weights (a list, array or tensor), or ``"balanced"``.
+        sampler: ``"balanced"`` draws each epoch's samples with replacement so that every class is
+            drawn equally often (in-memory classification data); None: each sample once per epoch.
+        focal_gamma: the focal loss's gamma for ``loss="focal"`` (0 is cross-entropy).
         target_normalization: ``{"mean": [...], "std": [...]}`` when the regression targets you pass
             were standardized: metrics and ``predict`` are then in the original units.
         class_names: names of the classes, for the report and ``trainwise predict``.
@@ -131,7 +134,8 @@ class Trainer:
         checkpoint_every_n_steps: Optional[int] = None, checkpoint_every_epoch: bool = True, keep_last: int = 3,
         on_nonfinite: str = "rollback", max_rollbacks: int = 3, rollback_lr_factor: float = 0.5,
         spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
-        config: Optional[dict[str, Any]] = None, num_workers: int = 0, sync_batchnorm: bool = False,
+        config: Optional[dict[str, Any]] = None, num_workers: int = 0, sampler: Optional[str] = None,
+        focal_gamma: float = 2.0, sync_batchnorm: bool = False,
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
@@ -161,9 +165,12 @@ class Trainer:
         self.optimizer_args = {"weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov}
         self.loss_spec, self.task = loss, task_of_loss(loss)
         self.class_weights = class_weights_of(class_weights)
-        self.loss_fn = build_loss(loss, label_smoothing=label_smoothing, class_weights=self._weights_on_device())
+        self.focal_gamma = focal_gamma
+        self.loss_fn = build_loss(loss, label_smoothing=label_smoothing, class_weights=self._weights_on_device(),
+                                  focal_gamma=focal_gamma)
         self.weighted_loss_fn = build_weighted_loss(loss, label_smoothing=label_smoothing,
-                                                    class_weights=self._weights_on_device())
+                                                    class_weights=self._weights_on_device(), focal_gamma=focal_gamma)
+        self.sampler = None if sampler is None else check_choice("sampler", sampler, ("balanced",))
         self.label_smoothing = label_smoothing
         self.metrics = named_metrics(metrics)
         self.torch_scheduler, self.schedule_interval = _torch_scheduler(schedule, optimizer, schedule_interval, lr)

@@ -32,7 +32,12 @@ def train(args: argparse.Namespace) -> int:
         check_sync_batchnorm(cfg.train.sync_batchnorm, build.device_of(cfg), args.nproc)
         from trainwise.cli.launch import launch
 
-        return launch(args, _run_dir_for(cfg, args), timeout=cfg.train.dist_timeout)
+        run_dir = _run_dir_for(cfg, args)
+        if getattr(args, "doctor", False):  # pre-flight once, in this process, before any rank starts
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if _doctor_fails(cfg, build.load_bundle(cfg), run_dir):
+                return EXIT_RUN_FAILED
+        return launch(args, run_dir, timeout=cfg.train.dist_timeout)
     return _train(args, cfg, _run_dir_for(cfg, args))
 
 
@@ -47,6 +52,8 @@ def _train(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         build.write_data_description(run_dir, bundle)
+    if getattr(args, "doctor", False) and env_world_size() <= 1 and _doctor_fails(cfg, bundle, run_dir):
+        return EXIT_RUN_FAILED
     result = trainer.fit(bundle.train, bundle.val, test=bundle.test, resume=args.resume,
                          allow_config_changes=args.resume_changed)
     if main:
@@ -54,6 +61,17 @@ def _train(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
     if result.status in ("diverged", "failed"):
         return EXIT_RUN_FAILED
     return 0
+
+
+def _doctor_fails(cfg: RunConfig, bundle, run_dir: Path) -> bool:
+    from trainwise.cli.doctor_cmd import preflight
+
+    report = preflight(cfg, run_dir / "doctor.json", {}, bundle=bundle)
+    if report.failed():
+        print(f"the doctor found {len(report.failed())} FAIL(s): "
+              f"{', '.join(c.id for c in report.failed())}; not training (see {run_dir / 'doctor.json'})")
+        return True
+    return False
 
 
 def _run_dir_for(cfg: RunConfig, args: argparse.Namespace) -> Path:
