@@ -24,6 +24,7 @@ from torch import nn
 from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
 from trainwise.callbacks.assembly import assemble_callbacks
 from trainwise.callbacks.base import EVENTS, overrides
+from trainwise.callbacks.loggers import build_loggers
 from trainwise.checks import check_choice, check_int, check_range
 from trainwise.errors import ConfigError, DataError
 from trainwise.evaluation import EvalStep, evaluate_batches
@@ -106,6 +107,8 @@ class Trainer:
         progress: a progress bar (plain epoch lines when not a terminal). report: write the plots and
             report.html at the end (search trials turn it off).
         config: the resolved config for ``config.yaml`` (the CLI passes it; a Python run writes its own).
+        loggers: ``"tensorboard"``, ``"mlflow"`` or logger callbacks (``TensorBoardLogger(log_dir=)``,
+            ``MLflowLogger(tracking_uri=, experiment=)``): the run also logged where people look already.
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class Trainer:
         on_nonfinite: str = "rollback", max_rollbacks: int = 3, rollback_lr_factor: float = 0.5,
         spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
         config: Optional[dict[str, Any]] = None, num_workers: int = 0,
+        loggers: Sequence[Union[str, Callback]] = (),
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
@@ -186,7 +190,7 @@ class Trainer:
         self.spikes = SpikeCounter(spike_factor)
         self._callback_args: dict[str, Any] = dict(
             early_stopping=early_stopping, monitor=monitor, mode=mode, patience=patience, min_delta=min_delta,
-            user_callbacks=list(callbacks), progress=ProgressBar() if progress else None,
+            user_callbacks=[*callbacks, *build_loggers(loggers)], progress=ProgressBar() if progress else None,
             saver=CheckpointSaver(every_n_steps=checkpoint_every_n_steps, every_epoch=checkpoint_every_epoch))
         self.use_callbacks(has_val=True)
         self.state = RunState()
