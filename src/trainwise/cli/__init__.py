@@ -84,7 +84,8 @@ def _runs_parser(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--where", help="filter, e.g. \"optimizer.name = 'sgd' and test_accuracy > 0.97\"")
     listing.add_argument("--sort", help="sort key, '-key' for descending, e.g. -test_accuracy")
     listing.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    listing.add_argument("--limit", type=int, help="at most this many runs")
+    listing.add_argument("--limit", type=int, help="at most this many runs (default: 50 in the table, all in csv "
+                         "and json; 0: all)")
     listing.add_argument("--columns", help="extra comma-separated columns, e.g. optimizer.lr,model.hidden")
     show = runs_sub.add_parser("show", parents=[root], help="one run: summary, config, provenance")
     show.add_argument("run", help="an id, a unique id prefix, a name, or a folder")

@@ -12,6 +12,8 @@ from trainwise.errors import ConfigError
 from trainwise.run_index import reader_root
 from trainwise.runs import listing, store
 
+TABLE_LIMIT = 50  # the table shows this many runs unless --limit says otherwise (csv and json: all)
+
 
 def runs(args: argparse.Namespace) -> int:
     root = reader_root(args.root)
@@ -19,17 +21,21 @@ def runs(args: argparse.Namespace) -> int:
 
 
 def list_runs(args: argparse.Namespace, root: Path) -> int:
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.limit is not None and args.limit < 0:
+        raise ConfigError(f"--limit must be >= 0 (0: every run), got {args.limit}")
+    limit = args.limit if args.limit is not None else (TABLE_LIMIT if args.format == "table" else 0)
     every = store.load_runs(root)
-    chosen = listing.select(every, where=args.where, sort=args.sort, limit=args.limit)
+    chosen = listing.select(every, where=args.where, sort=args.sort, limit=limit or None)
     columns = listing.columns_for(chosen, where=args.where, sort=args.sort, extra=args.columns)
     if args.format == "csv":
         sys.stdout.write(listing.to_csv(chosen, columns))
     elif args.format == "json":
         sys.stdout.write(listing.to_json(chosen) + "\n")
     else:
+        matched = len(listing.select(every, where=args.where, sort=None, limit=None)) if args.where else len(every)
         listing.print_table(chosen, columns, total=len(every))
+        if len(chosen) < matched:
+            print(f"showing the first {len(chosen)} of {matched} matching runs; --limit 0 shows all")
         missing = sum(run.status == "missing" for run in every)
         if missing:
             print(f"{missing} run folder(s) are gone (status missing); `trainwise runs gc` forgets them")
