@@ -24,7 +24,7 @@ def list_runs(args: argparse.Namespace, root: Path) -> int:
     if args.limit is not None and args.limit < 0:
         raise ConfigError(f"--limit must be >= 0 (0: every run), got {args.limit}")
     limit = args.limit if args.limit is not None else (TABLE_LIMIT if args.format == "table" else 0)
-    every = store.load_runs(root)
+    every = store.load_runs(root, listing.query_keys(args.where, args.sort))
     chosen = listing.select(every, where=args.where, sort=args.sort, limit=limit or None)
     columns = listing.columns_for(chosen, where=args.where, sort=args.sort, extra=args.columns)
     if args.format == "csv":
