@@ -230,3 +230,19 @@ def test_runs_list_imports_no_torch(runs_root: Path) -> None:
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "import time:" in line]
     assert "trainwise.runs.store" in imported and not [m for m in imported if m.split(".")[0] == "torch"]
     assert EVIL in done.stdout and "3 of 3 runs" in done.stdout
+
+
+def test_a_second_fit_continues_the_same_run(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    trainer = Trainer(torch.nn.Linear(4, 3), optimizer="sgd", lr=0.05, epochs=1, batch_size=16, progress=False,
+                      report=False, name="twice", run_dir=tmp_path / "runs" / "t")
+    trainer.fit((x, y), (x, y))
+    first = json.loads((tmp_path / "runs" / "t" / "run.json").read_text())
+    trainer.fit((x, y), (x, y))
+    second = json.loads((tmp_path / "runs" / "t" / "run.json").read_text())
+    assert second["id"] == first["id"] and second["starts"] == 2 and second["started"] == first["started"]
+    assert second["status"] == "completed" and second["ended"] >= first["ended"]
+    rows = sqlite3.connect(tmp_path / "runs" / "runs.sqlite").execute("SELECT id, summary FROM runs").fetchall()
+    assert len(rows) == 1 and json.loads(rows[0][1])["epochs_run"] == 2
+    assert not [t for t in __import__("threading").enumerate() if t.name == "trainwise-heartbeat"]

@@ -77,16 +77,25 @@ def test_two_writers_and_a_reader_never_see_database_is_locked(tmp_path: Path) -
     assert len({run["id"] for run in runs}) == 24
 
 
+def wait_for(path: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120  # a guard against a hang, not a speed assertion
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()[1][-3000:]
+
+
 @pytest.mark.slow
 def test_a_killed_run_shows_as_crashed_and_rm_refuses_a_live_one(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     trainer = spawn(TRAIN, str(root), "long", "100000", "1")
+    stopped = spawn(TRAIN, str(root), "stopped", "100000", "1")
     record = root / "long" / "0" / "run.json"
-    deadline = time.monotonic() + 120  # a guard against a hang, not a speed assertion
-    while not record.exists() and trainer.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert trainer.poll() is None, trainer.communicate()[1][-3000:]
-    (run,) = runs_json(root)
+    wait_for(record, trainer)
+    wait_for(root / "stopped" / "0" / "run.json", stopped)
+    stopped.send_signal(signal.SIGTERM)  # saves a checkpoint, ends as interrupted
+    assert stopped.wait(timeout=120) == 0
+    run, interrupted = sorted(runs_json(root), key=lambda r: r["name"])
+    assert interrupted["status"] == interrupted["recorded_status"] == "interrupted"
     assert run["status"] == "running" and run["pid"] == trainer.pid
     env = {**os.environ, "PYTHONPATH": SRC}
     refused = subprocess.run([sys.executable, "-m", "trainwise", "runs", "rm", "--root", str(root), "--force",
