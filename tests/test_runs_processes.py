@@ -23,7 +23,7 @@ TRAIN = textwrap.dedent("""
         torch.manual_seed(i)
         x, y = torch.randn(128, 4), torch.randint(0, 3, (128,))
         Trainer(torch.nn.Linear(4, 3), optimizer="sgd", lr=0.1, epochs=epochs, batch_size=8, progress=False,
-                report=False, checkpoint_every_epoch=False, name=f"{name}-{i}",
+                report=False, checkpoint_every_epoch=False, early_stopping=False, name=f"{name}-{i}",
                 run_dir=f"{root}/{name}/{i}").fit((x, y), (x, y))
 """)
 LIST_LOOP = textwrap.dedent("""
@@ -104,7 +104,7 @@ def test_a_killed_run_shows_as_crashed_and_rm_refuses_a_live_one(tmp_path: Path)
     assert record.exists()
     trainer.send_signal(signal.SIGKILL)
     trainer.communicate(timeout=60)
-    (run,) = runs_json(root)
+    (run,) = [r for r in runs_json(root) if r["id"] == run["id"]]
     assert run["status"] == "crashed" and run["recorded_status"] == "running"
     assert json.loads(record.read_text())["status"] == "running"  # the file says what it last knew
     removed = subprocess.run([sys.executable, "-m", "trainwise", "runs", "rm", "--root", str(root), run["id"]],

@@ -180,8 +180,9 @@ def _read_config(folder: Path) -> dict[str, Any]:
     """config.yaml of the folder (for a row written without the config in hand)."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there: reindex reads thousands
     try:
-        data = yaml.safe_load((folder / "config.yaml").read_text())
+        data = yaml.load((folder / "config.yaml").read_text(), Loader=loader)
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
