@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -80,8 +81,9 @@ def connect(root: Path, *, create: bool = True) -> sqlite3.Connection:
     path = root / INDEX_FILE
     if create:
         root.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: no fsync per commit; the index is a cache
     if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
@@ -159,21 +161,44 @@ def upsert(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
 def record_run(folder: Path, run: dict[str, Any], *, config: Optional[dict[str, Any]],
                summary: Optional[dict[str, Any]]) -> bool:
     """Write one run's row (a run starting, changing status, ending). A failure warns, returns False."""
+    root = writer_root(folder)
     try:
-        root = writer_root(folder)
         if config is None:
             config = _read_config(folder)
-        conn = connect(root)
-        try:
+        with _writers_lock:  # fits in several threads of one process share the connection
+            conn = _writer_connection(root)
             with transaction(conn):
                 upsert(conn, [row_for(root, folder, run, config=config, summary=summary)])
-        finally:
-            conn.close()
     except (sqlite3.Error, OSError, ValueError) as exc:
+        _writers.pop(str(root), None)
         log.warning("warning: could not update the run index for %s (%s); training goes on, and "
                     "`trainwise runs reindex` rebuilds the index from the run folders", folder, exc)
         return False
     return True
+
+
+# One connection per runs root and process, kept open: closing the last connection checkpoints and
+# deletes the WAL (two fsyncs), which would cost every short fit of a search ~15 ms.
+_writers: dict[str, tuple[sqlite3.Connection, int]] = {}
+_writers_lock = threading.Lock()
+
+
+def _writer_connection(root: Path) -> sqlite3.Connection:
+    """The process's connection to ``root``'s index, reopened when the file was replaced or
+    deleted since (a reindex after ``rm runs.sqlite``), so no write goes to an unlinked file."""
+    key = str(root)
+    cached = _writers.get(key)
+    try:
+        inode = (root / INDEX_FILE).stat().st_ino
+    except OSError:
+        inode = None
+    if cached is not None and cached[1] == inode:
+        return cached[0]
+    if cached is not None:
+        cached[0].close()
+    conn = connect(root)
+    _writers[key] = (conn, (root / INDEX_FILE).stat().st_ino)
+    return conn
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
