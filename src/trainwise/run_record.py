@@ -211,7 +211,8 @@ MAX_LAYERS = 300  # model.json lists at most this many leaf modules (a count say
 
 def describe_model(model: Any) -> dict[str, Any]:
     """The model's class, parameter counts and its leaf modules (name, type, parameters, repr)."""
-    layers, total_leaves = [], 0
+    layers: list[dict[str, Any]] = []
+    total_leaves = 0
     for layer_name, module in model.named_modules():
         if any(True for _ in module.children()):
             continue

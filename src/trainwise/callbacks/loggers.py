@@ -74,7 +74,7 @@ class TensorBoardLogger(Callback):
 
     def __init__(self, log_dir: Union[str, Path, None] = None) -> None:
         _require("tensorboard", "tensorboard")
-        self.log_dir, self.writer = log_dir, None
+        self.log_dir, self.writer = log_dir, None  # type: Optional[Union[str, Path]], Any
 
     def on_fit_start(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
