@@ -246,3 +246,14 @@ def test_a_second_fit_continues_the_same_run(tmp_path: Path) -> None:
     rows = sqlite3.connect(tmp_path / "runs" / "runs.sqlite").execute("SELECT id, summary FROM runs").fetchall()
     assert len(rows) == 1 and json.loads(rows[0][1])["epochs_run"] == 2
     assert not [t for t in __import__("threading").enumerate() if t.name == "trainwise-heartbeat"]
+
+
+def test_a_stray_index_further_up_does_not_capture_runs(tmp_path: Path, capsys, monkeypatch) -> None:
+    fit(tmp_path / "a", name="stray")  # no runs/ folder above: indexed beside it, in tmp_path
+    assert (tmp_path / "runs.sqlite").is_file()
+    fit(tmp_path / "proj" / "runs" / "b", name="b")
+    assert (tmp_path / "proj" / "runs" / "runs.sqlite").is_file()
+    assert [r["name"] for r in listed(capsys, tmp_path)] == ["stray"]
+    monkeypatch.chdir(tmp_path / "proj")  # the project's runs/ wins over the index further up
+    code, out, _ = cli(capsys, "runs", "list", "--format", "json")
+    assert code == 0 and [r["name"] for r in json.loads(out)] == ["b"]

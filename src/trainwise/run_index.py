@@ -10,11 +10,11 @@ as a warning and never stops training.
 Where the runs root is (the folder holding ``runs.sqlite``):
 
 - for a run being written: ``$TRAINWISE_RUNS`` when the run folder is inside it; else the nearest
-  ancestor of the run folder that already holds ``runs.sqlite``; else the nearest ancestor named
-  ``runs``; else the run folder's parent. So ``runs/tune/<study>/trial-3`` is indexed in
-  ``runs/runs.sqlite``.
-- for ``trainwise runs``: ``--root``; else ``$TRAINWISE_RUNS``; else the nearest ancestor of the
-  working directory (itself included) holding ``runs.sqlite``; else ``./runs``.
+  ancestor named ``runs``; else the run folder's parent. So ``runs/tune/<study>/trial-3`` is
+  indexed in ``runs/runs.sqlite``. (No search upwards for an existing index: one stray
+  ``runs.sqlite`` in a home folder would otherwise capture every run below it.)
+- for ``trainwise runs``: ``--root``; else ``$TRAINWISE_RUNS``; else, from the working directory
+  upwards, the first folder holding ``runs.sqlite`` or a ``runs/runs.sqlite``; else ``./runs``.
 """
 
 from __future__ import annotations
@@ -55,9 +55,6 @@ def writer_root(run_dir: Path) -> Path:
         root = Path(os.path.abspath(env))
         if root in folder.parents:
             return root
-    for parent in folder.parents:
-        if (parent / INDEX_FILE).exists():
-            return parent
     return next((parent for parent in folder.parents if parent.name == "runs"), folder.parent)
 
 
@@ -69,9 +66,10 @@ def reader_root(explicit: Optional[str] = None) -> Path:
     if env:
         return Path(env)
     here = Path.cwd()
-    for folder in (here, *here.parents):
-        if (folder / INDEX_FILE).exists():
-            return folder
+    for folder in (here, *here.parents):  # a project's runs/ wins over an index further up
+        for candidate in (folder, folder / "runs"):
+            if (candidate / INDEX_FILE).exists():
+                return candidate
     return here / "runs"
 
 

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _runs_parser(sub: argparse._SubParsersAction) -> None:
     runs = sub.add_parser("runs", help="list, show, compare and remove runs (the run index)",
                           description="The run index under the runs root: --root, else $TRAINWISE_RUNS, else the "
-                          "nearest folder up from here holding runs.sqlite, else ./runs.")
+                          "first folder from here upwards holding runs.sqlite or runs/runs.sqlite, else ./runs.")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     root = argparse.ArgumentParser(add_help=False)
     root.add_argument("--root", help="the runs root (the folder holding runs.sqlite)")
