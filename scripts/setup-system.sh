@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite uses for real: Chromium (renders report.html).
+# Installs the system packages the test suite uses for real: Chromium (renders report.html) and
+# PostgreSQL (the tests of trainwise tune start a throwaway server as a non-root user).
 # Does nothing when they are present; skips with a note when this user cannot install packages.
 set -euo pipefail
 
 need=()
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
+command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

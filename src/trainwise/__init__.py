@@ -3,6 +3,7 @@
 Example:
     >>> from trainwise import Trainer
     >>> result = Trainer(model, loss="cross_entropy", lr=3e-3, epochs=10).fit((x, y), (x_val, y_val))
+    >>> from trainwise import doctor   # pre-flight checks and the post-run diagnosis
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name is imported
     from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
     from trainwise.config import RunConfig, load_config
     from trainwise.data import load_data
-    from trainwise.errors import CheckpointError, ConfigError, DataError, TrainwiseError
+    from trainwise.errors import CheckpointError, ConfigError, DataError, ExportError, TrainwiseError
+    from trainwise.export import ExportResult, export, load_model
     from trainwise.fit import FitResult
     from trainwise.init import initialize
     from trainwise.lr_finder import LRFinder
@@ -23,6 +25,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time each name is imported
     from trainwise.schedules import build_schedule
     from trainwise.state import RunState
     from trainwise.trainer import Trainer
+    from trainwise.tune import tune
 
 __version__ = "0.1.0"
 
@@ -48,12 +51,22 @@ _EXPORTS = {
     "ConfigError": "trainwise.errors",
     "DataError": "trainwise.errors",
     "CheckpointError": "trainwise.errors",
+    "ExportError": "trainwise.errors",
+    "export": "trainwise.export",
+    "load_model": "trainwise.export",
+    "ExportResult": "trainwise.export",
 }
+# trainwise.tune is a package that can be called: trainwise.tune(config_or_fn, space=..., ...).
+_SUBMODULES = ("tune",)
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "doctor":  # the subpackage: `from trainwise import doctor` or `trainwise.doctor`
+        return importlib.import_module("trainwise.doctor")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"trainwise.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'trainwise' has no attribute {name!r}")

@@ -39,3 +39,11 @@ class DivergedError(TrainwiseError, RuntimeError):
 
 class LRFinderError(TrainwiseError, RuntimeError):
     """The LR range test gave no usable suggestion."""
+
+
+class ExportError(TrainwiseError, RuntimeError):
+    """A model cannot be exported to a format, or the exported artifact disagrees with it."""
+
+
+class StorageError(TrainwiseError, ConnectionError):
+    """A search's study storage cannot be reached, or holds a study that does not fit."""

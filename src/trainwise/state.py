@@ -21,8 +21,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
-# How a run ended. "running" only while fit is in progress.
-STATUSES = ("running", "completed", "stopped_early", "diverged", "failed", "interrupted")
+# How a run ended. "running" only while fit is in progress. "pruned": a search's pruner ended the
+# trial early (a callback's ``trainer.stop(reason, status="pruned")``).
+STATUSES = ("running", "completed", "stopped_early", "diverged", "failed", "interrupted", "pruned")
 
 
 @dataclass
@@ -74,6 +75,7 @@ class RunState:
     samples_seen: int = 0
     epoch_samples: int = 0
     train_seconds: float = 0.0
+    world_size: int = 1  # processes of a DDP job; a resume needs the same number
     best: Best = field(default_factory=Best)
     events: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -42,6 +42,8 @@ def build_summary(state: RunState, *, task: Optional[str], test_metrics: dict[st
         summary["stop_reason"] = state.stop_reason
     if state.status == "diverged":
         summary["message"] = state.stop_reason
+    if state.status == "pruned":  # the last epoch trained: the one whose figure the pruner judged
+        summary["pruned_at_epoch"] = state.epoch
     summary.update(extra)
     summary["warnings"] = list(state.warnings)
     summary["events"] = state.events

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume-changed", action="store_true",
                        help="allow a resume whose config changes optimizer.lr, train.epochs or train.max_steps")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("--doctor", action="store_true", help="run the doctor's pre-flight checks first (doctor.json "
+                       "in the run folder); a FAIL stops before training with exit code 1")
+    train.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine "
+                       "(DistributedDataParallel: gloo on CPU, nccl on GPU; data.batch_size is the global batch)")
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint")
     evaluate.add_argument("run_dir")
@@ -48,12 +52,44 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the run's data.target)")
     _model_args(evaluate)
 
-    predict = sub.add_parser("predict", help="predict with a run's best checkpoint")
-    predict.add_argument("run_dir")
+    predict = sub.add_parser("predict", help="predict with a run's best checkpoint or an exported model")
+    predict.add_argument("run_dir", metavar="RUN_DIR|ARTIFACT", help="a run folder, or a file trainwise export "
+                         "wrote: .onnx, .pt (TorchScript), .pt2, .safetensors")
     predict.add_argument("inputs", help=".npz with an array 'x', or .csv with the training columns "
                          "(raw, unnormalized inputs; a target column is ignored)")
     predict.add_argument("--out", required=True, help="where to write predictions: .npz or .csv")
     _model_args(predict)
+
+    export = sub.add_parser(
+        "export", help="export a run's best checkpoint: onnx, torchscript, pt2, safetensors, int8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export RUN_DIR/checkpoints/best.pt (eval mode) and verify each artifact: it is reloaded from "
+        "disk, its outputs on real test batches must match PyTorch's within --atol/--rtol and its test accuracy "
+        "PyTorch's within 0.1 point, or the export fails and the file is removed. Every artifact takes raw inputs: "
+        "the run's input normalization (data.json) is folded into the graph, so nothing else must ship with it. "
+        "BatchNorm is folded into the preceding conv/linear layer; the batch axis is dynamic.",
+        epilog="formats:\n"
+        "  onnx         model.onnx, one self-contained file (torch's default exporter), run with onnxruntime\n"
+        "  torchscript  model.pt (traced; scripted when tracing misses control flow). TorchScript is\n"
+        "               deprecated in PyTorch; prefer pt2 or onnx unless you need libtorch (C++)\n"
+        "  pt2          model.pt2 from torch.export, PyTorch's replacement for TorchScript\n"
+        "  safetensors  model.safetensors: weights + config + data.json, trainwise.load_model(path) loads it\n"
+        "               with no pickle\n"
+        "  int8         dynamic quantization of Linear/LSTM/GRU layers: model.int8.onnx (onnxruntime), or\n"
+        "               model.int8.pt for GRU/LSTM models (torch's quantize_dynamic, deprecated, the only\n"
+        "               path that quantizes recurrent weights); size, latency and accuracy before/after\n"
+        "  all          every format the model can take, into one folder\n"
+        "onnx and int8 need pip install 'trainwise[export]'. Figures go to export.json beside the files.")
+    export.add_argument("run_dir")
+    export.add_argument("--format", default="onnx", help="onnx (default), torchscript, pt2, safetensors, int8, all")
+    export.add_argument("--out", metavar="PATH", help="the file (one format) or a folder (any format); its parent folder must exist "
+                        "(default RUN_DIR/export/model.<suffix>)")
+    export.add_argument("--atol", type=float, default=1e-4, help="absolute output tolerance (default 1e-4)")
+    export.add_argument("--rtol", type=float, default=1e-3, help="relative output tolerance (default 1e-3)")
+    export.add_argument("--max-int8-drop", type=float, default=1.0,
+                        help="largest int8 test-accuracy drop accepted, in points (default 1)")
+    export.add_argument("--data", metavar="FILE", help="verify on this .npz (raw x, y) instead of the run's test split")
+    _model_args(export)
 
     schedule = sub.add_parser("schedule", help="print and plot a config's lr schedule without training")
     _config_args(schedule)
@@ -64,11 +100,42 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(lr_find)
     lr_find.add_argument("--run-dir", help="where lr_find.json and lr_find.png go (default runs/<name>-lr-find)")
 
+    doctor = sub.add_parser("doctor", help="pre-flight checks of a config, or the diagnosis of a finished run",
+                            description="trainwise doctor CONFIG: data, model and training checks plus baselines "
+                            "before training; trainwise doctor RUN_DIR: the diagnosis of a finished run from its "
+                            "metrics. Writes doctor.json; exit 0 without a FAIL, 1 with one, 2 for bad input.")
+    doctor.add_argument("target", metavar="CONFIG|RUN_DIR", help="a YAML config, or a run folder")
+    doctor.add_argument("overrides", nargs="*", help="section.key=value overrides (with a config)")
+    doctor.add_argument("--out", help="where doctor.json goes (default: runs/<name>-doctor/doctor.json for a "
+                        "config; the run folder's doctor.json for a run)")
+    doctor.add_argument("--threshold", action="append", metavar="NAME=VALUE",
+                        help="change a rule's limit, e.g. --threshold imbalance_ratio=5 (repeatable)")
+    doctor.add_argument("--no-baselines", action="store_true", help="skip training the baselines")
+
     report = sub.add_parser("report", help="re-render a run's report.html from its folder",
                             description="Re-render report.html (SVG charts, confusion matrix table) from "
                             "the run folder's files; --png also draws the matplotlib PNGs and links them.")
     report.add_argument("run_dir")
     report.add_argument("--png", action="store_true", help="also write curves.png, lr.png and confusion.png")
+
+    tune = sub.add_parser("tune", help="hyperparameter search over the config's tune: section",
+                          description="Search the config's tune.space with Optuna, training each trial like "
+                          "trainwise train; bad trials are pruned early. Results in runs/tune/<study>/: best.yaml, "
+                          "trials.csv, report.html and PNG plots.")
+    _config_args(tune)
+    tune.add_argument("--trials", type=int, help="the study's total trials, across all its workers (default tune.trials)")
+    tune.add_argument("--timeout", type=float, help="seconds after which a worker starts no new trial")
+    tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    tune.add_argument("--storage", help="database URL shared by workers on many machines, e.g. "
+                      "postgresql://user:password@host/db (default: study.db in the study folder)")
+    tune.add_argument("--study", help="study name; workers with the same --storage and --study join one study "
+                      "(default: the config's name)")
+    tune.add_argument("--study-dir", help="this machine's study folder (default runs/tune/<study>)")
+    tune.add_argument("--sampler", help="grid, random, tpe or gp (default tune.sampler, tpe)")
+    tune.add_argument("--pruner", help="none, median, asha or hyperband (default tune.pruner, asha)")
+    tune.add_argument("--seed", type=int, help="the sampler's seed (default tune.seed, else the config's seed)")
+    tune.add_argument("--status", action="store_true", help="print the study's progress and best trials; run nothing")
+    tune.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     _runs_parser(sub)
     return parser
 
@@ -157,6 +224,9 @@ HANDLERS = {
     "lr-find": "trainwise.cli.commands:lr_find",
     "report": "trainwise.cli.report_cmd:report",
     "runs": "trainwise.cli.runs_cmd:runs",
+    "export": "trainwise.cli.export_cmd:export_command",
+    "doctor": "trainwise.cli.doctor_cmd:doctor",
+    "tune": "trainwise.cli.tune_cmd:tune",
 }
 DRY_RUN_HANDLER = "trainwise.cli.dry_run:dry_run_command"
 

@@ -47,11 +47,33 @@ def evaluate(args: argparse.Namespace) -> int:
 def predict(args: argparse.Namespace) -> int:
     """Write the run's predictions for ``inputs`` to ``--out`` (.npz or .csv)."""
     out = check_output_path(args.out)
+    if Path(args.run_dir).is_file():
+        return _predict_artifact(args, out)
     run = load_saved_run(args.run_dir, args.checkpoint)
     x = read_inputs(Path(args.inputs), run)
     model = rebuild_model(run, args.model)
     with torch.inference_mode():
         outputs = torch.cat([model(chunk) for chunk in x.split(_CHUNK)]).float()
+    write_predictions(out, outputs, run)
+    print(f"wrote {len(x)} predictions to {out}")
+    return 0
+
+
+def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
+    """Predictions of an exported artifact: raw inputs in (its normalization is in the graph)."""
+    from trainwise.config import config_from_dict
+    from trainwise.export import load_artifact
+
+    path = Path(args.run_dir)
+    runner, meta = load_artifact(path)
+    if not meta.get("data"):
+        raise DataError(f"{path} carries no trainwise metadata (trainwise.json); predict with the tool that made it")
+    description = {**meta["data"], "normalization": None}  # folded into the artifact
+    cfg = config_from_dict({"data": {"target": description.get("target")}})
+    run = SavedRun(path.parent, cfg, description, path)
+    x = read_inputs(Path(args.inputs), run)
+    with torch.inference_mode():
+        outputs = torch.cat([runner(chunk).float() for chunk in x.split(_CHUNK)])
     write_predictions(out, outputs, run)
     print(f"wrote {len(x)} predictions to {out}")
     return 0

@@ -22,6 +22,7 @@ from typing import Any
 import trainwise
 from trainwise.report.charts import lr_find_svg
 from trainwise.report.confusion import confusion_table
+from trainwise.report.doctor_section import doctor_section
 from trainwise.report.formatting import format_value, is_number
 from trainwise.report.lr_text import lr_finder_text
 from trainwise.report.run_contents import FIGURE_CAPTIONS, RunContents, load_run
@@ -111,8 +112,7 @@ def _render(run: RunContents) -> str:
         gradients_section(run.rows, run.config, _section),
         _lr_finder_section(run),
         model_section(run.folder, _section),
-        # Sections of other features go here, one call each, shown when their file exists
-        # (the doctor's: report/doctor_section.py, from doctor.json).
+        doctor_section(run.folder),
         _section("Final metrics (last epoch of each split)", _final_metrics_table(run.rows)),
         provenance_section(run.folder, _section),
         _section("Config", _config_block(run)),

@@ -1,0 +1,164 @@
+"""Search efficiency on MNIST-1D: grid, random, TPE, random+ASHA and TPE+HyperBand, each given the
+same number of configurations, best validation accuracy against the epochs of training spent.
+
+Every method searches the same space (an MLP on MNIST-1D: lr, width/depth, weight decay; grid
+gets 3 x 2 x 2 points of the same ranges), ``configs`` trials each, up to ``max_epochs`` epochs a
+trial, under 3 study seeds. Compute = epochs trained, summed over trials (a pruned trial counts
+the epochs it ran). Trials run through ``trainwise.tune`` exactly as ``trainwise tune`` runs them.
+
+Targets (the issue's): (1) ASHA and HyperBand within 0.5 points of random search's best at <= 1/3
+of its compute; (2) TPE+HyperBand the best of all at equal compute (each method's best so far
+when it had spent as many epochs as TPE+HyperBand did in all).
+
+    python benchmarks/search_efficiency.py                   # 12 configs x 9 epochs, 3 seeds (~10 min)
+    python benchmarks/search_efficiency.py --quick           # 3 configs x 2 epochs, 1 seed
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import RESULTS_DIR, base_parser, machine_info, pin_threads, quiet_logs, write_result
+
+METHODS = {  # name: (sampler, pruner)
+    "grid": ("grid", "none"), "random": ("random", "none"), "tpe": ("tpe", "none"),
+    "random+asha": ("random", "asha"), "tpe+hyperband": ("tpe", "hyperband"),
+}
+SPACE = {
+    "optimizer.lr": {"log_uniform": [1.0e-4, 3.0e-2]},
+    "model.hidden": {"choice": [[64], [256, 256]]},
+    "optimizer.weight_decay": {"log_uniform": [1.0e-5, 1.0e-1]},
+}
+GRID = {
+    "optimizer.lr": {"choice": [1.0e-4, 1.0e-3, 1.0e-2]},
+    "model.hidden": {"choice": [[64], [256, 256]]},
+    "optimizer.weight_decay": {"choice": [1.0e-4, 1.0e-2]},
+}
+
+
+def base_config(epochs: int, seed: int) -> dict[str, Any]:
+    return {"name": "mnist1d-search", "seed": seed, "data": {"dataset": "mnist1d", "batch_size": 100},
+            "model": {"name": "mlp", "hidden": [256]}, "optimizer": {"name": "adamw", "lr": 1.0e-3},
+            "schedule": {"name": "cosine"},
+            "train": {"epochs": epochs, "report": False, "threads": 1, "early_stopping": {"enabled": False}}}
+
+
+def run_method(method: str, seed: int, configs: int, epochs: int, folder: Path) -> dict[str, Any]:
+    import trainwise
+
+    sampler, pruner = METHODS[method]
+    config = base_config(epochs, seed=0)  # the data and initialization stay; the study seed varies
+    config["tune"] = {"metric": "val_accuracy", "sampler": sampler, "pruner": pruner, "min_resource": 1,
+                      "reduction_factor": 3, "space": GRID if method == "grid" else SPACE}
+    began = time.perf_counter()
+    result = trainwise.tune(config, n_trials=configs, seed=seed, study=f"{method.replace('+', '-')}-{seed}",
+                            study_dir=folder / f"{method}-{seed}", plots=False)
+    curve, spent, best = [], 0, 0.0
+    for row in result.rows:  # one worker: trial order is the order compute was spent
+        spent += int(row["epochs"] or 0)
+        if row["state"] == "complete" and row["value"] is not None:
+            best = max(best, row["value"])
+        curve.append((spent, best))
+    return {"curve": curve, "compute": spent, "best": best, "seconds": round(time.perf_counter() - began, 1),
+            "pruned": sum(r["state"] == "pruned" for r in result.rows)}
+
+
+def best_at(curve: list[tuple[int, float]], compute: float) -> float:
+    """The best accuracy a method had reached once it had spent ``compute`` epochs (interpolating
+    nothing: the last trial finished within that budget)."""
+    reached = [best for spent, best in curve if spent <= compute]
+    return reached[-1] if reached else 0.0
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    table = {}
+    for method, seeds in runs.items():
+        table[method] = {"best": round(100 * statistics.mean(r["best"] for r in seeds), 2),
+                         "compute": statistics.mean(r["compute"] for r in seeds),
+                         "pruned": statistics.mean(r["pruned"] for r in seeds),
+                         "seconds": round(sum(r["seconds"] for r in seeds), 1)}
+    random = table["random"]
+    checks = {}
+    for method in ("random+asha", "tpe+hyperband"):
+        t = table[method]
+        checks[method] = {"gap_points": round(random["best"] - t["best"], 2),
+                          "compute_fraction": round(t["compute"] / random["compute"], 3),
+                          "meets": random["best"] - t["best"] <= 0.5 and t["compute"] <= random["compute"] / 3}
+    hb_compute = [r["compute"] for r in runs["tpe+hyperband"]]
+    at_equal = {m: round(100 * statistics.mean(best_at(r["curve"], c) for r, c in zip(seeds, hb_compute)), 2)
+                for m, seeds in runs.items()}
+    checks["tpe+hyperband_best_at_equal_compute"] = {
+        "best_at_hyperband_compute": at_equal,
+        "meets": all(at_equal["tpe+hyperband"] >= v for v in at_equal.values())}
+    return {"table": table, "checks": checks}
+
+
+def plot(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for method, seeds in runs.items():
+        top = max(r["compute"] for r in seeds)
+        xs = list(range(1, top + 1))
+        ys = [100 * statistics.mean(best_at(r["curve"], x) for r in seeds) for x in xs]
+        axes.step(xs, ys, where="post", label=method)
+    axes.set_xlabel("epochs of training spent (all trials)")
+    axes.set_ylabel("best val accuracy so far (%), mean of seeds")
+    axes.set_title("MNIST-1D search: accuracy vs compute")
+    axes.set_ylim(bottom=max(0, axes.get_ylim()[0]))
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=int, default=12, help="configurations per method (grid: its 12 points)")
+    parser.add_argument("--epochs", type=int, default=9, help="epochs of an unpruned trial")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args(argv)
+    pin_threads(1)
+    quiet_logs()
+    configs, epochs, seeds = (3, 2, 1) if args.quick else (args.configs, args.epochs, args.seeds)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):  # methods interleaved, so a busy spell hits all of them
+            for method in METHODS:
+                runs[method].append(run_method(method, seed, configs, epochs, Path(tmp)))
+                print(f"{method} seed {seed}: best {runs[method][-1]['best']:.4f}, "
+                      f"{runs[method][-1]['compute']} epochs", flush=True)
+    summary = summarize(runs)
+    png = (args.out if args.out != RESULTS_DIR else RESULTS_DIR) / "search_efficiency.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot(runs, png)
+    t, c = summary["table"], summary["checks"]
+    headline = ("; ".join(f"{m} {t[m]['best']:.2f}% @ {t[m]['compute']:.0f} ep" for m in METHODS)
+                + f"; ASHA {c['random+asha']['gap_points']:+.2f} pt at {c['random+asha']['compute_fraction']:.2f}x, "
+                f"HB {c['tpe+hyperband']['gap_points']:+.2f} pt at {c['tpe+hyperband']['compute_fraction']:.2f}x "
+                "of random's compute")
+    meets = c["random+asha"]["meets"] and c["tpe+hyperband"]["meets"] and \
+        c["tpe+hyperband_best_at_equal_compute"]["meets"]
+    write_result(args.out, "search_efficiency", {
+        "figure": summary, "headline": headline, "meets_target": bool(meets),
+        "target": "ASHA/HyperBand within 0.5 pt of random's best at <= 1/3 of its compute; TPE+HyperBand best "
+                  "at equal compute",
+        "config": {"configs": configs, "max_epochs": epochs, "seeds": seeds, "space": SPACE, "grid": GRID,
+                   "model": "MLP on MNIST-1D (3,600 train / 400 val)", "reduction_factor": 3, "min_resource": 1},
+        "runs": {m: [{k: v for k, v in r.items()} for r in rs] for m, rs in runs.items()},
+        "plot": str(png), "seconds": round(time.perf_counter() - began, 1), "quick": args.quick,
+        "machine": machine_info()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""``trainwise.export``: write each asked format, reload it from disk, verify it against the
+PyTorch model, and keep it only when it agrees (otherwise nothing is left behind)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from trainwise.checks import check_choice
+from trainwise.errors import ConfigError, DataNotFoundError, ExportError
+from trainwise.export import int8 as int8_format
+from trainwise.export import onnx_format, safetensors_format, torchscript_format
+from trainwise.export._source import ExportSource, fold_batchnorm, from_module, from_run
+from trainwise.export.table import ExportResult, write_json
+from trainwise.export.verify import (
+    ACCURACY_GAP_POINTS,
+    Runner,
+    accuracy,
+    check_accuracy,
+    check_out_path,
+    compare_outputs,
+    rmse,
+    run_all,
+    staged,
+)
+
+FORMATS: tuple[str, ...] = ("onnx", "torchscript", "pt2", "safetensors", "int8")
+CHOICES: tuple[str, ...] = (*FORMATS, "all")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2", "safetensors": ".safetensors"}
+Writer = Callable[[nn.Module, torch.Tensor, Path, str], dict[str, Any]]
+WRITERS: dict[str, tuple[Writer, Callable[[Path], tuple[Runner, dict[str, Any]]]]] = {
+    "onnx": (onnx_format.write_onnx, onnx_format.load_onnx),
+    "torchscript": (torchscript_format.write_torchscript, torchscript_format.load_torchscript),
+    "pt2": (torchscript_format.write_pt2, torchscript_format.load_pt2),
+    "safetensors": (safetensors_format.write_safetensors, safetensors_format.load_safetensors),
+}
+
+
+def export(model_or_run_dir: nn.Module | str | Path, format: str = "onnx", *, example: Optional[torch.Tensor] = None,
+           out: Optional[str | Path] = None, atol: float = 1e-4, rtol: float = 1e-3,
+           data: Optional[tuple[Any, Any]] = None, checkpoint: str = "best.pt", model_spec: Optional[str] = None,
+           normalization: Optional[dict[str, list[float]]] = None, class_names: Optional[list[str]] = None,
+           task: str = "classification", max_int8_drop: float = int8_format.MAX_DROP_POINTS) -> ExportResult:
+    """Export a run folder's best checkpoint, or your own module, and verify every artifact.
+
+    Each artifact is reloaded from disk and run: outputs on a real batch (sizes 1, 8, 64) within
+    ``atol + rtol * |torch output|`` and accuracy within 0.1 point of PyTorch's, else
+    ``ExportError`` and the file is removed. Artifacts take raw inputs (normalization is inside).
+
+    Args:
+        model_or_run_dir: a run folder, or an ``nn.Module`` (then ``example`` is required).
+        format: ``onnx``, ``torchscript``, ``pt2``, ``safetensors``, ``int8`` or ``all``.
+        example: a batch of real inputs ``(N, *input_shape)`` for a module.
+        out: the file for one format, or a folder (required for ``all``; default
+            ``RUN_DIR/export`` or ``./export``), where files are named ``model.<suffix>``.
+        data: ``(inputs, targets)`` to verify on (a run's default: its test split).
+        normalization: ``{"mean": [...], "std": [...]}`` per channel/feature, folded into a
+            module's graph. ``class_names``/``task``: recorded for ``trainwise predict``.
+        max_int8_drop: the largest int8 accuracy drop, in points, that is accepted.
+
+    Example:
+        >>> result = trainwise.export(model, format="onnx", example=x[:8], out="model.onnx")
+        >>> print(result.table())
+    """
+    check_choice("format", format, CHOICES)
+    for name, value in (("atol", atol), ("rtol", rtol), ("max_int8_drop", max_int8_drop)):
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+    formats = list(FORMATS) if format == "all" else [format]
+    if isinstance(model_or_run_dir, nn.Module):
+        if example is None:
+            raise ConfigError("exporting a module needs example=, a batch of real inputs shaped (N, *input_shape)")
+        source = from_module(model_or_run_dir, example, data=data, normalization=normalization,
+                             class_names=class_names, task=task)
+        default_folder = Path("export")
+    else:
+        folder = Path(model_or_run_dir)
+        if not folder.is_dir():
+            raise DataNotFoundError(f"run folder not found: {folder}; pass the folder a training run wrote")
+        source = from_run(folder, checkpoint=checkpoint, model_spec=model_spec,
+                          data=None if data is None else (torch.as_tensor(data[0]).float(), torch.as_tensor(data[1])))
+        default_folder = folder / "export"
+    skipped: dict[str, str] = {}
+    if format == "all":
+        try:
+            int8_format.check_quantizable(source.module)
+        except ExportError as error:
+            formats.remove("int8")
+            skipped["int8"] = str(error)
+    targets = _targets(source, formats, out, default_folder)
+    result = _export_all(source, targets, atol=atol, rtol=rtol, max_int8_drop=max_int8_drop)
+    result.skipped = skipped
+    return result
+
+
+def _targets(source: ExportSource, formats: list[str], out: Optional[str | Path], default: Path) -> dict[str, Path]:
+    """The final path of each format's artifact; folders are checked before anything is written."""
+    suffixes = dict(SUFFIXES)
+    if "int8" in formats:
+        suffixes["int8"] = ".int8" + int8_format.int8_suffix(source.module)
+    if out is not None and len(formats) == 1 and not Path(out).is_dir():
+        path = Path(out)
+        return {formats[0]: check_out_path(path, _final_suffix(suffixes[formats[0]]))}
+    folder = Path(out) if out is not None else default
+    if folder.suffix and not folder.is_dir():
+        raise ConfigError(f"--format all writes several files; --out must be a folder, got {str(folder)!r}")
+    if not folder.parent.is_dir():
+        raise DataNotFoundError(f"the folder {folder.parent} (of --out {str(folder)!r}) does not exist; create it "
+                                "first or choose another --out")
+    folder.mkdir(exist_ok=True)
+    return {name: folder / f"model{suffixes[name]}" for name in formats}
+
+
+def _final_suffix(suffix: str) -> str:
+    return "." + suffix.rsplit(".", 1)[1]
+
+
+def _export_all(source: ExportSource, targets: dict[str, Path], *, atol: float, rtol: float,
+                max_int8_drop: float) -> ExportResult:
+    folded, folded_count = fold_batchnorm(source.module)
+    reference = run_all(source.module, source.eval_x)
+    ref_accuracy = accuracy(reference, source.eval_y, source.task)
+    result = ExportResult()
+    meta = source.meta_json()
+    for name, path in targets.items():
+        start = time.perf_counter()
+        with staged(path) as tmp:
+            if name == "int8":
+                row = int8_format.write_int8(source, folded, tmp, meta)
+                int8_format.check_drop(row, max_int8_drop)
+                row.update(pytorch_accuracy=row.get("fp32_accuracy"), artifact_accuracy=row.get("int8_accuracy"),
+                           pytorch_rmse=row.get("fp32_rmse"), artifact_rmse=row.get("int8_rmse"))
+                row = {key: value for key, value in row.items() if value is not None}
+            else:
+                row = _export_one(source, name, folded if name != "safetensors" else source.module, tmp, meta,
+                                  reference=reference, ref_accuracy=ref_accuracy, atol=atol, rtol=rtol)
+                if name != "safetensors":
+                    row["batchnorm_folded"] = folded_count
+            row.update(bytes=tmp.stat().st_size, seconds=round(time.perf_counter() - start, 2))
+        row["path"] = path
+        result.paths[name], result.rows[name] = path, row
+    folder = next(iter(targets.values())).parent
+    result.json_path = write_json(folder, result.rows, {"name": source.name, "verified_on": source.eval_split,
+                                                        "samples": len(source.eval_x), **_origin(source)})
+    return result
+
+
+def _export_one(source: ExportSource, name: str, module: nn.Module, tmp: Path, meta: str, *,
+                reference: torch.Tensor, ref_accuracy: Optional[float], atol: float, rtol: float) -> dict[str, Any]:
+    writer, loader = WRITERS[name]
+    facts = writer(module, source.example, tmp, meta)
+    if name == "safetensors" and source.user_model is not None:  # a user's class: load into a fresh copy
+        runner: Runner = safetensors_format.load_model(tmp, model=copy.deepcopy(source.user_model))
+    else:
+        runner, _ = loader(tmp)  # reloaded from disk: the file is what gets checked
+    label = f"the {name} export"
+    diff = compare_outputs(source.module, runner, source.eval_x, atol=atol, rtol=rtol, label=label)
+    outputs = run_all(runner, source.eval_x)
+    artifact_accuracy = accuracy(outputs, source.eval_y, source.task)
+    check_accuracy(ref_accuracy, artifact_accuracy, label=label, max_gap=ACCURACY_GAP_POINTS)
+    row: dict[str, Any] = {"max_abs_diff": diff, "split_max_abs_diff": float((outputs - reference).abs().max()),
+                           "pytorch_accuracy": ref_accuracy, "artifact_accuracy": artifact_accuracy,
+                           "pytorch_rmse": rmse(reference, source.eval_y, source.task),
+                           "artifact_rmse": rmse(outputs, source.eval_y, source.task), **facts}
+    return {key: value for key, value in row.items() if value is not None}
+
+
+def _origin(source: ExportSource) -> dict[str, Any]:
+    return {key: source.meta[key] for key in ("source", "checkpoint") if key in source.meta}
+
+
+def load_artifact(path: str | Path) -> tuple[Runner, dict[str, Any]]:
+    """Any exported artifact as a tensor → tensor function, with its ``trainwise.json`` metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"no such artifact: {path}; pass a file trainwise export wrote")
+    suffix = path.suffix.lower()
+    loaders = {".onnx": onnx_format.load_onnx, ".pt": torchscript_format.load_torchscript,
+               ".pt2": torchscript_format.load_pt2, ".safetensors": safetensors_format.load_safetensors}
+    if suffix not in loaders:
+        raise ConfigError(f"cannot tell the format of {path.name!r}: expected .onnx, .pt (TorchScript), .pt2 or "
+                          ".safetensors, or a run folder")
+    return loaders[suffix](path)

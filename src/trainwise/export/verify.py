@@ -1,0 +1,171 @@
+"""Checking an artifact against the model it came from, and writing files so that a failed or
+interrupted export leaves nothing half-written.
+
+An artifact is reloaded from disk and run; its outputs on a real batch must match PyTorch's
+within ``atol + rtol * |reference|`` (as ``numpy.allclose``), at the example's batch size and at
+others (the batch axis is dynamic), and its accuracy on the verification split must equal
+PyTorch's within ``max_accuracy_gap`` points. Otherwise the export fails; it never only warns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+
+from trainwise.errors import DataNotFoundError, ExportError
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+CHUNK = 1024
+ACCURACY_GAP_POINTS = 0.1  # fp32 artifacts: test accuracy within this many points of PyTorch's
+
+
+def run_all(runner: Runner, x: torch.Tensor) -> torch.Tensor:
+    """``runner`` over ``x`` in chunks, outputs concatenated (float32, CPU)."""
+    with torch.inference_mode():
+        return torch.cat([runner(chunk).float() for chunk in x.split(CHUNK)])
+
+
+def compare_outputs(reference: Runner, artifact: Runner, x: torch.Tensor, *, atol: float, rtol: float,
+                    label: str) -> float:
+    """The max abs difference between the two on batches of 1, 8 and 64 of ``x``; raises when any
+    element is outside the tolerance."""
+    worst, checked = 0.0, set()
+    for size in (1, 8, 64):
+        batch = x[:size]
+        if len(batch) in checked:
+            continue
+        checked.add(len(batch))
+        with torch.inference_mode():
+            want, got = reference(batch).float(), artifact(batch).float()
+        if got.shape != want.shape:
+            raise ExportError(f"{label}: outputs of shape {tuple(got.shape)} for a batch of {len(batch)}, PyTorch "
+                              f"gives {tuple(want.shape)}; the batch axis is not dynamic in this artifact")
+        diff = (got - want).abs()
+        worst = max(worst, float(diff.max()))
+        bad = diff > atol + rtol * want.abs()
+        if bool(bad.any()):
+            raise ExportError(f"{label} disagrees with the PyTorch model: max abs diff {float(diff.max()):.3g} on a "
+                              f"batch of {len(batch)} ({int(bad.sum())} of {bad.numel()} outputs outside "
+                              f"atol={atol:g}, "
+                              f"rtol={rtol:g}); the artifact was removed. Raise --atol/--rtol only if this "
+                              "difference is acceptable")
+    return worst
+
+
+def accuracy(outputs: torch.Tensor, y: Optional[torch.Tensor], task: str) -> Optional[float]:
+    """Classification accuracy in percent (None without targets or for regression)."""
+    if y is None or task != "classification":
+        return None
+    if outputs.dim() == 2 and outputs.shape[1] > 1:
+        predicted = outputs.argmax(dim=1)
+    else:
+        predicted = (outputs.reshape(-1) > 0).long()
+    return 100.0 * float((predicted == y.reshape(-1).long()).float().mean())
+
+
+def rmse(outputs: torch.Tensor, y: Optional[torch.Tensor], task: str) -> Optional[float]:
+    if y is None or task != "regression":
+        return None
+    return float(((outputs.reshape(len(y), -1) - y.reshape(len(y), -1).float()) ** 2).mean().sqrt())
+
+
+def check_accuracy(reference: Optional[float], artifact: Optional[float], *, label: str, max_gap: float) -> None:
+    if reference is None or artifact is None or abs(reference - artifact) <= max_gap:
+        return
+    raise ExportError(f"{label} accuracy {artifact:.2f}% differs from PyTorch's {reference:.2f}% by "
+                      f"{abs(reference - artifact):.2f} points (allowed {max_gap:g}); the artifact was removed")
+
+
+def latency_ms(runner: Runner, x: torch.Tensor, *, repeats: int = 7, calls: int = 10) -> float:
+    """Median over ``repeats`` of the mean time of ``calls`` calls, in milliseconds."""
+    times = []
+    with torch.inference_mode():
+        runner(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(calls):
+                runner(x)
+            times.append((time.perf_counter() - start) / calls * 1e3)
+    return statistics.median(times)
+
+
+def check_out_path(path: Path, suffix: str) -> Path:
+    """``path`` when its folder exists and it ends in ``suffix``; a clear error otherwise."""
+    if path.suffix.lower() != suffix:
+        raise ExportError(f"--out for this format must end in {suffix}, got {str(path)!r}; e.g. model{suffix}")
+    if not path.parent.is_dir():
+        raise DataNotFoundError(f"the folder of --out {str(path)!r} does not exist: {path.parent}; "
+                                "create it first or choose another --out")
+    if path.is_dir():
+        raise ExportError(f"--out {str(path)!r} is a folder; give a file name ending in {suffix}")
+    return path
+
+
+def temporary_path(final: Path) -> Path:
+    """A sibling of ``final`` with the same suffix, for writing before the rename."""
+    return final.with_name(f".{final.stem}.tmp-{os.getpid()}{final.suffix}")
+
+
+@contextlib.contextmanager
+def staged(final: Path) -> Iterator[Path]:
+    """Yield a temporary path; on success rename it to ``final`` (atomic), on any error remove it
+    (and any ``.data`` sidecar) so nothing half-written is left behind."""
+    tmp = temporary_path(final)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # some writers create 0600 files
+        os.replace(tmp, final)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}.data")):
+            leftover.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = temporary_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence exporters' progress prints and deprecation warnings (the help states them once)."""
+    import io
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "torch.export", "torch._export")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def first_line(error: BaseException) -> str:
+    """The error's type and its first two non-empty lines, on one line (at most 300 characters)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {' '.join(lines[:2])[:300]}"
+
+
+def artifact_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def summary_row(**figures: Any) -> dict[str, Any]:
+    return {key: value for key, value in figures.items() if value is not None}
