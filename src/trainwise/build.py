@@ -124,9 +124,19 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         checkpoint_every_n_steps=t.checkpoint.every_n_steps, checkpoint_every_epoch=t.checkpoint.every_epoch,
         report=t.report, keep_last=t.checkpoint.keep_last, on_nonfinite=t.on_nonfinite,
         max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
-        log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(),
+        log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(), loggers=_loggers(cfg),
         sync_batchnorm=t.sync_batchnorm,
     )
+
+
+def _loggers(cfg: RunConfig) -> list[Any]:
+    """``train.loggers`` as names, MLflow with ``train.mlflow``'s tracking URI and experiment."""
+    if "mlflow" not in cfg.train.loggers:
+        return list(cfg.train.loggers)
+    from trainwise.callbacks.loggers import MLflowLogger
+
+    mlflow = MLflowLogger(tracking_uri=cfg.train.mlflow.tracking_uri, experiment=cfg.train.mlflow.experiment)
+    return [mlflow if name == "mlflow" else name for name in cfg.train.loggers]
 
 
 def data_description(bundle: DataBundle) -> dict[str, Any]:

@@ -142,6 +142,11 @@ class LRFindConfig(_Section):
     rule: str = "valley"
 
 
+class MLflowConfig(_Section):
+    tracking_uri: Optional[str] = None  # default $MLFLOW_TRACKING_URI, else sqlite:///<runs root>/mlflow.db
+    experiment: Optional[str] = None  # default "trainwise"
+
+
 class TrainConfig(_Section):
     epochs: int = Field(10, gt=0)
     max_steps: Optional[int] = Field(None, gt=0)
@@ -164,6 +169,8 @@ class TrainConfig(_Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     lr_find: LRFindConfig = Field(default_factory=LRFindConfig)
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+    mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
 
     @field_validator("device")
     @classmethod

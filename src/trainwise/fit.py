@@ -23,6 +23,7 @@ from trainwise.loader import main_output, make_batches
 from trainwise.loop import FitLoop
 from trainwise.python_run import describe_data, describe_run, finish_files
 from trainwise.resume import Checkpointer, check_resume_config, check_world_size
+from trainwise.run_record import start_record
 from trainwise.run_folder import MetricsLog, write_config, write_json
 from trainwise.summary import build_summary, trivial_predictor_warning
 
@@ -100,8 +101,10 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         loop.checkpoints.resume(resume_path, saved)
         t.record_event("resumed", f"resumed from {resume_path} at step {state.step}, epoch {state.epoch}"
                        + (f"; changed: {'; '.join(changes)}" if changes else ""))
-    if rank == 0:
+    t.run_record = None
+    if rank == 0:  # rank 0 writes the run folder, run.json and the index
         _write_description(t, sample, reference_lr)
+        t.run_record = start_record(t.run_dir, name=t.name, config=t.config, device=t.device, model=t.model)
     try:
         with training_model(t, world_size):
             loop.run()
@@ -246,6 +249,8 @@ def _finish(t: Any, loop: FitLoop, start: float, test_metrics: dict[str, float],
     loop.metrics_log.close()
     if is_main():
         write_json(t.run_dir / "summary.json", summary)
+        if getattr(t, "run_record", None) is not None:  # run.json and the index: the final status
+            t.run_record.finish(str(summary["status"]), config=t.config, summary=summary)
         finish_files(t, loop)
     t._loop = None
     if event:

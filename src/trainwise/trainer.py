@@ -24,6 +24,7 @@ from torch import nn
 from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
 from trainwise.callbacks.assembly import assemble_callbacks
 from trainwise.callbacks.base import EVENTS, overrides
+from trainwise.callbacks.loggers import build_loggers
 from trainwise.checks import check_choice, check_int, check_range
 from trainwise.dist_ops import world
 from trainwise.distributed import check_sync_batchnorm
@@ -115,6 +116,8 @@ class Trainer:
             ``torchrun``), turn BatchNorm layers into SyncBatchNorm (statistics over the global batch).
             In such a job ``batch_size`` is the global batch, each rank trains on its share, rank 0
             writes the run folder, and ``fit``/``evaluate`` must be called on every rank.
+        loggers: ``"tensorboard"``, ``"mlflow"`` or logger callbacks (``TensorBoardLogger(log_dir=)``,
+            ``MLflowLogger(tracking_uri=, experiment=)``): the run also logged where people look already.
     """
 
     def __init__(
@@ -135,7 +138,7 @@ class Trainer:
         on_nonfinite: str = "rollback", max_rollbacks: int = 3, rollback_lr_factor: float = 0.5,
         spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
         config: Optional[dict[str, Any]] = None, num_workers: int = 0, sampler: Optional[str] = None,
-        focal_gamma: float = 2.0, sync_batchnorm: bool = False,
+        focal_gamma: float = 2.0, sync_batchnorm: bool = False, loggers: Sequence[Union[str, Callback]] = (),
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
@@ -199,7 +202,7 @@ class Trainer:
         self.spikes = SpikeCounter(spike_factor)
         self._callback_args: dict[str, Any] = dict(
             early_stopping=early_stopping, monitor=monitor, mode=mode, patience=patience, min_delta=min_delta,
-            user_callbacks=list(callbacks), progress=ProgressBar() if progress else None,
+            user_callbacks=[*callbacks, *build_loggers(loggers)], progress=ProgressBar() if progress else None,
             saver=CheckpointSaver(every_n_steps=checkpoint_every_n_steps, every_epoch=checkpoint_every_epoch))
         self.use_callbacks(has_val=True)
         self.state = RunState()

@@ -136,7 +136,38 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, help="the sampler's seed (default tune.seed, else the config's seed)")
     tune.add_argument("--status", action="store_true", help="print the study's progress and best trials; run nothing")
     tune.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
+    _runs_parser(sub)
     return parser
+
+
+def _runs_parser(sub: argparse._SubParsersAction) -> None:
+    runs = sub.add_parser("runs", help="list, show, compare and remove runs (the run index)",
+                          description="The run index under the runs root: --root, else $TRAINWISE_RUNS, else the "
+                          "first folder from here upwards holding runs.sqlite or runs/runs.sqlite, else ./runs.")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root", help="the runs root (the folder holding runs.sqlite)")
+    listing = runs_sub.add_parser("list", parents=[root], help="runs, newest first")
+    listing.add_argument("--where", help="filter, e.g. \"optimizer.name = 'sgd' and test_accuracy > 0.97\"")
+    listing.add_argument("--sort", help="sort key, '-key' for descending, e.g. -test_accuracy")
+    listing.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    listing.add_argument("--limit", type=int, help="at most this many runs (default: 50 in the table, all in csv "
+                         "and json; 0: all)")
+    listing.add_argument("--columns", help="extra comma-separated columns, e.g. optimizer.lr,model.hidden")
+    show = runs_sub.add_parser("show", parents=[root], help="one run: summary, config, provenance")
+    show.add_argument("run", help="an id, a unique id prefix, a name, or a folder")
+    compare = runs_sub.add_parser("compare", parents=[root], help="runs side by side; --out writes compare.html")
+    compare.add_argument("run", nargs="+", help="two or more runs (id, id prefix, name or folder)")
+    compare.add_argument("--all", action="store_true", help="list every parameter, not only those that differ")
+    compare.add_argument("--out", help="write a self-contained HTML page here, e.g. compare.html")
+    compare.add_argument("--draw", type=int, default=10, help="curves for at most this many runs (default 10)")
+    remove = runs_sub.add_parser("rm", parents=[root], help="move a finished run to the trash (.trash/ under the "
+                                 "root; --force deletes it); a running run is refused")
+    remove.add_argument("run", nargs="+")
+    remove.add_argument("--force", action="store_true", help="delete at once instead of moving to the trash")
+    runs_sub.add_parser("gc", parents=[root], help="forget runs whose folder is gone, empty the trash, delete "
+                        "temporary files left by killed writers")
+    runs_sub.add_parser("reindex", parents=[root], help="rebuild runs.sqlite from the run folders (run.json)")
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
@@ -171,7 +202,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
     """Parse, letting ``key=value`` overrides come after options too (``train c.yaml --dry-run a.b=1``)."""
-    args, extra = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for index in range(len(argv) - 1):  # `--sort -key`: a value that starts with "-" is still the value
+        if argv[index] == "--sort" and argv[index + 1].startswith("-"):
+            argv[index:index + 2] = [f"--sort={argv[index + 1]}", ""]
+    args, extra = parser.parse_known_args([item for item in argv if item != ""])
     if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
@@ -188,6 +223,7 @@ HANDLERS = {
     "schedule": "trainwise.cli.schedule_cmd:schedule",
     "lr-find": "trainwise.cli.commands:lr_find",
     "report": "trainwise.cli.report_cmd:report",
+    "runs": "trainwise.cli.runs_cmd:runs",
     "export": "trainwise.cli.export_cmd:export_command",
     "doctor": "trainwise.cli.doctor_cmd:doctor",
     "tune": "trainwise.cli.tune_cmd:tune",

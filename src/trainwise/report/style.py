@@ -9,6 +9,8 @@ STATUS_COLORS = {
     "diverged": "#cf222e",
     "failed": "#cf222e",
     "interrupted": "#9a6700",
+    "pruned": "#8250df",
+    "crashed": "#cf222e",
 }
 UNKNOWN_STATUS_COLOR = "#57606a"
 WARNING_COLOR = "#9a6700"  # a finished run with warnings: not the green of a clean one
@@ -51,4 +53,7 @@ pre { background: #f6f8fa; padding: .8rem 1rem; border-radius: 6px; overflow: au
 .warnings ul { margin: .25rem 0; padding-left: 1.25rem; }
 .message pre { background: #ffebe9; border-left: 4px solid #cf222e; white-space: pre-wrap; }
 footer { margin: 2.5rem 0 1rem; font-size: .85rem; }
+.scroll { overflow-x: auto; max-width: 100%; }
+details summary { cursor: pointer; margin: .5rem 0; }
+@media (max-width: 640px) { body { margin: 1rem auto; font-size: 14px; } th, td { padding: .25rem .45rem; } }
 """

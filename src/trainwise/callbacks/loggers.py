@@ -1,0 +1,203 @@
+"""Loggers people already use, as callbacks: TensorBoard event files and an MLflow run.
+
+``Trainer(loggers=["tensorboard", "mlflow"])`` or ``train.loggers: [tensorboard, mlflow]`` in a
+config. Each package is imported only when its logger is asked for; a missing one is one clear
+error at construction, before any training, naming the pip extra. Per epoch each logger records
+the epoch's figures (train and val loss, metrics, lr) at the optimizer step; the lr is also
+recorded every ``log_every_n_steps`` steps; at the end the run's config as hyperparameters with
+its final figures.
+
+- TensorBoard: event files in ``<run>/tensorboard/`` (``tensorboard --logdir runs``), the
+  hparams in the same folder as the scalars (not a timestamped subfolder per call).
+- MLflow: a run in a SQL store, ``sqlite:///<runs root>/mlflow.db`` unless ``tracking_uri`` or
+  ``$MLFLOW_TRACKING_URI`` says otherwise; a file store (a plain folder, ``file:``) is refused
+  with the fix (recent MLflow refuses it too). The MLflow run ends FINISHED, FAILED or KILLED as
+  the trainwise run ended (a killed process leaves it RUNNING there; ``trainwise runs`` knows).
+
+Example:
+    >>> Trainer(model, loggers=["tensorboard", MLflowLogger(experiment="digits")])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from trainwise.callbacks.base import Callback, Trainer
+from trainwise.checks import check_choice
+from trainwise.errors import ConfigError
+
+LOGGER_NAMES = ("tensorboard", "mlflow")
+_SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+# How each trainwise ending is recorded in MLflow.
+MLFLOW_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
+                 "interrupted": "KILLED", "pruned": "KILLED"}
+
+
+def _require(module: str, extra: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"the {extra} logger needs the {module!r} package, which is not installed; "
+                          f"pip install 'trainwise[{extra}]'")
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (config or {}).items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _finite(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def _final_figures(trainer: Trainer) -> dict[str, float]:
+    import json
+
+    try:
+        summary = json.loads((Path(trainer.run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = [k for k in summary if k.startswith(("best_val", "test_")) or k in ("epochs_run", "steps")]
+    return _finite({k: summary[k] for k in keys})
+
+
+class TensorBoardLogger(Callback):
+    """TensorBoard event files in ``log_dir`` (default ``<run folder>/tensorboard``)."""
+
+    def __init__(self, log_dir: Union[str, Path, None] = None) -> None:
+        _require("tensorboard", "tensorboard")
+        self.log_dir, self.writer = log_dir, None  # type: Optional[Union[str, Path]], Any
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.log_dir or Path(trainer.run_dir) / "tensorboard"))
+        self.every = max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        if self.writer is not None and trainer.state.step % self.every == 0:
+            self.writer.add_scalar("lr", trainer.state.lr, trainer.state.step)
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        step = trainer.state.step
+        for key, value in _finite({**logs, "lr": trainer.state.lr, "epoch": trainer.state.epoch}).items():
+            self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        params = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                  for k, v in _flat(getattr(trainer, "config", None)).items()}
+        figures = {f"final/{k}": v for k, v in _final_figures(trainer).items()}
+        if params and figures:
+            experiment, start, end = hparams(params, figures)
+            for summary in (experiment, start, end):
+                self.writer.file_writer.add_summary(summary)
+            for key, value in figures.items():
+                self.writer.add_scalar(key, value, trainer.state.step)
+        self._close()
+
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def check_tracking_uri(uri: str) -> str:
+    """A database or server URI; a file store (a folder or ``file:``) is refused with the fix."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme not in _SQL_SCHEMES:
+        raise ConfigError(f"MLflow tracking URI {uri!r} is a file store, which recent MLflow refuses; use a "
+                          "database such as sqlite:///runs/mlflow.db (or a server: http://host:5000)")
+    return uri
+
+
+class MLflowLogger(Callback):
+    """One MLflow run per trainwise run, in ``experiment`` (default ``trainwise``)."""
+
+    def __init__(self, tracking_uri: Optional[str] = None, experiment: Optional[str] = None) -> None:
+        _require("mlflow", "mlflow")
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        self.tracking_uri = None if uri is None else check_tracking_uri(uri)
+        self.experiment = experiment or "trainwise"
+        self.client: Any = None
+        self.run_id: Optional[str] = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        if self.tracking_uri is None:
+            from trainwise.run_index import writer_root
+
+            self.tracking_uri = f"sqlite:///{writer_root(Path(trainer.run_dir)).resolve() / 'mlflow.db'}"
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        found = self.client.get_experiment_by_name(self.experiment)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        record = getattr(getattr(trainer, "run_record", None), "data", None) or {}
+        tags = {"trainwise.run_dir": str(Path(trainer.run_dir).resolve())}
+        if record.get("id"):
+            tags["trainwise.run_id"] = record["id"]
+        if (record.get("git") or {}).get("commit"):
+            tags["mlflow.source.git.commit"] = record["git"]["commit"]
+            tags["trainwise.git_dirty"] = str(record["git"]["dirty"])
+        run = self.client.create_run(experiment_id, run_name=getattr(trainer, "name", None), tags=tags)
+        self.run_id = run.info.run_id
+        params = [Param(k, str(v)[:6000]) for k, v in _flat(getattr(trainer, "config", None)).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        self._metrics({**logs, "lr": trainer.state.lr}, trainer.state.step)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.run_id is None:
+            return
+        self._metrics({f"final_{k}": v for k, v in _final_figures(trainer).items()}, trainer.state.step)
+        self.client.set_terminated(self.run_id, status=MLFLOW_STATUS.get(trainer.state.status, "FINISHED"))
+        self.run_id = None
+
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            self.run_id = None
+
+    def _metrics(self, values: dict[str, Any], step: int) -> None:
+        if self.run_id is None:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in _finite(values).items()]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+
+def build_loggers(loggers: Sequence[Union[str, Callback]]) -> list[Callback]:
+    """Logger names (``tensorboard``, ``mlflow``) or logger callbacks, as callbacks."""
+    built: list[Callback] = []
+    for logger in loggers:
+        if isinstance(logger, Callback):
+            built.append(logger)
+            continue
+        name = check_choice("logger", logger, LOGGER_NAMES)
+        built.append(TensorBoardLogger() if name == "tensorboard" else MLflowLogger())
+    return built
