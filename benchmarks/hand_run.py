@@ -71,7 +71,7 @@ def build(args: argparse.Namespace) -> nn.Module:
 
     torch.manual_seed(args.seed)
     model = build_model("cnn", input_shape=(1, 28, 28), num_outputs=10, channels=args.channels, hidden=args.hidden,
-                        norm=args.norm, dropout=args.dropout)
+                        norm=args.norm, dropout=args.dropout, kernel_size=args.kernel_size)
     initialize(model, "auto", activation="relu")
     return model
 
@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--channels", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--hidden", type=int, nargs="*", default=[128])
+    parser.add_argument("--kernel-size", type=int, default=3)
     parser.add_argument("--norm", default="batch")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)

@@ -23,6 +23,7 @@ from trainwise.python_run import describe_data, describe_run, finish_files
 from trainwise.resume import Checkpointer, check_resume_config
 from trainwise.run_folder import MetricsLog, write_config, write_json
 from trainwise.summary import build_summary, trivial_predictor_warning
+from trainwise.timing import PhaseClock
 
 
 @dataclass
@@ -42,6 +43,7 @@ class FitResult:
 def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path, None],
             allow_config_changes: bool) -> FitResult:
     start = time.perf_counter()
+    clock = PhaseClock(t.device, start=start)  # where the time goes (summary.json "timings")
     first = getattr(t, "_fits", 0) == 0
     t.run_dir.mkdir(parents=True, exist_ok=True)
     if first and resume is None:
@@ -84,7 +86,7 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
                    MetricsLog.reopen(metrics_path) if saved is not None else MetricsLog.append_to(metrics_path))
     loop = FitLoop(t, batches, val, state=state, schedule=schedule, schedule_start=state.step,
                    total_steps=total_steps, metrics_log=metrics_log, checkpoints=t.checkpointer,
-                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate)
+                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate, clock=clock)
     t._loop, t._fits = loop, getattr(t, "_fits", 0) + 1
     if saved is not None:
         changes = check_resume_config(saved.get("config"), t.config, allow_config_changes)
@@ -201,7 +203,9 @@ def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:
     s = loop.state
     if test is None or s.status in ("failed", "diverged"):
         return {}, None
+    loop.clock.switch("evaluation")
     metrics, meter = t.evaluate_split(test)
+    loop.clock.switch("other")
     loop.metrics_log.log(s.step, s.epoch, "test", metrics)
     confusion = meter.confusion_matrix() if hasattr(meter, "confusion_matrix") else None
     return metrics, confusion
@@ -228,8 +232,9 @@ def _finish(t: Any, loop: FitLoop, start: float, test_metrics: dict[str, float],
         extra["confusion_matrix"] = confusion.tolist()
     if t.class_names:
         extra.setdefault("class_names", list(t.class_names))
-    summary = build_summary(s, task=t.task, test_metrics=test_metrics, wall_seconds=time.perf_counter() - start,
-                            extra=extra)
+    now = time.perf_counter()
+    extra["timings"] = loop.clock.finish(now)
+    summary = build_summary(s, task=t.task, test_metrics=test_metrics, wall_seconds=now - start, extra=extra)
     write_json(t.run_dir / "summary.json", summary)
     loop.metrics_log.close()
     finish_files(t, loop)

@@ -223,7 +223,13 @@ class Trainer:
 
     def save_checkpoint(self, *, best: bool = False) -> Optional[Path]:
         """Write a checkpoint of the whole run (model, optimizer, schedule, callbacks, data position, RNG)."""
-        return self._loop.checkpoints.save(best=best) if self._loop is not None else None
+        if self._loop is None:
+            return None
+        previous = self._loop.clock.switch("checkpoint")
+        try:
+            return self._loop.checkpoints.save(best=best)
+        finally:
+            self._loop.clock.switch(previous)
 
     # ----------------------------------------------------------------------------- fit
     def fit(self, train: Any, val: Any = None, *, test: Any = None, val_fraction: Optional[float] = None,
