@@ -7,7 +7,7 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -79,9 +79,11 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, lr: float) -> torch.o
 
 
 def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run_dir: Optional[Path], *,
-                 progress: bool = True) -> Trainer:
+                 progress: bool = True, callbacks: Sequence[Any] = ()) -> Trainer:
     """The config's Trainer. ``optimizer.lr: auto`` is resolved by the Trainer (the range test runs
-    at the start of fit, and the lr it chose goes into config.yaml)."""
+    at the start of fit, and the lr it chose goes into config.yaml). ``callbacks``: more of them
+    (the profiler's, for instance)."""
+    finder = resolve_batch_size(cfg, bundle, model)
     t, d = cfg.train, cfg.data
     lr: Any = "auto" if cfg.optimizer.lr == "auto" else scaled_lr(cfg, float(cfg.optimizer.lr))
     augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape) if d.augment else None
@@ -92,7 +94,7 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
 
         early_stopping = EarlyStopping(es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta,
                                        restore_best=es.restore_best)
-    callbacks = []
+    callbacks = list(callbacks)
     if cfg.optimizer.freeze:
         from trainwise.callbacks import ModuleFreezer
 
@@ -100,7 +102,7 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
     schedule_params = cfg.schedule.params()
     schedule_params.update(warmup_mode=cfg.schedule.warmup_mode, warmup_start_factor=cfg.schedule.warmup_start_factor)
     classification = bundle.task == "classification"
-    return Trainer(
+    trainer = Trainer(
         model, loss=loss_name(cfg, bundle), optimizer=make_optimizer(cfg, model, 1e-3 if lr == "auto" else lr),
         lr=lr, lr_find=cfg.train.lr_find.model_dump(), schedule=cfg.schedule.name, schedule_params=schedule_params,
         warmup=cfg.schedule.warmup,
@@ -117,6 +119,55 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
         log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(),
     )
+    if finder is not None:
+        trainer.summary_extra["batch_size_finder"] = finder
+    return trainer
+
+
+def resolve_batch_size(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module) -> Optional[dict[str, Any]]:
+    """``data.batch_size: auto``: run the batch-size finder and write its answer into ``cfg``
+    (``data.batch_size``, and ``train.accumulate`` when ``data.effective_batch_size`` is set, so the
+    effective batch is the one asked for). Returns the finder's record, or None with a number."""
+    d = cfg.data
+    if d.batch_size != "auto":
+        if d.effective_batch_size is not None:
+            raise ConfigError(f"data.effective_batch_size={d.effective_batch_size} applies with data.batch_size=auto; "
+                              f"with data.batch_size={d.batch_size} set train.accumulate instead")
+        return None
+    from trainwise.batch_size import find_batch_size, with_accumulation
+    from trainwise.trainer import PRECISIONS
+
+    device = device_of(cfg)
+    model.to(device)
+    result = find_batch_size(model, lambda m: make_optimizer(cfg, m, 1e-3), bundle.train[:2],
+                             loss_fn=training_loss(cfg, bundle), device=device,
+                             autocast_dtype=PRECISIONS[cfg.train.precision])
+    tested = [trial.batch_size for trial in result.trials if trial.fits]
+    micro, accumulate = with_accumulation(result.batch_size, d.effective_batch_size, tested)
+    d.batch_size = micro
+    if d.effective_batch_size is not None:
+        cfg.train.accumulate = accumulate
+    log.info("batch size auto: %d (%s)%s", micro, result.rule,
+             f"; accumulate {accumulate} for the effective batch {d.effective_batch_size}" if accumulate > 1 else "")
+    return {**result.to_dict(), "micro_batch_size": micro, "accumulate": cfg.train.accumulate,
+            "effective_batch_size": micro * cfg.train.accumulate}
+
+
+def training_loss(cfg: RunConfig, bundle: DataBundle) -> Any:
+    """``(outputs, targets) -> loss`` as the Trainer computes it, for steps outside a fit."""
+    from trainwise.loader import main_output
+    from trainwise.metrics import build_loss
+
+    loss = build_loss(loss_name(cfg, bundle), label_smoothing=cfg.train.label_smoothing)
+    regression = bundle.task != "classification"
+
+    def compute(outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        outputs = main_output(outputs)
+        if regression and outputs.shape != targets.shape and outputs.numel() == targets.numel():
+            targets = targets.reshape(outputs.shape)
+        return loss(outputs, targets)
+
+    return compute
 
 
 def data_description(bundle: DataBundle) -> dict[str, Any]:

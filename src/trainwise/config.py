@@ -34,7 +34,8 @@ class DataConfig(_Section):
     path: Optional[str] = None
     target: Optional[str] = None
     task: Optional[Literal["classification", "regression"]] = None
-    batch_size: int = Field(64, gt=0)
+    batch_size: Union[int, Literal["auto"]] = 64  # "auto": the batch-size finder (trainwise.batch_size)
+    effective_batch_size: Optional[int] = Field(None, gt=0)  # with batch_size auto: kept by accumulation
     eval_batch_size: Optional[int] = Field(None, gt=0)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -42,6 +43,14 @@ class DataConfig(_Section):
     standardize_target: bool = True
     augment: Union[str, dict[str, Union[bool, float, None]], None] = None
     class_weights: Optional[Literal["balanced"]] = None
+
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size_positive(cls, value: Union[int, str]) -> Union[int, str]:
+        if not isinstance(value, str) and value <= 0:
+            raise ValueError(f"must be > 0 or 'auto', got {value}")
+        return value
 
 
 class ModelConfig(_Section):
@@ -214,11 +223,30 @@ def resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    _batch_size_alias(raw)
     _check_unknown_keys(raw, RunConfig, prefix="")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc)) from None
+
+
+BATCH_SIZE_ALIASES = {"train.batch_size": "data.batch_size"}
+
+
+def _batch_size_alias(raw: dict[str, Any]) -> None:
+    """``train.batch_size`` (the issue's spelling, ``train.batch_size=auto``) is ``data.batch_size``."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or "batch_size" not in train:
+        return
+    value = train.pop("batch_size")
+    data = raw.setdefault("data", {})
+    if not isinstance(data, dict):
+        return
+    if "batch_size" in data and data["batch_size"] != value:
+        raise ConfigError(f"train.batch_size={value!r} and data.batch_size={data['batch_size']!r} disagree; they "
+                          "are the same setting: give one")
+    data["batch_size"] = value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -243,6 +271,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> str:
     except yaml.YAMLError:
         value = text
     node = raw
+    key = BATCH_SIZE_ALIASES.get(key.strip(), key)  # an override of the alias overrides the file's key
     parts = key.strip().split(".")
     for part in parts[:-1]:
         child = node.setdefault(part, {})

@@ -39,3 +39,7 @@ class DivergedError(TrainwiseError, RuntimeError):
 
 class LRFinderError(TrainwiseError, RuntimeError):
     """The LR range test gave no usable suggestion."""
+
+
+class BatchSizeError(TrainwiseError, RuntimeError):
+    """The batch-size finder found no size that runs: the model does not fit at batch size 1."""
