@@ -51,7 +51,7 @@ def make_bare_model(cfg: RunConfig, input_shape: tuple[int, ...], num_outputs: i
     seed_everything(cfg.seed)
     return build_model(m.name, input_shape=input_shape, num_outputs=num_outputs, hidden=m.hidden, norm=m.norm,
                        dropout=m.dropout, activation=m.activation, channels=m.channels,
-                       kernel_size=m.kernel_size, pool=m.pool, args=m.args)
+                       kernel_size=m.kernel_size, pool=m.pool, args=m.args, checkpointing=m.checkpointing)
 
 
 def loss_name(cfg: RunConfig, bundle: DataBundle) -> str:

@@ -63,6 +63,7 @@ class ModelConfig(_Section):
     channels: Optional[list[int]] = None
     kernel_size: int = Field(3, gt=0)
     pool: str = "max"
+    checkpointing: bool = False  # gradient checkpointing (mlp, cnn, resnet): less activation memory, more compute
     args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("hidden")
