@@ -117,7 +117,8 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         checkpoint_every_n_steps=t.checkpoint.every_n_steps, checkpoint_every_epoch=t.checkpoint.every_epoch,
         report=t.report, keep_last=t.checkpoint.keep_last, on_nonfinite=t.on_nonfinite,
         max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
-        log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(),
+        log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(), compile=t.compile,
+        channels_last=t.channels_last,
     )
     if finder is not None:
         trainer.summary_extra["batch_size_finder"] = finder

@@ -152,6 +152,8 @@ class TrainConfig(_Section):
     log_every_n_steps: int = Field(50, gt=0)
     report: bool = True
     threads: Optional[int] = Field(None, gt=0)
+    compile: bool = False  # torch.compile (benchmarks/speed_options.py: off by default, see its table)
+    channels_last: bool = False  # NHWC memory format for convolutional models
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     lr_find: LRFindConfig = Field(default_factory=LRFindConfig)

@@ -35,6 +35,7 @@ from trainwise.metrics import (Loss, build_loss, build_weighted_loss, class_weig
 from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
 from trainwise.run_folder import default_run_dir
 from trainwise.schedules import Schedule
+from trainwise.speed import speed_options
 from trainwise.state import RunState
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,10 @@ class Trainer:
         progress: a progress bar (plain epoch lines when not a terminal). report: write the plots and
             report.html at the end (search trials turn it off).
         config: the resolved config for ``config.yaml`` (the CLI passes it; a Python run writes its own).
+        compile: ``torch.compile`` the model in place (``nn.Module.compile``: same parameter names). On a
+            CPU it needs a C++ compiler; the first steps pay the compilation. channels_last: convert a
+            convolutional model's weights to the channels-last memory format (NHWC). Both are measured in
+            ``benchmarks/speed_options.py`` and off by default.
     """
 
     def __init__(
@@ -125,7 +130,8 @@ class Trainer:
         checkpoint_every_n_steps: Optional[int] = None, checkpoint_every_epoch: bool = True, keep_last: int = 3,
         on_nonfinite: str = "rollback", max_rollbacks: int = 3, rollback_lr_factor: float = 0.5,
         spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
-        config: Optional[dict[str, Any]] = None, num_workers: int = 0,
+        config: Optional[dict[str, Any]] = None, num_workers: int = 0, compile: bool = False,
+        channels_last: bool = False,
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
@@ -142,7 +148,7 @@ class Trainer:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.device = resolve_device(device)
-        self.model = model.to(self.device)
+        self.model = speed_options(model.to(self.device), self.device, compile=compile, channels_last=channels_last)
         self.user_optimizer = isinstance(optimizer, torch.optim.Optimizer)
         if not self.user_optimizer:
             from trainwise.optim import OPTIMIZER_NAMES

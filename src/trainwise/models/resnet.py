@@ -159,10 +159,10 @@ class ResNet(nn.Module):
         )
         self.head = dense_head(previous, sizes_hidden, num_outputs, activation, dropout)
         self.trainwise_activation = activation
-        self.checkpointing = False  # gradient checkpointing, one segment per residual block (checkpointing.py)
+        self.checkpointing = False  # gradient checkpointing: the stem and each residual block (checkpointing.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch ``(N, *input_shape)`` to ``(N, num_outputs)``."""
         if self.checkpointing:
-            return self.head(self.pool(run_checkpointed(list(self.blocks), self.stem(x), self.training)))
+            return self.head(self.pool(run_checkpointed([self.stem, *self.blocks], x, self.training)))
         return self.head(self.pool(self.blocks(self.stem(x))))
