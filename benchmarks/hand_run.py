@@ -119,6 +119,8 @@ def train(args: argparse.Namespace) -> None:
                 raise FloatingPointError(f"loss is {value} at step {step}")
             running += value
             loss.backward()
+            if args.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--hidden", type=int, nargs="*", default=[128])
     parser.add_argument("--kernel-size", type=int, default=3)
+    parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (default: off)")
     parser.add_argument("--norm", default="batch")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
