@@ -24,8 +24,8 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 # In the order they run: the quick per-step figures first, the long subprocess runs last.
 BENCHMARKS = ("step_overhead", "data_path", "fit_overhead", "vs_lightning", "checkpoint_cost", "checkpoint_growth",
-              "dry_run", "memory", "time_to_accuracy", "lr_suggestion", "timing_overhead",
-              "speed_options")
+              "dry_run", "memory", "time_to_accuracy", "lr_suggestion", "ddp_throughput",
+              "timing_overhead", "speed_options")
 OPTIONAL = {"lr_suggestion": "benchmarks/lr_suggestion.py is not there"}
 
 

@@ -571,3 +571,13 @@ def test_a_failed_save_stops_the_run_as_failed_and_leaves_earlier_files_intact(e
     assert sorted(before) == ["best.pt", "last.pt", "manifest.json", "step-00000003.pt", "step-00000004.pt"]
     for name in ("best.pt", "last.pt", "step-00000003.pt", "step-00000004.pt"):
         ckpt.load_checkpoint(folder / name)
+
+
+def test_balanced_sampler_resumes_bitwise_identically(tmp_path):
+    """data.sampler: balanced draws with replacement from (seed, epoch); a SIGTERM and a resume give
+    the same run as one that was never stopped."""
+    fit_tiny(tmp_path / "reference", sampler="balanced")
+    stopped = tmp_path / "stopped"
+    assert fit_tiny(stopped, send_sigterm, sampler="balanced").status == "interrupted"
+    assert fit_tiny(stopped, resume="auto", sampler="balanced").status == "completed"
+    assert_same_run(stopped, tmp_path / "reference")

@@ -3,6 +3,7 @@
 Example:
     >>> from trainwise import Trainer
     >>> result = Trainer(model, loss="cross_entropy", lr=3e-3, epochs=10).fit((x, y), (x_val, y_val))
+    >>> from trainwise import doctor   # pre-flight checks and the post-run diagnosis
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "doctor":  # the subpackage: `from trainwise import doctor` or `trainwise.doctor`
+        return importlib.import_module("trainwise.doctor")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'trainwise' has no attribute {name!r}")

@@ -55,9 +55,16 @@ def make_bare_model(cfg: RunConfig, input_shape: tuple[int, ...], num_outputs: i
 
 
 def loss_name(cfg: RunConfig, bundle: DataBundle) -> str:
+    if cfg.loss.name is not None:
+        return cfg.loss.name
     if cfg.train.loss is not None:
         return cfg.train.loss
     return "cross_entropy" if bundle.task == "classification" else "mse"
+
+
+def class_weights_of_config(cfg: RunConfig) -> Any:
+    """``loss.class_weights``, else the older ``data.class_weights``."""
+    return cfg.loss.class_weights if cfg.loss.class_weights is not None else cfg.data.class_weights
 
 
 def scaled_lr(cfg: RunConfig, lr: float) -> float:
@@ -111,14 +118,15 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         grad_clip_mode=t.grad_clip_mode, precision=t.precision, device=t.device, early_stopping=early_stopping,
         callbacks=callbacks, monitor=es.monitor if bundle.val is not None else "train_loss", run_dir=run_dir,
         name=cfg.name, seed=cfg.seed, label_smoothing=t.label_smoothing,
-        class_weights=d.class_weights if classification else None, augment=augment,
+        class_weights=class_weights_of_config(cfg) if classification else None, augment=augment,
+        sampler=d.sampler, focal_gamma=cfg.loss.gamma,
         target_normalization=getattr(bundle, "target_normalization", None),
         class_names=bundle.class_names if classification else None,
         checkpoint_every_n_steps=t.checkpoint.every_n_steps, checkpoint_every_epoch=t.checkpoint.every_epoch,
         report=t.report, keep_last=t.checkpoint.keep_last, on_nonfinite=t.on_nonfinite,
         max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
-        log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(), compile=t.compile,
-        channels_last=t.channels_last,
+        log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(),
+        sync_batchnorm=t.sync_batchnorm, compile=t.compile, channels_last=t.channels_last,
     )
     if finder is not None:
         trainer.summary_extra["batch_size_finder"] = finder

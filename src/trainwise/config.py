@@ -42,7 +42,24 @@ class DataConfig(_Section):
     normalize: bool = True
     standardize_target: bool = True
     augment: Union[str, dict[str, Union[bool, float, None]], None] = None
-    class_weights: Optional[Literal["balanced"]] = None
+    class_weights: Optional[Literal["balanced"]] = None  # kept; loss.class_weights is the full form
+    sampler: Optional[Literal["balanced"]] = None  # balanced: draw each class equally often (with replacement)
+
+
+class LossConfig(_Section):
+    """``name`` (default: train.loss, else cross_entropy or mse by task), per-class weights
+    (``balanced`` or a list, one per class) and the focal loss's ``gamma``."""
+
+    name: Optional[Literal["cross_entropy", "mse", "mae", "huber", "focal"]] = None
+    class_weights: Union[Literal["balanced"], list[float], None] = None
+    gamma: float = Field(2.0, ge=0.0)
+
+    @field_validator("class_weights")
+    @classmethod
+    def _weights_positive(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(not w > 0 for w in value):
+            raise ValueError(f"every class weight must be > 0, got {value}")
+        return value
 
 
     @field_validator("batch_size")
@@ -143,7 +160,7 @@ class TrainConfig(_Section):
     accumulate: int = Field(1, gt=0)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = "auto"
-    loss: Optional[Literal["cross_entropy", "mse", "mae", "huber"]] = None
+    loss: Optional[Literal["cross_entropy", "mse", "mae", "huber", "focal"]] = None
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     on_nonfinite: Literal["skip", "rollback", "stop"] = "rollback"
     max_rollbacks: int = Field(3, ge=0)
@@ -152,6 +169,8 @@ class TrainConfig(_Section):
     log_every_n_steps: int = Field(50, gt=0)
     report: bool = True
     threads: Optional[int] = Field(None, gt=0)
+    sync_batchnorm: bool = False  # DDP (--nproc N / torchrun): BatchNorm statistics over the global batch
+    dist_timeout: float = Field(120.0, gt=0.0)  # DDP: seconds a rank waits for the others before the job fails
     compile: bool = False  # torch.compile (benchmarks/speed_options.py: off by default, see its table)
     channels_last: bool = False  # NHWC memory format for convolutional models
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
@@ -174,6 +193,7 @@ class RunConfig(_Section):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "RunConfig":

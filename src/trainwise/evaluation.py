@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from trainwise.dist_ops import all_reduce_sums, gather
 from trainwise.errors import DataError
 from trainwise.loader import main_output
 from trainwise.metrics import BinaryMeter, ClassificationMeter, RegressionMeter, compute_user_metrics
@@ -82,6 +83,11 @@ def evaluate_batches(step: EvalStep, batches: Any, *, task: Optional[str], metri
         model.train(was_training)
     if meter is None:
         raise DataError("cannot evaluate on an empty data set")
+    if getattr(batches, "world_size", 1) > 1:  # DDP: each rank saw its share; the sums make the whole split
+        all_reduce_sums(meter)
+        if metrics:
+            kept_outputs = [t.to(step.device) for part in gather([t.cpu() for t in kept_outputs]) for t in part]
+            kept_targets = [t.to(step.device) for part in gather([t.cpu() for t in kept_targets]) for t in part]
     figures = meter.compute()
     if kept_outputs:
         figures.update(compute_user_metrics(metrics, torch.cat(kept_outputs), torch.cat(kept_targets)))

@@ -15,12 +15,14 @@ from typing import Any, Optional, Union
 import torch
 
 from trainwise import checkpoint as ckpt
+from trainwise.dist_ops import barrier, broadcast, is_main, world
+from trainwise.distributed import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
 from trainwise.fit_setup import build_run_schedule, fallback_lr, find_lr, prepare_split
 from trainwise.loader import main_output, make_batches
 from trainwise.loop import FitLoop
 from trainwise.python_run import describe_data, describe_run, finish_files
-from trainwise.resume import Checkpointer, check_resume_config
+from trainwise.resume import Checkpointer, check_resume_config, check_world_size
 from trainwise.run_folder import MetricsLog, write_config, write_json
 from trainwise.summary import build_summary, trivial_predictor_warning
 from trainwise.timing import PhaseClock
@@ -45,12 +47,16 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     start = time.perf_counter()
     clock = PhaseClock(t.device, start=start)  # where the time goes (summary.json "timings")
     first = getattr(t, "_fits", 0) == 0
+    rank, world_size = world()  # a DDP job: every rank runs this, rank 0 alone writes the run folder
+    if first:  # a default folder name holds the time, which ranks may read a second apart
+        t.run_dir = Path(broadcast(str(t.run_dir)))
     t.run_dir.mkdir(parents=True, exist_ok=True)
     if first and resume is None:
         _refuse_used_run_dir(t.run_dir)
+    barrier()  # every rank has looked at the folder before rank 0 writes into it
     if first:
         torch.manual_seed(t.seed)
-        t.checkpointer = Checkpointer(t.run_dir / "checkpoints", t.keep_last)
+        t.checkpointer = Checkpointer(t.run_dir / "checkpoints", t.keep_last, write=rank == 0)
     train, t.task, sample = prepare_split(train, "train", model=t.model, device=t.device, task=t.task)
     val = prepare_split(val, "val", model=t.model, device=t.device, task=t.task)[0]
     test = prepare_split(test, "test", model=t.model, device=t.device, task=t.task)[0]
@@ -58,14 +64,16 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         _initialize(t, sample)
     _balanced_weights(t, train)
     batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device,
-                           augment=t.augment, num_workers=t.num_workers)
+                           augment=t.augment, num_workers=t.num_workers, sampler=getattr(t, "sampler", None),
+                           rank=rank, world_size=world_size)
     if len(batches) == 0:
         raise DataError("the training data is empty; give at least one sample")
     steps_per_epoch = math.ceil(len(batches) / t.accumulate)
     total_steps = t.epochs * steps_per_epoch if t.max_steps is None else min(t.epochs * steps_per_epoch, t.max_steps)
-    resume_path = t.checkpointer.resolve_resume(resume) if resume is not None else None
+    resume_path = broadcast(t.checkpointer.resolve_resume(resume) if resume is not None and rank == 0 else None)
     saved = ckpt.load_checkpoint(resume_path, map_location=t.device) if resume_path is not None else None
-    reference_lr = t.reference_lr = _settle_lr(t, batches, saved)
+    check_world_size(saved, world_size)
+    reference_lr = t.reference_lr = broadcast(_settle_lr(t, batches, saved))  # DDP: rank 0's range test
     if t.config is not None:  # the resolved config records the lr actually used
         t.config = {**t.config, "optimizer": {**t.config.get("optimizer", {}), "lr": reference_lr}}
     state = t.state
@@ -77,13 +85,14 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         state.max_epochs = state.epoch + t.epochs
         state.max_steps = None if t.max_steps is None else state.step + t.max_steps
         state.status, state.stop_reason, state.should_stop = "running", None, False
-    state.batches_per_epoch = len(batches)
+    state.batches_per_epoch, state.world_size = len(batches), world_size
     schedule = build_run_schedule(t.schedule_spec, lr=reference_lr, total_steps=total_steps,
                                   steps_per_epoch=steps_per_epoch, warmup=t.warmup, params=t.schedule_params,
                                   record=t.record_event)
-    metrics_path = t.run_dir / "metrics.csv"
-    metrics_log = (MetricsLog(metrics_path) if first and saved is None else
+    metrics_path = t.run_dir / "metrics.csv" if rank == 0 else None  # other ranks keep their rows in memory
+    metrics_log = (MetricsLog(metrics_path) if first and saved is None or metrics_path is None else
                    MetricsLog.reopen(metrics_path) if saved is not None else MetricsLog.append_to(metrics_path))
+    t.step_sync = step_sync_for(t.device, world_size)
     loop = FitLoop(t, batches, val, state=state, schedule=schedule, schedule_start=state.step,
                    total_steps=total_steps, metrics_log=metrics_log, checkpoints=t.checkpointer,
                    cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate, clock=clock)
@@ -93,9 +102,11 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         loop.checkpoints.resume(resume_path, saved)
         t.record_event("resumed", f"resumed from {resume_path} at step {state.step}, epoch {state.epoch}"
                        + (f"; changed: {'; '.join(changes)}" if changes else ""))
-    _write_description(t, sample, reference_lr)
+    if rank == 0:
+        _write_description(t, sample, reference_lr)
     try:
-        loop.run()
+        with training_model(t, world_size):
+            loop.run()
     except BaseException as exc:
         t._fire("on_exception", exc)
         loop.restore_signal_handlers()
@@ -135,7 +146,8 @@ def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
     if getattr(t, "reference_lr", None) is not None:  # a second fit keeps the lr the first one found
         return t.reference_lr
     suggestion, summary = find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
-                                  precision=t.precision, run_dir=t.run_dir, record=t.record_event,
+                                  precision=t.precision, run_dir=t.run_dir if is_main() else None,
+                                  record=t.record_event,
                                   settings=t.lr_find)
     t.summary_extra["lr_finder"] = summary
     if suggestion is None:
@@ -185,9 +197,10 @@ def _balanced_weights(t: Any, train: Any) -> None:
 
     outputs = main_output(t.model(train[0][:1].to(t.device)))
     t.class_weights = balanced_class_weights(train[1].cpu(), outputs.shape[1])
-    t.loss_fn = build_loss(t.loss_spec, label_smoothing=t.label_smoothing, class_weights=t._weights_on_device())
+    t.loss_fn = build_loss(t.loss_spec, label_smoothing=t.label_smoothing, class_weights=t._weights_on_device(),
+                           focal_gamma=t.focal_gamma)
     t.weighted_loss_fn = build_weighted_loss(t.loss_spec, label_smoothing=t.label_smoothing,
-                                             class_weights=t._weights_on_device())
+                                             class_weights=t._weights_on_device(), focal_gamma=t.focal_gamma)
 
 
 def _write_description(t: Any, sample: Optional[torch.Tensor], lr: float) -> None:
@@ -235,9 +248,10 @@ def _finish(t: Any, loop: FitLoop, start: float, test_metrics: dict[str, float],
     now = time.perf_counter()
     extra["timings"] = loop.clock.finish(now)
     summary = build_summary(s, task=t.task, test_metrics=test_metrics, wall_seconds=now - start, extra=extra)
-    write_json(t.run_dir / "summary.json", summary)
     loop.metrics_log.close()
-    finish_files(t, loop)
+    if is_main():
+        write_json(t.run_dir / "summary.json", summary)
+        finish_files(t, loop)
     t._loop = None
     if event:
         t._fire(event)

@@ -103,11 +103,12 @@ def build_run_schedule(spec: Any, *, lr: float, total_steps: int, steps_per_epoc
 
 
 def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *, compute_loss: Callable,
-            device: torch.device, precision: str, run_dir: Path, record: Callable[[str, str], None],
+            device: torch.device, precision: str, run_dir: Optional[Path], record: Callable[[str, str], None],
             png: bool = False, settings: Optional[dict[str, Any]] = None) -> tuple[Optional[float], dict]:
     """Run the LR range test on the training batches (the model, optimizer and RNG are put back).
     Returns the suggested lr (None when the curve gives none) and what summary.json records.
-    Writes lr_find.json (the report draws it); lr_find.png too with ``png`` (it costs matplotlib)."""
+    Writes lr_find.json (the report draws it); lr_find.png too with ``png`` (it costs matplotlib);
+    nothing with ``run_dir`` None (the ranks of a DDP job other than rank 0)."""
     from trainwise.lr_finder import LRFinder, save_lr_find
 
     finder = LRFinder(model, optimizer, None, device=device,
@@ -117,10 +118,11 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
                       batch_loss=lambda batch: compute_loss(model, batch), **(settings or {}))
     result = finder.run(batches)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if png:
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        if run_dir is not None and png:
             save_lr_find(result, run_dir)
-        else:
+        elif run_dir is not None:
             (run_dir / "lr_find.json").write_text(json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
     except (OSError, TrainwiseError) as exc:  # the plot is a convenience; the lr is what matters
         log.warning("could not save the lr range test plot: %s", exc)

@@ -23,10 +23,23 @@ from trainwise.errors import DataError
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The sample order of one epoch: a pure function of (seed, epoch)."""
+def epoch_permutation(n: int, seed: int, epoch: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The sample order of one epoch: a pure function of (seed, epoch). With per-sample
+    ``weights``: ``n`` draws with replacement, each sample drawn with probability ∝ its weight."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is not None:
+        return torch.multinomial(weights.double().cpu(), n, replacement=True, generator=generator)
     return torch.randperm(n, generator=generator)
+
+
+def balanced_sample_weights(y: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights ``1 / count(class)``: every class is drawn equally often (``sampler="balanced"``)."""
+    labels = y.reshape(len(y), -1)[:, 0].long().cpu() if y.dim() > 1 else y.long().cpu()
+    if y.is_floating_point() and not torch.equal(y.reshape(len(y), -1)[:, 0].cpu(), labels.to(y.dtype)):
+        raise DataError("sampler='balanced' needs class labels (integers), got fractional targets; "
+                        "it balances classes, not regression targets")
+    counts = torch.bincount(labels - labels.min())
+    return 1.0 / counts[labels - labels.min()].double()
 
 
 class InMemoryBatches:
@@ -40,10 +53,16 @@ class InMemoryBatches:
         seed: seed of the permutations and of the augmentation generator.
         augment: optional ``f(batch, generator) -> batch`` applied to training inputs (the first tensor).
         keys: yield ``dict(zip(keys, slices))`` instead of a tuple.
+        rank, world_size: in a DistributedDataParallel job each rank takes its share of every
+            batch (``batch_size`` is the global batch: the epoch's order is the same on all ranks,
+            and rank ``r`` of ``W`` takes samples ``[r*m//W, (r+1)*m//W)`` of a batch of ``m``).
+            In training (``shuffle``) a last batch smaller than ``world_size`` is left out, so every
+            rank has a share of every batch; in evaluation a rank may get nothing of a last batch.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *extra: torch.Tensor, batch_size: int, shuffle: bool,
-                 seed: int = 0, augment: Optional[Augment] = None, keys: Optional[Sequence[str]] = None) -> None:
+                 seed: int = 0, augment: Optional[Augment] = None, keys: Optional[Sequence[str]] = None,
+                 sample_weights: Optional[torch.Tensor] = None, rank: int = 0, world_size: int = 1) -> None:
         tensors = (x, y, *extra)
         lengths = {len(t) for t in tensors}
         if len(lengths) > 1:
@@ -51,6 +70,11 @@ class InMemoryBatches:
             raise DataError(f"inputs and targets differ in length: {counts}; give one of each per sample")
         if batch_size <= 0:
             raise DataError(f"batch_size must be > 0, got {batch_size}")
+        if world_size > 1 and (batch_size < world_size or len(x) < world_size):
+            raise DataError(f"{world_size} processes need a batch size and a data set of at least {world_size} "
+                            f"samples, got batch size {batch_size} and {len(x)} samples; use fewer processes "
+                            "(--nproc) or a larger data.batch_size")
+        self.rank, self.world_size = rank, world_size
         self.tensors = tensors
         self.keys = tuple(keys) if keys is not None else None
         self.x, self.y = x, y
@@ -62,35 +86,54 @@ class InMemoryBatches:
         self.position = 0  # batches already consumed in this epoch
         self.order: Optional[torch.Tensor] = None
         self.aug_generator = torch.Generator(device=x.device) if augment else None
+        self.sample_weights = sample_weights  # draw with replacement by these (the balanced sampler)
 
     @property
     def num_samples(self) -> int:
         return len(self.x)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return len(self.global_batch_sizes())
+
+    def global_batch_sizes(self) -> list[int]:
+        """Samples in each batch over all ranks (the batch a single process would see)."""
+        n, b = len(self.x), self.batch_size
+        sizes = [min(b, n - start) for start in range(0, n, b)]
+        if self.world_size > 1 and self.shuffle and sizes[-1] < self.world_size:
+            sizes.pop()  # training: every rank needs a share of every batch
+        return sizes
 
     def batch_sizes(self) -> list[int]:
-        n, b = len(self.x), self.batch_size
-        return [min(b, n - start) for start in range(0, n, b)]
+        """Samples of each batch on this rank (all of them in a single process)."""
+        return [len(range(*self._share(size))) for size in self.global_batch_sizes()]
+
+    def _share(self, size: int) -> tuple[int, int]:
+        """This rank's part ``[start, end)`` of a global batch of ``size`` samples."""
+        return self.rank * size // self.world_size, (self.rank + 1) * size // self.world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
-        self.order = epoch_permutation(len(self.x), self.seed, epoch).to(self.x.device) if self.shuffle else None
+        weights = self.sample_weights
+        self.order = (epoch_permutation(len(self.x), self.seed, epoch, weights).to(self.x.device)
+                      if self.shuffle or weights is not None else None)
         if self.aug_generator is not None:
             self.aug_generator.manual_seed(self.seed * 7919 + epoch)
 
     def __iter__(self) -> Iterator[Any]:
         tensors, b, order, keys = self.tensors, self.batch_size, self.order, self.keys
-        for start in range(self.position * b, len(self.x), b):
+        sizes = self.global_batch_sizes()
+        for index in range(self.position, len(sizes)):
+            low, high = self._share(sizes[index])
+            self.position += 1
+            if low == high:  # evaluation: nothing of this last batch falls to this rank
+                continue
+            start, end = index * b + low, index * b + high
             if order is None:
-                batch = tuple(t[start:start + b] for t in tensors)
+                batch = tuple(t[start:end] for t in tensors)
             else:
-                index = order[start:start + b]
-                batch = tuple(t.index_select(0, index) for t in tensors)
+                batch = tuple(t.index_select(0, order[start:end]) for t in tensors)
             if self.augment is not None:
                 batch = (self.augment(batch[0], self.aug_generator), *batch[1:])
-            self.position += 1
             yield batch if keys is None else dict(zip(keys, batch))
 
     def state_dict(self) -> dict[str, Any]:
@@ -283,19 +326,30 @@ def _to_tensor(value: Any, what: str) -> torch.Tensor:
 
 
 def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, device: torch.device,
-                 augment: Optional[Augment] = None, num_workers: int = 0):
+                 augment: Optional[Augment] = None, num_workers: int = 0, sampler: Optional[str] = None,
+                 rank: int = 0, world_size: int = 1):
     """Pick the batch source for ``source``: tensors/arrays/TensorDataset → in-memory slicing on
-    ``device``; any other map-style ``Dataset`` → ``DataLoader`` with workers; a ``DataLoader`` → as is."""
+    ``device``; any other map-style ``Dataset`` → ``DataLoader`` with workers; a ``DataLoader`` → as is.
+    ``sampler="balanced"`` (in-memory data with class labels) draws every class equally often.
+    ``rank``/``world_size``: this process's share of each batch in a DDP job (in-memory data only)."""
+    if sampler is not None and as_tensors(source) is None:
+        raise DataError(f"sampler={sampler!r} needs in-memory (inputs, targets) data with class labels, got "
+                        f"{type(source).__name__}; pass a torch WeightedRandomSampler in your own DataLoader instead")
+    shard = {"rank": rank, "world_size": world_size}
+    if world_size > 1 and as_tensors(source) is None and as_tensor_dict(source) is None:
+        raise DataError(f"several processes (DDP) shard in-memory data only: tensors or arrays, a dict of them or "
+                        f"a TensorDataset, got a {type(source).__name__}; train it in one process")
     if isinstance(source, DataLoader):
         return UserLoaderBatches(source, device=device)
     tensors = as_tensors(source)
     if tensors is not None:
+        weights = balanced_sample_weights(tensors[1]) if sampler == "balanced" else None
         return InMemoryBatches(*(t.to(device) for t in tensors), batch_size=batch_size, shuffle=shuffle,
-                               seed=seed, augment=augment)
+                               seed=seed, augment=augment, sample_weights=weights, **shard)
     named = as_tensor_dict(source)
     if named is not None:
         return InMemoryBatches(*(t.to(device) for t in named.values()), batch_size=batch_size, shuffle=shuffle,
-                               seed=seed, augment=augment, keys=list(named))
+                               seed=seed, augment=augment, keys=list(named), **shard)
     if isinstance(source, Dataset):
         return DatasetBatches(source, batch_size=batch_size, shuffle=shuffle, seed=seed,
                               num_workers=num_workers, pin_memory=device.type == "cuda", device=device)

@@ -46,11 +46,13 @@ class FitLoop:
         self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, total_steps
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
         self.micro_weights = self._micro_batch_weights()
-        self.sync_each_step = trainer.device.type == "cpu"
+        self.step_sync = trainer.step_sync  # DDP: the ranks agree on each micro-batch's loss and on signals
+        self.sync_each_step = trainer.device.type == "cpu" or self.step_sync is not None
         self.reset_epoch_stats()
         self.window_loss, self.window_count = 0.0, 0
         self.last_grad_norm: Optional[Any] = None  # a float, or on accelerators a tensor read at log time
         self.signal_received: Optional[int] = None
+        self.signal_pending = 0  # DDP: a signal this rank received, acted on when all ranks know of it
         self.restart_epoch = False
         self.group_size = 0  # micro-batches backpropagated since the last optimizer step
         self.pending_logs: dict[str, float] = {}  # trainer.log() values for this epoch's logs
@@ -61,12 +63,16 @@ class FitLoop:
 
     def _micro_batch_weights(self) -> list[float]:
         """Each micro-batch's share of its accumulation group, by samples, so that accumulating
-        k batches of b gives the gradient of one batch of k·b (the last, partial group included)."""
+        k batches of b gives the gradient of one batch of k·b (the last, partial group included).
+        Under DDP, which averages the ranks' gradients, a rank's share is scaled by the world size:
+        unequal shares of a last batch still give the gradient of the whole batch."""
         sizes, k = self.batches.batch_sizes(), self.t.accumulate
+        whole = getattr(self.batches, "global_batch_sizes", self.batches.batch_sizes)()
+        world = getattr(self.batches, "world_size", 1)
         weights = []
         for start in range(0, len(sizes), k):
-            group = sizes[start:start + k]
-            weights.extend(size / sum(group) for size in group)
+            total = sum(whole[start:start + k])
+            weights.extend(size * world / total for size in sizes[start:start + k])
         return weights
 
     def reset_epoch_stats(self) -> None:
@@ -132,6 +138,7 @@ class FitLoop:
             batches.set_epoch(s.epoch)
             self.reset_epoch_stats()
         accumulate, weights, sync = t.accumulate, self.micro_weights, self.sync_each_step
+        weighted = any(w != 1.0 for w in weights)
         last_index = len(batches) - 1
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
         skip = t.guard.skip_batches
@@ -151,7 +158,7 @@ class FitLoop:
                 loss = training_loss(batch)
                 n = batch_length(batch)
                 if sync:
-                    value = loss.item()
+                    value, n = (loss.item(), n) if self.step_sync is None else self._agree(loss, n)
                     if not math.isfinite(value):
                         if self._on_nonfinite(f"loss is {value}", index, gradients_touched=False):
                             return False
@@ -168,7 +175,7 @@ class FitLoop:
                 self.loss_count += n
                 self.window_count += 1
                 s.epoch_samples += n
-                scaled = loss if accumulate == 1 else loss * weights[index]
+                scaled = loss * weights[index] if weighted else loss
                 t.scaler.scale(scaled).backward() if scaler_on else scaled.backward()
                 self.group_size += 1
             if boundary and self.group_size:
@@ -186,6 +193,13 @@ class FitLoop:
                 return index == last_index
             switch("data")
         return True
+
+    def _agree(self, loss: torch.Tensor, n: int) -> tuple[float, int]:
+        """DDP: the global batch's mean loss and size, and a signal any rank received, alike on all ranks."""
+        value, n, signum = self.step_sync(loss, n, self.signal_pending)
+        if signum and self.signal_received is None:
+            self.signal_received = signum
+        return value, n
 
     def _optimizer_step(self, index: int) -> bool:
         """Clip, step, zero the gradients, set the next step's lr. True when the epoch must end."""
@@ -364,9 +378,12 @@ class FitLoop:
         previous = {}
 
         def handler(signum: int, frame: Any) -> None:
-            if self.signal_received is not None:  # a second signal: stop now
+            if self.signal_received is not None or self.signal_pending:  # a second signal: stop now
                 raise KeyboardInterrupt
-            self.signal_received = signum
+            if self.step_sync is not None:  # DDP: all ranks stop at the micro-batch where they learn of it
+                self.signal_pending = signum
+            else:
+                self.signal_received = signum
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, handler)

@@ -13,15 +13,51 @@ from torch import nn
 from trainwise.checks import check_choice, check_range
 from trainwise.errors import ConfigError
 
-LOSS_NAMES = ("cross_entropy", "mse", "mae", "huber")
+LOSS_NAMES = ("cross_entropy", "mse", "mae", "huber", "focal")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
 TASKS = ("classification", "regression")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Loss = Union[str, LossFn, nn.Module]
 # nn.Module losses whose task is known from their type; any other callable: the targets decide.
-_CLASSIFICATION_MODULES = (nn.CrossEntropyLoss, nn.NLLLoss)
+_CLASSIFICATION_MODULES: tuple[type, ...] = (nn.CrossEntropyLoss, nn.NLLLoss)
 _REGRESSION_MODULES = (nn.MSELoss, nn.L1Loss, nn.HuberLoss, nn.SmoothL1Loss)
-_UNREDUCED = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+_UNREDUCED: dict[str, Callable[..., torch.Tensor]] = {
+    "cross_entropy": F.cross_entropy, "mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+
+
+def focal_loss(outputs: torch.Tensor, targets: torch.Tensor, *, gamma: float = 2.0,
+               weight: Optional[torch.Tensor] = None, reduction: str = "mean") -> torch.Tensor:
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by ``(1 - p_true) ** gamma``, so easy,
+    confident samples (mostly the majority class) count less. ``gamma=0`` is cross-entropy.
+    ``weight``: per-class weights as in ``F.cross_entropy``; the mean is then weighted likewise."""
+    log_p = F.log_softmax(outputs.float(), dim=1)
+    ce = F.nll_loss(log_p, targets, weight=weight, reduction="none")
+    p_true = log_p.gather(1, targets.unsqueeze(1)).squeeze(1).exp()
+    loss = (1 - p_true).clamp(min=0) ** gamma * ce
+    if reduction == "none":
+        return loss
+    if weight is not None:
+        return loss.sum() / weight[targets].sum().clamp_min(torch.finfo(loss.dtype).tiny)
+    return loss.mean()
+
+
+class FocalLoss(nn.Module):
+    """``loss=FocalLoss(gamma=2.0)``: the focal loss as an ``nn.Module`` (``loss="focal"`` is the same).
+
+    Example:
+        >>> Trainer(model, loss=FocalLoss(gamma=3.0))
+    """
+
+    def __init__(self, gamma: float = 2.0, weight: Optional[torch.Tensor] = None, reduction: str = "mean") -> None:
+        super().__init__()
+        check_range("gamma", gamma, 0)
+        self.gamma, self.weight, self.reduction = gamma, weight, reduction
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return focal_loss(outputs, targets, gamma=self.gamma, weight=self.weight, reduction=self.reduction)
+
+
+_UNREDUCED["focal"] = focal_loss
 
 
 def task_of_loss(loss: Loss) -> Optional[str]:
@@ -31,7 +67,7 @@ def task_of_loss(loss: Loss) -> Optional[str]:
         return "binary"
     if isinstance(loss, str):
         return "regression" if loss in REGRESSION_LOSSES else "classification"
-    if isinstance(loss, _CLASSIFICATION_MODULES):
+    if isinstance(loss, (*_CLASSIFICATION_MODULES, FocalLoss)):
         return "classification"
     if isinstance(loss, _REGRESSION_MODULES):
         return "regression"
@@ -45,8 +81,8 @@ def loss_label(loss: Loss) -> str:
     return type(loss).__name__ if isinstance(loss, nn.Module) else getattr(loss, "__name__", type(loss).__name__)
 
 
-def build_loss(loss: Loss, *, label_smoothing: float = 0.0,
-               class_weights: Optional[torch.Tensor] = None) -> LossFn:
+def build_loss(loss: Loss, *, label_smoothing: float = 0.0, class_weights: Optional[torch.Tensor] = None,
+               focal_gamma: float = 2.0) -> LossFn:
     """The mean loss over a batch, from a name or a user's callable ``(outputs, targets) -> tensor``
     (an ``nn.Module`` loss included, used as given). ``label_smoothing`` and ``class_weights``
     apply to the named cross-entropy."""
@@ -57,6 +93,9 @@ def build_loss(loss: Loss, *, label_smoothing: float = 0.0,
         return loss
     check_choice("loss", loss, LOSS_NAMES)
     check_range("label_smoothing", label_smoothing, 0, 1, high_open=True)
+    if loss == "focal":
+        check_range("focal_gamma", focal_gamma, 0)
+        return FocalLoss(focal_gamma, weight=class_weights)
     if loss == "cross_entropy":
         if class_weights is None and label_smoothing == 0.0:
             return F.cross_entropy
@@ -64,12 +103,14 @@ def build_loss(loss: Loss, *, label_smoothing: float = 0.0,
     return _UNREDUCED[loss]
 
 
-def build_weighted_loss(loss: Loss, *, label_smoothing: float = 0.0,
-                        class_weights: Optional[torch.Tensor] = None) -> Callable[..., torch.Tensor]:
+def build_weighted_loss(loss: Loss, *, label_smoothing: float = 0.0, class_weights: Optional[torch.Tensor] = None,
+                        focal_gamma: float = 2.0) -> Callable[..., torch.Tensor]:
     """``f(outputs, targets, weights)``: the per-sample loss averaged with sample weights
     (``sum(w * l) / sum(w)``), for ``(x, y, weight)`` batches."""
     if isinstance(loss, str):
         extra: dict = {"weight": class_weights, "label_smoothing": label_smoothing} if loss == "cross_entropy" else {}
+        if loss == "focal":
+            extra = {"weight": class_weights, "gamma": focal_gamma}
         named = _UNREDUCED[loss]
 
         def fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

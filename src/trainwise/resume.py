@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from trainwise import checkpoint as ckpt
+from trainwise.dist_ops import gather, world
 from trainwise.errors import CheckpointError, ResumeMismatchError
 from trainwise.run_folder import history_from_rows
 
@@ -27,17 +28,23 @@ class Checkpointer:
     Args:
         folder: the run's ``checkpoints/`` folder.
         keep_last: how many step-numbered checkpoints to keep (best.pt and last.pt always stay).
+        write: False on the ranks of a DDP job other than rank 0: they only follow which
+            checkpoint is the latest (rank 0 writes it), for a rollback to read.
     """
 
-    def __init__(self, folder: Path, keep_last: int = 3) -> None:
+    def __init__(self, folder: Path, keep_last: int = 3, write: bool = True) -> None:
         self.folder = Path(folder)
+        self.write = write
         self.keep_last = keep_last
         self.latest: Optional[Path] = None
         self.protect: set[Path] = set()
 
     def save(self, state: dict[str, Any], *, step: int, epoch: int, best: bool = False) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / ckpt.step_checkpoint_name(step)
+        if not self.write:
+            self.latest = path
+            return path
+        self.folder.mkdir(parents=True, exist_ok=True)
         ckpt.save_checkpoint(state, path, step=step, epoch=epoch)
         ckpt.link_checkpoint(path, "last.pt")
         if best:
@@ -51,6 +58,8 @@ class Checkpointer:
         (a kill while ``last.pt`` was being replaced leaves it unrecorded until the next save,
         and a resumed run that has nothing left to train makes no next save)."""
         self.latest = resumed_from
+        if not self.write:
+            return
         if self.folder.is_dir():  # a resumed run may have nothing left to save, which would clean up
             ckpt.remove_stale_tmp_files(self.folder)
         if resumed_from.name != "last.pt" and resumed_from.parent.resolve() == self.folder.resolve():
@@ -110,6 +119,21 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any],
             if key not in skip and old.get(key) != new.get(key)]
 
 
+def check_world_size(saved: Optional[dict[str, Any]], world_size: int) -> None:
+    """A run continues with the number of processes it was started with (its sample order, per-rank
+    random states and data shares depend on it)."""
+    if saved is None:
+        return
+    before = saved["run_state"].get("world_size", 1)
+    if before != world_size:
+        def processes(n: int) -> str:
+            return f"{n} process{'es' if n > 1 else ''}"
+
+        raise ResumeMismatchError(
+            f"the checkpoint was written by a run of {processes(before)} (--nproc {before}), this one has "
+            f"{processes(world_size)}; resume with --nproc {before}, or start a new run with another --run-dir")
+
+
 def check_resume_config(saved: Optional[dict[str, Any]], current: Optional[dict[str, Any]],
                         allow_changes: bool) -> list[str]:
     """Refuse a resume whose config differs from the checkpoint's; with ``allow_changes`` the keys
@@ -150,6 +174,7 @@ class LoopCheckpoint:
             "schedule": loop.schedule.state_dict(), "scaler": t.scaler.state_dict(),
             "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(t.callbacks)},
             "run_state": s.to_dict(), "loader": loop.batches.state_dict(), "rng": ckpt.capture_rng_state(),
+            "ranks": _ranks_state(loop.batches),
             "epoch_stats": {"loss_sum": loop.loss_sum, "loss_count": loop.loss_count,
                             "loss_sum_device": loop.loss_sum_device.cpu(), "clipped_steps": int(loop.clipped_steps),
                             "epoch_steps": loop.epoch_steps, "window_loss": loop.window_loss,
@@ -178,7 +203,8 @@ class LoopCheckpoint:
         # How long to train is this fit's to say (--resume-changed may extend it), the rest is the run's.
         s.load_dict(state["run_state"], keep=("max_epochs", "max_steps", "batches_per_epoch"))
         loop.schedule_start = state["schedule_start"]
-        loop.batches.load_state_dict(state["loader"])
+        own = state["ranks"][world()[0]] if state.get("ranks") else {"loader": {}, "rng": state["rng"]}
+        loop.batches.load_state_dict({**state["loader"], **own["loader"]})
         stats = state["epoch_stats"]
         if s.batch > 0:  # a checkpoint inside an epoch: its running sums continue
             loop.loss_sum, loop.loss_count = stats["loss_sum"], stats["loss_count"]
@@ -189,7 +215,7 @@ class LoopCheckpoint:
         loop.window_loss, loop.window_count = stats["window_loss"], stats["window_count"]
         t.guard.load_state_dict(state["guard"])
         t.spikes.load_state_dict(state["spikes"])
-        ckpt.restore_rng_state(state["rng"])
+        ckpt.restore_rng_state(own["rng"])
         loop.metrics_log.truncate(state["metrics_rows"])
         s.history = history_from_rows(loop.metrics_log.rows, s.epoch)
 
@@ -246,3 +272,12 @@ class LoopCheckpoint:
         source = path.name if path is not None else "the start of the run"
         t.record_event("nonfinite_rollback", f"{where}; rolled back to {source} (step {s.step}), "
                        f"lr scaled by {lr_scale:.3g}" + (", that batch will be skipped" if bad_batch else ""))
+
+
+def _ranks_state(batches: Any) -> Optional[list[dict[str, Any]]]:
+    """DDP: each rank's random states and augmentation generator (which differ between ranks, as
+    their shares of a batch do), gathered for rank 0 to write; None in a single process."""
+    if world()[1] == 1:
+        return None
+    loader = {key: value for key, value in batches.state_dict().items() if key not in ("epoch", "position", "order")}
+    return gather({"rng": ckpt.capture_rng_state(), "loader": loader})

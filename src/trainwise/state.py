@@ -74,6 +74,7 @@ class RunState:
     samples_seen: int = 0
     epoch_samples: int = 0
     train_seconds: float = 0.0
+    world_size: int = 1  # processes of a DDP job; a resume needs the same number
     best: Best = field(default_factory=Best)
     events: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

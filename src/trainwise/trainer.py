@@ -25,6 +25,8 @@ from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, Progre
 from trainwise.callbacks.assembly import assemble_callbacks
 from trainwise.callbacks.base import EVENTS, overrides
 from trainwise.checks import check_choice, check_int, check_range
+from trainwise.dist_ops import world
+from trainwise.distributed import check_sync_batchnorm
 from trainwise.errors import ConfigError, DataError
 from trainwise.evaluation import EvalStep, evaluate_batches
 from trainwise.fit import FitResult, run_fit, run_lr_find
@@ -98,6 +100,9 @@ class Trainer:
             them replaces the built-in one.
         init: None (the model's own initialization) or a scheme (auto, he, xavier, lecun, orthogonal, lsuv).
         class_weights: per-class loss weights (a list, array or tensor), or ``"balanced"``.
+        sampler: ``"balanced"`` draws each epoch's samples with replacement so that every class is
+            drawn equally often (in-memory classification data); None: each sample once per epoch.
+        focal_gamma: the focal loss's gamma for ``loss="focal"`` (0 is cross-entropy).
         target_normalization: ``{"mean": [...], "std": [...]}`` when the regression targets you pass
             were standardized: metrics and ``predict`` are then in the original units.
         class_names: names of the classes, for the report and ``trainwise predict``.
@@ -111,6 +116,10 @@ class Trainer:
             CPU it needs a C++ compiler; the first steps pay the compilation. channels_last: convert a
             convolutional model's weights to the channels-last memory format (NHWC). Both are measured in
             ``benchmarks/speed_options.py`` and off by default.
+        sync_batchnorm: in a DistributedDataParallel job (a process group initialized, e.g. under
+            ``torchrun``), turn BatchNorm layers into SyncBatchNorm (statistics over the global batch).
+            In such a job ``batch_size`` is the global batch, each rank trains on its share, rank 0
+            writes the run folder, and ``fit``/``evaluate`` must be called on every rank.
     """
 
     def __init__(
@@ -130,8 +139,8 @@ class Trainer:
         checkpoint_every_n_steps: Optional[int] = None, checkpoint_every_epoch: bool = True, keep_last: int = 3,
         on_nonfinite: str = "rollback", max_rollbacks: int = 3, rollback_lr_factor: float = 0.5,
         spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
-        config: Optional[dict[str, Any]] = None, num_workers: int = 0, compile: bool = False,
-        channels_last: bool = False,
+        config: Optional[dict[str, Any]] = None, num_workers: int = 0, sampler: Optional[str] = None,
+        focal_gamma: float = 2.0, sync_batchnorm: bool = False, compile: bool = False, channels_last: bool = False,
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
@@ -161,9 +170,12 @@ class Trainer:
         self.optimizer_args = {"weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov}
         self.loss_spec, self.task = loss, task_of_loss(loss)
         self.class_weights = class_weights_of(class_weights)
-        self.loss_fn = build_loss(loss, label_smoothing=label_smoothing, class_weights=self._weights_on_device())
+        self.focal_gamma = focal_gamma
+        self.loss_fn = build_loss(loss, label_smoothing=label_smoothing, class_weights=self._weights_on_device(),
+                                  focal_gamma=focal_gamma)
         self.weighted_loss_fn = build_weighted_loss(loss, label_smoothing=label_smoothing,
-                                                    class_weights=self._weights_on_device())
+                                                    class_weights=self._weights_on_device(), focal_gamma=focal_gamma)
+        self.sampler = None if sampler is None else check_choice("sampler", sampler, ("balanced",))
         self.label_smoothing = label_smoothing
         self.metrics = named_metrics(metrics)
         self.torch_scheduler, self.schedule_interval = _torch_scheduler(schedule, optimizer, schedule_interval, lr)
@@ -200,6 +212,10 @@ class Trainer:
         self.reference_lr: Optional[float] = None  # the lr the schedule scales (set by fit)
         self._loop: Any = None  # the running FitLoop, for the verbs
         self._fits = 0
+        check_sync_batchnorm(sync_batchnorm, self.device, world()[1])
+        self.sync_batchnorm = sync_batchnorm
+        self.train_model: nn.Module = self.model  # what training calls: the DDP wrapper in a DDP job
+        self.step_sync: Any = None  # DDP: the per-micro-batch agreement of the ranks (dist_ops.StepSync)
 
     # ----------------------------------------------------------------------------- verbs for callbacks
     def stop(self, reason: str, status: str = "stopped_early") -> None:
@@ -310,9 +326,9 @@ class Trainer:
 
     def _training_loss(self, batch: Any) -> torch.Tensor:
         if self.autocast_dtype is None:
-            return self.compute_loss(self.model, batch)
+            return self.compute_loss(self.train_model, batch)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-            return self.compute_loss(self.model, batch)
+            return self.compute_loss(self.train_model, batch)
 
     def _eval_step(self) -> EvalStep:
         return EvalStep(model=self.model, split_batch=self.split_batch, loss_of=self.loss_of,
@@ -330,8 +346,11 @@ class Trainer:
         return self.evaluate_split(data)[0]
 
     def evaluate_split(self, data: Any) -> tuple[dict[str, float], Any]:
-        """``(metrics, meter)``; the meter has the confusion matrix of a classification split."""
-        batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device)
+        """``(metrics, meter)``; the meter has the confusion matrix of a classification split. In a DDP
+        job each rank evaluates its share and the sums are added up: every rank gets the whole split's figures."""
+        rank, world_size = world()
+        batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device,
+                               rank=rank, world_size=world_size)
         std = (self.target_normalization or {}).get("std")
         return evaluate_batches(self._eval_step(), batches, task=self.task, metrics=self.metrics, target_std=std)
 

@@ -37,7 +37,7 @@ from trainwise.checkpoint._files import (
     save_checkpoint,
     step_checkpoint_name,
 )
-from trainwise.checkpoint._manifest import FORMAT_VERSION, MANIFEST_NAME, remove_stale_tmp_files
+from trainwise.checkpoint._manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest, remove_stale_tmp_files
 from trainwise.checkpoint._rng import capture_rng_state, restore_rng_state
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "find_resumable",
     "link_checkpoint",
     "load_checkpoint",
+    "read_manifest",
     "remove_stale_tmp_files",
     "restore_rng_state",
     "save_checkpoint",

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume-changed", action="store_true",
                        help="allow a resume whose config changes optimizer.lr, train.epochs or train.max_steps")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("--doctor", action="store_true", help="run the doctor's pre-flight checks first (doctor.json "
+                       "in the run folder); a FAIL stops before training with exit code 1")
+    train.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine "
+                       "(DistributedDataParallel: gloo on CPU, nccl on GPU; data.batch_size is the global batch)")
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint")
     evaluate.add_argument("run_dir")
@@ -78,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "data.effective_batch_size keeps the effective batch by accumulation; "
                              "optimizer.lr_scaling scales the lr. data.batch_size=auto does this in train.")
     _config_args(find_bs)
+
+    doctor = sub.add_parser("doctor", help="pre-flight checks of a config, or the diagnosis of a finished run",
+                            description="trainwise doctor CONFIG: data, model and training checks plus baselines "
+                            "before training; trainwise doctor RUN_DIR: the diagnosis of a finished run from its "
+                            "metrics. Writes doctor.json; exit 0 without a FAIL, 1 with one, 2 for bad input.")
+    doctor.add_argument("target", metavar="CONFIG|RUN_DIR", help="a YAML config, or a run folder")
+    doctor.add_argument("overrides", nargs="*", help="section.key=value overrides (with a config)")
+    doctor.add_argument("--out", help="where doctor.json goes (default: runs/<name>-doctor/doctor.json for a "
+                        "config; the run folder's doctor.json for a run)")
+    doctor.add_argument("--threshold", action="append", metavar="NAME=VALUE",
+                        help="change a rule's limit, e.g. --threshold imbalance_ratio=5 (repeatable)")
+    doctor.add_argument("--no-baselines", action="store_true", help="skip training the baselines")
 
     report = sub.add_parser("report", help="re-render a run's report.html from its folder",
                             description="Re-render report.html (SVG charts, confusion matrix table) from "
@@ -138,6 +154,7 @@ HANDLERS = {
     "report": "trainwise.cli.report_cmd:report",
     "profile": "trainwise.cli.profile_cmd:profile",
     "find-batch-size": "trainwise.cli.batch_size_cmd:find_batch_size",
+    "doctor": "trainwise.cli.doctor_cmd:doctor",
 }
 DRY_RUN_HANDLER = "trainwise.cli.dry_run:dry_run_command"
 

@@ -11,6 +11,9 @@ from trainwise import build
 from trainwise.cli import EXIT_RUN_FAILED
 from trainwise.config_check import check_names
 from trainwise.config import RunConfig, load_config
+from trainwise.cli.rank import train_rank
+from trainwise.dist_ops import is_main
+from trainwise.distributed import check_nproc, check_sync_batchnorm, env_world_size
 from trainwise.errors import CheckpointError
 from trainwise.run_folder import default_run_dir
 
@@ -21,21 +24,54 @@ log = logging.getLogger("trainwise")
 def train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     check_names(cfg)  # a typo fails in a second, before the data loads
+    if env_world_size() > 1:  # one rank of a DDP job (started by --nproc or torchrun)
+        return train_rank(args, cfg, _run_dir_for(cfg, args), _train)
+    if args.nproc is not None:
+        check_nproc(args.nproc, build.device_of(cfg))
+    if (args.nproc or 1) > 1:
+        check_sync_batchnorm(cfg.train.sync_batchnorm, build.device_of(cfg), args.nproc)
+        from trainwise.cli.launch import launch
+
+        run_dir = _run_dir_for(cfg, args)
+        if getattr(args, "doctor", False):  # pre-flight once, in this process, before any rank starts
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if _doctor_fails(cfg, build.load_bundle(cfg), run_dir):
+                return EXIT_RUN_FAILED
+        return launch(args, run_dir, timeout=cfg.train.dist_timeout)
+    return _train(args, cfg, _run_dir_for(cfg, args))
+
+
+def _train(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
     build.pin_threads(cfg)
-    run_dir = _run_dir_for(cfg, args)
+    main = is_main()
     bundle = build.load_bundle(cfg)
     model = build.make_model(cfg, bundle)
     trainer = build.make_trainer(cfg, bundle, model, run_dir, progress=not args.quiet)
     if bundle.class_names:
         trainer.summary_extra["class_names"] = bundle.class_names
-    run_dir.mkdir(parents=True, exist_ok=True)
-    build.write_data_description(run_dir, bundle)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        build.write_data_description(run_dir, bundle)
+    if getattr(args, "doctor", False) and env_world_size() <= 1 and _doctor_fails(cfg, bundle, run_dir):
+        return EXIT_RUN_FAILED
     result = trainer.fit(bundle.train, bundle.val, test=bundle.test, resume=args.resume,
                          allow_config_changes=args.resume_changed)
-    _print_result(result)
+    if main:
+        _print_result(result)
     if result.status in ("diverged", "failed"):
         return EXIT_RUN_FAILED
     return 0
+
+
+def _doctor_fails(cfg: RunConfig, bundle, run_dir: Path) -> bool:
+    from trainwise.cli.doctor_cmd import preflight
+
+    report = preflight(cfg, run_dir / "doctor.json", {}, bundle=bundle)
+    if report.failed():
+        print(f"the doctor found {len(report.failed())} FAIL(s): "
+              f"{', '.join(c.id for c in report.failed())}; not training (see {run_dir / 'doctor.json'})")
+        return True
+    return False
 
 
 def _run_dir_for(cfg: RunConfig, args: argparse.Namespace) -> Path:

@@ -1,0 +1,39 @@
+"""One rank of a DDP job running ``trainwise train``: join the process group, agree on the run
+folder, keep quiet unless rank 0, and turn a lost peer into one line and exit code 1."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from trainwise.cli import EXIT_RUN_FAILED
+from trainwise.config import RunConfig
+from trainwise.dist_ops import broadcast, world
+from trainwise.distributed import PeerLostError, init_from_env, shut_down
+from trainwise.errors import ConfigError
+
+TrainBody = Callable[[argparse.Namespace, RunConfig, Path], int]
+
+
+def train_rank(args: argparse.Namespace, cfg: RunConfig, run_dir: Path, body: TrainBody) -> int:
+    """Run ``body`` as this process's rank; rank 0's ``run_dir`` is every rank's (a default folder
+    name holds the time, which ranks may read a second apart)."""
+    if args.nproc is not None and args.nproc > 1:
+        raise ConfigError(f"--nproc {args.nproc} was given inside a job that already has processes (WORLD_SIZE is "
+                          "set, e.g. by torchrun); drop --nproc and set the count with torchrun --nproc-per-node")
+    init_from_env(cfg.train.dist_timeout)
+    rank = world()[0]
+    if rank != 0:  # rank 0 speaks for the job; the others say only what goes wrong (stderr)
+        logging.getLogger().setLevel(logging.ERROR)
+        sys.stdout = open(os.devnull, "w")  # same callbacks as rank 0 (a progress bar too), printing nowhere
+    try:
+        code = body(args, cfg, Path(broadcast(str(run_dir))))
+    except PeerLostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    shut_down()
+    return code

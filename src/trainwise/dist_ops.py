@@ -1,0 +1,118 @@
+"""Rank helpers for the parts and the engine: who this process is in a DistributedDataParallel job,
+and the few collectives the loop, the evaluation and the checkpoints need.
+
+Everything here is a no-op in a single process (no process group initialized), so the callers
+never branch on "distributed or not" beyond asking ``world()``. Launching and setting up the
+process group live in ``trainwise.distributed``.
+
+Example:
+    >>> rank, world_size = world()
+    >>> (rank, world_size)
+    (0, 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import torch
+
+# Attributes of a meter that are settings, not running sums (never summed across ranks).
+_NOT_SUMS = ("scale", "num_classes")
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process; ``(0, 1)`` without a process group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    """True on rank 0, the one process that writes the run folder (and in a single process)."""
+    return world()[0] == 0
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (any picklable object)."""
+    if world()[1] == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank (any picklable object)."""
+    rank, world_size = world()
+    if world_size == 1:
+        return [value]
+    import torch.distributed as dist
+
+    values: list[Any] = [None] * world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
+class StepSync:
+    """Agrees, once per micro-batch, on what every rank must see alike: the global batch's mean loss
+    and sample count (so non-finite checks, spike counts and logged losses match on every rank and
+    equal a single process's), and whether any rank received SIGTERM/SIGINT (so all stop together).
+
+    One all-reduce of three float64 numbers per micro-batch."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.buffer = torch.zeros(3, dtype=torch.float64, device=device)
+
+    def __call__(self, loss: torch.Tensor, n: int, signal_pending: int) -> tuple[float, int, int]:
+        import torch.distributed as dist
+
+        buffer = self.buffer
+        buffer[0] = loss.detach().double() * n
+        buffer[1] = n
+        buffer[2] = signal_pending
+        dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+        total_loss, count, signals = buffer.tolist()
+        # A signal number summed over ranks is not a signal number; SIGTERM is what every rank then acts on.
+        signum = 0 if signals == 0 else (signal_pending or 15)
+        return total_loss / max(count, 1.0), int(count), signum
+
+
+def all_reduce_sums(meter: Any, skip: Iterable[str] = _NOT_SUMS) -> None:
+    """Sum a meter's running sums (tensors and int counts, nested meters too) over all ranks, in place,
+    so that ``meter.compute()`` gives the figures of the whole split on every rank."""
+    if world()[1] == 1:
+        return
+    import torch.distributed as dist
+
+    skipped = set(skip)
+    for name in sorted(vars(meter)):
+        value = getattr(meter, name)
+        if name in skipped or value is None:
+            continue
+        if isinstance(value, torch.Tensor):
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            total = torch.tensor(value, dtype=torch.int64, device=_device_of(meter))
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            setattr(meter, name, int(total.item()))
+        elif hasattr(value, "__dict__") and not callable(value):
+            all_reduce_sums(value, skip)
+
+
+def _device_of(meter: Any) -> Optional[torch.device]:
+    for value in vars(meter).values():
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return None
