@@ -45,6 +45,13 @@ class DataConfig(_Section):
     class_weights: Optional[Literal["balanced"]] = None  # kept; loss.class_weights is the full form
     sampler: Optional[Literal["balanced"]] = None  # balanced: draw each class equally often (with replacement)
 
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size_positive(cls, value: Union[int, str]) -> Union[int, str]:
+        if not isinstance(value, str) and value <= 0:
+            raise ValueError(f"must be > 0 or 'auto', got {value}")
+        return value
+
 
 class LossConfig(_Section):
     """``name`` (default: train.loss, else cross_entropy or mse by task), per-class weights
@@ -59,14 +66,6 @@ class LossConfig(_Section):
     def _weights_positive(cls, value: Any) -> Any:
         if isinstance(value, list) and any(not w > 0 for w in value):
             raise ValueError(f"every class weight must be > 0, got {value}")
-        return value
-
-
-    @field_validator("batch_size")
-    @classmethod
-    def _batch_size_positive(cls, value: Union[int, str]) -> Union[int, str]:
-        if not isinstance(value, str) and value <= 0:
-            raise ValueError(f"must be > 0 or 'auto', got {value}")
         return value
 
 
