@@ -71,7 +71,7 @@ def build(args: argparse.Namespace) -> nn.Module:
 
     torch.manual_seed(args.seed)
     model = build_model("cnn", input_shape=(1, 28, 28), num_outputs=10, channels=args.channels, hidden=args.hidden,
-                        norm=args.norm, dropout=args.dropout)
+                        norm=args.norm, dropout=args.dropout, kernel_size=args.kernel_size)
     initialize(model, "auto", activation="relu")
     return model
 
@@ -119,6 +119,8 @@ def train(args: argparse.Namespace) -> None:
                 raise FloatingPointError(f"loss is {value} at step {step}")
             running += value
             loss.backward()
+            if args.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--channels", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--hidden", type=int, nargs="*", default=[128])
+    parser.add_argument("--kernel-size", type=int, default=3)
+    parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (default: off)")
     parser.add_argument("--norm", default="batch")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)

@@ -28,6 +28,9 @@ import common  # noqa: E402
 
 TARGET = 1.15
 STEPS, QUICK_STEPS = 30, 5
+# examples/mnist.yaml's recipe as hand_run.py arguments (keep the two in step)
+EXAMPLE_ARGS = ("--channels", "16", "32", "--hidden", "--kernel-size", "5", "--dropout", "0", "--batch-size", "256",
+                "--lr", "0.02", "--weight-decay", "0.01")
 ORDER = ("hand", "cli", "cli", "hand")
 QUICK_ORDER = ("hand", "cli")
 
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                            "--run-dir", str(Path(scratch) / f"run-{index}")]
             else:
                 command = [sys.executable, str(common.BENCH_DIR / "hand_run.py"), "--idx", str(args.mnist_root),
-                           "--max-steps", str(steps), "--threads", str(args.threads)]
+                           "--max-steps", str(steps), "--threads", str(args.threads), *EXAMPLE_ARGS]
             peaks[kind].append(round(peak_rss_mb(command, Path(scratch) / f"{kind}-{index}.log"), 1))
     medians = {kind: statistics.median(values) for kind, values in peaks.items()}
     ratio = round(medians["cli"] / medians["hand"], 4)

@@ -52,7 +52,7 @@ def test_lr_auto_is_accepted():
     (["train.epocs=3"], r"unknown key 'train.epocs' in config; did you mean 'train.epochs'\?"),
     (["train.early_stopping.patiense=3"], r"did you mean 'train.early_stopping.patience'\?"),
     (["optimizer.lr=-1"], r"optimizer.lr: must be > 0 or 'auto', got -1"),
-    (["data.batch_size=0"], r"data.batch_size: Input should be greater than 0, got 0"),
+    (["data.batch_size=0"], r"data.batch_size: must be > 0 or 'auto', got 0"),
     (["data.val_fraction=1.5"], r"data.val_fraction: Input should be less than 1, got 1.5"),
     (["train.precision=fp8"], r"train.precision: Input should be 'fp32', 'bf16' or 'fp16', got 'fp8'"),
     (["train.epochs=many"], r"train.epochs: Input should be a valid integer.*got 'many'"),

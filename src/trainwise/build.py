@@ -7,7 +7,7 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ def make_bare_model(cfg: RunConfig, input_shape: tuple[int, ...], num_outputs: i
     seed_everything(cfg.seed)
     return build_model(m.name, input_shape=input_shape, num_outputs=num_outputs, hidden=m.hidden, norm=m.norm,
                        dropout=m.dropout, activation=m.activation, channels=m.channels,
-                       kernel_size=m.kernel_size, pool=m.pool, args=m.args)
+                       kernel_size=m.kernel_size, pool=m.pool, args=m.args, checkpointing=m.checkpointing)
 
 
 def loss_name(cfg: RunConfig, bundle: DataBundle) -> str:
@@ -86,10 +86,11 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, lr: float) -> torch.o
 
 
 def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run_dir: Optional[Path], *,
-                 progress: bool = True, callbacks: tuple[Any, ...] = ()) -> Trainer:
+                 progress: bool = True, callbacks: Sequence[Any] = ()) -> Trainer:
     """The config's Trainer. ``optimizer.lr: auto`` is resolved by the Trainer (the range test runs
-    at the start of fit, and the lr it chose goes into config.yaml). ``callbacks``: more callbacks
-    (a search's trial reporter)."""
+    at the start of fit, and the lr it chose goes into config.yaml). ``callbacks``: more of them
+    (a search's trial reporter, the profiler's)."""
+    finder = resolve_batch_size(cfg, bundle, model)
     t, d = cfg.train, cfg.data
     lr: Any = "auto" if cfg.optimizer.lr == "auto" else scaled_lr(cfg, float(cfg.optimizer.lr))
     augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape) if d.augment else None
@@ -108,7 +109,7 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
     schedule_params = cfg.schedule.params()
     schedule_params.update(warmup_mode=cfg.schedule.warmup_mode, warmup_start_factor=cfg.schedule.warmup_start_factor)
     classification = bundle.task == "classification"
-    return Trainer(
+    trainer = Trainer(
         model, loss=loss_name(cfg, bundle), optimizer=make_optimizer(cfg, model, 1e-3 if lr == "auto" else lr),
         lr=lr, lr_find=cfg.train.lr_find.model_dump(), schedule=cfg.schedule.name, schedule_params=schedule_params,
         warmup=cfg.schedule.warmup,
@@ -125,8 +126,62 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         report=t.report, keep_last=t.checkpoint.keep_last, on_nonfinite=t.on_nonfinite,
         max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
         log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(), loggers=_loggers(cfg),
-        sync_batchnorm=t.sync_batchnorm,
+        sync_batchnorm=t.sync_batchnorm, compile=t.compile, channels_last=t.channels_last,
     )
+    if finder is not None:
+        trainer.summary_extra["batch_size_finder"] = finder
+    return trainer
+
+
+def resolve_batch_size(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module) -> Optional[dict[str, Any]]:
+    """``data.batch_size: auto``: run the batch-size finder and write its answer into ``cfg``
+    (``data.batch_size``, and ``train.accumulate`` when ``data.effective_batch_size`` is set, so the
+    effective batch is the one asked for). Returns the finder's record, or None with a number."""
+    d = cfg.data
+    if d.batch_size != "auto":
+        if d.effective_batch_size is not None:
+            raise ConfigError(f"data.effective_batch_size={d.effective_batch_size} applies with data.batch_size=auto; "
+                              f"with data.batch_size={d.batch_size} set train.accumulate instead")
+        return None
+    from trainwise.distributed import env_world_size
+
+    if env_world_size() > 1:  # every rank would measure its own size
+        raise ConfigError("data.batch_size=auto does not run under DistributedDataParallel (--nproc, torchrun): run "
+                          "trainwise find-batch-size CONFIG in one process and pass the size as data.batch_size=N")
+    from trainwise.batch_size import find_batch_size, with_accumulation
+    from trainwise.trainer import PRECISIONS
+
+    device = device_of(cfg)
+    model.to(device)
+    result = find_batch_size(model, lambda m: make_optimizer(cfg, m, 1e-3), bundle.train[:2],
+                             loss_fn=training_loss(cfg, bundle), device=device,
+                             autocast_dtype=PRECISIONS[cfg.train.precision])
+    tested = [trial.batch_size for trial in result.trials if trial.fits]
+    micro, accumulate = with_accumulation(result.batch_size, d.effective_batch_size, tested)
+    d.batch_size = micro
+    if d.effective_batch_size is not None:
+        cfg.train.accumulate = accumulate
+    log.info("batch size auto: %d (%s)%s", micro, result.rule,
+             f"; accumulate {accumulate} for the effective batch {d.effective_batch_size}" if accumulate > 1 else "")
+    return {**result.to_dict(), "micro_batch_size": micro, "accumulate": cfg.train.accumulate,
+            "effective_batch_size": micro * cfg.train.accumulate}
+
+
+def training_loss(cfg: RunConfig, bundle: DataBundle) -> Any:
+    """``(outputs, targets) -> loss`` as the Trainer computes it, for steps outside a fit."""
+    from trainwise.loader import main_output
+    from trainwise.metrics import build_loss
+
+    loss = build_loss(loss_name(cfg, bundle), label_smoothing=cfg.train.label_smoothing)
+    regression = bundle.task != "classification"
+
+    def compute(outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        outputs = main_output(outputs)
+        if regression and outputs.shape != targets.shape and outputs.numel() == targets.numel():
+            targets = targets.reshape(outputs.shape)
+        return loss(outputs, targets)
+
+    return compute
 
 
 def _loggers(cfg: RunConfig) -> list[Any]:

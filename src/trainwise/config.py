@@ -34,7 +34,8 @@ class DataConfig(_Section):
     path: Optional[str] = None
     target: Optional[str] = None
     task: Optional[Literal["classification", "regression"]] = None
-    batch_size: int = Field(64, gt=0)
+    batch_size: Union[int, Literal["auto"]] = 64  # "auto": the batch-size finder (trainwise.batch_size)
+    effective_batch_size: Optional[int] = Field(None, gt=0)  # with batch_size auto: kept by accumulation
     eval_batch_size: Optional[int] = Field(None, gt=0)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -43,6 +44,13 @@ class DataConfig(_Section):
     augment: Union[str, dict[str, Union[bool, float, None]], None] = None
     class_weights: Optional[Literal["balanced"]] = None  # kept; loss.class_weights is the full form
     sampler: Optional[Literal["balanced"]] = None  # balanced: draw each class equally often (with replacement)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size_positive(cls, value: Union[int, str]) -> Union[int, str]:
+        if not isinstance(value, str) and value <= 0:
+            raise ValueError(f"must be > 0 or 'auto', got {value}")
+        return value
 
 
 class LossConfig(_Section):
@@ -71,6 +79,7 @@ class ModelConfig(_Section):
     channels: Optional[list[int]] = None
     kernel_size: int = Field(3, gt=0)
     pool: str = "max"
+    checkpointing: bool = False  # gradient checkpointing (mlp, cnn, resnet): less activation memory, more compute
     args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("hidden")
@@ -166,6 +175,8 @@ class TrainConfig(_Section):
     threads: Optional[int] = Field(None, gt=0)
     sync_batchnorm: bool = False  # DDP (--nproc N / torchrun): BatchNorm statistics over the global batch
     dist_timeout: float = Field(120.0, gt=0.0)  # DDP: seconds a rank waits for the others before the job fails
+    compile: bool = False  # torch.compile (benchmarks/speed_options.py: off by default, see its table)
+    channels_last: bool = False  # NHWC memory format for convolutional models
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     lr_find: LRFindConfig = Field(default_factory=LRFindConfig)
@@ -244,11 +255,30 @@ def resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    _batch_size_alias(raw)
     _check_unknown_keys(raw, RunConfig, prefix="")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc)) from None
+
+
+BATCH_SIZE_ALIASES = {"train.batch_size": "data.batch_size"}
+
+
+def _batch_size_alias(raw: dict[str, Any]) -> None:
+    """``train.batch_size`` (the issue's spelling, ``train.batch_size=auto``) is ``data.batch_size``."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or "batch_size" not in train:
+        return
+    value = train.pop("batch_size")
+    data = raw.setdefault("data", {})
+    if not isinstance(data, dict):
+        return
+    if "batch_size" in data and data["batch_size"] != value:
+        raise ConfigError(f"train.batch_size={value!r} and data.batch_size={data['batch_size']!r} disagree; they "
+                          "are the same setting: give one")
+    data["batch_size"] = value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -273,6 +303,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> str:
     except yaml.YAMLError:
         value = text
     node = raw
+    key = BATCH_SIZE_ALIASES.get(key.strip(), key)  # an override of the alias overrides the file's key
     parts = key.strip().split(".")
     for part in parts[:-1]:
         child = node.setdefault(part, {})

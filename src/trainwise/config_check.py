@@ -46,7 +46,7 @@ def check_names(cfg: RunConfig) -> None:
 def estimated_steps(cfg: RunConfig) -> tuple[int, int, bool]:
     """Optimizer steps of the whole run and per epoch, and whether they are exact (known data size)."""
     samples = _train_samples(cfg)
-    if samples is None:
+    if samples is None or cfg.data.batch_size == "auto":  # the finder picks the size at the start of the run
         steps_per_epoch, exact = NOMINAL_STEPS_PER_EPOCH, False
     else:
         batches = math.ceil(samples / cfg.data.batch_size)

@@ -47,3 +47,7 @@ class ExportError(TrainwiseError, RuntimeError):
 
 class StorageError(TrainwiseError, ConnectionError):
     """A search's study storage cannot be reached, or holds a study that does not fit."""
+
+
+class BatchSizeError(TrainwiseError, RuntimeError):
+    """The batch-size finder found no size that runs: the model does not fit at batch size 1."""

@@ -26,6 +26,7 @@ from trainwise.resume import Checkpointer, check_resume_config, check_world_size
 from trainwise.run_record import start_record
 from trainwise.run_folder import MetricsLog, write_config, write_json
 from trainwise.summary import build_summary, trivial_predictor_warning
+from trainwise.timing import PhaseClock
 
 
 @dataclass
@@ -45,6 +46,7 @@ class FitResult:
 def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path, None],
             allow_config_changes: bool) -> FitResult:
     start = time.perf_counter()
+    clock = PhaseClock(t.device, start=start)  # where the time goes (summary.json "timings")
     first = getattr(t, "_fits", 0) == 0
     rank, world_size = world()  # a DDP job: every rank runs this, rank 0 alone writes the run folder
     if first:  # a default folder name holds the time, which ranks may read a second apart
@@ -94,7 +96,7 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     t.step_sync = step_sync_for(t.device, world_size)
     loop = FitLoop(t, batches, val, state=state, schedule=schedule, schedule_start=state.step,
                    total_steps=total_steps, metrics_log=metrics_log, checkpoints=t.checkpointer,
-                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate)
+                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate, clock=clock)
     t._loop, t._fits = loop, getattr(t, "_fits", 0) + 1
     if saved is not None:
         changes = check_resume_config(saved.get("config"), t.config, allow_config_changes)
@@ -217,7 +219,9 @@ def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:
     s = loop.state
     if test is None or s.status in ("failed", "diverged", "pruned"):
         return {}, None
+    loop.clock.switch("evaluation")
     metrics, meter = t.evaluate_split(test)
+    loop.clock.switch("other")
     loop.metrics_log.log(s.step, s.epoch, "test", metrics)
     confusion = meter.confusion_matrix() if hasattr(meter, "confusion_matrix") else None
     return metrics, confusion
@@ -244,8 +248,9 @@ def _finish(t: Any, loop: FitLoop, start: float, test_metrics: dict[str, float],
         extra["confusion_matrix"] = confusion.tolist()
     if t.class_names:
         extra.setdefault("class_names", list(t.class_names))
-    summary = build_summary(s, task=t.task, test_metrics=test_metrics, wall_seconds=time.perf_counter() - start,
-                            extra=extra)
+    now = time.perf_counter()
+    extra["timings"] = loop.clock.finish(now)
+    summary = build_summary(s, task=t.task, test_metrics=test_metrics, wall_seconds=now - start, extra=extra)
     loop.metrics_log.close()
     if is_main():
         write_json(t.run_dir / "summary.json", summary)

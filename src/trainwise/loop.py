@@ -26,6 +26,7 @@ from trainwise.optim import set_lr, set_momentum
 from trainwise.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
 from trainwise.state import RunState
+from trainwise.timing import PhaseClock
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class FitLoop:
 
     def __init__(self, trainer: Any, batches: Any, val: Any, *, state: RunState, schedule: Schedule,
                  schedule_start: int, total_steps: int, metrics_log: Any, checkpoints: Any,
-                 cycle_momentum: bool, evaluate: Callable[[Any], dict[str, float]]) -> None:
+                 cycle_momentum: bool, evaluate: Callable[[Any], dict[str, float]],
+                 clock: Optional[PhaseClock] = None) -> None:
         self.t, self.batches, self.val, self.state = trainer, batches, val, state
         self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, total_steps
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
@@ -57,6 +59,7 @@ class FitLoop:
         self.best_weights: Optional[dict[str, torch.Tensor]] = None
         self.torch_scheduler = trainer.torch_scheduler  # a user's torch scheduler sets the lrs itself
         self.checkpoints = LoopCheckpoint(self, checkpoints)
+        self.clock = clock if clock is not None else PhaseClock(trainer.device)  # where the time goes
 
     def _micro_batch_weights(self) -> list[float]:
         """Each micro-batch's share of its accumulation group, by samples, so that accumulating
@@ -114,15 +117,18 @@ class FitLoop:
             if s.max_steps is not None and s.step >= s.max_steps:
                 break
             t._fire("on_epoch_start")
+            self.clock.start_epoch()
             epoch_start = time.perf_counter()
             completed = self._train_epoch()
             s.train_seconds += time.perf_counter() - epoch_start
+            self.clock.switch("other")
             if self.restart_epoch:
                 self.restart_epoch = False
                 continue
             if s.status == "diverged" or (self.signal_received is not None and not completed):
                 break
             self._end_epoch()
+            self.clock.end_epoch(s.epoch)
 
     def _train_epoch(self) -> bool:
         """One pass over the training batches; False when it ended early (signal, stop, max_steps)."""
@@ -138,7 +144,10 @@ class FitLoop:
         skip = t.guard.skip_batches
         scaler_on = t.scaler.is_enabled()
         training_loss = t._training_loss
+        switch = self.clock.switch  # four switches per micro-batch: data, forward/backward, optimizer, other
+        switch("data")
         for batch in batches:
+            switch("forward_backward")
             index = s.batch
             s.batch += 1
             boundary = (index + 1) % accumulate == 0 or index == last_index
@@ -171,8 +180,10 @@ class FitLoop:
                 self.group_size += 1
             if boundary and self.group_size:
                 self.group_size = 0
+                switch("optimizer")
                 if self._optimizer_step(index) or self.restart_epoch:
                     return False
+            switch("other")
             if loss is not None and fire_end:
                 detached = loss.detach()  # one for all callbacks: a detach per callback costs a tensor each
                 for callback in fire_end:
@@ -180,6 +191,7 @@ class FitLoop:
             if boundary and (s.should_stop or self.signal_received is not None or
                              (s.max_steps is not None and s.step >= s.max_steps)):
                 return index == last_index
+            switch("data")
         return True
 
     def _agree(self, loss: torch.Tensor, n: int) -> tuple[float, int]:
@@ -310,7 +322,9 @@ class FitLoop:
         s.samples_seen += self.loss_count
         logs = {f"train_{k}": v for k, v in train_values.items()}
         if self.val is not None:
+            self.clock.switch("evaluation")
             val_metrics = self.evaluate(self.val)
+            self.clock.switch("other")
             self.metrics_log.log(s.step, s.current_epoch, "val", val_metrics)
             val_logs = {f"val_{k}": v for k, v in val_metrics.items()}
             t._fire("on_validation_end", val_logs)

@@ -38,6 +38,7 @@ from trainwise.metrics import (Loss, build_loss, build_weighted_loss, class_weig
 from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
 from trainwise.run_folder import default_run_dir
 from trainwise.schedules import Schedule
+from trainwise.speed import speed_options
 from trainwise.state import STATUSES, RunState
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,10 @@ class Trainer:
         progress: a progress bar (plain epoch lines when not a terminal). report: write the plots and
             report.html at the end (search trials turn it off).
         config: the resolved config for ``config.yaml`` (the CLI passes it; a Python run writes its own).
+        compile: ``torch.compile`` the model in place (``nn.Module.compile``: same parameter names). On a
+            CPU it needs a C++ compiler; the first steps pay the compilation. channels_last: convert a
+            convolutional model's weights to the channels-last memory format (NHWC). Both are measured in
+            ``benchmarks/speed_options.py`` and off by default.
         sync_batchnorm: in a DistributedDataParallel job (a process group initialized, e.g. under
             ``torchrun``), turn BatchNorm layers into SyncBatchNorm (statistics over the global batch).
             In such a job ``batch_size`` is the global batch, each rank trains on its share, rank 0
@@ -139,6 +144,7 @@ class Trainer:
         spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
         config: Optional[dict[str, Any]] = None, num_workers: int = 0, sampler: Optional[str] = None,
         focal_gamma: float = 2.0, sync_batchnorm: bool = False, loggers: Sequence[Union[str, Callback]] = (),
+        compile: bool = False, channels_last: bool = False,
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
@@ -155,7 +161,7 @@ class Trainer:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.device = resolve_device(device)
-        self.model = model.to(self.device)
+        self.model = speed_options(model.to(self.device), self.device, compile=compile, channels_last=channels_last)
         self.user_optimizer = isinstance(optimizer, torch.optim.Optimizer)
         if not self.user_optimizer:
             from trainwise.optim import OPTIMIZER_NAMES
@@ -245,7 +251,13 @@ class Trainer:
 
     def save_checkpoint(self, *, best: bool = False) -> Optional[Path]:
         """Write a checkpoint of the whole run (model, optimizer, schedule, callbacks, data position, RNG)."""
-        return self._loop.checkpoints.save(best=best) if self._loop is not None else None
+        if self._loop is None:
+            return None
+        previous = self._loop.clock.switch("checkpoint")
+        try:
+            return self._loop.checkpoints.save(best=best)
+        finally:
+            self._loop.clock.switch(previous)
 
     # ----------------------------------------------------------------------------- fit
     def fit(self, train: Any, val: Any = None, *, test: Any = None, val_fraction: Optional[float] = None,

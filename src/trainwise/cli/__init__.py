@@ -100,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(lr_find)
     lr_find.add_argument("--run-dir", help="where lr_find.json and lr_find.png go (default runs/<name>-lr-find)")
 
+    profile = sub.add_parser("profile", help="a few training steps under torch.profiler: top operators, a trace",
+                             description="Run a few real training steps of a config under torch.profiler; print "
+                             "the operators that took the most time and write a Chrome trace (RUN_DIR/trace.json).")
+    _config_args(profile)
+    profile.add_argument("--steps", type=int, default=10, help="optimizer steps to profile, after 3 warm-up steps "
+                         "(default 10)")
+    profile.add_argument("--run-dir", help="where trace.json goes (default runs/<name>-profile)")
+
+    find_bs = sub.add_parser("find-batch-size", help="the largest batch that fits (GPU) or the knee of samples/s (CPU)",
+                             description="Try powers of two with real training steps: on a GPU the largest that "
+                             "fits, with a safety margin; on a CPU the smallest within 10%% of the best samples/s. "
+                             "data.effective_batch_size keeps the effective batch by accumulation; "
+                             "optimizer.lr_scaling scales the lr. data.batch_size=auto does this in train.")
+    _config_args(find_bs)
+
     doctor = sub.add_parser("doctor", help="pre-flight checks of a config, or the diagnosis of a finished run",
                             description="trainwise doctor CONFIG: data, model and training checks plus baselines "
                             "before training; trainwise doctor RUN_DIR: the diagnosis of a finished run from its "
@@ -225,6 +240,8 @@ HANDLERS = {
     "report": "trainwise.cli.report_cmd:report",
     "runs": "trainwise.cli.runs_cmd:runs",
     "export": "trainwise.cli.export_cmd:export_command",
+    "profile": "trainwise.cli.profile_cmd:profile",
+    "find-batch-size": "trainwise.cli.batch_size_cmd:find_batch_size",
     "doctor": "trainwise.cli.doctor_cmd:doctor",
     "tune": "trainwise.cli.tune_cmd:tune",
 }

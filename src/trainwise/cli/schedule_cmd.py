@@ -8,6 +8,7 @@ from typing import Any
 
 from trainwise import build
 from trainwise.config import load_config
+from trainwise.errors import ConfigError
 
 
 def schedule(args: argparse.Namespace) -> int:
@@ -15,6 +16,9 @@ def schedule(args: argparse.Namespace) -> int:
     from trainwise.schedules import build_schedule
 
     cfg = load_config(args.config, args.overrides)
+    if cfg.data.batch_size == "auto":
+        raise ConfigError("the schedule's length depends on the batch size, and data.batch_size is 'auto'; run "
+                          "trainwise find-batch-size CONFIG and pass the size it prints as data.batch_size=N")
     bundle = build.load_bundle(cfg)
     batches = math.ceil(len(bundle.train[0]) / cfg.data.batch_size)
     steps_per_epoch = math.ceil(batches / cfg.train.accumulate)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from trainwise.models.checkpointing import run_checkpointed, segments_of
 from trainwise.models.layers import (
     ACTIVATIONS,
     CONV_NORMS,
@@ -102,7 +103,11 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.head = dense_head(features, sizes_hidden, num_outputs, activation, dropout)
         self.trainwise_activation = activation
+        self.checkpointing = False  # gradient checkpointing, one segment per conv block (checkpointing.py)
+        self._segments = segments_of(self.features, (nn.Conv1d, nn.Conv2d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch ``(N, *input_shape)`` to ``(N, num_outputs)``."""
+        if self.checkpointing:
+            return self.head(run_checkpointed(self._segments, x, self.training))
         return self.head(self.features(x))

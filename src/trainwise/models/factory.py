@@ -39,6 +39,7 @@ DEFAULT_HIDDEN: dict[str, tuple[int, ...]] = {
     "gru": (64,),
     "lstm": (64,),
 }
+CHECKPOINTED_MODELS = ("mlp", "cnn", "resnet")  # the deep ones; a one-layer GRU/LSTM has nothing to split
 DEFAULT_CHANNELS: dict[str, tuple[int, ...]] = {"cnn": (32, 64, 64), "resnet": (16, 32, 64)}
 
 
@@ -55,6 +56,7 @@ def build_model(
     kernel_size: int = 3,
     pool: str = "max",
     args: dict[str, Any] | None = None,
+    checkpointing: bool = False,
 ) -> nn.Module:
     """Return a freshly built model mapping ``(N, *input_shape)`` to ``(N, num_outputs)``.
 
@@ -84,6 +86,10 @@ def build_model(
         raise ConfigError(f"model args must be a mapping of keyword arguments, got {args!r}")
     shape = check_input_shape(input_shape)
     check_num_outputs(num_outputs)
+    if checkpointing and name not in CHECKPOINTED_MODELS:
+        raise ConfigError(f"model.checkpointing applies to the built-in {', '.join(CHECKPOINTED_MODELS)}, got model "
+                          f"{name!r}; for a model of your own, call torch.utils.checkpoint.checkpoint(..., "
+                          "use_reentrant=False) in its forward, or set model.checkpointing=false")
     if ":" in name:
         return load_user_model(name, args or {}, input_shape=shape, num_outputs=num_outputs)
     check_choice("model", name, MODEL_NAMES)
@@ -119,10 +125,12 @@ def build_model(
         )
     else:
         model = RecurrentNet(shape, num_outputs, cell=name, hidden=sizes, dropout=dropout)
+    if checkpointing:
+        model.checkpointing = True
     # How to build it again (a Python run's config.yaml records it, so `trainwise evaluate` can).
     model.trainwise_config = {"name": name, "hidden": list(sizes), "norm": norm, "dropout": dropout,
                               "activation": activation, "channels": None if channels is None else list(channels),
-                              "kernel_size": kernel_size, "pool": pool}
+                              "kernel_size": kernel_size, "pool": pool, "checkpointing": checkpointing}
     return model
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from trainwise.models.checkpointing import run_checkpointed, segments_of
 from trainwise.models.layers import (
     ACTIVATIONS,
     DENSE_NORMS,
@@ -75,7 +76,11 @@ class MLP(nn.Module):
         layers.append(nn.Linear(width, num_outputs))
         self.layers = nn.Sequential(*layers)
         self.trainwise_activation = activation
+        self.checkpointing = False  # gradient checkpointing, one segment per hidden layer (checkpointing.py)
+        self._segments = segments_of(self.layers, (nn.Linear,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch ``(N, *input_shape)`` to ``(N, num_outputs)``."""
+        if self.checkpointing:
+            return run_checkpointed(self._segments, x, self.training)
         return self.layers(x)

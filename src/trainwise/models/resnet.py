@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from trainwise.models.checkpointing import run_checkpointed
 from trainwise.models.layers import (
     ACTIVATIONS,
     CONV_NORMS,
@@ -158,7 +159,10 @@ class ResNet(nn.Module):
         )
         self.head = dense_head(previous, sizes_hidden, num_outputs, activation, dropout)
         self.trainwise_activation = activation
+        self.checkpointing = False  # gradient checkpointing: the stem and each residual block (checkpointing.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch ``(N, *input_shape)`` to ``(N, num_outputs)``."""
+        if self.checkpointing:
+            return self.head(self.pool(run_checkpointed([self.stem, *self.blocks], x, self.training)))
         return self.head(self.pool(self.blocks(self.stem(x))))

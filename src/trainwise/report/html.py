@@ -30,6 +30,7 @@ from trainwise.report.run_files import run_folder
 from trainwise.report.run_sections import gradients_section, model_section, provenance_section
 from trainwise.report.series import EVENT_SPLIT, Row, final_epochs, final_metrics
 from trainwise.report.style import PAGE_CSS, STATUS_COLORS, UNKNOWN_STATUS_COLOR, WARNING_COLOR
+from trainwise.report.timing_section import timing_section
 
 REPORT_NAME = "report.html"
 # The charts of the page, each also written beside it as an SVG file.
@@ -53,7 +54,7 @@ SUMMARY_LABELS = {
 }
 # Shown elsewhere on the page, or too big for a table cell.
 _NOT_IN_SUMMARY_TABLE = frozenset({"events", "confusion_matrix", "class_names", "message", "name",
-                                   "warnings", "lr_finder"})
+                                   "warnings", "lr_finder", "timings"})
 LR_FIND_FIGURE = "lr_find.png"
 
 
@@ -112,6 +113,7 @@ def _render(run: RunContents) -> str:
         gradients_section(run.rows, run.config, _section),
         _lr_finder_section(run),
         model_section(run.folder, _section),
+        timing_section(run.summary),
         doctor_section(run.folder),
         _section("Final metrics (last epoch of each split)", _final_metrics_table(run.rows)),
         provenance_section(run.folder, _section),
