@@ -7,7 +7,7 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -79,9 +79,10 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, lr: float) -> torch.o
 
 
 def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run_dir: Optional[Path], *,
-                 progress: bool = True) -> Trainer:
+                 progress: bool = True, callbacks: Sequence[Any] = ()) -> Trainer:
     """The config's Trainer. ``optimizer.lr: auto`` is resolved by the Trainer (the range test runs
-    at the start of fit, and the lr it chose goes into config.yaml)."""
+    at the start of fit, and the lr it chose goes into config.yaml). ``callbacks`` are added to the
+    config's own (studies measure with them)."""
     t, d = cfg.train, cfg.data
     lr: Any = "auto" if cfg.optimizer.lr == "auto" else scaled_lr(cfg, float(cfg.optimizer.lr))
     augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape) if d.augment else None
@@ -92,7 +93,7 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
 
         early_stopping = EarlyStopping(es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta,
                                        restore_best=es.restore_best)
-    callbacks = []
+    callbacks = list(callbacks)
     if cfg.optimizer.freeze:
         from trainwise.callbacks import ModuleFreezer
 

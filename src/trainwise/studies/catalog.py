@@ -1,0 +1,10 @@
+"""Every study by name (``trainwise study <name>``); ``lr-surface`` needs no config and lives apart."""
+
+from __future__ import annotations
+
+from trainwise.studies import (batch_size_study, dropout_study, init_study, normalization_study, optimizers_study,
+                               schedules_study)
+from trainwise.studies.base import Study
+
+STUDIES: dict[str, Study] = {module.STUDY.name: module.STUDY for module in (
+    init_study, schedules_study, normalization_study, batch_size_study, optimizers_study, dropout_study)}
