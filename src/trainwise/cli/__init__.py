@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--epochs", type=int, help="epochs per run (default: the study's)")
     study.add_argument("--steps", type=int, help="optimizer steps per run instead of epochs")
     study.add_argument("--train-samples", metavar="N|all", help="train on the first N samples of one seeded "
-                       "shuffle of the train split (the normalization study's default is 12000)")
+                       "shuffle of the train split (the normalization study's default is 8000)")
     study.add_argument("--workers", type=int, default=2, help="parallel worker processes, at most the cores "
                        "(default 2); torch threads are split among them")
     study.add_argument("--resume", action="store_true", help="continue a killed study: finished runs are kept, "

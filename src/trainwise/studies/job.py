@@ -50,7 +50,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one run: ``job`` holds ``config`` (resolved, as a dict), ``run_dir``, ``data_seed``,
     ``train_samples``, ``measure``, ``grad_every`` and ``resume`` (True: continue from the newest
     checkpoint that verifies). Returns the run's status, folder and wall seconds."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     cfg = config_from_dict(job["config"])
     run_dir = Path(job["run_dir"])
     bundle = study_bundle(cfg, job["data_seed"], job["train_samples"])
@@ -77,6 +77,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         measurements["grad_norms"] = recorder.rows
     if "activations" in measure:
         measurements["activations_end"] = activation_stats(trainer.model, probe)
+    # CPU seconds of this process (all its threads) for this call: on a shared machine wall time
+    # is inflated by other work, CPU time is what the run itself cost
+    measurements["cpu_seconds"] = measurements.get("cpu_seconds", 0.0) + time.process_time() - cpu_start
     write_json(run_dir / MEASUREMENTS, measurements)
     return {"run_dir": str(run_dir), "status": result.status, "seconds": time.perf_counter() - start}
 

@@ -68,6 +68,12 @@ def _budget_line(results: dict[str, Any]) -> str:
             f"early stopping off, data split seed {results['data_seed']}{lr}")
 
 
+def _cost_line(results: dict[str, Any]) -> str:
+    wall = results.get("wall_seconds_this_call")
+    return (f"{results['cpu_seconds']:.0f} CPU seconds of training in all runs"
+            + (f"; this call took {wall:.0f} s of wall time" if wall is not None else ""))
+
+
 def summary_lines(results: dict[str, Any]) -> list[str]:
     comparisons = results["comparisons"]
     real = [c for c in comparisons if c["verdict"] == "real"]
@@ -82,7 +88,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
 def study_markdown(results: dict[str, Any]) -> str:
     target = "none" if results["target"] is None else f"{results['target']:.4g}"
     lines = [f"# Study: {results['study']}", "", results["question"], "",
-             f"Budget: {_budget_line(results)}.", f"Metric: {results['metric']} on the validation split "
+             f"Budget: {_budget_line(results)}.", f"Cost: {_cost_line(results)}.", f"Metric: {results['metric']} on the validation split "
              f"(final = last epoch, best = best epoch); target {target}.", "",
              "| " + " | ".join(_header(results)) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(results)]
@@ -105,7 +111,7 @@ def report_html(results: dict[str, Any], pngs: list[Path]) -> str:
             "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px}"
             "img{max-width:100%}</style></head><body>"
             f"<h1>Study: {e(results['study'])}</h1><p>{e(results['question'])}</p>"
-            f"<p>Budget: {e(_budget_line(results))}.</p>"
+            f"<p>Budget: {e(_budget_line(results))}.</p><p>Cost: {e(_cost_line(results))}.</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             f"<h2>Verdict</h2><p>{e(' '.join(summary_lines(results)))}</p><p>Test: {e(results['test'])}.</p>"
             f"<ul>{verdict}</ul><p>The guides' claim: {e(results['claim'])}.</p>{images}</body></html>\n")

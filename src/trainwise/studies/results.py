@@ -74,6 +74,7 @@ def collect(study: Study, plan: dict[str, Any], out: Path, *, target: Optional[f
             "budget": plan["budget"], "data_seed": plan["data_seed"], "lrs": plan.get("lrs", {}),
             "request": plan["request"], "metric": name, "mode": mode, "target": target, "test": TEST,
             "grid": list(study.grid) if study.grid else None, "variants": variants, "comparisons": comparisons,
+            "cpu_seconds": round(sum(v["cpu_seconds"] for v in variants), 1),
             "verdict": [sentence(c, name, labels) for c in comparisons]}
 
 
@@ -85,6 +86,7 @@ def _variant(spec: dict[str, Any], runs: list[dict[str, Any]], mode: str, out: P
     return {
         **spec, "finals": finals, "final": mean_std(list(finals.values())), "best": mean_std(bests),
         "wall_seconds": mean_std([r["summary"].get("wall_seconds") for r in runs if r["summary"]]),
+        "cpu_seconds": sum(r["measurements"].get("cpu_seconds", 0.0) for r in runs),
         "statuses": statuses, "diverged": statuses.count("diverged"),
         "nonfinite_rollbacks": sum(r["summary"].get("nonfinite_rollbacks", 0) or 0 for r in runs),
         "curves": {r["seed_index"]: r["curve"] for r in runs},

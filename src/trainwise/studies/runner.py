@@ -125,20 +125,30 @@ def execute(todo: list[dict[str, Any]], workers: int, *, done: int, total: int) 
     threads = max(1, cores // workers)
     log.info("%d runs to train (%d of %d finished) in %d worker%s, %d thread%s each", len(todo), done, total,
              workers, "s" if workers > 1 else "", threads, "s" if threads > 1 else "")
+    if workers == 1:  # no process to start: train here
+        import torch
+
+        torch.set_num_threads(threads)
+        for job in todo:
+            done += 1
+            _report(run_job(job), job, done, total)
+        return
     context = multiprocessing.get_context("spawn")
     with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
                                      initargs=(threads, os.getpid())) as pool:
         pending = {pool.submit(run_job, job): job for job in todo}
         try:
             for future in futures.as_completed(pending):
-                result = future.result()
                 done += 1
-                log.info("[%d/%d] %s %s (%.1fs)", done, total, pending[future]["name"], result["status"],
-                         result["seconds"])
+                _report(future.result(), pending[future], done, total)
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
+
+
+def _report(result: dict[str, Any], job: dict[str, Any], done: int, total: int) -> None:
+    log.info("[%d/%d] %s %s (%.1fs)", done, total, job["name"], result["status"], result["seconds"])
 
 
 def run_study(req: StudyRequest) -> dict[str, Any]:
