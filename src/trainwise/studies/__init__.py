@@ -16,8 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from trainwise.studies.base import Budget, Study, Variant, get_study
-from trainwise.studies.catalog import STUDIES
+from trainwise.studies.base import Budget, Study, Variant
+from trainwise.studies.catalog import STUDIES, get_study
 from trainwise.studies.runner import StudyRequest, run_study
 from trainwise.studies.verdict import paired_comparison
 

@@ -5,8 +5,9 @@ a study shares (seed, budget, early stopping off so each run trains for the whol
 report) and trains each variant once per seed.
 
 Example:
+    >>> from trainwise.studies import get_study
     >>> study = get_study("dropout")
-    >>> [v.name for v in study.variants(load_config("examples/digits.yaml"))]
+    >>> [v.name for v in study.variants(load_config("examples/digits.yaml"), study.budget)]
     ['p0.0', 'p0.1', 'p0.3', 'p0.5', 'p0.7']
 """
 
@@ -16,7 +17,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from trainwise.checks import check_choice
 from trainwise.config import RunConfig
 from trainwise.errors import ConfigError
 
@@ -100,10 +100,3 @@ def require_builtin_model(study: str, cfg: RunConfig, option: str) -> None:
     if user_model(cfg):
         raise ConfigError(f"study {study} sets model.{option}, which a user model ({cfg.model.name!r}) does not "
                           "take; use a built-in model (mlp, cnn, resnet, gru, lstm)")
-
-
-def get_study(name: str) -> Study:
-    """The study called ``name``; an unknown name gets a did-you-mean."""
-    from trainwise.studies.catalog import STUDIES
-
-    return STUDIES[check_choice("study", name, STUDIES)]
