@@ -125,7 +125,7 @@ def test_judge_compares_each_variant_with_the_best_of_its_group() -> None:
 def init_study(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("study") / "init"
     results = run_study(StudyRequest(get_study("init"), DIGITS, [*TINY, "model.hidden=[16,16]"],
-                                     Budget(seeds=2, epochs=2), out, workers=1))
+                                     Budget(seeds=2, epochs=2, train_samples=256), out, workers=1))
     return out, results
 
 
@@ -152,26 +152,26 @@ def test_a_finished_study_is_not_overwritten_and_resume_reruns_nothing(init_stud
     out, _ = init_study
     with pytest.raises(ConfigError, match="already holds a study; continue it with --resume"):
         run_study(StudyRequest(get_study("init"), DIGITS, [*TINY, "model.hidden=[16,16]"],
-                               Budget(seeds=2, epochs=2), out, workers=1))
+                               Budget(seeds=2, epochs=2, train_samples=256), out, workers=1))
     with pytest.raises(ConfigError, match=r"different study .*epochs: 2 then, 3 now"):
         run_study(StudyRequest(get_study("init"), DIGITS, [*TINY, "model.hidden=[16,16]"],
-                               Budget(seeds=2, epochs=3), out, workers=1, resume=True))
+                               Budget(seeds=2, epochs=3, train_samples=256), out, workers=1, resume=True))
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
-    run_study(StudyRequest(get_study("init"), DIGITS, [*TINY, "model.hidden=[16,16]"], Budget(seeds=2, epochs=2),
-                           out, workers=1, resume=True))
+    run_study(StudyRequest(get_study("init"), DIGITS, [*TINY, "model.hidden=[16,16]"],
+                           Budget(seeds=2, epochs=2, train_samples=256), out, workers=1, resume=True))
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")} == stamps
 
 
 @pytest.mark.parametrize("name, overrides, files", [
     ("schedules", [], ["lr.png"]),
-    ("normalization", ["--train-samples", "schedule.name=constant"], ["heatmap.png"]),
+    ("normalization", ["--train-samples"], ["heatmap.png"]),
     ("batch-size", [], []),
     ("optimizers", ["optimizer.lr=auto", "train.lr_find.num_steps=20"], []),
     ("dropout", [], []),
 ])
 def test_every_study_runs_on_a_tiny_budget(name, overrides, files, tmp_path: Path) -> None:
-    budget = Budget(seeds=2, epochs=1, train_samples=160 if "--train-samples" in overrides else None)
-    extra = [o for o in overrides if not o.startswith("--")]
+    budget = Budget(seeds=2, epochs=1, train_samples=160 if "--train-samples" in overrides else 320)
+    extra = [o for o in overrides if not o.startswith("--")] + ["schedule.name=constant"]  # 1cycle needs 4+ steps
     results = run_study(StudyRequest(get_study(name), DIGITS, [*TINY, *extra], budget, tmp_path / name, workers=1))
     assert [v["name"] for v in results["variants"]] == EXPECTED_VARIANTS[name]
     assert all(v["statuses"] == ["completed", "completed"] for v in results["variants"])

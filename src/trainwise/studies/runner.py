@@ -149,6 +149,9 @@ def execute(todo: list[dict[str, Any]], workers: int, *, done: int, total: int) 
 
 def _report(result: dict[str, Any], job: dict[str, Any], done: int, total: int) -> None:
     log.info("[%d/%d] %s %s (%.1fs)", done, total, job["name"], result["status"], result["seconds"])
+    if result["status"] == "interrupted":  # SIGTERM or Ctrl-C: the run saved a checkpoint; stop the study
+        log.info("study interrupted; continue it with --resume")
+        raise KeyboardInterrupt
 
 
 def run_study(req: StudyRequest) -> dict[str, Any]:
