@@ -122,13 +122,15 @@ def execute(todo: list[dict[str, Any]], workers: int, *, done: int, total: int) 
         return
     cores = available_cores()
     workers = max(1, min(workers, cores, len(todo)))
-    threads = max(1, cores // workers)
-    log.info("%d runs to train (%d of %d finished) in %d worker%s, %d thread%s each", len(todo), done, total,
-             workers, "s" if workers > 1 else "", threads, "s" if threads > 1 else "")
-    if workers == 1:  # no process to start: train here
+    if workers == 1:  # no process to start: train here, with this process's torch threads (OMP_NUM_THREADS)
         import torch
 
-        torch.set_num_threads(threads)
+        threads = min(torch.get_num_threads(), cores)
+    else:
+        threads = max(1, cores // workers)
+    log.info("%d runs to train (%d of %d finished) in %d worker%s, %d thread%s each", len(todo), done, total,
+             workers, "s" if workers > 1 else "", threads, "s" if threads > 1 else "")
+    if workers == 1:
         for job in todo:
             done += 1
             _report(run_job(job), job, done, total)
