@@ -102,6 +102,7 @@ def test_a_difference_that_holds_across_seeds_is_real() -> None:
 @pytest.mark.parametrize("a, b, why", [
     ([0.9], [0.8], "one seed"),
     ([0.91, 0.91, 0.91], [0.90, 0.90, 0.90], "the same tiny difference at 3 seeds: sign test p = 0.25"),
+    ([0.9815, 0.9815, 0.9815], [0.9676, 0.9676, 0.9676], "the same difference up to float rounding"),
     ([0.9, 0.7, 0.95], [0.8, 0.8, 0.8], "a large mean difference that one seed contradicts"),
 ])
 def test_what_one_seed_or_few_agreeing_seeds_cannot_show(a, b, why) -> None:
