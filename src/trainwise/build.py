@@ -88,8 +88,8 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, lr: float) -> torch.o
 def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run_dir: Optional[Path], *,
                  progress: bool = True, callbacks: Sequence[Any] = ()) -> Trainer:
     """The config's Trainer. ``optimizer.lr: auto`` is resolved by the Trainer (the range test runs
-    at the start of fit, and the lr it chose goes into config.yaml). ``callbacks``: more of them
-    (a search's trial reporter, the profiler's)."""
+    at the start of fit, and the lr it chose goes into config.yaml). ``callbacks`` are added to the
+    config's own (a search's trial reporter, the profiler's; studies measure with them)."""
     finder = resolve_batch_size(cfg, bundle, model)
     t, d = cfg.train, cfg.data
     lr: Any = "auto" if cfg.optimizer.lr == "auto" else scaled_lr(cfg, float(cfg.optimizer.lr))

@@ -17,6 +17,8 @@ Schemes and the weight variance they give (fan_in/fan_out count the receptive fi
 ``he_fan_out``, ...``_fan_out``     normal, var = gain² / fan_out
 ``lecun``                           normal, var = 1 / fan_in (made for SELU)
 ``orthogonal``                      orthogonal rows (or columns) scaled by the gain
+``uniform``                         uniform[-1, 1] whatever the fan (var 1/3): the naive start
+``normal``                          normal(0, 1) whatever the fan: the naive start the guides warn of
 ``gpt``                             normal, std 0.02; residual projections 0.02 / sqrt(2 L)
 ``lsuv``                            orthogonal, then each layer rescaled to unit output variance
 ``auto``                            he for ReLU-like, xavier for tanh/sigmoid, lecun for SELU
@@ -55,6 +57,8 @@ INIT_SCHEMES: tuple[str, ...] = (
     "kaiming_normal_fan_out",
     "lecun",
     "orthogonal",
+    "uniform",
+    "normal",
     "gpt",
     "lsuv",
 )
@@ -155,6 +159,10 @@ def init_weight(weight: torch.Tensor, scheme: str, activation: str) -> None:
         nn.init.normal_(weight, 0.0, 1.0 / math.sqrt(fan_in))
     elif scheme == "orthogonal":
         nn.init.orthogonal_(weight, gain=gain)
+    elif scheme == "uniform":
+        nn.init.uniform_(weight, -1.0, 1.0)
+    elif scheme == "normal":
+        nn.init.normal_(weight, 0.0, 1.0)
     elif scheme == "lsuv":
         nn.init.orthogonal_(weight)
     elif scheme == "gpt":

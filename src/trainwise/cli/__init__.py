@@ -152,6 +152,26 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--status", action="store_true", help="print the study's progress and best trials; run nothing")
     tune.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     _runs_parser(sub)
+    study = sub.add_parser("study", help="run a controlled study: init, schedules, normalization, batch-size, "
+                           "optimizers, dropout, lr-surface", description="Train each variant of one factor "
+                           "once per seed with the same budget, data split and seeds; write study.md, study.json, "
+                           "PNGs and report.html with a verdict on which differences hold across seeds. "
+                           "lr-surface needs no config.")
+    study.add_argument("study", help="init | schedules | normalization | batch-size | optimizers | dropout | lr-surface")
+    study.add_argument("config", nargs="?", help="YAML config file (not for lr-surface)")
+    study.add_argument("overrides", nargs="*", help="section.key=value overrides, applied to every variant")
+    study.add_argument("--seeds", type=int, help="seeds per variant (default: the study's, see README)")
+    study.add_argument("--epochs", type=int, help="epochs per run (default: the study's)")
+    study.add_argument("--steps", type=int, help="optimizer steps per run instead of epochs")
+    study.add_argument("--train-samples", metavar="N|all", help="train on the first N samples of one seeded "
+                       "shuffle of the train split (the normalization study's default is 8000)")
+    study.add_argument("--workers", type=int, default=2, help="parallel worker processes, at most the cores "
+                       "(default 2); torch threads are split among them")
+    study.add_argument("--resume", action="store_true", help="continue a killed study: finished runs are kept, "
+                       "half-done ones continue from their checkpoint")
+    study.add_argument("--target", type=float, help="the val metric for 'steps to target' (default 95%% of "
+                       "the best variant's final accuracy)")
+    study.add_argument("--out", help="study folder (default runs/studies/<study>-<config name>)")
     return parser
 
 
@@ -244,6 +264,7 @@ HANDLERS = {
     "find-batch-size": "trainwise.cli.batch_size_cmd:find_batch_size",
     "doctor": "trainwise.cli.doctor_cmd:doctor",
     "tune": "trainwise.cli.tune_cmd:tune",
+    "study": "trainwise.cli.study_cmd:study",
 }
 DRY_RUN_HANDLER = "trainwise.cli.dry_run:dry_run_command"
 
