@@ -80,7 +80,7 @@ def test_dry_run_prints_config_and_callback_order(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["optimzer.lr=0.1"], "unknown key 'optimzer' in config; did you mean 'optimizer'?"),
     (["optimizer.lr=-1"], "optimizer.lr: must be > 0 or 'auto', got -1"),
-    (["data.batch_size=0"], "data.batch_size: Input should be greater than 0"),
+    (["data.batch_size=0"], "data.batch_size: must be > 0 or 'auto', got 0"),
     (["data.val_fraction=1.5"], "data.val_fraction: Input should be less than 1"),
     (["data.dataset=mnist", "data.root=/nonexistent/mnist"], "/nonexistent/mnist"),
     (["data.dataset=digitz"], "did you mean 'digits'"),

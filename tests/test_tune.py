@@ -246,3 +246,20 @@ def test_cli_value_outside_the_config_is_refused_before_any_trial(tmp_path: Path
     assert main(["tune", str(config), "--study-dir", str(tmp_path / "s")]) == 2
     assert "tune.space.model.dropout: the value 1.5 does not fit the config" in _one_error(capsys)
     assert not (tmp_path / "s").exists()
+
+
+def test_study_plots_leave_the_callers_matplotlib_settings_alone(tmp_path: Path) -> None:
+    # Optuna's matplotlib plots call plt.style.use("ggplot"); a user's (and the run report's) colours must survive
+    import matplotlib
+    import optuna
+
+    from trainwise.tune.plots import write_plots
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    study.optimize(lambda trial: (trial.suggest_float("x", -1, 1) - 0.2) ** 2, n_trials=4)
+    cycle, backend = matplotlib.rcParams["axes.prop_cycle"], matplotlib.get_backend()
+    written = write_plots(study, tmp_path)
+    assert set(written) >= {"history", "parallel"} and all(path.stat().st_size > 0 for path in written.values())
+    assert matplotlib.rcParams["axes.prop_cycle"] == cycle
+    assert matplotlib.get_backend() == backend

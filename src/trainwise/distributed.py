@@ -91,6 +91,9 @@ def shut_down() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        # leave together: a rank that tears its connections down while rank 0 is still writing the
+        # run folder (summary, report, index) can die in gloo ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -18,14 +18,11 @@ def write_samples_grid(x: torch.Tensor, y: torch.Tensor, path: Path) -> Optional
     Returns the path, or None for inputs that are not 1- or 3-channel images."""
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from trainwise.figures import agg_figure
 
     labels = y.reshape(-1).long()
     classes = sorted(set(labels.tolist()))[:MAX_CLASSES]
-    fig, axes = plt.subplots(len(classes), PER_CLASS, figsize=(PER_CLASS * 0.9, len(classes) * 0.9 + 0.3),
+    fig, axes = agg_figure(len(classes), PER_CLASS, figsize=(PER_CLASS * 0.9, len(classes) * 0.9 + 0.3),
                              squeeze=False)
     for row, cls in enumerate(classes):
         index = (labels == cls).nonzero().reshape(-1)[:PER_CLASS]
@@ -40,5 +37,4 @@ def write_samples_grid(x: torch.Tensor, y: torch.Tensor, path: Path) -> Optional
     fig.suptitle("training samples per class (trainwise doctor)", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path

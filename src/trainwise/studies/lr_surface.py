@@ -76,12 +76,9 @@ def paths() -> list[dict[str, Any]]:
 
 
 def _figure(runs: list[dict[str, Any]], upto: int | None = None) -> Any:
-    import matplotlib
+    from trainwise.figures import agg_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, curve) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, (ax, curve) = agg_figure(1, 2, figsize=(10, 4.2))
     xs, ys = np.meshgrid(np.linspace(-3, 3, 200), np.linspace(-2, 2, 200))
     ax.contour(xs, ys, loss(xs, ys), levels=np.geomspace(0.05, 40, 14), cmap="Greys", linewidths=0.7)
     colors = ("tab:blue", "tab:green", "tab:red", "tab:purple")
@@ -106,27 +103,22 @@ def _figure(runs: list[dict[str, Any]], upto: int | None = None) -> Any:
 
 def _frame(runs: list[dict[str, Any]], upto: int) -> Any:
     """One GIF frame: the figure with each path drawn up to step ``upto``, as a Pillow image."""
-    import matplotlib.pyplot as plt
     from PIL import Image
 
     fig = _figure(runs, upto=upto)
     fig.set_dpi(70)
     fig.canvas.draw()
     image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("P", palette=Image.Palette.ADAPTIVE)
-    plt.close(fig)
     return image
 
 
 def draw_lr_surface(out: Path, *, frames: int = 24) -> dict[str, Any]:
     """Write ``lr_surface.png``, ``lr_surface.gif`` (``frames`` frames, Pillow) and
     ``lr_surface.json`` (each run's final loss and whether it diverged) into ``out``."""
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     runs = paths()
     fig = _figure(runs)
     fig.savefig(out / "lr_surface.png", dpi=110)
-    plt.close(fig)
     images = [_frame(runs, int(stop)) for stop in np.linspace(0, STEPS, frames).round()]
     images[0].save(out / "lr_surface.gif", save_all=True, append_images=images[1:], duration=120, loop=0)
     summary = {"runs": [{k: v for k, v in r.items() if k != "path"} for r in runs], "start": START,

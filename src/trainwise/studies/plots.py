@@ -9,16 +9,10 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+import matplotlib
 import numpy as np
 
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from trainwise.figures import agg_figure
 
 
 def _seed_band(curves: dict[Any, list[tuple[int, float]]]) -> Optional[tuple[np.ndarray, ...]]:
@@ -33,9 +27,8 @@ def _seed_band(curves: dict[Any, list[tuple[int, float]]]) -> Optional[tuple[np.
 
 
 def curves_png(results: dict[str, Any], out: Path) -> Optional[Path]:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
-    cmap = plt.get_cmap("tab20" if len(results["variants"]) > 10 else "tab10")
+    fig, ax = agg_figure(figsize=(8, 5))
+    cmap = matplotlib.colormaps["tab20" if len(results["variants"]) > 10 else "tab10"]
     for i, variant in enumerate(results["variants"]):
         band = _seed_band(variant["curves"])
         if band is None:
@@ -57,8 +50,7 @@ def lr_png(results: dict[str, Any], out: Path) -> Optional[Path]:
     drawn = [v for v in results["variants"] if v["lr_curve"]]
     if results["study"] != "schedules" or not drawn:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = agg_figure(figsize=(8, 4.5))
     for variant in drawn:
         steps, lrs = zip(*variant["lr_curve"])
         ax.plot(steps, lrs, label=variant["label"], linestyle="--" if "warmup" in variant["name"] else "-")
@@ -80,8 +72,7 @@ def heatmap_png(results: dict[str, Any], out: Path) -> Optional[Path]:
     for v in results["variants"]:
         if v["final"]["mean"] is not None:
             table[rows.index(v["overrides"][rows_key]), cols.index(v["overrides"][cols_key])] = v["final"]["mean"]
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2, 0.8 * len(rows) + 1.8))
+    fig, ax = agg_figure(figsize=(1.3 * len(cols) + 2, 0.8 * len(rows) + 1.8))
     image = ax.imshow(table, cmap="viridis" if results["mode"] == "max" else "viridis_r", aspect="auto")
     ax.set_xticks(range(len(cols)), [str(c) for c in cols])
     ax.set_yticks(range(len(rows)), [str(r) for r in rows])
@@ -98,8 +89,7 @@ def grad_norms_png(results: dict[str, Any], out: Path) -> Optional[Path]:
     drawn = [v for v in results["variants"] if v["grad_norms_init"]]
     if not drawn:
         return None
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (left, right) = agg_figure(1, 2, figsize=(11, 4.5))
     for variant in drawn:
         layers = list(variant["grad_norms_init"])
         left.plot(range(len(layers)), list(variant["grad_norms_init"].values()), marker="o", label=variant["label"])
@@ -123,9 +113,6 @@ def grad_norms_png(results: dict[str, Any], out: Path) -> Optional[Path]:
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return path
 
 

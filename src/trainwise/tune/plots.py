@@ -17,8 +17,6 @@ PLOTS = ("history", "importance", "parallel", "intermediate")
 def write_plots(study: Any, folder: Path) -> dict[str, Path]:
     """Write ``<name>.png`` for each plot the study's trials allow; returns the written ones."""
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import optuna
     from optuna.visualization import matplotlib as ovm
@@ -37,13 +35,15 @@ def write_plots(study: Any, folder: Path) -> dict[str, Path]:
             continue
         path = folder / f"{name}.png"
         try:
-            with warnings.catch_warnings():
+            # Optuna's plots call plt.style.use("ggplot"): keep that out of the user's (and the
+            # report's) global matplotlib settings
+            with matplotlib.rc_context(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna marks these plots experimental
                 axes = make(study)
-            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-            figure.set_size_inches(8, 5)
-            figure.tight_layout()
-            figure.savefig(path, dpi=90)
+                figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+                figure.set_size_inches(8, 5)
+                figure.tight_layout()
+                figure.savefig(path, dpi=90)
             plt.close(figure)
             written[name] = path
         except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError) as exc:
