@@ -101,6 +101,7 @@ def test_a_difference_that_holds_across_seeds_is_real() -> None:
 
 @pytest.mark.parametrize("a, b, why", [
     ([0.9], [0.8], "one seed"),
+    ([0.95, 0.951], [0.80, 0.801], "two seeds that agree: too few to tell"),
     ([0.91, 0.91, 0.91], [0.90, 0.90, 0.90], "the same tiny difference at 3 seeds: sign test p = 0.25"),
     ([0.9815, 0.9815, 0.9815], [0.9676, 0.9676, 0.9676], "the same difference up to float rounding"),
     ([0.9, 0.7, 0.95], [0.8, 0.8, 0.8], "a large mean difference that one seed contradicts"),

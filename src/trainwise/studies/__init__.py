@@ -10,7 +10,7 @@ surface and needs no data.
 Example:
     >>> from trainwise.studies import Budget, StudyRequest, get_study, run_study
     >>> results = run_study(StudyRequest(get_study("init"), "examples/digits.yaml", [],
-    ...                                  Budget(seeds=2, epochs=3), Path("runs/studies/init")))
+    ...                                  Budget(seeds=3, epochs=3), Path("runs/studies/init")))
     >>> results["verdict"]
 """
 

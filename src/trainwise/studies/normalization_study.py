@@ -35,7 +35,7 @@ STUDY = Study(
     question="How does each normalization layer hold up as the batch size shrinks?",
     claim="BatchNorm degrades at batch 8 (noisy batch statistics) where LayerNorm and GroupNorm do not",
     variants=variants,
-    budget=Budget(seeds=2, epochs=1, train_samples=8000),
+    budget=Budget(seeds=3, epochs=1, train_samples=8000),
     check=check,
     measure=("activations",),
     groups=("data.batch_size", "model.norm"),

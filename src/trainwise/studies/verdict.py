@@ -26,9 +26,10 @@ import numpy as np
 
 RESAMPLES = 10_000
 ALPHA = 0.05
+MIN_SEEDS = 3  # with 2 seeds the bootstrap has 3 distinct means and the t-test 1 degree of freedom: too few to tell
 TEST = ("paired over seeds: real when the bootstrap 95% interval of the mean difference (10,000 resamples) "
-        "excludes 0 and a paired t-test (a sign test when every seed gives the same difference) gives p < 0.05; "
-        "otherwise within noise")
+        "excludes 0 and a paired t-test (a sign test when every seed gives the same difference) gives p < 0.05, "
+        "with at least 3 seeds; otherwise within noise")
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float], *, mode: str) -> dict[str, Any]:
@@ -39,9 +40,9 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, mode: str) -> d
     sign = 1.0 if mode == "max" else -1.0
     d = np.array([sign * (x - y) for x, y in pairs], dtype=float)
     n = len(d)
-    if n < 2:
+    if n < MIN_SEEDS:
         return {"n": n, "mean_diff": float(d.mean()) if n else None, "ci": None, "p": None,
-                "verdict": "within noise", "why": "fewer than 2 seeds to compare"}
+                "verdict": "within noise", "why": f"{n} seed(s): at least {MIN_SEEDS} are needed to call a difference real"}
     rng = np.random.default_rng(0)
     means = d[rng.integers(0, n, size=(RESAMPLES, n))].mean(axis=1)
     low, high = (float(v) for v in np.percentile(means, [2.5, 97.5]))
