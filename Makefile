@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# System packages the tests use for real (a headless browser for the HTML report).
+# System packages the tests use for real (a headless browser for the HTML pages, PostgreSQL for search).
 system:
 	bash scripts/setup-system.sh
 
