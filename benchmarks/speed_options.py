@@ -28,9 +28,9 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 import common  # noqa: E402
+from trainwise.models.checkpointing import saved_activation_bytes  # noqa: E402
 
 OPTIONS = ("compile", "channels_last", "checkpointing")
 FULL = (22, 6, 2, 3)  # steps, untimed warm-up (compilation), steps per block, repeats
@@ -55,19 +55,6 @@ def build(option: str, enabled: bool) -> torch.nn.Module:
         model = speed_options(model, torch.device("cpu"), compile=option == "compile",
                               channels_last=option == "channels_last")
     return model
-
-
-def saved_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    """Bytes of the storages autograd keeps between forward and backward (each storage once)."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        F.cross_entropy(model(x), y).backward()
-    return sum(storages.values())
 
 
 def measure(option: str, x: torch.Tensor, y: torch.Tensor, plan: tuple[int, int, int, int],
@@ -101,7 +88,8 @@ def measure(option: str, x: torch.Tensor, y: torch.Tensor, plan: tuple[int, int,
               "config": {"steps": steps, "warmup": warmup, "block": block, "repeats": repeats, "batch_size": 128}}
     if option == "checkpointing":
         xb, yb = x[:128].clone(), y[:128].clone()  # not views of the whole set: its storage would count
-        plain, checkpointed = saved_bytes(build(option, False), xb, yb), saved_bytes(build(option, True), xb, yb)
+        plain = saved_activation_bytes(build(option, False), xb, yb)
+        checkpointed = saved_activation_bytes(build(option, True), xb, yb)
         result["saved_for_backward_mb"] = {"plain": round(plain / 2**20, 2), "checkpointing": round(checkpointed / 2**20, 2),
                                            "fraction_saved": round(1 - checkpointed / plain, 4)}
     return result

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from trainwise.errors import ConfigError
 from trainwise.models import build_model
+from trainwise.models.checkpointing import saved_activation_bytes
 
 CASES = {
     "mlp": dict(input_shape=(1, 8, 8), hidden=[32, 32, 32], norm="batch", dropout=0.2),
@@ -31,19 +32,6 @@ def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return loss.detach()
 
 
-def _saved_bytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    """Bytes of the tensors autograd keeps for backward: the activation memory."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        F.cross_entropy(model(x), y).backward()
-    return sum(storages.values())
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_checkpointing_gives_identical_losses_gradients_and_batch_norm_statistics(name):
     plain, checkpointed = _pair(name)
@@ -61,7 +49,7 @@ def test_checkpointing_gives_identical_losses_gradients_and_batch_norm_statistic
 def test_checkpointing_keeps_less_for_backward(name):
     plain, checkpointed = _pair(name)
     x, y = torch.randn(32, *CASES[name]["input_shape"]), torch.randint(0, 5, (32,))
-    assert _saved_bytes(checkpointed, x, y) < 0.7 * _saved_bytes(plain, x, y)
+    assert saved_activation_bytes(checkpointed, x, y) < 0.7 * saved_activation_bytes(plain, x, y)
 
 
 def test_evaluation_needs_no_checkpointing_and_gives_the_same_outputs():

@@ -63,9 +63,9 @@ def load_run(folder: Path, task: str | None = None) -> RunContents:
                              "summary.json not found: the run has not finished (it may have "
                              "crashed or still be running), so there are no final figures.")
     run.lr_find = _load_json(folder / "lr_find.json", run.notes, missing_note=None)
-    run.rows = _read_csv(folder / "metrics.csv", read_metrics, run.notes,
+    run.rows = _read_optional(folder / "metrics.csv", read_metrics, run.notes,
                          "metrics.csv not found: no metrics were logged.")
-    run.schedule = _read_csv(folder / "schedule.csv", read_schedule, run.notes, None)
+    run.schedule = _read_optional(folder / "schedule.csv", read_schedule, run.notes, None)
     run.data_info = _load_json(folder / "data.json", [], missing_note=None)
     run.task = _resolve_task(run, task)
     run.charts = _charts(run)
@@ -109,15 +109,7 @@ def _charts(run: RunContents) -> dict[str, str]:
 
 
 def _load_json(path: Path, notes: list[str], missing_note: str | None) -> dict[str, Any] | None:
-    if not path.is_file():
-        if missing_note:
-            notes.append(missing_note)
-        return None
-    try:
-        return read_json_object(path)
-    except DataError as err:
-        notes.append(f"{path.name} could not be read: {err}")
-        return None
+    return _read_optional(path, read_json_object, notes, missing_note)
 
 
 def _find_figures(folder: Path, notes: list[str]) -> list[Path]:
@@ -136,7 +128,7 @@ def _find_figures(folder: Path, notes: list[str]) -> list[Path]:
     return figures
 
 
-def _read_csv(path: Path, reader: Any, notes: list[str], missing_note: str | None) -> Any:
+def _read_optional(path: Path, reader: Any, notes: list[str], missing_note: str | None) -> Any:
     """``reader(path)``, or None with a note when the file is missing (if that is worth saying) or unreadable."""
     if not path.is_file():
         if missing_note:
