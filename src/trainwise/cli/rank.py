@@ -36,4 +36,10 @@ def train_rank(args: argparse.Namespace, cfg: RunConfig, run_dir: Path, body: Tr
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
     shut_down()
-    return code
+    # End the process here, past the interpreter's teardown: gloo's threads, destroyed by C++ static
+    # destructors at exit, can abort a rank that finished cleanly ("terminate called without an
+    # active exception", exit -6). Everything the run wrote is closed and fsynced by now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
