@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = common.base_parser(__doc__.splitlines()[0]).parse_args(argv)
     common.quiet_logs()
     common.pin_threads(args.threads)
-    from trainwise import build
-    from trainwise.config import load_config
+    from trainwise.config import build
+    from trainwise.config.schema import load_config
 
     block, warmup, rounds = QUICK if args.quick else FULL
     max_steps = warmup + rounds * block

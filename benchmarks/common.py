@@ -102,7 +102,7 @@ class Case:
 
     def build(self, seed: int = 0) -> nn.Module:
         """The model, seeded and initialized the way the CLI does it (``init: auto``)."""
-        from trainwise.init import initialize
+        from trainwise.models.init import initialize
         from trainwise.models import build_model
 
         torch.manual_seed(seed)
@@ -138,7 +138,7 @@ def onecycle(total_steps: int) -> Any:
 # ---------------------------------------------------------------------------------------- the hand-written loop
 def in_memory_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0) -> Iterable:
     """Index slicing of tensors with one permutation per epoch (the Trainer's order), epoch after epoch."""
-    from trainwise.loader import epoch_permutation
+    from trainwise.data.loader import epoch_permutation
 
     epoch = 0
     while True:

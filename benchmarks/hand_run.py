@@ -2,7 +2,7 @@
 
 Plain PyTorch and NumPy: it reads the data itself (the MNIST IDX files, or an ``.npz``),
 standardizes with the train split's per-channel statistics, and trains the CLI's model (built by
-``trainwise.models`` and initialized by ``trainwise.init``, so both start from the same weights)
+``trainwise.models`` and initialized by ``trainwise.models.init``, so both start from the same weights)
 with AdamW (no decay on biases and norms), ``torch.optim.lr_scheduler.OneCycleLR`` stepped every
 update, the batch order ``trainwise`` uses (one seeded permutation per epoch), and an evaluation
 after every epoch. Each evaluation prints one flushed line, ``epoch E step S eval_accuracy A``,
@@ -66,7 +66,7 @@ def standardize(train_x: torch.Tensor, *others: torch.Tensor) -> None:
 
 
 def build(args: argparse.Namespace) -> nn.Module:
-    from trainwise.init import initialize
+    from trainwise.models.init import initialize
     from trainwise.models import build_model
 
     torch.manual_seed(args.seed)

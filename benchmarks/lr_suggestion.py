@@ -55,9 +55,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from trainwise import build  # noqa: E402
-from trainwise.config import RunConfig, load_config  # noqa: E402
-from trainwise.lr_finder import LRFinder  # noqa: E402
+from trainwise.config import build  # noqa: E402
+from trainwise.config.schema import RunConfig, load_config  # noqa: E402
+from trainwise.lr.finder import LRFinder  # noqa: E402
 
 TARGET_POINTS = 1.0
 SWEEP = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

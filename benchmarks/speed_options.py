@@ -39,9 +39,9 @@ NAMES = ["plain", "option", "plain_again"]
 
 
 def build(option: str, enabled: bool) -> torch.nn.Module:
-    from trainwise.init import initialize
+    from trainwise.models.init import initialize
     from trainwise.models import build_model
-    from trainwise.speed import speed_options
+    from trainwise.engine.speed import speed_options
 
     torch.manual_seed(0)
     if option == "checkpointing":

@@ -83,7 +83,7 @@ def cli_command(npz: Path, recipe: dict[str, Any], run_dir: Path, threads: int) 
 
 def example_recipe(quick: bool) -> dict[str, Any]:
     """The recipe of examples/mnist.yaml (``RECIPE_KEYS``, defaults filled in), or the quick one over it."""
-    from trainwise.config import load_config
+    from trainwise.config.schema import load_config
 
     cfg = load_config(common.REPO_ROOT / "examples" / "mnist.yaml", [f"{k}={_yaml(v)}" for k, v in
                                                                       (QUICK_RECIPE if quick else {}).items()])

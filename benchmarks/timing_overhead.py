@@ -1,4 +1,4 @@
-"""Where-the-time-goes overhead: what the phase clock (``trainwise.timing``, always on) costs per step.
+"""Where-the-time-goes overhead: what the phase clock (``trainwise.engine.timing``, always on) costs per step.
 
 Two measurements, both on the MLP of ``step_overhead.py`` (784-128-10, batch 64: the smallest
 step, where a per-step cost shows most):
@@ -37,7 +37,7 @@ NAMES = ["clock_on", "clock_off", "clock_on_again"]
 
 def clock_off_callback() -> Any:
     from trainwise.callbacks import Callback
-    from trainwise.timing import PhaseClock
+    from trainwise.engine.timing import PhaseClock
 
     class NoSwitchClock(PhaseClock):
         __slots__ = ()
@@ -54,7 +54,7 @@ def clock_off_callback() -> Any:
 
 def switch_seconds() -> float:
     """One ``PhaseClock.switch`` call, in seconds (best of 7 timeit runs)."""
-    from trainwise.timing import PhaseClock
+    from trainwise.engine.timing import PhaseClock
 
     clock = PhaseClock()
     switch = clock.switch

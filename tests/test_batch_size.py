@@ -1,4 +1,4 @@
-"""The batch-size finder (trainwise.batch_size), ``data.batch_size: auto`` and ``trainwise find-batch-size``."""
+"""The batch-size finder (trainwise.engine.batch_size), ``data.batch_size: auto`` and ``trainwise find-batch-size``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from trainwise.batch_size import Trial, find_batch_size, knee, with_accumulation
-from trainwise.config import load_config
+from trainwise.engine.batch_size import Trial, find_batch_size, knee, with_accumulation
+from trainwise.config.schema import load_config
 from trainwise.errors import BatchSizeError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

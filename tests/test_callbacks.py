@@ -14,7 +14,7 @@ from trainwise.callbacks import Callback, EarlyStopping, ModuleFreezer, Progress
 from trainwise.callbacks.base import overrides
 from trainwise.callbacks.monitor import resolve_mode
 from trainwise.errors import ConfigError
-from trainwise.state import Best, RunState
+from trainwise.engine.state import Best, RunState
 from trainwise.trainer import Trainer
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from trainwise.cli import main
 from trainwise.cli.dry_run import run_dry_run
-from trainwise.config import load_config
+from trainwise.config.schema import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "examples" / "digits.yaml")
@@ -69,7 +69,7 @@ def test_run_dry_run_prints_the_plan(capsys: pytest.CaptureFixture) -> None:
 def test_dry_run_imports_nothing_heavy_and_loads_no_data(tmp_path: Path) -> None:
     code = ("import sys\nfrom trainwise.cli import main\n"
             f"assert main(['train', {DIGITS!r}, '--dry-run']) == 0\n"
-            "heavy = ('sklearn', 'scipy', 'torch._dynamo', 'matplotlib', 'trainwise.trainer', 'trainwise.loop')\n"
+            "heavy = ('sklearn', 'scipy', 'torch._dynamo', 'matplotlib', 'trainwise.trainer', 'trainwise.engine.loop')\n"
             "print('IMPORTED', sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))

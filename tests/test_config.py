@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainwise.config import RunConfig, load_config
+from trainwise.config.schema import RunConfig, load_config
 from trainwise.errors import ConfigError
 
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from trainwise.loader import InMemoryBatches
+from trainwise.data.loader import InMemoryBatches
 
 TIMEOUT = 240
 CONFIG = {

@@ -65,7 +65,7 @@ def test_every_format_matches_pytorch(exported):
 @pytest.mark.slow
 def test_artifacts_take_raw_inputs_and_give_the_run_models_classes(exported):
     from trainwise.export import load_artifact, load_model
-    from trainwise.saved_run import load_saved_run, rebuild_model
+    from trainwise.runfolder.saved import load_saved_run, rebuild_model
     from trainwise.data import apply_normalization
 
     _, run_dir, result = exported

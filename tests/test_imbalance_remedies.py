@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from trainwise import Trainer
-from trainwise.config import load_config
-from trainwise.loader import InMemoryBatches, balanced_sample_weights
+from trainwise.config.schema import load_config
+from trainwise.data.loader import InMemoryBatches, balanced_sample_weights
 from trainwise.metrics import FocalLoss, focal_loss
 
 
@@ -73,7 +73,7 @@ def test_balanced_sampler_draws_classes_equally_and_is_a_function_of_seed_and_ep
 
 
 def test_config_keys_reach_the_trainer_and_the_old_keys_still_work(tmp_path):
-    from trainwise import build
+    from trainwise.config import build
 
     cfg = load_config(None, ["data.dataset=digits", "loss.name=focal", "loss.gamma=3", "loss.class_weights=balanced",
                              "data.sampler=balanced"])

@@ -1,4 +1,4 @@
-"""Tests for trainwise.init: each scheme's variance formula, recurrent rules, GPT and LSUV."""
+"""Tests for trainwise.models.init: each scheme's variance formula, recurrent rules, GPT and LSUV."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ConfigError
-from trainwise.init import (
+from trainwise.models.init import (
     GPT_STD,
     INIT_SCHEMES,
     count_residual_blocks,

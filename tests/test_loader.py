@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from trainwise.errors import DataError
-from trainwise.loader import (DatasetBatches, InMemoryBatches, UserLoaderBatches, epoch_permutation,
+from trainwise.data.loader import (DatasetBatches, InMemoryBatches, UserLoaderBatches, epoch_permutation,
                               make_batches)
 
 

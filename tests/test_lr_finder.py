@@ -1,4 +1,4 @@
-"""Tests for trainwise.lr_finder: the range test, its restore guarantee, the rules, the plot."""
+"""Tests for trainwise.lr.finder: the range test, its restore guarantee, the rules, the plot."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from trainwise.errors import ConfigError, DataError
-from trainwise.lr_finder import (
+from trainwise.lr.finder import (
     MIN_POINTS,
     SUGGESTION_RULES,
     LRFinder,
@@ -222,7 +222,7 @@ def test_a_data_set_of_one_batch_is_cycled_through_epochs_and_gives_a_suggestion
 
 
 def test_a_loader_that_keeps_its_place_is_told_each_new_epoch_and_put_back() -> None:
-    from trainwise.loader import InMemoryBatches
+    from trainwise.data.loader import InMemoryBatches
 
     inputs, targets = tiny_classification()
     loader = InMemoryBatches(inputs, targets, batch_size=64, shuffle=True, seed=0)

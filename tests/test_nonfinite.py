@@ -220,7 +220,7 @@ def test_cli_run_that_diverges_exits_1_with_the_message(tmp_path):
 
 def test_without_a_per_step_read_a_late_nan_still_rolls_back(tmp_path, monkeypatch):
     """Accelerators read the loss only at log steps; simulate that on the CPU."""
-    from trainwise import loop
+    from trainwise.engine import loop
 
     original = loop.FitLoop.__init__
 

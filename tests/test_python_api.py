@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from trainwise import checkpoint as ckpt
 from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
 from trainwise.errors import ConfigError, DataError
-from trainwise.nonfinite import SpikeCounter
+from trainwise.engine.nonfinite import SpikeCounter
 from trainwise.trainer import Trainer
 
 
@@ -352,7 +352,7 @@ def test_a_python_run_folder_describes_its_model_and_data(tmp_path):
     assert config["data"]["dataset"] == "python" and config["optimizer"]["lr"] == 1e-2
     assert (data["task"], data["input_shape"], data["num_outputs"], data["class_names"]) == (
         "classification", [8], 3, ["a", "b", "c"])
-    from trainwise.config import config_from_dict
+    from trainwise.config.schema import config_from_dict
 
     config_from_dict(config)  # a valid config: `trainwise evaluate` reads it
 
@@ -415,7 +415,7 @@ def test_public_exports_are_typed_for_a_type_checker(tmp_path):
                            "--ignore-missing-imports", "--no-incremental", "--cache-dir", str(tmp_path / "cache")],
                           capture_output=True, text=True, timeout=300)
     assert 'Revealed type is "def (model: torch.nn.modules.module.Module' in proc.stdout, proc.stdout
-    assert 'trainwise.fit.FitResult' in proc.stdout
+    assert 'trainwise.engine.fit.FitResult' in proc.stdout
     assert 'Argument 1 to "Trainer" has incompatible type "int"' in proc.stdout  # not Any
 
 

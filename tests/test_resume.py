@@ -29,7 +29,7 @@ from trainwise import checkpoint as ckpt
 from trainwise.callbacks import Callback
 from trainwise.errors import CheckpointError, ResumeMismatchError
 from trainwise.trainer import Trainer
-from trainwise.resume import check_resume_config
+from trainwise.engine.resume import check_resume_config
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 TIMEOUT = 300

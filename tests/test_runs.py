@@ -19,7 +19,7 @@ import torch
 
 from trainwise import Trainer
 from trainwise.cli import main
-from trainwise.run_record import STALE_SECONDS, git_info, process_start_time
+from trainwise.runfolder.record import STALE_SECONDS, git_info, process_start_time
 from trainwise.runs.store import reconcile
 
 EVIL = "<script>alert(1)</script>"

@@ -1,4 +1,4 @@
-"""``train.compile`` and ``train.channels_last`` (trainwise.speed), and ``trainwise profile``."""
+"""``train.compile`` and ``train.channels_last`` (trainwise.engine.speed), and ``trainwise profile``."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from trainwise.config import load_config
+from trainwise.config.schema import load_config
 from trainwise.errors import ConfigError
 from trainwise.models import build_model
-from trainwise.speed import cxx_compiler, speed_options
+from trainwise.engine.speed import cxx_compiler, speed_options
 from trainwise.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from trainwise.config import load_config
+from trainwise.config.schema import load_config
 from trainwise.errors import ConfigError
 from trainwise.studies import STUDIES, Budget, StudyRequest, get_study, paired_comparison, run_study
 from trainwise.studies.output import report_html

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainwise.build import data_description, load_bundle
-from trainwise.config import load_config
+from trainwise.config.build import data_description, load_bundle
+from trainwise.config.schema import load_config
 from trainwise.data import (
     denormalize_target,
     fit_target_normalization,

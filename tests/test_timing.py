@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from trainwise.report.timing_section import timing_section
-from trainwise.timing import PHASES, PhaseClock, bottleneck
+from trainwise.engine.timing import PHASES, PhaseClock, bottleneck
 from trainwise.trainer import Trainer
 
 

@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what a type checker sees; at run time each name is imported on first use
     from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
-    from trainwise.config import RunConfig, load_config
+    from trainwise.config.schema import RunConfig, load_config
     from trainwise.data import load_data
     from trainwise.errors import CheckpointError, ConfigError, DataError, ExportError, TrainwiseError
     from trainwise.export import ExportResult, export, load_model
-    from trainwise.fit import FitResult
-    from trainwise.init import initialize
-    from trainwise.lr_finder import LRFinder
+    from trainwise.engine.fit import FitResult
+    from trainwise.models.init import initialize
+    from trainwise.lr.finder import LRFinder
     from trainwise.models import build_model
     from trainwise.optim import build_optimizer
     from trainwise.schedules import build_schedule
-    from trainwise.state import RunState
+    from trainwise.engine.state import RunState
     from trainwise.trainer import Trainer
     from trainwise.tune import tune
 
@@ -33,20 +33,20 @@ __version__ = "0.1.0"
 # `trainwise --help` does not pay for torch.
 _EXPORTS = {
     "Trainer": "trainwise.trainer",
-    "FitResult": "trainwise.fit",
-    "RunState": "trainwise.state",
+    "FitResult": "trainwise.engine.fit",
+    "RunState": "trainwise.engine.state",
     "Callback": "trainwise.callbacks",
     "EarlyStopping": "trainwise.callbacks",
     "CheckpointSaver": "trainwise.callbacks",
     "ProgressBar": "trainwise.callbacks",
-    "LRFinder": "trainwise.lr_finder",
+    "LRFinder": "trainwise.lr.finder",
     "build_schedule": "trainwise.schedules",
     "build_optimizer": "trainwise.optim",
     "build_model": "trainwise.models",
-    "initialize": "trainwise.init",
+    "initialize": "trainwise.models.init",
     "load_data": "trainwise.data",
-    "load_config": "trainwise.config",
-    "RunConfig": "trainwise.config",
+    "load_config": "trainwise.config.schema",
+    "RunConfig": "trainwise.config.schema",
     "TrainwiseError": "trainwise.errors",
     "ConfigError": "trainwise.errors",
     "DataError": "trainwise.errors",

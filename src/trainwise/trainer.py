@@ -26,20 +26,20 @@ from trainwise.callbacks.assembly import assemble_callbacks
 from trainwise.callbacks.base import EVENTS, overrides
 from trainwise.callbacks.loggers import build_loggers
 from trainwise.checks import check_choice, check_int, check_range
-from trainwise.dist_ops import world
-from trainwise.distributed import check_sync_batchnorm
+from trainwise.distributed.ops import world
+from trainwise.distributed.launch import check_sync_batchnorm
 from trainwise.errors import ConfigError, DataError
-from trainwise.evaluation import EvalStep, evaluate_batches
-from trainwise.fit import FitResult, run_fit, run_lr_find
-from trainwise.fit_setup import hold_out_val
-from trainwise.loader import main_output, make_batches
+from trainwise.engine.evaluation import EvalStep, evaluate_batches
+from trainwise.engine.fit import FitResult, run_fit, run_lr_find
+from trainwise.engine.plan import hold_out_val
+from trainwise.data.loader import main_output, make_batches
 from trainwise.metrics import (Loss, build_loss, build_weighted_loss, class_weights_of, named_metrics,
                                task_of_loss)
-from trainwise.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
-from trainwise.run_folder import default_run_dir
+from trainwise.engine.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
+from trainwise.runfolder.files import default_run_dir
 from trainwise.schedules import Schedule
-from trainwise.speed import speed_options
-from trainwise.state import STATUSES, RunState
+from trainwise.engine.speed import speed_options
+from trainwise.engine.state import STATUSES, RunState
 
 log = logging.getLogger(__name__)
 

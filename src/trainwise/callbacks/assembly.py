@@ -11,7 +11,7 @@ from trainwise.callbacks.early_stopping import EarlyStopping
 from trainwise.callbacks.monitor import resolve_mode
 from trainwise.callbacks.progress import ProgressBar
 from trainwise.errors import ConfigError
-from trainwise.state import Best
+from trainwise.engine.state import Best
 
 
 def assemble_callbacks(*, has_val: bool, early_stopping: Any, monitor: Optional[str], mode: str, patience: int,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from trainwise.state import RunState
+    from trainwise.engine.state import RunState
 
 
 class Trainer(Protocol):

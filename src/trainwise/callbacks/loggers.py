@@ -144,7 +144,7 @@ class MLflowLogger(Callback):
         from mlflow.tracking import MlflowClient
 
         if self.tracking_uri is None:
-            from trainwise.run_index import writer_root
+            from trainwise.runfolder.index import writer_root
 
             self.tracking_uri = f"sqlite:///{writer_root(Path(trainer.run_dir)).resolve() / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.tracking_uri)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from trainwise import build
-from trainwise.config import load_config
-from trainwise.config_check import check_names
+from trainwise.config import build
+from trainwise.config.schema import load_config
+from trainwise.config.check import check_names
 
 
 def find_batch_size(args: argparse.Namespace) -> int:
-    from trainwise.batch_size import BatchSizeResult, Trial, describe_trials
+    from trainwise.engine.batch_size import BatchSizeResult, Trial, describe_trials
 
     cfg = load_config(args.config, args.overrides)
     check_names(cfg)

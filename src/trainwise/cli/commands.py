@@ -7,15 +7,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from trainwise import build
+from trainwise.config import build
 from trainwise.cli import EXIT_RUN_FAILED
-from trainwise.config_check import check_names
-from trainwise.config import RunConfig, load_config
+from trainwise.config.check import check_names
+from trainwise.config.schema import RunConfig, load_config
 from trainwise.cli.rank import train_rank
-from trainwise.dist_ops import is_main
-from trainwise.distributed import check_nproc, check_sync_batchnorm, env_world_size
+from trainwise.distributed.ops import is_main
+from trainwise.distributed.launch import check_nproc, check_sync_batchnorm, env_world_size
 from trainwise.errors import CheckpointError
-from trainwise.run_folder import default_run_dir
+from trainwise.runfolder.files import default_run_dir
 
 log = logging.getLogger("trainwise")
 

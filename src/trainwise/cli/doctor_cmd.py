@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from trainwise import build
+from trainwise.config import build
 from trainwise.cli import EXIT_RUN_FAILED
-from trainwise.config import RunConfig, load_config
-from trainwise.config_check import check_names
+from trainwise.config.schema import RunConfig, load_config
+from trainwise.config.check import check_names
 from trainwise.errors import ConfigError, DataNotFoundError
 
 
@@ -82,7 +82,7 @@ def diagnose_run(run_dir: Path, thresholds: dict[str, Any], out: Optional[Path])
     target = out or existing
     report.write(target)
     if out is None and (run_dir / "report.html").exists():
-        from trainwise.python_run import write_plots_and_report
+        from trainwise.engine.python_run import write_plots_and_report
 
         write_plots_and_report(run_dir, _task_of(run_dir))
     print_report(report, title=f"trainwise doctor: {run_dir} (diagnosis)")

@@ -12,8 +12,8 @@ import argparse
 
 import yaml
 
-from trainwise.config_check import check_names, estimated_steps
-from trainwise.config import RunConfig, load_config
+from trainwise.config.check import check_names, estimated_steps
+from trainwise.config.schema import RunConfig, load_config
 
 
 def dry_run_command(args: argparse.Namespace) -> int:

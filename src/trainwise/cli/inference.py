@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from trainwise.saved_run import PYTHON_DATASET, SavedRun, load_saved_run, rebuild_model
+from trainwise.runfolder.saved import PYTHON_DATASET, SavedRun, load_saved_run, rebuild_model
 from trainwise.cli.table_io import check_output_path, read_inputs, read_labelled, write_predictions
 from trainwise.errors import ConfigError, DataError
 
@@ -61,7 +61,7 @@ def predict(args: argparse.Namespace) -> int:
 
 def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
     """Predictions of an exported artifact: raw inputs in (its normalization is in the graph)."""
-    from trainwise.config import config_from_dict
+    from trainwise.config.schema import config_from_dict
     from trainwise.export import load_artifact
 
     path = Path(args.run_dir)
@@ -84,7 +84,7 @@ def _split_of_run(run: SavedRun, split: str) -> tuple[torch.Tensor, torch.Tensor
     if run.cfg.data.dataset == PYTHON_DATASET:
         raise ConfigError(f"{run.folder} was trained from Python on data trainwise cannot reload; "
                           "pass --data FILE (.npz with x and y, or .csv with --target COLUMN)")
-    from trainwise import build
+    from trainwise.config import build
     from trainwise.data import denormalize_target
 
     bundle = build.load_bundle(run.cfg)

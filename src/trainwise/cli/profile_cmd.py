@@ -14,10 +14,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trainwise import build
+from trainwise.config import build
 from trainwise.callbacks import Callback
-from trainwise.config import load_config
-from trainwise.config_check import check_names
+from trainwise.config.schema import load_config
+from trainwise.config.check import check_names
 from trainwise.errors import ConfigError
 
 WAIT_STEPS, WARMUP_STEPS = 1, 2  # steps before the trace: the first (allocations, lazy init), then warm-up

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Callable
 
 from trainwise.cli import EXIT_RUN_FAILED
-from trainwise.config import RunConfig
-from trainwise.dist_ops import broadcast, world
-from trainwise.distributed import PeerLostError, init_from_env, shut_down
+from trainwise.config.schema import RunConfig
+from trainwise.distributed.ops import broadcast, world
+from trainwise.distributed.launch import PeerLostError, init_from_env, shut_down
 from trainwise.errors import ConfigError
 
 TrainBody = Callable[[argparse.Namespace, RunConfig, Path], int]

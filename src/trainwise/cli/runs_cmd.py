@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from trainwise.errors import ConfigError
-from trainwise.run_index import reader_root
+from trainwise.runfolder.index import reader_root
 from trainwise.runs import listing, store
 
 TABLE_LIMIT = 50  # the table shows this many runs unless --limit says otherwise (csv and json: all)

@@ -6,8 +6,8 @@ import argparse
 import math
 from typing import Any
 
-from trainwise import build
-from trainwise.config import load_config
+from trainwise.config import build
+from trainwise.config.schema import load_config
 from trainwise.errors import ConfigError
 
 

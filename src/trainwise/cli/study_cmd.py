@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from trainwise.checks import check_choice
-from trainwise.config import load_config
+from trainwise.config.schema import load_config
 from trainwise.errors import ConfigError
 
 log = logging.getLogger("trainwise")

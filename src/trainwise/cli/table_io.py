@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from trainwise.saved_run import SavedRun, training_columns
+from trainwise.runfolder.saved import SavedRun, training_columns
 from trainwise.data import apply_normalization
 from trainwise.errors import ConfigError, DataError, DataNotFoundError
 

@@ -18,7 +18,7 @@ def write_samples_grid(x: torch.Tensor, y: torch.Tensor, path: Path) -> Optional
     Returns the path, or None for inputs that are not 1- or 3-channel images."""
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         return None
-    from trainwise.figures import agg_figure
+    from trainwise.report.figures import agg_figure
 
     labels = y.reshape(-1).long()
     classes = sorted(set(labels.tolist()))[:MAX_CLASSES]

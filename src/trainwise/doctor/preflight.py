@@ -121,7 +121,7 @@ def _lr_to_use(setup: Setup, lr_result: Check) -> Optional[float]:
     value = lr_result.value
     if isinstance(value, (int, float)) and value > 0:
         return float(value)
-    from trainwise.fit_setup import fallback_lr
+    from trainwise.engine.plan import fallback_lr
 
     return fallback_lr(setup.optimizer)
 
@@ -129,8 +129,8 @@ def _lr_to_use(setup: Setup, lr_result: Check) -> Optional[float]:
 def _probe(setup: Setup, train_s: Sample, th: Thresholds) -> dict[str, Any]:
     """One forward and backward pass of a copy of the model on a training batch: the task, the
     number of classes, and the checks that read that pass."""
-    from trainwise.fit_setup import infer_task
-    from trainwise.loader import main_output
+    from trainwise.engine.plan import infer_task
+    from trainwise.data.loader import main_output
 
     work, optimizer, _ = setup.copy_with_optimizer()
     with tempfile.TemporaryDirectory(prefix="trainwise-doctor-") as tmp:
@@ -160,7 +160,7 @@ def _probe(setup: Setup, train_s: Sample, th: Thresholds) -> dict[str, Any]:
 
 def _reference_on(setup: Setup, subset: Any, task: str) -> float:
     """The constant predictor's loss on the overfit samples (the goal is a share of it)."""
-    from trainwise.loader import main_output
+    from trainwise.data.loader import main_output
 
     work = copy.deepcopy(setup.model)
     with tempfile.TemporaryDirectory(prefix="trainwise-doctor-") as tmp:

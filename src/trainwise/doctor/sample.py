@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from trainwise.errors import DataError
-from trainwise.loader import as_tensor_dict, as_tensors
+from trainwise.data.loader import as_tensor_dict, as_tensors
 
 # samples read from a Dataset or DataLoader (in-memory data is used whole)
 STREAM_LIMIT = 4096

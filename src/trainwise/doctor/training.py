@@ -102,8 +102,8 @@ def lr_check(setup: Setup, train: Any, th: Thresholds) -> tuple[Check, Optional[
     if configured is not None and not configured > 0:
         return Check("train.lr", "FAIL", configured, 0, f"the lr is {configured:g}; a non-positive lr does not "
                      "descend (a negative one ascends the loss)", "use a positive lr, e.g. lr='auto'"), None
-    from trainwise.fit_setup import find_lr, prepare_split
-    from trainwise.loader import make_batches
+    from trainwise.engine.plan import find_lr, prepare_split
+    from trainwise.data.loader import make_batches
     from trainwise.optim import build_optimizer
 
     work, optimizer, _ = setup.copy_with_optimizer()

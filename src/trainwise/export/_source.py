@@ -80,7 +80,7 @@ def from_run(run_dir: str | Path, *, checkpoint: str = "best.pt", model_spec: Op
         CheckpointError: the checkpoint is missing (no fallback to last.pt: the export ships the
             checkpoint it names).
     """
-    from trainwise.saved_run import load_saved_run, rebuild_model, training_columns
+    from trainwise.runfolder.saved import load_saved_run, rebuild_model, training_columns
 
     folder = Path(run_dir)
     if not (folder / "checkpoints" / checkpoint).is_file() and (folder / "config.yaml").is_file():
@@ -122,7 +122,7 @@ def from_module(model: nn.Module, example: torch.Tensor, *, data: Optional[tuple
     if len(example) < 2:
         example = example.repeat(2, *[1] * len(shape))
     x, y = (example, None) if data is None else _as_tensors(data)
-    from trainwise.python_run import model_spec
+    from trainwise.engine.python_run import model_spec
 
     with torch.no_grad():
         outputs = module(example[:2])
@@ -165,7 +165,7 @@ def _run_split(run: Any) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:
     if run.cfg.data.dataset == "python":
         raise ConfigError(f"{run.folder} was trained from Python on data trainwise cannot reload; "
                           "pass --data FILE (.npz with x and y) to verify the export on it")
-    from trainwise import build
+    from trainwise.config import build
 
     bundle = build.load_bundle(run.cfg)
     split, pair = ("test", bundle.test) if bundle.test is not None else ("val", bundle.val)

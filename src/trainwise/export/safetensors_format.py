@@ -73,7 +73,7 @@ def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module
     inner = model if model is not None else _rebuild(meta, path)
     target_normalization = description.get("target_normalization")
     if model is None and description.get("task") == "regression" and target_normalization:
-        from trainwise.saved_run import OriginalUnits
+        from trainwise.runfolder.saved import OriginalUnits
 
         inner = OriginalUnits(inner, target_normalization)
     module = Deployable(inner, shape, description.get("normalization") or None)

@@ -135,7 +135,7 @@ def build_model(
 
 
 def activation_of(model: nn.Module) -> str:
-    """Return the activation ``model`` uses, for ``trainwise.init`` (``"relu"`` if it says none).
+    """Return the activation ``model`` uses, for ``trainwise.models.init`` (``"relu"`` if it says none).
 
     Built-in models set ``model.trainwise_activation``; a user model may set it too.
 

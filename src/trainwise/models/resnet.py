@@ -33,7 +33,7 @@ class BasicBlock(nn.Module):
 
     The skip is the identity, or a 1x1 conv (and norm) when the stride or the channel count
     changes. ``conv2`` ends the residual branch and carries ``_residual_projection = True`` so
-    that ``trainwise.init`` can scale it (the ``gpt`` scheme).
+    that ``trainwise.models.init`` can scale it (the ``gpt`` scheme).
 
     Example:
         >>> block = BasicBlock(8, 16, dims=2, stride=2)

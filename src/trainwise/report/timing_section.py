@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any, Optional
 
-from trainwise.timing import PHASE_LABELS, PHASES
+from trainwise.engine.timing import PHASE_LABELS, PHASES
 
 _BAR_COLORS = {"setup": "#8c959f", "data": "#bc4c00", "forward_backward": "#0969da", "optimizer": "#54aeff",
                "evaluation": "#8250df", "checkpoint": "#bf8700", "other": "#d0d7de"}

@@ -1,7 +1,7 @@
 """The run store's reading side (floor 4): list, show, compare, remove and collect runs.
 
 The writing side is on floor 1, so ``Trainer.fit`` can write without importing this package:
-``trainwise.run_record`` (run.json) and ``trainwise.run_index`` (the SQLite index). Nothing here
+``trainwise.runfolder.record`` (run.json) and ``trainwise.runfolder.index`` (the SQLite index). Nothing here
 imports torch: ``trainwise runs list`` starts in a fraction of a second.
 """
 

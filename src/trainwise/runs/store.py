@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-from trainwise import run_index
-from trainwise.run_index import COLUMNS as COLUMN_NAMES
+from trainwise.runfolder import index as run_index
+from trainwise.runfolder.index import COLUMNS as COLUMN_NAMES
 from trainwise.errors import ConfigError, DataNotFoundError
-from trainwise.run_record import RUN_FILE, STALE_SECONDS, process_start_time, read_run_json
+from trainwise.runfolder.record import RUN_FILE, STALE_SECONDS, process_start_time, read_run_json
 
 TRASH = ".trash"
 RUN_FIELDS = ("id", "name", "status", "host", "folder", "started", "ended", "duration", "git.commit", "git.dirty")

@@ -4,7 +4,7 @@ config's lr is taken as tuned for its own batch size, where the three rules agre
 
 from __future__ import annotations
 
-from trainwise.config import RunConfig
+from trainwise.config.schema import RunConfig
 from trainwise.studies.base import Budget, Study, Variant
 
 RULES = ("none", "linear", "sqrt")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainwise.config import RunConfig
+from trainwise.config.schema import RunConfig
 from trainwise.studies.base import Budget, Study, Variant, require_builtin_model
 
 RATES = (0.0, 0.1, 0.3, 0.5, 0.7)

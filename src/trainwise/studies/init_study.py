@@ -7,7 +7,7 @@ Depth is what separates the schemes: make the config's MLP deep with ``model.hid
 
 from __future__ import annotations
 
-from trainwise.config import RunConfig
+from trainwise.config.schema import RunConfig
 from trainwise.studies.base import Budget, Study, Variant
 
 SCHEMES = (("uniform", "uniform[-1,1]"), ("normal", "normal(0,1)"), ("xavier", "xavier"), ("he", "he"),

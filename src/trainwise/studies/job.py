@@ -1,6 +1,6 @@
 """One run of a study (a variant at a seed), as a worker process runs it.
 
-The worker builds everything from the run's resolved config through ``trainwise.build``; the data
+The worker builds everything from the run's resolved config through ``trainwise.config.build``; the data
 split comes from the study's data seed, the same for every run, and the model, its initialization
 and the batch order from the run's own seed. What the study measures besides the run folder's own
 files goes into ``study_measurements.json`` beside them.
@@ -17,11 +17,11 @@ from typing import Any, Optional
 
 import torch
 
-from trainwise import build
-from trainwise.config import RunConfig, config_from_dict
+from trainwise.config import build
+from trainwise.config.schema import RunConfig, config_from_dict
 from trainwise.data import DataBundle
-from trainwise.loader import main_output
-from trainwise.run_folder import write_json
+from trainwise.data.loader import main_output
+from trainwise.runfolder.files import write_json
 from trainwise.studies.probes import GradNormRecorder, activation_stats, grad_norms_at_init
 
 log = logging.getLogger(__name__)

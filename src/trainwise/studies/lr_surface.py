@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from trainwise.run_folder import write_json
+from trainwise.runfolder.files import write_json
 
 START = (-2.5, 1.6)
 STEPS = 80
@@ -76,7 +76,7 @@ def paths() -> list[dict[str, Any]]:
 
 
 def _figure(runs: list[dict[str, Any]], upto: int | None = None) -> Any:
-    from trainwise.figures import agg_figure
+    from trainwise.report.figures import agg_figure
 
     fig, (ax, curve) = agg_figure(1, 2, figsize=(10, 4.2))
     xs, ys = np.meshgrid(np.linspace(-3, 3, 200), np.linspace(-2, 2, 200))

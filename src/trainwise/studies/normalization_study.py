@@ -4,7 +4,7 @@ the config to scale it with the batch)."""
 
 from __future__ import annotations
 
-from trainwise.config import RunConfig
+from trainwise.config.schema import RunConfig
 from trainwise.errors import ConfigError
 from trainwise.studies.base import Budget, Study, Variant
 

@@ -4,7 +4,7 @@ orders of magnitude), else at the config's lr."""
 
 from __future__ import annotations
 
-from trainwise.config import RunConfig
+from trainwise.config.schema import RunConfig
 from trainwise.studies.base import Budget, Study, Variant
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")

@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 from typing import Any, Optional
 
-from trainwise.run_folder import write_json
+from trainwise.runfolder.files import write_json
 from trainwise.studies.plots import draw_all
 
 COLUMNS = ("variant", "final {m}", "best {m}", "steps to {m} ≥ target", "wall s", "diverged", "notes")

@@ -16,11 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
-from trainwise import build
-from trainwise.config import RunConfig, config_from_dict, load_config
-from trainwise.config_check import check_names
+from trainwise.config import build
+from trainwise.config.schema import RunConfig, config_from_dict, load_config
+from trainwise.config.check import check_names
 from trainwise.errors import ConfigError
-from trainwise.fit_setup import fallback_lr
+from trainwise.engine.plan import fallback_lr
 from trainwise.studies.base import Budget, Study, Variant
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import matplotlib
 import numpy as np
 
-from trainwise.figures import agg_figure
+from trainwise.report.figures import agg_figure
 
 
 def _seed_band(curves: dict[Any, list[tuple[int, float]]]) -> Optional[tuple[np.ndarray, ...]]:

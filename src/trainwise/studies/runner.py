@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainwise.errors import ConfigError
-from trainwise.run_folder import write_json
+from trainwise.runfolder.files import write_json
 from trainwise.studies.base import Budget, Study
 from trainwise.studies.job import init_worker, run_job
 from trainwise.studies.plan import PLAN, make_plan, plan_differences, read_plan

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainwise.config import RunConfig
+from trainwise.config.schema import RunConfig
 from trainwise.studies.base import Budget, Study, Variant
 
 WARMUP_FRACTION = 0.1

@@ -104,8 +104,8 @@ def function_job(fn: Callable[..., Any], given: dict[str, Any], study: Optional[
 def config_job(config: Any, given: dict[str, Any], *, study: Optional[str], storage: Optional[str],
                study_dir: Union[str, Path, None], overrides: Optional[list[str]] = None) -> Job:
     """Load and check everything a config search needs, before any trial runs."""
-    from trainwise.config import RunConfig, config_from_dict, load_config
-    from trainwise.config_check import check_names
+    from trainwise.config.schema import RunConfig, config_from_dict, load_config
+    from trainwise.config.check import check_names
     from trainwise.tune.trial import ConfigObjective
 
     if isinstance(config, RunConfig):
@@ -132,7 +132,7 @@ def config_job(config: Any, given: dict[str, Any], *, study: Optional[str], stor
 def check_values(space: dict[str, Param], base: dict[str, Any]) -> None:
     """Every bound and every choice, set alone in the config, must give a valid config whose names
     exist: a dropout range up to 1.5 or a choice 'sgdd' fails here, not in trial 7."""
-    from trainwise.config_check import check_names
+    from trainwise.config.check import check_names
     from trainwise.tune.trial import trial_config
 
     for p in space.values():

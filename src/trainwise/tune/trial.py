@@ -1,6 +1,6 @@
 """One trial: what a user's objective receives (``TrialRun``), the callback that reports each
 epoch's figure and lets the pruner end the run, and a config trial (the same code as
-``trainwise train``: ``trainwise.build`` with the trial's values set in the config).
+``trainwise train``: ``trainwise.config.build`` with the trial's values set in the config).
 
 A Python objective is a function ``objective(trial: TrialRun) -> FitResult | float``::
 
@@ -81,7 +81,7 @@ def objective_value(result: Any, metric: str, maximize: bool) -> Optional[float]
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, report: bool) -> Any:
     """The run config of a trial: ``base`` (a resolved config) with each ``section.key`` set."""
-    from trainwise.config import config_from_dict
+    from trainwise.config.schema import config_from_dict
 
     raw = json.loads(json.dumps(base))
     for key, value in params.items():
@@ -110,7 +110,7 @@ class ConfigObjective:
                             report=self.report)
 
     def __call__(self, trial: TrialRun) -> Any:
-        from trainwise import build
+        from trainwise.config import build
 
         cfg = self.config_for(trial)
         build.pin_threads(cfg)
@@ -124,7 +124,7 @@ class ConfigObjective:
         return trainer.fit(bundle.train, bundle.val, resume=trial.resume)
 
     def _bundle_for(self, cfg: Any) -> Any:
-        from trainwise import build
+        from trainwise.config import build
 
         key = json.dumps({"data": cfg.data.model_dump(mode="json"), "seed": cfg.seed}, sort_keys=True)
         if key != self._bundle_key:

@@ -20,13 +20,13 @@ import torch
 
 from trainwise.checks import did_you_mean
 from trainwise.errors import ConfigError
-from trainwise.loader import batch_length
-from trainwise.nonfinite import DIVERGED_ADVICE
+from trainwise.data.loader import batch_length
+from trainwise.engine.nonfinite import DIVERGED_ADVICE
 from trainwise.optim import set_lr, set_momentum
-from trainwise.resume import LoopCheckpoint
+from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
-from trainwise.state import RunState
-from trainwise.timing import PhaseClock
+from trainwise.engine.state import RunState
+from trainwise.engine.timing import PhaseClock
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from trainwise.dist_ops import all_reduce_sums, gather
+from trainwise.distributed.ops import all_reduce_sums, gather
 from trainwise.errors import DataError
-from trainwise.loader import main_output
+from trainwise.data.loader import main_output
 from trainwise.metrics import BinaryMeter, ClassificationMeter, RegressionMeter, compute_user_metrics
 
 
@@ -55,7 +55,7 @@ class LossMeter:
 def evaluate_batches(step: EvalStep, batches: Any, *, task: Optional[str], metrics: dict[str, Callable],
                      target_std: Optional[Sequence[float]] = None) -> tuple[dict[str, float], Any]:
     """Loss and metrics over ``batches``; returns ``(figures, meter)``."""
-    from trainwise.loader import batch_length
+    from trainwise.data.loader import batch_length
 
     model = step.model
     was_training = model.training

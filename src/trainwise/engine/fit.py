@@ -15,18 +15,18 @@ from typing import Any, Optional, Union
 import torch
 
 from trainwise import checkpoint as ckpt
-from trainwise.dist_ops import barrier, broadcast, is_main, world
-from trainwise.distributed import step_sync_for, training_model
+from trainwise.distributed.ops import barrier, broadcast, is_main, world
+from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
-from trainwise.fit_setup import build_run_schedule, fallback_lr, find_lr, prepare_split
-from trainwise.loader import main_output, make_batches
-from trainwise.loop import FitLoop
-from trainwise.python_run import describe_data, describe_run, finish_files
-from trainwise.resume import Checkpointer, check_resume_config, check_world_size
-from trainwise.run_record import start_record
-from trainwise.run_folder import MetricsLog, write_config, write_json
-from trainwise.summary import build_summary, trivial_predictor_warning
-from trainwise.timing import PhaseClock
+from trainwise.engine.plan import build_run_schedule, fallback_lr, find_lr, prepare_split
+from trainwise.data.loader import main_output, make_batches
+from trainwise.engine.loop import FitLoop
+from trainwise.engine.python_run import describe_data, describe_run, finish_files
+from trainwise.engine.resume import Checkpointer, check_resume_config, check_world_size
+from trainwise.runfolder.record import start_record
+from trainwise.runfolder.files import MetricsLog, write_config, write_json
+from trainwise.engine.summary import build_summary, trivial_predictor_warning
+from trainwise.engine.timing import PhaseClock
 
 
 @dataclass
@@ -183,7 +183,7 @@ def _cycle_momentum(t: Any, schedule: Any) -> bool:
 def _initialize(t: Any, sample: Optional[torch.Tensor]) -> None:
     if t.init is None:
         return
-    from trainwise.init import initialize
+    from trainwise.models.init import initialize
     from trainwise.models import activation_of
 
     initialize(t.model, t.init, activation=activation_of(t.model), sample_input=sample)

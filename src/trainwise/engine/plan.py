@@ -13,7 +13,7 @@ from torch import nn
 
 from trainwise.data import check_arrays
 from trainwise.errors import ConfigError, DataError, TrainwiseError
-from trainwise.loader import as_tensors, as_tensor_dict, main_output, to_device
+from trainwise.data.loader import as_tensors, as_tensor_dict, main_output, to_device
 from trainwise.schedules import Schedule, build_schedule
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
     Returns the suggested lr (None when the curve gives none) and what summary.json records.
     Writes lr_find.json (the report draws it); lr_find.png too with ``png`` (it costs matplotlib);
     nothing with ``run_dir`` None (the ranks of a DDP job other than rank 0)."""
-    from trainwise.lr_finder import LRFinder, save_lr_find
+    from trainwise.lr.finder import LRFinder, save_lr_find
 
     finder = LRFinder(model, optimizer, None, device=device,
                       # fp16 needs a grad scaler the range test does not have; bf16 behaves alike without one

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from trainwise import run_index
+from trainwise.runfolder import index as run_index
 
 log = logging.getLogger(__name__)
 

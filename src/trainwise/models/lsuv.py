@@ -1,5 +1,5 @@
 """LSUV (Mishkin & Matas, 2016): layer-sequential unit-variance rescaling on one batch, the
-data-dependent step of ``trainwise.init``'s ``lsuv`` scheme."""
+data-dependent step of ``trainwise.models.init``'s ``lsuv`` scheme."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainwise.loader import main_output
+from trainwise.data.loader import main_output
 from trainwise.metrics import LOSS_NAMES
-from trainwise.run_folder import write_schedule
+from trainwise.runfolder.files import write_schedule
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,10 @@
 The test is a schedule plus a stop rule: train for ``num_steps`` steps while the learning
 rate rises from ``start_lr`` to ``end_lr``, record the smoothed training loss, stop when it
 blows up, then read a learning rate off the curve with one of several suggestion rules
-(``trainwise.lr_suggest``). A curve that gives no suggestion is measured once more, twice as
+(``trainwise.lr.suggest``). A curve that gives no suggestion is measured once more, twice as
 long. The model, the optimizer and every random number generator are put back exactly as
 they were, so the test can run before training without changing the run it precedes. The
-result and its files (``lr_find.json``, ``lr_find.png``) live in ``trainwise.lr_result``.
+result and its files (``lr_find.json``, ``lr_find.png``) live in ``trainwise.lr.result``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from trainwise.errors import ConfigError, DataError
-from trainwise.lr_result import LRFinderResult, save_lr_find
-from trainwise.lr_suggest import MIN_POINTS, SUGGESTION_RULES, check_rule, suggest
+from trainwise.lr.result import LRFinderResult, save_lr_find
+from trainwise.lr.suggest import MIN_POINTS, SUGGESTION_RULES, check_rule, suggest
 
 __all__ = ["MIN_POINTS", "SUGGESTION_RULES", "LRFinder", "LRFinderResult", "save_lr_find", "suggest"]
 

@@ -11,7 +11,7 @@ each micro-batch's loss is agreed by all ranks (``dist_ops.StepSync``), evaluati
 share, and rank 0 alone writes the run folder.
 
 Example (a script run with ``torchrun --nproc-per-node 2 script.py``):
-    >>> from trainwise.distributed import init_from_env
+    >>> from trainwise.distributed.launch import init_from_env
     >>> init_from_env(timeout=120)      # gloo on CPU; a no-op without WORLD_SIZE
     >>> Trainer(model, batch_size=128).fit(train, val)   # 64 samples per rank and step
 """
@@ -27,7 +27,7 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import nn
 
-from trainwise.dist_ops import StepSync, world
+from trainwise.distributed.ops import StepSync, world
 from trainwise.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ class DataConfig(_Section):
     path: Optional[str] = None
     target: Optional[str] = None
     task: Optional[Literal["classification", "regression"]] = None
-    batch_size: Union[int, Literal["auto"]] = 64  # "auto": the batch-size finder (trainwise.batch_size)
+    batch_size: Union[int, Literal["auto"]] = 64  # "auto": the batch-size finder (trainwise.engine.batch_size)
     effective_batch_size: Optional[int] = Field(None, gt=0)  # with batch_size auto: kept by accumulation
     eval_batch_size: Optional[int] = Field(None, gt=0)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)

@@ -1,7 +1,7 @@
 """Reading a learning rate off a range-test curve: the suggestion rules and the curve checks.
 
 ``suggest(lrs, losses, rule)`` is a pure function of the recorded curve, kept apart from the
-code that runs the test (``trainwise.lr_finder``) so that a rule can be studied, tested and
+code that runs the test (``trainwise.lr.finder``) so that a rule can be studied, tested and
 benchmarked on saved curves without training anything.
 """
 

@@ -3,7 +3,7 @@ and the few collectives the loop, the evaluation and the checkpoints need.
 
 Everything here is a no-op in a single process (no process group initialized), so the callers
 never branch on "distributed or not" beyond asking ``world()``. Launching and setting up the
-process group live in ``trainwise.distributed``.
+process group live in ``trainwise.distributed.launch``.
 
 Example:
     >>> rank, world_size = world()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainwise.checks import check_choice
-from trainwise.config import RunConfig
+from trainwise.config.schema import RunConfig
 from trainwise.errors import ConfigError, DataNotFoundError
 
 # Samples in each built-in data set (before the test split), for the dry run's step estimate.
@@ -38,7 +38,7 @@ def check_names(cfg: RunConfig) -> None:
 
     check_choice("optimizer", cfg.optimizer.name, OPTIMIZER_NAMES)
     _check_schedule(cfg)
-    from trainwise.lr_suggest import SUGGESTION_RULES
+    from trainwise.lr.suggest import SUGGESTION_RULES
 
     check_choice("train.lr_find.rule", cfg.train.lr_find.rule, SUGGESTION_RULES)
 
@@ -83,7 +83,7 @@ def _augment_names(spec: Any) -> list[str]:
 
 
 def _check_model(cfg: RunConfig) -> None:
-    from trainwise.init import INIT_SCHEMES
+    from trainwise.models.init import INIT_SCHEMES
     from trainwise.models import ACTIVATIONS, CONV_NORMS, MODEL_NAMES, POOLS
 
     m = cfg.model

@@ -2,7 +2,7 @@
 
 ``LRFinderResult`` is plain data (``to_json``); ``save_lr_find`` writes it into a run folder as
 ``lr_find.json`` and ``lr_find.png``, the files the report reads. Both are re-exported by
-``trainwise.lr_finder``.
+``trainwise.lr.finder``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from trainwise.lr_suggest import SUGGESTION_RULES
+from trainwise.lr.suggest import SUGGESTION_RULES
 
 __all__ = ["LRFinderResult", "save_lr_find"]
 

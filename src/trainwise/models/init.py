@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ConfigError
-from trainwise.lsuv import check_lsuv_settings, lsuv_rescale
+from trainwise.models.lsuv import check_lsuv_settings, lsuv_rescale
 from trainwise.models.layers import ACTIVATIONS, LEAKY_RELU_SLOPE, check_choice
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 
 from trainwise import checkpoint as ckpt
-from trainwise.config import RunConfig, config_from_dict
+from trainwise.config.schema import RunConfig, config_from_dict
 from trainwise.errors import CheckpointError, ConfigError, DataError, DataNotFoundError
 from trainwise.metrics import LOSS_NAMES
 from trainwise.models import build_model

@@ -12,10 +12,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from trainwise.config import RunConfig
+from trainwise.config.schema import RunConfig
 from trainwise.data import DataBundle, build_augment, load_data
 from trainwise.errors import ConfigError
-from trainwise.init import initialize
+from trainwise.models.init import initialize
 from trainwise.models import activation_of, build_model
 from trainwise.optim import build_optimizer, scale_lr
 from trainwise.trainer import Trainer, resolve_device
@@ -143,12 +143,12 @@ def resolve_batch_size(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Modul
             raise ConfigError(f"data.effective_batch_size={d.effective_batch_size} applies with data.batch_size=auto; "
                               f"with data.batch_size={d.batch_size} set train.accumulate instead")
         return None
-    from trainwise.distributed import env_world_size
+    from trainwise.distributed.launch import env_world_size
 
     if env_world_size() > 1:  # every rank would measure its own size
         raise ConfigError("data.batch_size=auto does not run under DistributedDataParallel (--nproc, torchrun): run "
                           "trainwise find-batch-size CONFIG in one process and pass the size as data.batch_size=N")
-    from trainwise.batch_size import find_batch_size, with_accumulation
+    from trainwise.engine.batch_size import find_batch_size, with_accumulation
     from trainwise.trainer import PRECISIONS
 
     device = device_of(cfg)
@@ -169,7 +169,7 @@ def resolve_batch_size(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Modul
 
 def training_loss(cfg: RunConfig, bundle: DataBundle) -> Any:
     """``(outputs, targets) -> loss`` as the Trainer computes it, for steps outside a fit."""
-    from trainwise.loader import main_output
+    from trainwise.data.loader import main_output
     from trainwise.metrics import build_loss
 
     loss = build_loss(loss_name(cfg, bundle), label_smoothing=cfg.train.label_smoothing)

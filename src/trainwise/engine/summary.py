@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from trainwise.state import RunState
+from trainwise.engine.state import RunState
 
 # Figures copied from the best epoch's history row into the summary as best_<name>.
 _BEST_FIGURES = ("val_accuracy", "val_macro_f1", "val_rmse", "val_r2")

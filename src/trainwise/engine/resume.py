@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from trainwise import checkpoint as ckpt
-from trainwise.dist_ops import gather, world
+from trainwise.distributed.ops import gather, world
 from trainwise.errors import CheckpointError, ResumeMismatchError
-from trainwise.run_folder import history_from_rows
+from trainwise.runfolder.files import history_from_rows
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The run's config: schema, checks, and config-to-objects."""

@@ -1,0 +1,1 @@
+"""DDP: the launcher and the collective operations."""

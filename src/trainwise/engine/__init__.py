@@ -1,0 +1,1 @@
+"""The training engine: the fit plan, the loop, RunState, resume, evaluation."""

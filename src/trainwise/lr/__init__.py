@@ -1,0 +1,1 @@
+"""The LR range test: the sweep, its result, the suggestion rules."""
