@@ -66,13 +66,13 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device,
                            augment=t.augment, num_workers=t.num_workers, sampler=getattr(t, "sampler", None),
                            rank=rank, world_size=world_size)
-    if len(batches) == 0:
+    batch_count = None if getattr(batches, "stream", False) else len(batches)  # a stream: unknown
+    if batch_count == 0:
         raise DataError("the training data is empty; give at least one sample")
     output_shape = _decide(t, batches, train)
     train, val, test = (_checked(t, data, name, output_shape) for data, name in
                         ((train, "train"), (val, "val"), (test, "test")))
-    steps_per_epoch = math.ceil(len(batches) / t.accumulate)
-    total_steps = t.epochs * steps_per_epoch if t.max_steps is None else min(t.epochs * steps_per_epoch, t.max_steps)
+    steps_per_epoch, total_steps = _length(t, batch_count)
     resume_path = broadcast(t.checkpointer.resolve_resume(resume) if resume is not None and rank == 0 else None)
     saved = ckpt.load_checkpoint(resume_path, map_location=t.device) if resume_path is not None else None
     check_world_size(saved, world_size)
@@ -88,23 +88,29 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         state.max_epochs = state.epoch + t.epochs
         state.max_steps = None if t.max_steps is None else state.step + t.max_steps
         state.status, state.stop_reason, state.should_stop = "running", None, False
-    state.batches_per_epoch, state.world_size = len(batches), world_size
+    state.batches_per_epoch, state.world_size = batch_count, world_size
     schedule = build_run_schedule(t.schedule_spec, lr=reference_lr, total_steps=total_steps,
-                                  steps_per_epoch=steps_per_epoch, warmup=t.warmup, params=t.schedule_params,
+                                  steps_per_epoch=steps_per_epoch or total_steps, warmup=t.warmup,
+                                  params=t.schedule_params,
                                   record=t.record_event)
+    if first:
+        _check_monitors(t, val, schedule)
     metrics_path = t.run_dir / "metrics.csv" if rank == 0 else None  # other ranks keep their rows in memory
     metrics_log = (MetricsLog(metrics_path) if first and saved is None or metrics_path is None else
                    MetricsLog.reopen(metrics_path) if saved is not None else MetricsLog.append_to(metrics_path))
     t.step_sync = step_sync_for(t.device, world_size)
     loop = FitLoop(t, batches, val, state=state, schedule=schedule, schedule_start=state.step,
                    total_steps=total_steps, metrics_log=metrics_log, checkpoints=t.checkpointer,
-                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate, clock=clock)
+                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate, clock=clock,
+                   val_every_n_steps=t.val_every_n_steps)
     t._loop, t._fits = loop, getattr(t, "_fits", 0) + 1
     if saved is not None:
         changes = check_resume_config(saved.get("config"), t.config, allow_config_changes)
         loop.checkpoints.resume(resume_path, saved)
+        replayed = (f"; the stream is replayed to batch {state.batch} of its pass (exact for a deterministic "
+                    "stream)" if batch_count is None and state.batch else "")
         t.record_event("resumed", f"resumed from {resume_path} at step {state.step}, epoch {state.epoch}"
-                       + (f"; changed: {'; '.join(changes)}" if changes else ""))
+                       + (f"; changed: {'; '.join(changes)}" if changes else "") + replayed)
     t.run_record = None
     if rank == 0:  # rank 0 writes the run folder, run.json and the index
         _write_description(t, sample, output_shape, reference_lr)
@@ -123,6 +129,23 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         return _finish(t, loop, start, test_metrics, confusion)
     finally:
         loop.restore_signal_handlers()
+
+
+def _length(t: Any, batch_count: Optional[int]) -> tuple[Optional[int], int]:
+    """``(steps_per_epoch, total_steps)``; a stream has no steps per epoch, and a schedule that spans
+    the whole run then needs ``max_steps`` (one clear error before training otherwise)."""
+    if batch_count is not None:
+        steps_per_epoch = math.ceil(batch_count / t.accumulate)
+        total = t.epochs * steps_per_epoch
+        return steps_per_epoch, total if t.max_steps is None else min(total, t.max_steps)
+    if t.max_steps is not None:
+        return None, t.max_steps
+    spec = t.schedule_spec
+    if t.torch_scheduler is None and not (isinstance(spec, str) and spec in ("constant", "plateau")):
+        name = spec if isinstance(spec, str) else type(spec).__name__
+        raise ConfigError(f"the training data is a stream of unknown length and schedule {name!r} spans the whole "
+                          "run; pass max_steps=N (optimizer steps; config train.max_steps), or schedule='constant'")
+    return None, 1
 
 
 def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
@@ -227,6 +250,27 @@ def _checked(t: Any, data: Any, split: str, output_shape: Optional[tuple[int, ..
         else None
     return check_targets(data, split, task=rule.task, positions=rule.positions, soft=rule.soft_labels,
                          num_classes=classes, ignore_index=rule.ignore_index)
+
+
+def _check_monitors(t: Any, val: Any, schedule: Any) -> None:
+    """Lightning's sanity pass: two validation batches, so that a monitor this run will never log
+    (a typo) fails now with the names it does log, not after the first epoch."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    from trainwise.checks import did_you_mean
+    from trainwise.schedules import PlateauSchedule
+
+    names = {"train_loss"} | ({"train_clip_fraction"} if t.grad_clip is not None and t.grad_clip_mode == "norm" else set())
+    if val is not None:
+        names |= {f"val_{name}" for name in t.evaluate_split(val, limit=2)[0]}
+    watched = [("early stopping / best checkpoint", t.state.best.monitor)]
+    plateau = isinstance(schedule, PlateauSchedule) or isinstance(getattr(schedule, "schedule", None), PlateauSchedule)
+    if plateau or isinstance(t.torch_scheduler, ReduceLROnPlateau):
+        watched.append(("the reduce-on-plateau schedule (schedule_monitor)", t.schedule_monitor))
+    for who, name in watched:
+        if name.startswith(("train_", "val_")) and name not in names:
+            raise ConfigError(f"{who} monitors {name!r}, which this run does not log{did_you_mean(name, names)}; "
+                              f"available metrics: {', '.join(sorted(names))}")
 
 
 def _write_description(t: Any, sample: Optional[torch.Tensor], output_shape: Optional[tuple[int, ...]],

@@ -41,13 +41,14 @@ class FitLoop:
     def __init__(self, trainer: Any, batches: Any, val: Any, *, state: RunState, schedule: Schedule,
                  schedule_start: int, total_steps: int, metrics_log: Any, checkpoints: Any,
                  cycle_momentum: bool, evaluate: Callable[[Any], dict[str, float]],
-                 clock: Optional[PhaseClock] = None) -> None:
+                 clock: Optional[PhaseClock] = None, val_every_n_steps: Optional[int] = None) -> None:
         self.t, self.batches, self.val, self.state = trainer, batches, val, state
         self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, total_steps
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
         self.step_sync = trainer.step_sync  # DDP: the ranks agree on each micro-batch's loss and on signals
         self.sync_each_step = trainer.device.type == "cpu" or self.step_sync is not None
         self.world_size = getattr(batches, "world_size", 1)
+        self.val_every: Optional[int] = val_every_n_steps  # validate every N optimizer steps (None: each epoch)
         self.step_count: Any = 0.0  # counted positions of the optimizer step being accumulated
         self.reset_epoch_stats()
         self.window_loss, self.window_count = 0.0, 0
@@ -80,6 +81,9 @@ class FitLoop:
         try:
             t._fire("on_fit_start")
             self._epochs()
+            if self.val_every is not None and s.last_val_step != s.step and s.status == "running" \
+                    and self.signal_received is None:
+                self._validate_at_step()  # the last steps since a validation: the final model is measured
             if self.signal_received is not None and not s.should_stop:  # a run that had ended stays ended
                 s.status = "interrupted"
                 s.stop_reason = f"received {signal.Signals(self.signal_received).name}; saved a checkpoint to resume from"
@@ -126,7 +130,7 @@ class FitLoop:
             batches.set_epoch(s.epoch)
             self.reset_epoch_stats()
         accumulate, sync = t.accumulate, self.sync_each_step
-        last_index = len(batches) - 1
+        last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
         skip = t.guard.skip_batches
         scaler_on = t.scaler.is_enabled()
@@ -179,6 +183,12 @@ class FitLoop:
                              (s.max_steps is not None and s.step >= s.max_steps)):
                 return index == last_index
             switch("data")
+        if self.group_size:  # a stream ended inside an accumulation group: the group's partial step
+            self.group_size = 0
+            switch("optimizer")
+            if self._optimizer_step(s.batch - 1) or self.restart_epoch:
+                return False
+            switch("other")
         return True
 
     def _read_loss(self, loss_sum: torch.Tensor, count: Any) -> tuple[float, float]:
@@ -239,6 +249,8 @@ class FitLoop:
             self._log_step()
         for callback in t._dispatch["on_step_end"]:
             callback.on_step_end(t)
+        if self.val_every is not None and s.step % self.val_every == 0:
+            self._validate_at_step()
         return False
 
     def _normalize_gradients(self) -> None:
@@ -318,16 +330,39 @@ class FitLoop:
         return True
 
     # ------------------------------------------------------------------ epoch end
-    def _end_epoch(self) -> None:
-        s, t = self.state, self.t
+    def _train_figures(self) -> dict[str, float]:
+        """The epoch's training figures so far: the mean loss per counted position, the clipped share."""
+        t = self.t
         if not self.sync_each_step:
             self.loss_sum, self.loss_count = self.loss_sum_device.item(), self.loss_count_device.item()
-        train_values = {"loss": self.loss_sum / max(self.loss_count, 1e-12)}
+        values = {"loss": self.loss_sum / max(self.loss_count, 1e-12)}
         if t.grad_clip is not None and t.grad_clip_mode == "norm":
-            train_values["clip_fraction"] = float(self.clipped_steps) / max(self.epoch_steps, 1)
+            values["clip_fraction"] = float(self.clipped_steps) / max(self.epoch_steps, 1)
+        return values
+
+    def _end_epoch(self) -> None:
+        s, t = self.state, self.t
+        train_values = self._train_figures()
         self.metrics_log.log(s.step, s.current_epoch, "train", {**train_values, "lr": s.lr})
         s.samples_seen += s.epoch_samples
-        logs = {f"train_{k}": v for k, v in train_values.items()}
+        s.batch = 0  # the next checkpoint starts the next epoch
+        if self.val_every is not None:  # validation, best and early stopping follow the steps, not epochs
+            s.epoch += 1
+            return
+        logs = self._validate({f"train_{k}": v for k, v in train_values.items()})
+        s.epoch += 1
+        t._fire("on_epoch_end", logs)
+
+    def _validate_at_step(self) -> None:
+        """``val_every_n_steps``: a validation after this optimizer step, with everything that hangs on
+        one (best, early stopping, checkpoints, a history row); callbacks see it as ``on_epoch_end``."""
+        logs = self._validate({f"train_{k}": v for k, v in self._train_figures().items()})
+        self.t._fire("on_epoch_end", logs)
+
+    def _validate(self, logs: dict[str, float]) -> dict[str, float]:
+        """Validate (when there is validation data), update the best, the schedule's monitor and the
+        history; returns the logs of this validation."""
+        s, t = self.state, self.t
         if self.val is not None:
             self.clock.switch("evaluation")
             val_metrics = self.evaluate(self.val)
@@ -336,18 +371,17 @@ class FitLoop:
             val_logs = {f"val_{k}": v for k, v in val_metrics.items()}
             t._fire("on_validation_end", val_logs)
             logs.update(val_logs)
+        s.last_val_step = s.step
         logs.update(self.pending_logs)
         self.pending_logs = {}
         self._update_best(logs)
         monitored = logs.get(t.schedule_monitor)
         if monitored is not None:
             self.schedule.observe(monitored)
-        s.history.append({"epoch": s.current_epoch, **logs, "lr": s.lr})
+        s.history.append({"epoch": s.current_epoch, "step": s.step, **logs, "lr": s.lr})
         if self.torch_scheduler is not None and t.schedule_interval == "epoch":
             self._step_torch_scheduler(monitored)
-        s.epoch += 1
-        s.batch = 0  # the next checkpoint starts the next epoch
-        t._fire("on_epoch_end", logs)
+        return logs
 
     def _step_torch_scheduler(self, monitored: Optional[float]) -> None:
         from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -368,15 +402,17 @@ class FitLoop:
             available = ", ".join(sorted(logs))
             raise ConfigError(f"early stopping / best checkpoint monitors {best.monitor!r}, which this run does not "
                           f"log{did_you_mean(best.monitor, logs)}; available metrics: {available}")
-        if best.update(value, self.state.current_epoch) and best.restore:
+        if best.update(value, self.state.current_epoch, self.state.step) and best.restore:
             self.best_weights = {k: v.detach().clone() for k, v in self.t.model.state_dict().items()}
 
     def _restore_best(self) -> None:
         s, best = self.state, self.state.best
-        if best.restore and self.best_weights is not None and best.epoch != s.epoch:
+        if best.restore and self.best_weights is not None and best.step != s.step:
             self.t.model.load_state_dict(self.best_weights)
-            self.t.record_event("restore_best", f"restored the weights of epoch {best.epoch} "
-                                f"({best.monitor} {best.value:.6g}), the best of {s.epoch}")
+            where = f"step {best.step}" if self.val_every is not None else f"epoch {best.epoch}"
+            of = f"of {s.step} steps" if self.val_every is not None else f"of {s.epoch}"
+            self.t.record_event("restore_best", f"restored the weights of {where} "
+                                f"({best.monitor} {best.value:.6g}), the best {of}")
 
     # ------------------------------------------------------------------ signals
     def _install_signal_handlers(self) -> dict[int, Any]:

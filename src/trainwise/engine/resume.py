@@ -248,7 +248,8 @@ class LoopCheckpoint:
         if not best.restore or best.epoch is None or not path.is_file():
             return
         saved = ckpt.load_checkpoint(path, map_location=self.loop.t.device)
-        if saved["run_state"]["best"]["epoch"] == best.epoch:
+        held = saved["run_state"]["best"]
+        if held["epoch"] == best.epoch and held.get("step") == best.step:
             self.loop.best_weights = saved["model"]
         else:
             log.warning("best.pt holds epoch %s, not the best epoch %s; the best weights will not be restored",
