@@ -11,9 +11,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, get_worker_info
 
 from trainwise import Trainer
-from trainwise.callbacks import EarlyStopping
+from trainwise.callbacks import Callback, EarlyStopping
 from trainwise.data.streams import StreamBatches, shard_of
-from trainwise.errors import ConfigError, DataError
+from trainwise.errors import ConfigError, DataError, ResumeMismatchError
 
 
 def blobs(n=240, seed=0):
@@ -198,3 +198,51 @@ def test_an_unknown_monitor_fails_after_a_two_batch_sanity_pass_before_training(
     with pytest.raises(ConfigError, match="monitors 'val_acuracy'.*did you mean 'val_accuracy'"):
         trainer.fit((x[:200], y[:200]), (x[200:], y[200:]))
     assert trainer.state.step == 0
+
+
+class FitStart(Callback):
+    """What the model and optimizer look like when each fit's training starts."""
+
+    def __init__(self):
+        self.lrs, self.weights = [], []
+
+    def on_fit_start(self, trainer):
+        self.lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        self.weights.append(trainer.model.weight.detach().clone())
+
+
+def test_a_second_fit_with_a_user_optimizer_and_a_named_schedule_starts_from_the_reference_lr(tmp_path):
+    x, y = blobs()
+    model = nn.Linear(4, 3)
+    seen = FitStart()
+    trainer = Trainer(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), schedule="cosine", epochs=2,
+                      callbacks=[seen], **quiet(tmp_path))
+    trainer.fit((x, y))
+    assert trainer.optimizer.param_groups[0]["lr"] < 0.05  # decayed by the first fit's cosine
+    trainer.fit((x, y))
+    assert seen.lrs == [0.1, 0.1]
+
+
+def test_resume_auto_that_finds_nothing_still_applies_init(tmp_path):
+    x, y = blobs()
+    seen = FitStart()
+    Trainer(nn.Linear(4, 3), lr=1e-2, init="orthogonal", callbacks=[seen], epochs=1,
+            **quiet(tmp_path)).fit((x, y), resume="auto")
+    gram = seen.weights[0] @ seen.weights[0].T  # orthogonal rows, times the init's gain squared
+    torch.testing.assert_close(gram, gram[0, 0] * torch.eye(3), atol=1e-5, rtol=0)
+
+
+def test_a_python_resume_checks_the_config_as_the_cli_does(tmp_path):
+    x, y = blobs()
+    Trainer(nn.Linear(4, 3), lr=1e-2, epochs=2, **quiet(tmp_path)).fit((x, y))
+    with pytest.raises(ResumeMismatchError, match="train.epochs: 2 -> 3"):
+        Trainer(nn.Linear(4, 3), lr=1e-2, epochs=3, **quiet(tmp_path)).fit((x, y), resume="auto")
+    result = Trainer(nn.Linear(4, 3), lr=1e-2, epochs=3, **quiet(tmp_path)).fit(
+        (x, y), resume="auto", allow_config_changes=True)
+    assert result.summary["epochs_run"] == 3
+
+
+def test_two_trainers_built_in_the_same_second_never_share_a_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folders = {Trainer(nn.Linear(4, 3), progress=False).run_dir for _ in range(3)}
+    assert len(folders) == 3 and all(folder.is_dir() for folder in folders)

@@ -210,7 +210,7 @@ class Trainer:
         self.augment, self.num_workers = augment, num_workers
         self.target_normalization, self.class_names = target_normalization, class_names
         self.log_every_n_steps, self.config, self.write_report = log_every_n_steps, config, report
-        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)  # claimed now
         saver = checkpoint if checkpoint is not None else CheckpointSaver()
         self.keep_last = saver.keep_last
         self.guard = on_nonfinite if isinstance(on_nonfinite, NonFiniteGuard) else NonFiniteGuard(on_nonfinite)

@@ -61,8 +61,6 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         t.checkpointer = Checkpointer(t.run_dir / "checkpoints", t.keep_last, write=rank == 0)
     (train, sample), (val, _), (test, _) = (split_data(data, name) for data, name in
                                             ((train, "train"), (val, "val"), (test, "test")))
-    if first and resume is None:
-        _initialize(t, sample)
     batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device,
                            augment=t.augment, num_workers=t.num_workers, sampler=getattr(t, "sampler", None),
                            rank=rank, world_size=world_size)
@@ -76,9 +74,13 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     resume_path = broadcast(t.checkpointer.resolve_resume(resume) if resume is not None and rank == 0 else None)
     saved = ckpt.load_checkpoint(resume_path, map_location=t.device) if resume_path is not None else None
     check_world_size(saved, world_size)
+    if first and saved is None:  # a fresh run, or resume="auto" that found nothing yet: init= applies
+        _initialize(t, sample)
     reference_lr = t.reference_lr = broadcast(_settle_lr(t, batches, saved))  # DDP: rank 0's range test
     if t.config is not None:  # the resolved config records the lr actually used
         t.config = {**t.config, "optimizer": {**t.config.get("optimizer", {}), "lr": reference_lr}}
+    else:  # a Python run is described like a CLI run, so that its resume checks the config too
+        t.config = describe_run(t, reference_lr)
     state = t.state
     if first:
         state.best = replace(t.best)
@@ -113,7 +115,7 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
                        + (f"; changed: {'; '.join(changes)}" if changes else "") + replayed)
     t.run_record = None
     if rank == 0:  # rank 0 writes the run folder, run.json and the index
-        _write_description(t, sample, output_shape, reference_lr)
+        _write_description(t, sample, output_shape)
         t.run_record = start_record(t.run_dir, name=t.name, config=t.config, device=t.device, model=t.model)
     try:
         with training_model(t, world_size):
@@ -170,10 +172,10 @@ def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
         return t.lr
     if saved is not None and saved.get("reference_lr") is not None:  # lr=auto resumes at the lr it found
         return float(saved["reference_lr"])
+    if getattr(t, "reference_lr", None) is not None:  # a second fit starts from the first one's reference lr,
+        return t.reference_lr                         # not from the lr its schedule had decayed the groups to
     if t.lr is None and t.user_optimizer:
         return max(g["lr"] for g in groups)
-    if getattr(t, "reference_lr", None) is not None:  # a second fit keeps the lr the first one found
-        return t.reference_lr
     suggestion, summary = find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
                                   precision=t.precision, run_dir=t.run_dir if is_main() else None,
                                   record=t.record_event,
@@ -273,11 +275,8 @@ def _check_monitors(t: Any, val: Any, schedule: Any) -> None:
                               f"available metrics: {', '.join(sorted(names))}")
 
 
-def _write_description(t: Any, sample: Optional[torch.Tensor], output_shape: Optional[tuple[int, ...]],
-                       lr: float) -> None:
+def _write_description(t: Any, sample: Optional[torch.Tensor], output_shape: Optional[tuple[int, ...]]) -> None:
     """config.yaml (the lr actually used) and, for a Python run, data.json: what evaluate/predict need."""
-    if t.config is None:
-        t.config = describe_run(t, lr)
     write_config(t.run_dir / "config.yaml", t.config)
     if not (t.run_dir / "data.json").exists():
         write_json(t.run_dir / "data.json", describe_data(t, sample, output_shape))

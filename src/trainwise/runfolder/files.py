@@ -15,15 +15,25 @@ import yaml
 METRICS_HEADER = ("step", "epoch", "split", "metric", "value")
 
 
-def default_run_dir(name: str, root: str | Path = "runs") -> Path:
-    """``runs/<name>-<timestamp>``, made unique if two runs start in the same second."""
+def default_run_dir(name: str, root: str | Path = "runs", claim: bool = True) -> Path:
+    """``runs/<name>-<timestamp>``, made unique if two runs start in the same second. ``claim``: create
+    the folder now (an atomic ``mkdir``), so that two Trainers built in the same second, in one
+    process or two, never get the same folder (only rank 0 of a job claims: RANK is set by torchrun)."""
+    claim = claim and os.environ.get("RANK", "0") == "0"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(root) / f"{name}-{stamp}"
     suffix = 1
-    while path.exists():
-        suffix += 1
-        path = Path(root) / f"{name}-{stamp}-{suffix}"
-    return path
+    while True:
+        try:
+            if not claim:
+                if path.exists():
+                    raise FileExistsError(path)
+                return path
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            suffix += 1
+            path = Path(root) / f"{name}-{stamp}-{suffix}"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
