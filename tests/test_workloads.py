@@ -52,11 +52,12 @@ class HFStyleClassifier(nn.Module):
 
 
 def test_an_hf_style_dict_dataset_trains_on_the_models_own_loss(tmp_path):
+    torch.manual_seed(0)
     x, y = blobs()
     train, val = HFStyleDataset(x[:200], y[:200]), HFStyleDataset(x[200:], y[200:])
     trainer = Trainer(HFStyleClassifier(), lr=1e-2, epochs=4, batch_size=32, **quiet(tmp_path))
     result = trainer.fit(train, val)
-    assert trainer._loss_rule.source == "model"
+    assert trainer.loss_rule.source == "model"
     assert result.history[-1]["val_accuracy"] > 0.9  # targets for metrics come from "labels"
     assert result.history[-1]["val_loss"] < result.history[0]["val_loss"]
     data = json.loads((tmp_path / "run" / "data.json").read_text())

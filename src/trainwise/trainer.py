@@ -32,15 +32,15 @@ from trainwise.errors import ConfigError, DataError
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
 from trainwise.engine.fit import FitResult, run_fit, run_lr_find
 from trainwise.engine.arguments import check_lr, resolve_device, torch_scheduler_of
-from trainwise.engine.fitplan import check_val_every
+from trainwise.engine.fitplan import FitPlan, check_val_every
 from trainwise.engine.plan import hold_out_val
 from trainwise.engine.predict import predict_outputs
 from trainwise.data.loader import batch_length, main_output, make_batches
-from trainwise.engine.batch_rule import CallRule, call_model, counted_targets, decide_call_rule, model_loss_of
-from trainwise.engine.loss_rule import TASKS, LossRule, decide_loss_rule
+from trainwise.engine.batch_loss import BatchLoss
+from trainwise.engine.loss_rule import TASKS, LossRule
 from trainwise.losses import IGNORE_INDEX
 from trainwise.metrics import Loss, build_loss, class_weights_of, named_metrics, task_of_loss
-from trainwise.engine.nonfinite import NonFiniteGuard, SpikeCounter
+from trainwise.engine.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
 from trainwise.runfolder.files import default_run_dir
 from trainwise.schedules import Schedule
 from trainwise.engine.speed import speed_options
@@ -183,12 +183,13 @@ class Trainer:
             raise ConfigError(f"ignore_index must be an integer (the target value that counts nowhere), "
                               f"got {ignore_index!r}")
         self.class_axis, self.ignore_index = class_axis, ignore_index
-        self._call_rule: Optional[CallRule] = None  # how batches feed the model, decided on the first batch
-        self._loss_rule: Optional[LossRule] = None  # where the loss comes from, decided on the first batch
         self.class_weights = class_weights_of(class_weights)
-        self.focal_gamma = focal_gamma
+        self.focal_gamma, self.label_smoothing = focal_gamma, label_smoothing
+        # how batches feed the model and where the loss comes from: decided on the first batch
+        self.batch_loss = BatchLoss(loss=loss, task=task, class_axis=class_axis, ignore_index=ignore_index,
+                                    label_smoothing=label_smoothing, focal_gamma=focal_gamma, warn=self.warn)
+        self.batch_loss.class_weights = self._weights_on_device()
         self.sampler = None if sampler is None else check_choice("sampler", sampler, ("balanced",))
-        self.label_smoothing = label_smoothing
         self.metrics = named_metrics(metrics)
         self.torch_scheduler, self.schedule_interval = torch_scheduler_of(schedule, optimizer, schedule_interval, lr)
         if self.torch_scheduler is not None:
@@ -213,7 +214,9 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)  # claimed now
         saver = checkpoint if checkpoint is not None else CheckpointSaver()
         self.keep_last = saver.keep_last
-        self.guard = on_nonfinite if isinstance(on_nonfinite, NonFiniteGuard) else NonFiniteGuard(on_nonfinite)
+        if not isinstance(on_nonfinite, NonFiniteGuard):
+            on_nonfinite = NonFiniteGuard(check_choice("on_nonfinite", on_nonfinite, NONFINITE_POLICIES))
+        self.guard = on_nonfinite
         self.spikes = SpikeCounter(spike_factor)
         self._callback_args: dict[str, Any] = dict(
             early_stopping=early_stopping, monitor=monitor, mode=mode, patience=patience, min_delta=min_delta,
@@ -221,6 +224,7 @@ class Trainer:
             saver=saver)
         self.use_callbacks(has_val=True)
         self.state = RunState()
+        self.plan: Optional[FitPlan] = None  # the last fit's decisions (engine/fitplan.py)
         self.summary_extra: dict[str, Any] = {}  # extra summary.json keys (the CLI adds class names)
         self.reference_lr: Optional[float] = None  # the lr the schedule scales (set by fit)
         self._loop: Any = None  # the running FitLoop, for the verbs
@@ -311,53 +315,23 @@ class Trainer:
     def split_batch(self, batch: Any) -> tuple[Any, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """``(inputs, targets, weights)`` of a batch by the run's one rule (``engine/batch_rule.py``):
         ``(x, y)``, ``(x, y, w)``, or a dict whose keys the model's ``forward`` names. Override for others."""
-        return self._call_rule_for(batch).split(batch)
+        return self.batch_loss.call_rule_for(batch, self.model).split(batch)
 
-    def _call_rule_for(self, batch: Any) -> CallRule:
-        if self._call_rule is None:
-            self._call_rule = decide_call_rule(batch, self.model, model_loss=self.loss_spec is None)
-            if self._call_rule.unused_keys:
-                self.warn(f"batch keys {list(self._call_rule.unused_keys)} are neither taken by "
-                          f"{type(self.model).__name__}.forward() nor a target; the model does not see them")
-        return self._call_rule
+    @property
+    def loss_rule(self) -> Optional[LossRule]:
+        """Where the loss comes from, the task and the class axis: decided on the first batch."""
+        return self.batch_loss.rule
 
     def loss_of(self, outputs: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
         """The mean loss of a batch's predictions (per counted position for token targets)."""
-        total, count = self._loss_rule_for(outputs, targets).terms(outputs, targets, weights)
+        total, count = self.batch_loss.rule_for(outputs, targets).terms(outputs, targets, weights)
         return total / count
 
-    def _loss_rule_for(self, raw_outputs: Any, targets: Optional[torch.Tensor]) -> LossRule:
-        """The run's loss rule, decided on the first batch the model saw (see ``engine/loss_rule.py``)."""
-        if self._loss_rule is None:
-            outputs = raw_outputs if isinstance(raw_outputs, torch.Tensor) else _predictions_or_none(raw_outputs)
-            if outputs is None and model_loss_of(raw_outputs) is None:
-                main_output(raw_outputs)  # raises: what the model returned and what it should return
-            self._loss_rule = decide_loss_rule(
-                self.loss_spec, outputs=outputs, targets=targets, model_loss=model_loss_of(raw_outputs),
-                task=self.task_hint, class_axis=self.class_axis, ignore_index=self.ignore_index,
-                label_smoothing=self.label_smoothing, class_weights=self._weights_on_device(),
-                focal_gamma=self.focal_gamma, batch_keys=_dict_keys(self._call_rule))
-            self.task = self._loss_rule.task
-            if self._loss_rule.warning:
-                self.warn(self._loss_rule.warning)
-        return self._loss_rule
-
     def loss_terms(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
-        """``(loss_sum, count, predictions, targets)`` of one batch: the sum over counted positions
-        (samples, or tokens not equal to ``ignore_index``) and their count."""
-        inputs, targets, weights = self.split_batch(batch)
-        raw = call_model(model, inputs)
-        rule = self._loss_rule_for(raw, targets)
-        if rule.source == "model":
-            loss = model_loss_of(raw)
-            if loss is None:
-                raise DataError("the model returned no loss for this batch (outputs['loss'] / outputs.loss), "
-                                "though it did for the first; return one for every batch, or pass loss=")
-            count = counted_targets(targets, rule.ignore_index, batch_length(batch))
-            return loss * count, count, _predictions_or_none(raw), targets
-        outputs = main_output(raw)
-        total, count = rule.terms(outputs, targets, weights)
-        return total, count, outputs, targets
+        """``(loss_sum, count, predictions, targets)`` of one batch (``engine/batch_loss.py``)."""
+        terms = self.batch_loss.terms(model, self.split_batch, batch)
+        self.task = self.batch_loss.rule.task if self.batch_loss.rule is not None else self.task
+        return terms
 
     def compute_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """The mean training loss of one batch. Override it for batches or losses the defaults do not
@@ -379,7 +353,7 @@ class Trainer:
         return _overrides_compute_loss(self)
 
     def _eval_step(self) -> EvalStep:
-        return EvalStep(model=self.model, terms=self.loss_terms, rule=lambda: self._loss_rule,
+        return EvalStep(model=self.model, terms=self.loss_terms, rule=lambda: self.batch_loss.rule,
                         compute_loss=self.compute_loss if _overrides_compute_loss(self) else None,
                         autocast_dtype=self.autocast_dtype, device=self.device)
 
@@ -414,18 +388,6 @@ class Trainer:
             result = result * torch.tensor(self.target_normalization["std"]) + torch.tensor(
                 self.target_normalization["mean"])
         return result
-
-
-def _dict_keys(rule: Optional[CallRule]) -> Optional[list[str]]:
-    """The keys a dict batch gives the model, for messages."""
-    return list(rule.input_keys) if rule is not None and rule.kind != "tuple" else None
-
-
-def _predictions_or_none(outputs: Any) -> Optional[torch.Tensor]:
-    try:
-        return main_output(outputs)
-    except DataError:  # a model returning only {"loss": ...}
-        return None
 
 
 def _is_array(value: Any) -> bool:

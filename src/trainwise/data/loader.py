@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, TensorDataset
 
+from trainwise.data.tensors import to_device
 from trainwise.errors import DataError
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -259,17 +260,6 @@ class UserLoaderBatches:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.set_epoch(state["epoch"])
         self.position = state["position"]
-
-
-def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """``batch`` with every tensor in it (in tuples, lists and dicts, nested) moved to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, dict):
-        return {key: to_device(value, device, non_blocking) for key, value in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(value, device, non_blocking) for value in batch)
-    return batch
 
 
 def main_output(outputs: Any) -> Any:

@@ -26,6 +26,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data._utils import worker as _worker
 
+from trainwise.data.tensors import to_device
+
 
 def shard_of(rank: int, world_size: int, worker: int, num_workers: int, by_worker: bool) -> tuple[int, int]:
     """``(index, readers)``: this reader's index among all readers of a stream, and their number."""
@@ -107,8 +109,6 @@ class StreamBatches:
         self.sharded.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Any]:
-        from trainwise.data.loader import to_device
-
         skip = self.position  # resume: replay the pass to where the checkpoint was
         for index, batch in enumerate(self.loader):
             if index < skip:

@@ -18,7 +18,7 @@ from trainwise import checkpoint as ckpt
 from trainwise.distributed.ops import barrier, broadcast, is_main, world
 from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
-from trainwise.engine.fitplan import decide_rules, first_batch
+from trainwise.engine.fitplan import FitPlan, World, decide_rules, first_batch
 from trainwise.engine.plan import build_run_schedule, check_targets, fallback_lr, find_lr, split_data
 from trainwise.data.loader import make_batches
 from trainwise.engine.loop import FitLoop
@@ -101,10 +101,12 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     metrics_log = (MetricsLog(metrics_path) if first and saved is None or metrics_path is None else
                    MetricsLog.reopen(metrics_path) if saved is not None else MetricsLog.append_to(metrics_path))
     t.step_sync = step_sync_for(t.device, world_size)
-    loop = FitLoop(t, batches, val, state=state, schedule=schedule, schedule_start=state.step,
-                   total_steps=total_steps, metrics_log=metrics_log, checkpoints=t.checkpointer,
-                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate, clock=clock,
-                   val_every_n_steps=t.val_every_n_steps)
+    plan = t.plan = FitPlan(call=t.batch_loss.call, loss=t.loss_rule, output_shape=output_shape,
+                            world=World(rank, world_size), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                            val_every_n_steps=t.val_every_n_steps)
+    loop = FitLoop(t, batches, val, plan=plan, state=state, schedule=schedule, schedule_start=state.step,
+                   metrics_log=metrics_log, checkpoints=t.checkpointer, cycle_momentum=_cycle_momentum(t, schedule),
+                   evaluate=t.evaluate, clock=clock)
     t._loop, t._fits = loop, getattr(t, "_fits", 0) + 1
     if saved is not None:
         changes = check_resume_config(saved.get("config"), t.config, allow_config_changes)
@@ -230,7 +232,7 @@ def _decide(t: Any, batches: Any, train: Any) -> Optional[tuple[int, ...]]:
         labels = train[1] if isinstance(train, tuple) else _all_targets(t, batches)
         labels = labels[labels != rule.ignore_index].long().flatten().cpu()
         t.class_weights = balanced_class_weights(labels, output_shape[0 if rule.class_axis == 1 else -1])
-        t._loss_rule = None  # decided again, with the weights
+        t.batch_loss.class_weights, t.batch_loss.rule = t._weights_on_device(), None  # decided again, weighted
         rule, output_shape = decide_rules(t, first_batch(batches), user_loss=t._overrides_loss())
     return output_shape
 
@@ -245,7 +247,7 @@ def _all_targets(t: Any, batches: Any) -> torch.Tensor:
 
 
 def _checked(t: Any, data: Any, split: str, output_shape: Optional[tuple[int, ...]]) -> Any:
-    rule = t._loss_rule
+    rule = t.loss_rule
     if rule is None or data is None:
         return data
     classes = output_shape[0 if rule.class_axis == 1 else -1] if rule.task == "classification" and output_shape \

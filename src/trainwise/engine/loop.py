@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -25,6 +23,8 @@ from trainwise.engine.nonfinite import DIVERGED_ADVICE
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
+from trainwise.engine.fitplan import FitPlan
+from trainwise.engine.signals import StopSignals
 from trainwise.engine.state import RunState
 from trainwise.engine.timing import PhaseClock
 
@@ -34,27 +34,26 @@ log = logging.getLogger(__name__)
 class FitLoop:
     """Trains ``trainer.model`` on ``batches`` for ``state.max_epochs`` epochs (or ``max_steps``).
 
-    The trainer gives configuration (model, optimizer, accumulation, clipping, callbacks); the
-    loop keeps the run's state in ``state`` and the epoch's running sums in itself.
+    ``plan`` holds the fit's decisions (batch and loss rules, world, length, validation cadence);
+    the trainer gives the optimizer, accumulation, clipping and callbacks; the loop keeps the run's
+    state in ``state`` and the epoch's running sums in itself.
     """
 
-    def __init__(self, trainer: Any, batches: Any, val: Any, *, state: RunState, schedule: Schedule,
-                 schedule_start: int, total_steps: int, metrics_log: Any, checkpoints: Any,
-                 cycle_momentum: bool, evaluate: Callable[[Any], dict[str, float]],
-                 clock: Optional[PhaseClock] = None, val_every_n_steps: Optional[int] = None) -> None:
-        self.t, self.batches, self.val, self.state = trainer, batches, val, state
-        self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, total_steps
+    def __init__(self, trainer: Any, batches: Any, val: Any, *, plan: FitPlan, state: RunState, schedule: Schedule,
+                 schedule_start: int, metrics_log: Any, checkpoints: Any, cycle_momentum: bool,
+                 evaluate: Callable[[Any], dict[str, float]], clock: Optional[PhaseClock] = None) -> None:
+        self.t, self.batches, self.val, self.state, self.plan = trainer, batches, val, state, plan
+        self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, plan.total_steps
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
         self.step_sync = trainer.step_sync  # DDP: the ranks agree on each micro-batch's loss and on signals
         self.sync_each_step = trainer.device.type == "cpu" or self.step_sync is not None
-        self.world_size = getattr(batches, "world_size", 1)
-        self.val_every: Optional[int] = val_every_n_steps  # validate every N optimizer steps (None: each epoch)
+        self.world_size = plan.world.size
+        self.val_every = plan.val_every_n_steps  # validate every N optimizer steps (None: at each epoch's end)
         self.step_count: Any = 0.0  # counted positions of the optimizer step being accumulated
         self.reset_epoch_stats()
         self.window_loss, self.window_count = 0.0, 0
         self.last_grad_norm: Optional[Any] = None  # a float, or on accelerators a tensor read at log time
-        self.signal_received: Optional[int] = None
-        self.signal_pending = 0  # DDP: a signal this rank received, acted on when all ranks know of it
+        self.signals = StopSignals(distributed=self.step_sync is not None)
         self.restart_epoch = False
         self.group_size = 0  # micro-batches backpropagated since the last optimizer step
         self.pending_logs: dict[str, float] = {}  # trainer.log() values for this epoch's logs
@@ -77,35 +76,32 @@ class FitLoop:
         s, t = self.state, self.t
         self.apply_schedule(force=True)
         self.checkpoints.remember_initial()
-        previous_handlers = self._install_signal_handlers()
+        self.signals.install()  # restored by restore_signal_handlers(), after the run's files: a late SIGTERM is noted
         try:
             t._fire("on_fit_start")
             self._epochs()
             if self.val_every is not None and s.last_val_step != s.step and s.status == "running" \
-                    and self.signal_received is None:
+                    and self.signals.received is None:
                 self._validate_at_step()  # the last steps since a validation: the final model is measured
-            if self.signal_received is not None and not s.should_stop:  # a run that had ended stays ended
+            if self.signals.received is not None and not s.should_stop:  # a run that had ended stays ended
                 s.status = "interrupted"
-                s.stop_reason = f"received {signal.Signals(self.signal_received).name}; saved a checkpoint to resume from"
+                s.stop_reason = f"received {self.signals.name()}; saved a checkpoint to resume from"
                 t.record_event("interrupted", s.stop_reason)
                 t.save_checkpoint()
         except BaseException as exc:
             s.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             s.stop_reason = str(exc) or type(exc).__name__
             raise
-        finally:
-            self.previous_handlers = previous_handlers  # restored by finish(): a late SIGTERM is noted
         if s.status == "running":
             s.status = "completed"
         self._restore_best()
 
     def restore_signal_handlers(self) -> None:
-        for signum, handler in getattr(self, "previous_handlers", {}).items():
-            signal.signal(signum, handler)
+        self.signals.restore()
 
     def _epochs(self) -> None:
         s, t = self.state, self.t
-        while s.epoch < s.max_epochs and not s.should_stop and self.signal_received is None:
+        while s.epoch < s.max_epochs and not s.should_stop and self.signals.received is None:
             if s.max_steps is not None and s.step >= s.max_steps:
                 break
             t._fire("on_epoch_start")
@@ -117,7 +113,7 @@ class FitLoop:
             if self.restart_epoch:
                 self.restart_epoch = False
                 continue
-            if s.status == "diverged" or (self.signal_received is not None and not completed):
+            if s.status == "diverged" or (self.signals.received is not None and not completed):
                 break
             self._end_epoch()
             self.clock.end_epoch(s.epoch)
@@ -179,7 +175,7 @@ class FitLoop:
                 mean = loss_sum.detach() / count  # one for all callbacks: the micro-batch's mean loss
                 for callback in fire_end:
                     callback.on_batch_end(t, mean)
-            if boundary and (s.should_stop or self.signal_received is not None or
+            if boundary and (s.should_stop or self.signals.received is not None or
                              (s.max_steps is not None and s.step >= s.max_steps)):
                 return index == last_index
             switch("data")
@@ -198,9 +194,9 @@ class FitLoop:
         mean = loss_sum.item() / count if count else 0.0
         if self.step_sync is None:
             return mean, count
-        value, total, signum = self.step_sync(torch.tensor(mean), count, self.signal_pending)
-        if signum and self.signal_received is None:
-            self.signal_received = signum
+        value, total, signum = self.step_sync(torch.tensor(mean), count, self.signals.pending)
+        if signum and self.signals.received is None:
+            self.signals.received = signum
         return value, float(total)
 
     def _optimizer_step(self, index: int) -> bool:
@@ -413,22 +409,3 @@ class FitLoop:
             of = f"of {s.step} steps" if self.val_every is not None else f"of {s.epoch}"
             self.t.record_event("restore_best", f"restored the weights of {where} "
                                 f"({best.monitor} {best.value:.6g}), the best {of}")
-
-    # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.signal_received is not None or self.signal_pending:  # a second signal: stop now
-                raise KeyboardInterrupt
-            if self.step_sync is not None:  # DDP: all ranks stop at the micro-batch where they learn of it
-                self.signal_pending = signum
-            else:
-                self.signal_received = signum
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, handler)
-        return previous
-
