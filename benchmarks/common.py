@@ -151,7 +151,8 @@ def in_memory_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: i
 
 def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callable[[], None],
                device: torch.device, precision: Optional[torch.dtype] = None,
-               move_to_device: bool = False) -> list[tuple[int, float, float]]:
+               move_to_device: bool = False, loss_fn: Callable[..., torch.Tensor] = F.cross_entropy,
+               ) -> list[tuple[int, float, float]]:
     """The loop a careful engineer writes: forward, loss read for the running mean (and checked
     to be finite), backward, AdamW step, ``zero_grad(set_to_none=True)``, the 1cycle lr and beta1
     (set before the first step, then after each step for the next), a log row every ``LOG_EVERY``
@@ -159,6 +160,7 @@ def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callabl
 
     On an accelerator the loss stays on the device (summed there), as the Trainer does.
     ``move_to_device``: batches come from the host (a ``DataLoader``) and are copied over.
+    ``loss_fn(outputs, targets)``: the loss the hand loop writes (cross-entropy by default).
     """
     optimizer = make_optimizer(model)
     schedule = onecycle(steps)
@@ -182,10 +184,10 @@ def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callabl
         if move_to_device:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         if precision is None:
-            loss = F.cross_entropy(model(xb), yb)
+            loss = loss_fn(model(xb), yb)
         else:
             with torch.autocast(device.type, dtype=precision):
-                loss = F.cross_entropy(model(xb), yb)
+                loss = loss_fn(model(xb), yb)
         if sync:
             value = loss.item()
             if not math.isfinite(value):
