@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, get_worker_info
 
 from trainwise import Trainer
-from trainwise.callbacks import Callback, EarlyStopping
+from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping
 from trainwise.data.streams import StreamBatches, shard_of
 from trainwise.errors import ConfigError, DataError, ResumeMismatchError
 
@@ -247,3 +247,31 @@ def test_two_trainers_built_in_the_same_second_never_share_a_run_folder(tmp_path
     monkeypatch.chdir(tmp_path)
     folders = {Trainer(nn.Linear(4, 3), progress=False).run_dir for _ in range(3)}
     assert len(folders) == 3 and all(folder.is_dir() for folder in folders)
+
+
+class CrashAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer):
+        if trainer.state.step == self.step:
+            raise RuntimeError("killed")
+
+
+def test_a_stream_resumes_at_its_position_by_replaying_it(tmp_path):
+    x, y = blobs()
+
+    def run(name, crash_at=-1, resume=None):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 3)
+        trainer = Trainer(model, lr=1e-2, max_steps=12, epochs=100, batch_size=32, callbacks=[CrashAt(crash_at)],
+                          checkpoint=CheckpointSaver(every_n_steps=5), **quiet(tmp_path, name))
+        return trainer.fit(Stream(x, y), resume=resume), model
+
+    _, whole = run("whole")
+    with pytest.raises(RuntimeError, match="killed"):
+        run("cut", crash_at=7)
+    result, resumed = run("cut", resume="auto")
+    torch.testing.assert_close(resumed.weight, whole.weight, rtol=0, atol=0)
+    event = next(e for e in result.summary["events"] if e["kind"] == "resumed")
+    assert "at step 5" in event["message"] and "the stream is replayed to batch 5" in event["message"]
