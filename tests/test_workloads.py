@@ -275,3 +275,22 @@ def test_a_stream_resumes_at_its_position_by_replaying_it(tmp_path):
     torch.testing.assert_close(resumed.weight, whole.weight, rtol=0, atol=0)
     event = next(e for e in result.summary["events"] if e["kind"] == "resumed")
     assert "at step 5" in event["message"] and "the stream is replayed to batch 5" in event["message"]
+
+
+def test_validation_every_n_steps_survives_a_resume(tmp_path):
+    x, y = blobs()
+
+    def run(crash_at=-1, resume=None):
+        torch.manual_seed(0)
+        trainer = Trainer(nn.Linear(4, 3), lr=1e-2, epochs=3, batch_size=32, val_every_n_steps=5,
+                          callbacks=[CrashAt(crash_at)], checkpoint=CheckpointSaver(every_epoch=False),
+                          **quiet(tmp_path, "cut" if crash_at > 0 or resume else "whole"))
+        return trainer.fit((x[:200], y[:200]), (x[200:], y[200:]), resume=resume)
+
+    whole = run()
+    with pytest.raises(RuntimeError, match="killed"):
+        run(crash_at=12)
+    resumed = run(resume="auto")
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in whole.history] == [5, 10, 15, 20, 21]
+    assert resumed.summary["best_step"] == whole.summary["best_step"]
+    assert resumed.summary["best_val_loss"] == pytest.approx(whole.summary["best_val_loss"], rel=1e-6)

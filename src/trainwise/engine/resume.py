@@ -219,7 +219,8 @@ class LoopCheckpoint:
         t.spikes.load_state_dict(state["spikes"])
         ckpt.restore_rng_state(own["rng"])
         loop.metrics_log.truncate(state["metrics_rows"])
-        s.history = history_from_rows(loop.metrics_log.rows, s.epoch)
+        s.history = history_from_rows(loop.metrics_log.rows, s.epoch,
+                                      last_step=s.step if loop.val_every is not None else None)
 
     def save(self, *, best: bool = False) -> Path:
         s = self.loop.state
