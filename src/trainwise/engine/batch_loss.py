@@ -61,7 +61,8 @@ class BatchLoss:
                 self.warn(self.rule.warning)
         return self.rule
 
-    def terms(self, model: nn.Module, split: Split, batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
+    def terms(self, model: nn.Module, split: Split,
+              batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
         """``(loss_sum, count, predictions, targets)`` of one batch: the sum over counted positions
         (samples, or tokens not equal to ``ignore_index``) and their count."""
         inputs, targets, weights = split(batch)

@@ -18,7 +18,7 @@ from trainwise import checkpoint as ckpt
 from trainwise.distributed.ops import barrier, broadcast, is_main, world
 from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
-from trainwise.engine.fitplan import FitPlan, World, decide_rules, first_batch
+from trainwise.engine.fitplan import FitPlan, StepSettings, World, decide_rules, first_batch
 from trainwise.engine.plan import build_run_schedule, check_targets, fallback_lr, find_lr, split_data
 from trainwise.data.loader import make_batches
 from trainwise.engine.loop import FitLoop
@@ -103,7 +103,9 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     t.step_sync = step_sync_for(t.device, world_size)
     plan = t.plan = FitPlan(call=t.batch_loss.call, loss=t.loss_rule, output_shape=output_shape,
                             world=World(rank, world_size), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                            val_every_n_steps=t.val_every_n_steps)
+                            val_every_n_steps=t.val_every_n_steps, step=StepSettings(
+                                t.accumulate, t.grad_clip, t.grad_clip_mode, t.log_every_n_steps, t.device,
+                                t.schedule_monitor, t.schedule_interval))
     loop = FitLoop(t, batches, val, plan=plan, state=state, schedule=schedule, schedule_start=state.step,
                    metrics_log=metrics_log, checkpoints=t.checkpointer, cycle_momentum=_cycle_momentum(t, schedule),
                    evaluate=t.evaluate, clock=clock)
@@ -264,7 +266,8 @@ def _check_monitors(t: Any, val: Any, schedule: Any) -> None:
     from trainwise.checks import did_you_mean
     from trainwise.schedules import PlateauSchedule
 
-    names = {"train_loss"} | ({"train_clip_fraction"} if t.grad_clip is not None and t.grad_clip_mode == "norm" else set())
+    clipped = t.grad_clip is not None and t.grad_clip_mode == "norm"
+    names = {"train_loss"} | ({"train_clip_fraction"} if clipped else set())
     if val is not None:
         names |= {f"val_{name}" for name in t.evaluate_split(val, limit=2)[0]}
     watched = [("early stopping / best checkpoint", t.state.best.monitor)]

@@ -41,10 +41,26 @@ class World:
 
 
 @dataclass(frozen=True)
+class StepSettings:
+    """How the loop takes an optimizer step and logs it: micro-batches per step, clipping, the log
+    cadence, the device, and what a plateau schedule or a user's torch scheduler listens to."""
+
+    accumulate: int = 1
+    grad_clip: Optional[float] = None
+    grad_clip_mode: str = "norm"
+    log_every_n_steps: int = 50
+    device: torch.device = torch.device("cpu")
+    schedule_monitor: str = "val_loss"
+    schedule_interval: str = "step"  # a user's torch scheduler: stepped per "step" or per "epoch"
+
+
+@dataclass(frozen=True)
 class FitPlan:
     """What the loop executes. ``steps_per_epoch`` is None for a stream of unknown length (an epoch
     is then one pass); ``total_steps`` is what the schedule spans. ``val_every_n_steps``: validate
-    after every that many optimizer steps (None: at the end of each epoch)."""
+    after every that many optimizer steps (None: at the end of each epoch). ``step``: how each
+    optimizer step is taken. The trainer keeps the objects (model, optimizer, scaler, guard,
+    callbacks) and the verbs (``stop``, ``record_event``, ``save_checkpoint``)."""
 
     call: Optional[CallRule]
     loss: Optional[LossRule]
@@ -53,6 +69,7 @@ class FitPlan:
     steps_per_epoch: Optional[int]
     total_steps: int
     val_every_n_steps: Optional[int] = None
+    step: StepSettings = StepSettings()
 
     def describe(self) -> dict[str, Any]:
         """What data.json records: the decisions, so a reader knows how the run used its data."""

@@ -43,10 +43,11 @@ class FitLoop:
                  schedule_start: int, metrics_log: Any, checkpoints: Any, cycle_momentum: bool,
                  evaluate: Callable[[Any], dict[str, float]], clock: Optional[PhaseClock] = None) -> None:
         self.t, self.batches, self.val, self.state, self.plan = trainer, batches, val, state, plan
+        self.settings = plan.step  # accumulation, clipping, log cadence, device
         self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, plan.total_steps
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
         self.step_sync = trainer.step_sync  # DDP: the ranks agree on each micro-batch's loss and on signals
-        self.sync_each_step = trainer.device.type == "cpu" or self.step_sync is not None
+        self.sync_each_step = self.settings.device.type == "cpu" or self.step_sync is not None
         self.world_size = plan.world.size
         self.val_every = plan.val_every_n_steps  # validate every N optimizer steps (None: at each epoch's end)
         self.step_count: Any = 0.0  # counted positions of the optimizer step being accumulated
@@ -60,12 +61,12 @@ class FitLoop:
         self.best_weights: Optional[dict[str, torch.Tensor]] = None
         self.torch_scheduler = trainer.torch_scheduler  # a user's torch scheduler sets the lrs itself
         self.checkpoints = LoopCheckpoint(self, checkpoints)
-        self.clock = clock if clock is not None else PhaseClock(trainer.device)  # where the time goes
+        self.clock = clock if clock is not None else PhaseClock(self.settings.device)  # where the time goes
 
     def reset_epoch_stats(self) -> None:
         self.loss_sum, self.loss_count = 0.0, 0.0  # over counted positions (samples, or tokens)
-        self.loss_sum_device = torch.zeros((), dtype=torch.float64, device=self.t.device)
-        self.loss_count_device = torch.zeros((), dtype=torch.float64, device=self.t.device)
+        self.loss_sum_device = torch.zeros((), dtype=torch.float64, device=self.settings.device)
+        self.loss_count_device = torch.zeros((), dtype=torch.float64, device=self.settings.device)
         self.clipped_steps, self.epoch_steps = 0, 0
         self.state.epoch_samples = 0
 
@@ -125,7 +126,7 @@ class FitLoop:
         if s.batch == 0:  # a fresh epoch (a resumed one continues where its checkpoint was)
             batches.set_epoch(s.epoch)
             self.reset_epoch_stats()
-        accumulate, sync = t.accumulate, self.sync_each_step
+        accumulate, sync = self.settings.accumulate, self.sync_each_step
         last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
         skip = t.guard.skip_batches
@@ -206,21 +207,21 @@ class FitLoop:
         if scaler_on:
             t.scaler.unscale_(optimizer)
         self._normalize_gradients()
-        if t.grad_clip is not None:
-            if t.grad_clip_mode == "norm":
-                norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.grad_clip)
+        if self.settings.grad_clip is not None:
+            if self.settings.grad_clip_mode == "norm":
+                norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.settings.grad_clip)
                 if not self.sync_each_step:  # no host sync per step: read at log time, caught like the loss
                     self.last_grad_norm = norm
-                    self.clipped_steps += norm > t.grad_clip
+                    self.clipped_steps += norm > self.settings.grad_clip
                 else:
                     norm_value = norm.item()
                     self.last_grad_norm = norm_value
                     if not math.isfinite(norm_value) and not scaler_on:
                         optimizer.zero_grad(set_to_none=True)
                         return self._on_nonfinite(f"gradient norm is {norm_value}", index)
-                    self.clipped_steps += norm_value > t.grad_clip
+                    self.clipped_steps += norm_value > self.settings.grad_clip
             else:
-                torch.nn.utils.clip_grad_value_(t.model.parameters(), t.grad_clip)
+                torch.nn.utils.clip_grad_value_(t.model.parameters(), self.settings.grad_clip)
         for callback in t._dispatch["on_before_optimizer_step"]:
             callback.on_before_optimizer_step(t, optimizer)
         if scaler_on:
@@ -236,10 +237,10 @@ class FitLoop:
             return False
         s.step += 1
         self.epoch_steps += 1
-        if self.torch_scheduler is not None and t.schedule_interval == "step":
+        if self.torch_scheduler is not None and self.settings.schedule_interval == "step":
             self.torch_scheduler.step()
         self.apply_schedule()
-        if s.step % t.log_every_n_steps == 0:
+        if s.step % self.settings.log_every_n_steps == 0:
             if not self.sync_each_step and not math.isfinite(self.loss_sum_device.item()):
                 return self._on_late_nonfinite(index)
             self._log_step()
@@ -314,8 +315,9 @@ class FitLoop:
         """On accelerators the loss is read only at log steps (no sync per step), so a bad update
         is found after it was applied: it cannot be skipped, only rolled back (or the run stopped)."""
         s, t, guard = self.state, self.t, self.t.guard
-        where = (f"the loss became non-finite in the {t.log_every_n_steps} steps before step {s.step} "
-                 f"(epoch {s.current_epoch}; on {t.device.type} the loss is read every train.log_every_n_steps steps)")
+        where = (f"the loss became non-finite in the {self.settings.log_every_n_steps} steps before step {s.step} "
+                 f"(epoch {s.current_epoch}; on {self.settings.device.type} the loss is read every "
+                 "train.log_every_n_steps steps)")
         t.optimizer.zero_grad(set_to_none=True)
         self.group_size, self.step_count = 0, 0.0
         if guard.policy != "stop" and guard.can_roll_back():
@@ -332,7 +334,7 @@ class FitLoop:
         if not self.sync_each_step:
             self.loss_sum, self.loss_count = self.loss_sum_device.item(), self.loss_count_device.item()
         values = {"loss": self.loss_sum / max(self.loss_count, 1e-12)}
-        if t.grad_clip is not None and t.grad_clip_mode == "norm":
+        if self.settings.grad_clip is not None and self.settings.grad_clip_mode == "norm":
             values["clip_fraction"] = float(self.clipped_steps) / max(self.epoch_steps, 1)
         return values
 
@@ -371,11 +373,11 @@ class FitLoop:
         logs.update(self.pending_logs)
         self.pending_logs = {}
         self._update_best(logs)
-        monitored = logs.get(t.schedule_monitor)
+        monitored = logs.get(self.settings.schedule_monitor)
         if monitored is not None:
             self.schedule.observe(monitored)
         s.history.append({"epoch": s.current_epoch, "step": s.step, **logs, "lr": s.lr})
-        if self.torch_scheduler is not None and t.schedule_interval == "epoch":
+        if self.torch_scheduler is not None and self.settings.schedule_interval == "epoch":
             self._step_torch_scheduler(monitored)
         return logs
 
@@ -384,8 +386,8 @@ class FitLoop:
 
         if isinstance(self.torch_scheduler, ReduceLROnPlateau):
             if monitored is None:
-                raise ConfigError(f"ReduceLROnPlateau needs schedule_monitor {self.t.schedule_monitor!r}, which this "
-                                  "run does not log; set schedule_monitor='train_loss' or pass validation data")
+                raise ConfigError(f"ReduceLROnPlateau needs schedule_monitor {self.settings.schedule_monitor!r}, which "
+                                  "this run does not log; set schedule_monitor='train_loss' or pass validation data")
             self.torch_scheduler.step(monitored)
         else:
             self.torch_scheduler.step()
