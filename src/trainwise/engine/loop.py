@@ -25,6 +25,7 @@ from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
 from trainwise.engine.fitplan import FitPlan
 from trainwise.engine.signals import StopSignals
+from trainwise.engine.step_mean import normalize_gradients, read_loss
 from trainwise.engine.state import RunState
 from trainwise.engine.timing import PhaseClock
 
@@ -145,7 +146,7 @@ class FitLoop:
                     callback.on_batch_start(t, batch)
                 loss_sum, count = training_terms(batch)
                 if sync:
-                    value, count = self._read_loss(loss_sum, count)
+                    value, count = read_loss(loss_sum, count, self.step_sync, self.signals)
                     if not math.isfinite(value):
                         if self._on_nonfinite(f"loss is {value}", index, gradients_touched=False):
                             return False
@@ -188,25 +189,14 @@ class FitLoop:
             switch("other")
         return True
 
-    def _read_loss(self, loss_sum: torch.Tensor, count: Any) -> tuple[float, float]:
-        """The micro-batch's mean loss and count, read on the host; under DDP the whole global
-        micro-batch's, alike on all ranks (and a signal any rank received)."""
-        count = float(count)
-        mean = loss_sum.item() / count if count else 0.0
-        if self.step_sync is None:
-            return mean, count
-        value, total, signum = self.step_sync(torch.tensor(mean), count, self.signals.pending)
-        if signum and self.signals.received is None:
-            self.signals.received = signum
-        return value, float(total)
-
     def _optimizer_step(self, index: int) -> bool:
         """Clip, step, zero the gradients, set the next step's lr. True when the epoch must end."""
         s, t, optimizer = self.state, self.t, self.t.optimizer
         scaler_on = t.scaler.is_enabled()
         if scaler_on:
             t.scaler.unscale_(optimizer)
-        self._normalize_gradients()
+        normalize_gradients(t.model.parameters(), self.step_count, self.world_size)
+        self.step_count = 0.0
         if self.settings.grad_clip is not None:
             if self.settings.grad_clip_mode == "norm":
                 norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.settings.grad_clip)
@@ -249,20 +239,6 @@ class FitLoop:
         if self.val_every is not None and s.step % self.val_every == 0:
             self._validate_at_step()
         return False
-
-    def _normalize_gradients(self) -> None:
-        """Gradients of summed losses → of the step's mean: divided by the count of the whole
-        optimizer step (every micro-batch; under DDP every rank, agreed per micro-batch, times the
-        world size because DDP averages the ranks' gradients)."""
-        count, self.step_count = self.step_count, 0.0
-        grads = [p.grad for p in self.t.model.parameters() if p.grad is not None]
-        if not grads:
-            return
-        if isinstance(count, torch.Tensor):
-            scale = self.world_size / count.to(grads[0].dtype).clamp_min(1e-12)
-            torch._foreach_mul_(grads, scale.to(grads[0].device))
-        elif count != self.world_size:
-            torch._foreach_mul_(grads, self.world_size / max(count, 1e-12))
 
     def apply_schedule(self, force: bool = False) -> None:
         """Set the lr (and momentum, when cycled) of the current step; each group keeps its ratio."""
