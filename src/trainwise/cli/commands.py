@@ -12,8 +12,10 @@ from trainwise.cli import EXIT_RUN_FAILED
 from trainwise.config.check import check_names
 from trainwise.config.schema import RunConfig, load_config
 from trainwise.cli.rank import train_rank
+from trainwise.distributed.job import writing_run_folder
 from trainwise.distributed.ops import is_main
-from trainwise.distributed.launch import check_nproc, check_sync_batchnorm, env_world_size
+from trainwise.distributed.launch import check_nproc, check_sync_batchnorm
+from trainwise.distributed.world import env_world_size
 from trainwise.errors import CheckpointError
 from trainwise.runfolder.files import default_run_dir
 
@@ -42,6 +44,11 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
+    with writing_run_folder(run_dir):  # one writer per run folder, from data.json to the report
+        return _train_in_folder(args, cfg, run_dir)
+
+
+def _train_in_folder(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
     build.pin_threads(cfg)
     main = is_main()
     bundle = build.load_bundle(cfg)
