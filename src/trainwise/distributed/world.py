@@ -105,9 +105,28 @@ def join_world(device: torch.device, timeout: float = DEFAULT_TIMEOUT) -> World:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+    wait = datetime.timedelta(seconds=timeout)
+    store = _attempt_store(world_size, restart, wait)
+    if store is not None:
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=wait)
+    else:
+        dist.init_process_group(backend, timeout=wait)
     atexit.register(_leave)
     return World(rank, _env_int("LOCAL_RANK", rank), world_size, device, backend, restart)
+
+
+def _attempt_store(world_size: int, restart: int, wait: datetime.timedelta) -> Optional[object]:
+    """Under torch's elastic agent, the agent's store with keys of this attempt only. The agent keeps
+    one store across restarts and torch 2.13 no longer prefixes the keys by attempt, so a restarted
+    rank could read the previous attempt's gloo addresses ("connectFullMesh failed ... Connection
+    refused", seen in one restart of three). None elsewhere (``env://`` as usual)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    import torch.distributed as dist
+
+    agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False,
+                          timeout=wait)
+    return dist.PrefixStore(f"trainwise/attempt_{restart}", agent)
 
 
 def _leave() -> None:
