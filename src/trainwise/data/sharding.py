@@ -140,7 +140,7 @@ def loader_settings(loader: "DataLoader", world_size: int, *, training: bool) ->
     if isinstance(sampler, RandomSampler) and (sampler.replacement or sampler._num_samples is not None):
         raise DataError(f"{world_size} processes (DDP) cannot share out a RandomSampler that draws with replacement "
                         f"or a set number of samples; {fix}")
-    batch_size = loader.batch_size
+    batch_size = loader.batch_sampler.batch_size  # type: ignore[union-attr]  # also when a BatchSampler was given
     if isinstance(sampler, DistributedSampler):
         if sampler.num_replicas != world_size:
             raise DataError(f"the DataLoader's DistributedSampler was built for {sampler.num_replicas} processes but "
@@ -149,7 +149,8 @@ def loader_settings(loader: "DataLoader", world_size: int, *, training: bool) ->
     shuffle = training and (isinstance(sampler, RandomSampler) or getattr(sampler, "shuffle", False))
     settings: dict[str, Any] = dict(
         dataset=loader.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=loader.num_workers,
-        pin_memory=loader.pin_memory, drop_last=loader.drop_last, collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory, drop_last=loader.batch_sampler.drop_last,  # type: ignore[union-attr]
+        collate_fn=loader.collate_fn,
         worker_init_fn=loader.worker_init_fn, timeout=loader.timeout)
     if loader.num_workers > 0:
         settings.update(prefetch_factor=loader.prefetch_factor, multiprocessing_context=loader.multiprocessing_context)
