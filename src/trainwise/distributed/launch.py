@@ -114,10 +114,19 @@ def training_model(t: Any, world_size: int) -> Iterator[None]:
     except RuntimeError as exc:
         if is_peer_failure(exc):
             raise PeerLostError(f"rank {world()[0]}: another process of the job stopped ({_first_line(exc)}); "
-                                "the run can continue from its last checkpoint with --resume auto") from exc
+                                f"{_what_follows()}") from exc
         raise
     finally:
         t.train_model = t.model
+
+
+def _what_follows() -> str:
+    """After a lost peer: the launcher's restart when it has one left, else the user's resume."""
+    restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) - \
+        int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if restarts_left > 0:
+        return "the launcher restarts the job, which continues from its last checkpoint"
+    return "the run can continue from its last checkpoint with --resume auto"
 
 
 def step_sync_for(device: torch.device, world_size: int) -> Optional[StepSync]:
