@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,17 @@ def test_a_second_writer_is_refused_with_who_holds_the_folder_and_a_killed_holde
     lock.acquire(run_dir)  # the kernel released the killed holder's lock
     lock.acquire(run_dir)  # re-entrant in one process
     lock.release(run_dir)
-    lock.release(run_dir)
+    child = os.fork()  # as a DataLoader worker is: it must not keep the folder locked after the run
+    if child == 0:
+        time.sleep(5)
+        os._exit(0)
+    try:
+        lock.release(run_dir)
+        lock.acquire(run_dir)  # free again, though the forked child lives on
+        lock.release(run_dir)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
 
 
 def test_the_cli_refuses_a_second_writer_in_one_line_and_writes_nothing(tmp_path):

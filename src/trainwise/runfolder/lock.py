@@ -1,5 +1,5 @@
-"""One writer per run folder: an operating-system lock (``flock``) on ``RUN_DIR/.lock``, held for as
-long as a process trains into the folder.
+"""One writer per run folder: an operating-system lock on ``RUN_DIR/.lock``, held for as long as a
+process trains into the folder.
 
 A second process that tries to write the folder (the same command started twice, a second torchrun
 job, a search worker pointed at the same ``--run-dir``) is refused with one line that says who holds
@@ -7,6 +7,12 @@ it. The kernel releases the lock when the holder's process ends however it ends 
 so a killed run never blocks its own ``--resume auto``; a stale ``.lock`` file without a live lock
 means nothing. Within one process the lock is re-entrant (the CLI holds it around ``fit``, which takes
 it too).
+
+It is a POSIX record lock (``fcntl.lockf``), not ``flock``: an ``flock`` belongs to the open file,
+which forked children (DataLoader workers, persistent ones included) inherit, so the folder would stay
+locked after the run while they live, and the same process could not take it again. A POSIX lock
+belongs to the process and is not inherited; it also works over NFS. Its one pitfall (closing any
+descriptor of the file releases it) is avoided by opening ``.lock`` only here.
 
 Example:
     >>> with hold_run_folder(Path("runs/a")):
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import json
 import os
 import socket
@@ -46,7 +53,10 @@ def acquire(run_dir: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         _lock(fd)
-    except BlockingIOError:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            os.close(fd)
+            raise
         holder = _read_holder(fd)
         os.close(fd)
         raise RunFolderBusyError(f"run folder {run_dir} is being written by another process ({holder}); wait for it "
@@ -64,7 +74,7 @@ def release(run_dir: Path) -> None:
     if count > 1:
         _held[key] = (fd, count - 1)
         return
-    os.close(fd)  # closing the last descriptor releases the flock
+    os.close(fd)  # closing it releases the lock
 
 
 @contextlib.contextmanager
@@ -84,7 +94,7 @@ def hold_run_folder(run_dir: Optional[Path]) -> Iterator[None]:
 def _lock(fd: int) -> None:
     import fcntl
 
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _write_holder(fd: int) -> None:
