@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -190,12 +191,20 @@ def test_a_sigkilled_rank_without_restarts_ends_the_job_with_one_line_and_the_co
 @pytest.mark.slow
 def test_two_jobs_at_once_do_not_collide_and_another_world_size_is_refused(work, references):
     jobs = [trainwise(work, "--run-dir", f"pair-{i}", "train.epochs=1", nproc=2) for i in range(2)]
-    for job in jobs:
+    # at the same time, a job of two "machines" of one process each, meeting at a rendezvous endpoint
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    machines = [trainwise(work, "--run-dir", "nodes", "train.epochs=1", "--nproc", "1", "--nnodes", "2",
+                          "--rdzv-endpoint", f"127.0.0.1:{port}") for _ in range(2)]
+    for job in jobs + machines:
         code, output = finish(job)
         assert code == 0, output
         assert "EADDRINUSE" not in output
-    for i in range(2):
-        assert summary(work / f"pair-{i}")["status"] == "completed"
+    for name in ("pair-0", "pair-1", "nodes"):
+        assert summary(work / name)["status"] == "completed"
+    for split, metric in (("train", "loss"), ("val", "loss"), ("test", "accuracy")):
+        assert rows(work / "nodes", split, metric) == rows(work / "pair-0", split, metric)  # the same job
 
     copy = work / "mismatch"
     shutil.copytree(references["double"], copy)
