@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,44 +143,68 @@ def test_two_processes_follow_the_single_process_curve_with_the_same_global_batc
     assert saved["run_state"]["world_size"] == 2 and len(saved["ranks"]) == 2
 
 
-@pytest.mark.slow
-def test_a_sigkilled_rank_ends_the_job_and_resume_auto_completes_it_exactly(work, references):
-    # not --quiet: rank 0's progress bar is a callback, and rank 1 (printing nowhere) has one too
-    proc = trainwise(work, "--run-dir", "killed", "train.checkpoint.every_n_steps=10", nproc=2, quiet=False)
-    manifest = work / "killed" / "checkpoints" / "manifest.json"
+def sigkill_rank_1_at_the_first_checkpoint(proc: subprocess.Popen, run_dir: Path) -> dict[int, int]:
+    """The launcher's ranks by rank, once the job has saved a checkpoint; rank 1 then gets SIGKILL."""
+    manifest = run_dir / "checkpoints" / "manifest.json"
     while not manifest.exists() and proc.poll() is None:
         time.sleep(0.02)
     ranks = {rank_of(int(pid)): int(pid) for pid in
              subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()}
     assert sorted(ranks) == [0, 1], "both ranks run"
     os.kill(ranks[1], signal.SIGKILL)
-    code, output = finish(proc, timeout=30)  # the acceptance bound: the whole job ends within 30 s
-    assert code == 1, output
-    assert f"rank 1 (pid {ranks[1]}) was killed by SIGKILL; stopped the other 1 process" in output
-    assert "--nproc 2 --run-dir killed --resume auto" in output
-    assert "Traceback" not in output
-    for pid in ranks.values():
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
-    assert summary(work / "killed")["status"] == "failed"
+    return ranks
 
-    code, output = finish(trainwise(work, "--run-dir", "killed", "--resume", "auto",
-                                    "train.checkpoint.every_n_steps=10", nproc=2, quiet=False))
+
+@pytest.mark.slow
+def test_a_sigkilled_rank_restarts_the_job_from_its_checkpoint_and_the_run_ends_exactly(work, references):
+    # not --quiet: rank 0's progress bar is a callback, and rank 1 (printing nowhere) has one too
+    proc = trainwise(work, "--run-dir", "restarted", "train.checkpoint.every_n_steps=10", "--max-restarts", "1",
+                     nproc=2, quiet=False)
+    sigkill_rank_1_at_the_first_checkpoint(proc, work / "restarted")
+    code, output = finish(proc)
     assert code == 0, output
-    resumed, reference = work / "killed", references["double"]
+    assert output.count("restart 1 of the job: continuing from the last checkpoint") == 1
+    assert "resumed from restarted/checkpoints/step-000000" in output
+    resumed, reference = work / "restarted", references["double"]
     assert summary(resumed)["status"] == "completed"
+    assert json.loads((resumed / "run.json").read_text())["starts"] == 2
     for split, metric in (("train", "loss"), ("val", "loss"), ("test", "accuracy")):
         assert rows(resumed, split, metric) == rows(reference, split, metric)  # bit for bit
 
 
 @pytest.mark.slow
+def test_a_sigkilled_rank_without_restarts_ends_the_job_with_one_line_and_the_command_that_continues(work):
+    proc = trainwise(work, "--run-dir", "killed", "train.checkpoint.every_n_steps=10", nproc=2)
+    ranks = sigkill_rank_1_at_the_first_checkpoint(proc, work / "killed")
+    code, output = finish(proc, timeout=60)
+    assert code == 1, output
+    assert f"error: rank 1 (pid {ranks[1]}) was killed by SIGKILL; stopped the other 1 process. " \
+           "The last checkpoint is killed/checkpoints/step-000000" in output
+    assert "continue with: trainwise train config.yaml train.checkpoint.every_n_steps=10 --nproc 2 " \
+           "--run-dir killed --resume auto" in output
+    assert "Traceback" not in output
+    for pid in ranks.values():
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert summary(work / "killed")["status"] == "failed"
+
+
+@pytest.mark.slow
 def test_two_jobs_at_once_do_not_collide_and_another_world_size_is_refused(work, references):
     jobs = [trainwise(work, "--run-dir", f"pair-{i}", "train.epochs=1", nproc=2) for i in range(2)]
-    for job in jobs:
+    # at the same time, a job of two "machines" of one process each, meeting at a rendezvous endpoint
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    machines = [trainwise(work, "--run-dir", "nodes", "train.epochs=1", "--nproc", "1", "--nnodes", "2",
+                          "--rdzv-endpoint", f"127.0.0.1:{port}") for _ in range(2)]
+    for job in jobs + machines:
         code, output = finish(job)
         assert code == 0, output
         assert "EADDRINUSE" not in output
-    for i in range(2):
-        assert summary(work / f"pair-{i}")["status"] == "completed"
+    for name in ("pair-0", "pair-1", "nodes"):
+        assert summary(work / name)["status"] == "completed"
+    for split, metric in (("train", "loss"), ("val", "loss"), ("test", "accuracy")):
+        assert rows(work / "nodes", split, metric) == rows(work / "pair-0", split, metric)  # the same job
 
     copy = work / "mismatch"
     shutil.copytree(references["double"], copy)

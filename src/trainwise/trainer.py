@@ -28,6 +28,7 @@ from trainwise.callbacks.loggers import build_loggers
 from trainwise.checks import check_choice, check_int, check_range
 from trainwise.distributed.ops import world
 from trainwise.distributed.launch import check_sync_batchnorm
+from trainwise.distributed.world import World, env_world_size, join_world, rank_device
 from trainwise.errors import ConfigError, DataError
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
 from trainwise.engine.fit import FitResult, run_fit, run_lr_find
@@ -35,7 +36,7 @@ from trainwise.engine.arguments import check_lr, resolve_device, torch_scheduler
 from trainwise.engine.fitplan import FitPlan, check_val_every
 from trainwise.engine.plan import hold_out_val
 from trainwise.engine.predict import predict_outputs
-from trainwise.data.loader import batch_length, main_output, make_batches
+from trainwise.data.loader import batch_length, make_batches
 from trainwise.engine.batch_loss import BatchLoss
 from trainwise.engine.loss_rule import TASKS, LossRule
 from trainwise.losses import IGNORE_INDEX
@@ -116,10 +117,12 @@ class Trainer:
             CPU it needs a C++ compiler; the first steps pay the compilation. channels_last: convert a
             convolutional model's weights to the channels-last memory format (NHWC). Both are measured in
             ``benchmarks/speed_options.py`` and off by default.
-        sync_batchnorm: in a DistributedDataParallel job (a process group initialized, e.g. under
-            ``torchrun``), turn BatchNorm layers into SyncBatchNorm (statistics over the global batch).
-            In such a job ``batch_size`` is the global batch, each rank trains on its share, rank 0
-            writes the run folder, and ``fit``/``evaluate`` must be called on every rank.
+        sync_batchnorm: in a DistributedDataParallel job, turn BatchNorm layers into SyncBatchNorm
+            (statistics over the global batch). A job is a script run by ``torchrun`` (``fit`` joins
+            its process group itself: gloo on CPU, nccl on ``cuda:LOCAL_RANK``) or a process group
+            you initialized. There ``batch_size`` is the global batch, each rank trains on its share of
+            every batch (tensors, a ``Dataset``, or a plain ``DataLoader``, rebuilt per rank), rank 0
+            alone writes the run folder, and ``fit``/``evaluate``/``predict`` must be called on every rank.
         loggers: ``"tensorboard"``, ``"mlflow"`` or logger callbacks (``TensorBoardLogger(log_dir=)``,
             ``MLflowLogger(tracking_uri=, experiment=)``): the run also logged where people look already.
     """
@@ -158,7 +161,7 @@ class Trainer:
             check_range("grad_clip", grad_clip, 0, low_open=True)
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.device = resolve_device(device)
+        self.device = rank_device(resolve_device(device))  # under torchrun on GPUs: cuda:LOCAL_RANK
         self.model = speed_options(model.to(self.device), self.device, compile=compile, channels_last=channels_last)
         self.user_optimizer = isinstance(optimizer, torch.optim.Optimizer)
         if not self.user_optimizer:
@@ -229,10 +232,11 @@ class Trainer:
         self.reference_lr: Optional[float] = None  # the lr the schedule scales (set by fit)
         self._loop: Any = None  # the running FitLoop, for the verbs
         self._fits = 0
-        check_sync_batchnorm(sync_batchnorm, self.device, world()[1])
+        check_sync_batchnorm(sync_batchnorm, self.device, max(world()[1], env_world_size()))
         self.sync_batchnorm = sync_batchnorm
         self.train_model: nn.Module = self.model  # what training calls: the DDP wrapper in a DDP job
         self.step_sync: Any = None  # DDP: the per-micro-batch agreement of the ranks (dist_ops.StepSync)
+        self.world = World(device=self.device)  # this process's place in its job; fit() finds it (join_world)
 
     # ----------------------------------------------------------------------------- verbs for callbacks
     def stop(self, reason: str, status: str = "stopped_early") -> None:
@@ -292,6 +296,7 @@ class Trainer:
                             "fit((x, y), (x_val, y_val)), or fit(x, y) with as many targets as inputs")
         if val_fraction is not None:
             train, val = hold_out_val(train, val, val_fraction, self.seed)
+        self.world = join_world(self.device)  # under torchrun: joins the job (DDP, data sharded, rank 0 writes)
         if self._fits == 0:  # the first fit settles the callbacks
             self.use_callbacks(has_val=val is not None)
         return run_fit(self, train, val, test, resume=resume, allow_config_changes=allow_config_changes)
@@ -305,7 +310,9 @@ class Trainer:
     def use_callbacks(self, *, has_val: bool) -> None:
         """Assemble the callbacks and the run's "best" for data with or without a validation split."""
         self.callbacks, self.best = assemble_callbacks(has_val=has_val, **self._callback_args)
-        self._dispatch = {event: [cb for cb in self.callbacks if overrides(cb, event)] for event in EVENTS}
+        main = world()[0] == 0  # DDP: loggers and the progress bar run on rank 0 alone
+        self._dispatch = {event: [cb for cb in self.callbacks if overrides(cb, event)
+                                  and (main or not cb.main_process_only)] for event in EVENTS}
 
     def _fire(self, event: str, *args: Any) -> None:
         for callback in self._dispatch[event]:

@@ -48,7 +48,13 @@ EVENTS = (
 
 
 class Callback:
-    """Base class; override only the events you need (the loop skips the others for free)."""
+    """Base class; override only the events you need (the loop skips the others for free).
+
+    In a DDP job every rank runs the callbacks (they see the same figures, so a stop is taken on
+    all ranks alike), except those with ``main_process_only = True`` (loggers, the progress bar):
+    they run on global rank 0 alone."""
+
+    main_process_only = False
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         """Once, before the first epoch (after a resume has restored state)."""

@@ -72,6 +72,8 @@ def _final_figures(trainer: Trainer) -> dict[str, float]:
 class TensorBoardLogger(Callback):
     """TensorBoard event files in ``log_dir`` (default ``<run folder>/tensorboard``)."""
 
+    main_process_only = True  # DDP: rank 0 alone writes and prints
+
     def __init__(self, log_dir: Union[str, Path, None] = None) -> None:
         _require("tensorboard", "tensorboard")
         self.log_dir, self.writer = log_dir, None  # type: Optional[Union[str, Path]], Any
@@ -130,6 +132,8 @@ def check_tracking_uri(uri: str) -> str:
 
 class MLflowLogger(Callback):
     """One MLflow run per trainwise run, in ``experiment`` (default ``trainwise``)."""
+
+    main_process_only = True  # DDP: rank 0 alone writes and prints
 
     def __init__(self, tracking_uri: Optional[str] = None, experiment: Optional[str] = None) -> None:
         _require("mlflow", "mlflow")

@@ -40,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--doctor", action="store_true", help="run the doctor's pre-flight checks first (doctor.json "
                        "in the run folder); a FAIL stops before training with exit code 1")
     train.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine "
-                       "(DistributedDataParallel: gloo on CPU, nccl on GPU; data.batch_size is the global batch)")
+                       "(DistributedDataParallel: gloo on CPU, nccl on GPU; data.batch_size is the global batch), "
+                       "started by torch's elastic launcher (torchrun's)")
+    train.add_argument("--max-restarts", type=int, default=0, metavar="N", help="with --nproc: restart the whole "
+                       "job up to N times when a process fails; each restart continues from the last checkpoint")
+    train.add_argument("--nnodes", default="1", metavar="N|MIN:MAX", help="with --nproc: machines in the job "
+                       "(run the same command on each, with --rdzv-endpoint and --run-dir)")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="with --nnodes: where the machines meet "
+                       "(torch's c10d rendezvous, hosted by the machine at HOST)")
+    train.add_argument("--rdzv-id", metavar="ID", help="with --nnodes: the job's id, the same on every machine "
+                       "(default: from the --run-dir name)")
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a run's best checkpoint")
     evaluate.add_argument("run_dir")

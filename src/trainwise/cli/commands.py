@@ -11,10 +11,12 @@ from trainwise.config import build
 from trainwise.cli import EXIT_RUN_FAILED
 from trainwise.config.check import check_names
 from trainwise.config.schema import RunConfig, load_config
-from trainwise.cli.rank import train_rank
+from trainwise.cli.rank import continue_after_restart, train_rank
+from trainwise.distributed.job import writing_run_folder
 from trainwise.distributed.ops import is_main
-from trainwise.distributed.launch import check_nproc, check_sync_batchnorm, env_world_size
-from trainwise.errors import CheckpointError
+from trainwise.distributed.launch import check_nproc, check_sync_batchnorm
+from trainwise.distributed.world import env_world_size
+from trainwise.errors import CheckpointError, ConfigError
 from trainwise.runfolder.files import default_run_dir
 
 log = logging.getLogger("trainwise")
@@ -24,24 +26,40 @@ log = logging.getLogger("trainwise")
 def train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     check_names(cfg)  # a typo fails in a second, before the data loads
+    continue_after_restart(args)
     if env_world_size() > 1:  # one rank of a DDP job (started by --nproc or torchrun)
         return train_rank(args, cfg, _run_dir_for(cfg, args), _train)
     if args.nproc is not None:
         check_nproc(args.nproc, build.device_of(cfg))
-    if (args.nproc or 1) > 1:
+    if _launches(args):
         check_sync_batchnorm(cfg.train.sync_batchnorm, build.device_of(cfg), args.nproc)
-        from trainwise.cli.launch import launch
+        from trainwise.cli.launch import check_launch_args, launch
 
+        check_launch_args(args)
         run_dir = _run_dir_for(cfg, args)
         if getattr(args, "doctor", False):  # pre-flight once, in this process, before any rank starts
             run_dir.mkdir(parents=True, exist_ok=True)
             if _doctor_fails(cfg, build.load_bundle(cfg), run_dir):
                 return EXIT_RUN_FAILED
-        return launch(args, run_dir, timeout=cfg.train.dist_timeout)
+        return launch(args, run_dir)
     return _train(args, cfg, _run_dir_for(cfg, args))
 
 
+def _launches(args: argparse.Namespace) -> bool:
+    """Whether this command starts a job through the elastic launcher (and is not one of its ranks)."""
+    launcher_flags = getattr(args, "max_restarts", 0) or str(getattr(args, "nnodes", "1")) != "1"
+    if launcher_flags and args.nproc is None:
+        raise ConfigError("--max-restarts and --nnodes go with --nproc N (processes on this machine); "
+                          "add --nproc, e.g. --nproc 2")
+    return (args.nproc or 1) > 1 or bool(launcher_flags)
+
+
 def _train(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
+    with writing_run_folder(run_dir):  # one writer per run folder, from data.json to the report
+        return _train_in_folder(args, cfg, run_dir)
+
+
+def _train_in_folder(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
     build.pin_threads(cfg)
     main = is_main()
     bundle = build.load_bundle(cfg)

@@ -1,67 +1,101 @@
-"""``trainwise train CONFIG --nproc N``: start N ranks of ``trainwise train`` on this machine and
-watch them.
+"""``trainwise train CONFIG --nproc N``: the job's ranks started and watched by torch's own elastic
+launcher (``torch.distributed.run``, what ``torchrun`` runs), with what trainwise adds on top.
 
-The launcher hosts the job's rendezvous store on a port the operating system picks (port 0), so
-two jobs at once never collide, and hands it to the ranks in ``MASTER_PORT``. Each rank runs in its
-own process group and dies with the launcher (``PR_SET_PDEATHSIG`` on Linux): a killed launcher
-leaves no orphans. SIGINT/SIGTERM to the launcher are passed on once to every rank (they save a
-checkpoint and stop together). When a rank ends badly (killed, crashed), the others are stopped
-within seconds (SIGTERM, then SIGKILL after ``GRACE_SECONDS``) and the launcher says which rank,
-how, and how to continue from the last checkpoint, then exits 1 (2 when a rank found a user error).
+From torch: the rendezvous (on one machine an OS-chosen port, so two jobs at once never collide;
+across machines ``--nnodes`` with ``--rdzv-endpoint``), restarts of the whole job when a rank fails
+(``--max-restarts``), SIGINT/SIGTERM passed on to every rank (they save a checkpoint and stop
+together), and the other ranks stopped when one dies. From trainwise: a restarted job continues
+from its last checkpoint (``--resume auto`` is implied on a restart, see ``cli/rank.py``), the ranks
+die with the launcher (no orphans), the cores are shared out (``OMP_NUM_THREADS``), and when the job
+fails for good one line says which rank died, how, and the command that continues it.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import datetime
+import logging
 import os
+import shutil
 import signal
-import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
-from trainwise.cli import EXIT_RUN_FAILED, EXIT_USER_ERROR
+from trainwise.cli import EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_USER_ERROR
+from trainwise.errors import ConfigError
 
-POLL_SECONDS = 0.1
-OWN_END_SECONDS = 2.0
-GRACE_SECONDS = 3.0
-_PR_SET_PDEATHSIG = 1
+MONITOR_SECONDS = 0.1  # how often the agent looks at its ranks (torch's default)
+SHUTDOWN_SECONDS = 10  # what the agent gives a rank to end after SIGTERM before SIGKILL
 
 
-def launch(args: argparse.Namespace, run_dir: Path, *, timeout: float) -> int:
-    """Run ``args``' training as ``args.nproc`` ranks; the exit code of the job."""
-    from torch.distributed import TCPStore
+def check_launch_args(args: argparse.Namespace) -> None:
+    """The launcher's flags, refused in one line before anything starts."""
+    if args.max_restarts < 0:
+        raise ConfigError(f"--max-restarts must be >= 0 (restarts of the whole job after a failure), "
+                          f"got {args.max_restarts}")
+    nodes = _nodes(args.nnodes)
+    if nodes[1] > 1 and not args.rdzv_endpoint:
+        raise ConfigError(f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT, the same on every machine "
+                          "(a machine of the job that the others can reach)")
+    if nodes[1] > 1 and not args.run_dir:
+        raise ConfigError(f"--nnodes {args.nnodes} needs --run-dir, the same folder on every machine (the default "
+                          "folder name holds the time, which differs between machines)")
 
-    nproc = args.nproc
-    store = TCPStore("127.0.0.1", 0, nproc, is_master=True, wait_for_workers=False,
-                     timeout=datetime.timedelta(seconds=timeout))
-    threads = max(1, (os.cpu_count() or 1) // nproc)
-    procs = [subprocess.Popen(_rank_command(args, run_dir),
-                              env=_rank_env(rank, nproc, store.port, threads), preexec_fn=_own_group_dies_with_us)
-             for rank in range(nproc)]
-    previous = {signum: signal.signal(signum, lambda s, _f: _forward(procs, s))
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+
+def launch(args: argparse.Namespace, run_dir: Path) -> int:
+    """Run ``args``' training as ``args.nproc`` ranks on this machine (and the rest of the job on
+    others); the exit code of the job."""
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    min_nodes, max_nodes = _nodes(args.nnodes)
+    logs = tempfile.mkdtemp(prefix="trainwise-elastic-")  # the agent's error files; removed at the end
+    config = LaunchConfig(
+        min_nodes=min_nodes, max_nodes=max_nodes, nproc_per_node=args.nproc, max_restarts=args.max_restarts,
+        run_id=args.rdzv_id or f"trainwise-{run_dir.name}", rdzv_backend="c10d",
+        rdzv_endpoint=args.rdzv_endpoint or "localhost:0",
+        monitor_interval=MONITOR_SECONDS, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS,
+        logs_specs=DefaultLogsSpecs(log_dir=logs))
+    _rank_environment(args.nproc)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # trainwise says what matters
     try:
-        failed = _watch(procs)
+        elastic_launch(config, sys.executable)(*_rank_args(args, run_dir))
+    except ChildFailedError as exc:
+        rank, failure = _root_cause(exc.failures)
+        if failure.exitcode == EXIT_USER_ERROR:  # the rank printed the error itself
+            return EXIT_USER_ERROR
+        others = args.nproc * max_nodes - 1
+        restarts = f" after {args.max_restarts} restart{'s' if args.max_restarts > 1 else ''}" \
+            if args.max_restarts else ""
+        print(f"error: {_how(rank, failure)}{restarts}; stopped the other {others} "
+              f"process{'es' if others > 1 else ''}. {_resume_hint(args, run_dir)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except SignalException as exc:
+        print(f"interrupted: the launcher received {exc.sigval.name} and stopped every rank. "
+              f"{_resume_hint(args, run_dir)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if failed is None:
-        return 0
-    rank, code = failed
-    if code == EXIT_USER_ERROR:  # the rank printed the error itself
-        return EXIT_USER_ERROR
-    print(f"error: {_how(rank, procs[rank].pid, code)}; stopped the other {nproc - 1} "
-          f"process{'es' if nproc > 2 else ''}. {_resume_hint(args, run_dir)}", file=sys.stderr)
-    return EXIT_RUN_FAILED
+        shutil.rmtree(logs, ignore_errors=True)
+    return 0
 
 
-def _rank_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
-    command = [sys.executable, "-m", "trainwise", *(["--debug"] if args.debug else []), "train", args.config,
-               *args.overrides, "--run-dir", str(run_dir)]
+def _nodes(nnodes: str) -> tuple[int, int]:
+    """``--nnodes``: ``N`` or ``MIN:MAX`` machines."""
+    low, _, high = str(nnodes).partition(":")
+    try:
+        counts = int(low), int(high or low)
+    except ValueError:
+        counts = (0, 0)
+    if not 1 <= counts[0] <= counts[1]:
+        raise ConfigError(f"--nnodes must be a number of machines N >= 1, or MIN:MAX, got {nnodes!r}")
+    return counts
+
+
+def _rank_args(args: argparse.Namespace, run_dir: Path) -> list[str]:
+    command = ["-m", "trainwise", *(["--debug"] if args.debug else []), "train", args.config, *args.overrides,
+               "--run-dir", str(run_dir)]
     if args.resume:
         command += ["--resume", args.resume]
     if args.resume_changed:
@@ -71,67 +105,32 @@ def _rank_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
     return command
 
 
-def _rank_env(rank: int, nproc: int, port: int, threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TRAINWISE_LAUNCHER_STORE="1",
-               GLOO_SOCKET_IFNAME=env.get("GLOO_SOCKET_IFNAME", "lo"))
-    env.setdefault("OMP_NUM_THREADS", str(threads))  # the cores shared out; a user's setting wins
-    return env
+def _rank_environment(nproc: int) -> None:
+    """What the ranks inherit: the cores shared out (a user's OMP_NUM_THREADS wins). GLOO_SOCKET_IFNAME
+    is left to the user: set to ``lo``, gloo could not reconnect the ranks of a restarted job (torch
+    2.13: "connectFullMesh failed ... Connection refused" to the previous attempt's ports)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
 
 
-def _own_group_dies_with_us() -> None:
-    """In the child before exec: its own process group (a Ctrl-C reaches it once, through the
-    launcher) and SIGKILL when the launcher dies."""
-    os.setpgid(0, 0)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _root_cause(failures: dict[int, Any]) -> tuple[int, Any]:
+    """The rank that failed first by itself: not one the agent stopped (SIGTERM) or one that only
+    lost its peer (exit 1), unless there is no other."""
+    def key(item: tuple[int, Any]) -> tuple[bool, bool, int]:
+        code = item[1].exitcode
+        return code == -signal.SIGTERM, code == EXIT_RUN_FAILED, item[1].timestamp
+
+    return min(failures.items(), key=key)
 
 
-def _forward(procs: list[subprocess.Popen], signum: int) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signum)
-
-
-def _watch(procs: list[subprocess.Popen]) -> Optional[tuple[int, int]]:
-    """Wait for every rank; on the first that ends badly stop the others. Returns ``(rank, exit code)``
-    of the cause (a rank killed by a signal before one that only lost its peer), or None when all ended well."""
-    while True:
-        codes = [proc.poll() for proc in procs]
-        bad = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
-        if bad:  # the cause is among those that ended before the others were stopped
-            _stop(procs)
-            return min(bad, key=lambda item: (item[1] >= 0, item[1] == EXIT_RUN_FAILED))
-        if all(code == 0 for code in codes):
-            return None
-        time.sleep(POLL_SECONDS)
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """The others first get a moment to end by themselves (a rank waiting on a dead peer fails at
-    once and records its run as failed), then SIGTERM, then SIGKILL."""
-    deadline = time.monotonic() + OWN_END_SECONDS
-    while time.monotonic() < deadline and any(proc.poll() is None for proc in procs):
-        time.sleep(POLL_SECONDS)
-    _forward(procs, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_SECONDS
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _how(rank: int, pid: int, code: int) -> str:
+def _how(rank: int, failure: Any) -> str:
+    code = failure.exitcode
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"rank {rank} (pid {pid}) was killed by {name}"
-    return f"rank {rank} (pid {pid}) exited with code {code}"
+        return f"rank {rank} (pid {failure.pid}) was killed by {name}"
+    return f"rank {rank} (pid {failure.pid}) exited with code {code}"
 
 
 def _resume_hint(args: argparse.Namespace, run_dir: Path) -> str:
@@ -139,8 +138,11 @@ def _resume_hint(args: argparse.Namespace, run_dir: Path) -> str:
 
     folder = run_dir / "checkpoints"
     path, _ = ckpt.find_resumable(folder)
-    command = " ".join(["trainwise", "train", args.config, *args.overrides, "--nproc", str(args.nproc),
-                        "--run-dir", str(run_dir), "--resume", "auto"])
+    flags = ["--nproc", str(args.nproc)]
+    if str(args.nnodes) != "1":
+        flags += ["--nnodes", str(args.nnodes), "--rdzv-endpoint", args.rdzv_endpoint]
+    command = " ".join(["trainwise", "train", args.config, *args.overrides, *flags, "--run-dir", str(run_dir),
+                        "--resume", "auto"])
     if path is None:
         return f"No checkpoint was written yet; start it again with: {command}"
     entry = ckpt.read_manifest(folder).get(path.name, {})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,30 @@ from trainwise.distributed.launch import PeerLostError, init_from_env, shut_down
 from trainwise.errors import ConfigError
 
 TrainBody = Callable[[argparse.Namespace, RunConfig, Path], int]
+_PR_SET_PDEATHSIG = 1
+
+
+def continue_after_restart(args: argparse.Namespace) -> None:
+    """A job restarted by its launcher (``--max-restarts``; torchrun's ``TORCHELASTIC_RESTART_COUNT``)
+    continues from its last checkpoint: ``--resume auto`` is implied (it starts over when the failed
+    attempt had saved none)."""
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if restart not in ("", "0") and args.resume is None:
+        args.resume = "auto"
+        if os.environ.get("RANK", "0") == "0":  # the job speaks once
+            logging.getLogger("trainwise").info("restart %s of the job: continuing from the last checkpoint", restart)
+
+
+def _die_with_launcher() -> None:
+    """A rank started by an elastic launcher is killed when the launcher dies (SIGKILL included), so
+    a killed launcher leaves no orphans training on (torch's launcher does not ask for it)."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the launcher died before the request was made
+        os._exit(EXIT_RUN_FAILED)
 
 
 def train_rank(args: argparse.Namespace, cfg: RunConfig, run_dir: Path, body: TrainBody) -> int:
@@ -25,6 +50,7 @@ def train_rank(args: argparse.Namespace, cfg: RunConfig, run_dir: Path, body: Tr
     if args.nproc is not None and args.nproc > 1:
         raise ConfigError(f"--nproc {args.nproc} was given inside a job that already has processes (WORLD_SIZE is "
                           "set, e.g. by torchrun); drop --nproc and set the count with torchrun --nproc-per-node")
+    _die_with_launcher()
     init_from_env(cfg.train.dist_timeout)
     rank = world()[0]
     if rank != 0:  # rank 0 speaks for the job; the others say only what goes wrong (stderr)

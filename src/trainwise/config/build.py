@@ -146,7 +146,7 @@ def resolve_batch_size(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Modul
             raise ConfigError(f"data.effective_batch_size={d.effective_batch_size} applies with data.batch_size=auto; "
                               f"with data.batch_size={d.batch_size} set train.accumulate instead")
         return None
-    from trainwise.distributed.launch import env_world_size
+    from trainwise.distributed.world import env_world_size
 
     if env_world_size() > 1:  # every rank would measure its own size
         raise ConfigError("data.batch_size=auto does not run under DistributedDataParallel (--nproc, torchrun): run "

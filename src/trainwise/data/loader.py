@@ -11,26 +11,17 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
+from trainwise.data.sharding import BatchPlan, ShardedBatchSampler, epoch_permutation, loader_settings
 from trainwise.data.tensors import to_device
 from trainwise.errors import DataError
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-def epoch_permutation(n: int, seed: int, epoch: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The sample order of one epoch: a pure function of (seed, epoch). With per-sample
-    ``weights``: ``n`` draws with replacement, each sample drawn with probability ∝ its weight."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    if weights is not None:
-        return torch.multinomial(weights.double().cpu(), n, replacement=True, generator=generator)
-    return torch.randperm(n, generator=generator)
 
 
 def balanced_sample_weights(y: torch.Tensor) -> torch.Tensor:
@@ -69,12 +60,7 @@ class InMemoryBatches:
         if len(lengths) > 1:
             counts = ", ".join(f"{len(t)} {name}" for t, name in zip(tensors, ("inputs", "targets", "weights")))
             raise DataError(f"inputs and targets differ in length: {counts}; give one of each per sample")
-        if batch_size <= 0:
-            raise DataError(f"batch_size must be > 0, got {batch_size}")
-        if world_size > 1 and (batch_size < world_size or len(x) < world_size):
-            raise DataError(f"{world_size} processes need a batch size and a data set of at least {world_size} "
-                            f"samples, got batch size {batch_size} and {len(x)} samples; use fewer processes "
-                            "(--nproc) or a larger data.batch_size")
+        self.plan = BatchPlan(len(x), batch_size, rank, world_size, training=shuffle)
         self.rank, self.world_size = rank, world_size
         self.tensors = tensors
         self.keys = tuple(keys) if keys is not None else None
@@ -98,19 +84,11 @@ class InMemoryBatches:
 
     def global_batch_sizes(self) -> list[int]:
         """Samples in each batch over all ranks (the batch a single process would see)."""
-        n, b = len(self.x), self.batch_size
-        sizes = [min(b, n - start) for start in range(0, n, b)]
-        if self.world_size > 1 and self.shuffle and sizes[-1] < self.world_size:
-            sizes.pop()  # training: every rank needs a share of every batch
-        return sizes
+        return self.plan.global_batch_sizes()
 
     def batch_sizes(self) -> list[int]:
         """Samples of each batch on this rank (all of them in a single process)."""
-        return [len(range(*self._share(size))) for size in self.global_batch_sizes()]
-
-    def _share(self, size: int) -> tuple[int, int]:
-        """This rank's part ``[start, end)`` of a global batch of ``size`` samples."""
-        return self.rank * size // self.world_size, (self.rank + 1) * size // self.world_size
+        return self.plan.batch_sizes()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
@@ -124,7 +102,7 @@ class InMemoryBatches:
         tensors, b, order, keys = self.tensors, self.batch_size, self.order, self.keys
         sizes = self.global_batch_sizes()
         for index in range(self.position, len(sizes)):
-            low, high = self._share(sizes[index])
+            low, high = self.plan.share(sizes[index])
             self.position += 1
             if low == high:  # evaluation: nothing of this last batch falls to this rank
                 continue
@@ -153,56 +131,51 @@ class InMemoryBatches:
             self.aug_generator.set_state(state["aug_generator"])
 
 
-class _EpochSampler(Sampler[int]):
-    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
-        self.n, self.seed, self.shuffle = n, seed, shuffle
-        self.order: list[int] = list(range(n))
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.order = epoch_permutation(self.n, self.seed, epoch).tolist() if self.shuffle else list(range(self.n))
-        self.start = start
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order[self.start:])
-
-    def __len__(self) -> int:
-        return self.n - self.start
-
-
 class DatasetBatches:
-    """A map-style ``Dataset`` through a ``DataLoader`` with workers, ordered by our own sampler
-    so the order is a function of (seed, epoch) and resume can start mid-epoch."""
+    """A map-style ``Dataset`` through a ``DataLoader`` with workers, batched by our own sampler
+    (``sharding.ShardedBatchSampler``): the order is a function of (seed, epoch), resume can start
+    mid-epoch, and in a DDP job each rank loads only its share of every global batch.
+
+    ``training``: a training epoch (default: ``shuffle``), where under DDP every rank must get a
+    share of every batch; ``drop_last`` leaves out a last partial batch; ``loader_args``: further
+    ``DataLoader`` arguments (a user loader's ``collate_fn``, ``worker_init_fn``, ...)."""
 
     def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int = 0,
-                 num_workers: int = 0, pin_memory: bool = False, device: torch.device | None = None) -> None:
+                 num_workers: int = 0, pin_memory: bool = False, device: torch.device | None = None,
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False, training: Optional[bool] = None,
+                 **loader_args: Any) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed
         self.device = device or torch.device("cpu")
-        self.sampler = _EpochSampler(len(dataset), seed, shuffle)  # type: ignore[arg-type]
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
-                                 pin_memory=pin_memory, persistent_workers=num_workers > 0)
+        self.rank, self.world_size = rank, world_size
+        self.plan = BatchPlan(len(dataset), batch_size, rank, world_size,  # type: ignore[arg-type]
+                              training=shuffle if training is None else training, drop_last=drop_last)
+        self.sampler = ShardedBatchSampler(self.plan, shuffle=shuffle, seed=seed)
+        self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers,
+                                 pin_memory=pin_memory, persistent_workers=num_workers > 0, **loader_args)
         self.epoch = 0
-        self.position = 0
+        self.position = 0  # global batches already consumed in this epoch
 
     @property
     def num_samples(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
+        return len(self.plan.global_batch_sizes())
+
+    def global_batch_sizes(self) -> list[int]:
+        return self.plan.global_batch_sizes()
 
     def batch_sizes(self) -> list[int]:
-        n, b = self.num_samples, self.batch_size
-        return [min(b, n - start) for start in range(0, n, b)]
+        return self.plan.batch_sizes()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
         self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Any]:
-        self.sampler.set_epoch(self.epoch, start=self.position * self.batch_size)
+        self.sampler.set_epoch(self.epoch, start=self.position)
         non_blocking = self.device.type == "cuda"
         for batch in self.loader:
             self.position += 1
@@ -322,7 +295,8 @@ def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, devi
     """Pick the batch source for ``source``: tensors/arrays/TensorDataset → in-memory slicing on
     ``device``; any other map-style ``Dataset`` → ``DataLoader`` with workers; a ``DataLoader`` → as is.
     ``sampler="balanced"`` (in-memory data with class labels) draws every class equally often.
-    ``rank``/``world_size``: this process's share of each batch in a DDP job (in-memory data only)."""
+    ``rank``/``world_size``: this process's share of each batch in a DDP job (``data.sharding``);
+    there a plain ``DataLoader`` is rebuilt over its dataset with the same settings (``sharding.loader_settings``)."""
     if sampler is not None and as_tensors(source) is None:
         raise DataError(f"sampler={sampler!r} needs in-memory (inputs, targets) data with class labels, got "
                         f"{type(source).__name__}; pass a torch WeightedRandomSampler in your own DataLoader instead")
@@ -333,11 +307,11 @@ def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, devi
 
         return StreamBatches(stream, batch_size=batch_size, num_workers=num_workers, device=device,
                              loader=source if isinstance(source, DataLoader) else None, **shard)
-    if world_size > 1 and as_tensors(source) is None and as_tensor_dict(source) is None:
-        raise DataError(f"several processes (DDP) shard in-memory data only: tensors or arrays, a dict of them or "
-                        f"a TensorDataset, got a {type(source).__name__}; train it in one process")
     if isinstance(source, DataLoader):
-        return UserLoaderBatches(source, device=device)
+        if world_size == 1:
+            return UserLoaderBatches(source, device=device)
+        settings = loader_settings(source, world_size, training=shuffle)
+        return DatasetBatches(device=device, seed=seed, training=shuffle, **shard, **settings)
     tensors = as_tensors(source)
     if tensors is not None:
         weights = balanced_sample_weights(tensors[1]) if sampler == "balanced" else None
@@ -348,8 +322,8 @@ def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, devi
         return InMemoryBatches(*(t.to(device) for t in named.values()), batch_size=batch_size, shuffle=shuffle,
                                seed=seed, augment=augment, keys=list(named), **shard)
     if isinstance(source, Dataset):
-        return DatasetBatches(source, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                              num_workers=num_workers, pin_memory=device.type == "cuda", device=device)
+        return DatasetBatches(source, batch_size=batch_size, shuffle=shuffle, seed=seed, num_workers=num_workers,
+                              pin_memory=device.type == "cuda", device=device, **shard)
     raise DataError(
         "data must be an (inputs, targets) or (inputs, targets, weights) tuple of tensors or arrays, a dict of "
         f"tensors, a TensorDataset, a map-style Dataset or a DataLoader, got {type(source).__name__}"

@@ -6,20 +6,18 @@ A job is N processes of the same program (``trainwise train CONFIG --nproc N``, 
 each told who it is by the environment: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
 ``MASTER_PORT``. gloo is the backend on CPU, nccl on GPU (the nccl path is written but was not
 run: the machine this was built on has no GPU). ``data.batch_size`` is the global batch: each rank
-trains on its share of every batch (``loader.InMemoryBatches``), gradients are averaged by DDP,
-each micro-batch's loss is agreed by all ranks (``dist_ops.StepSync``), evaluation sums every rank's
-share, and rank 0 alone writes the run folder.
+trains on its share of every batch (``data.sharding``), gradients are averaged by DDP,
+each micro-batch's loss is agreed by all ranks (``ops.StepSync``), evaluation sums every rank's
+share, and rank 0 alone writes the run folder. Joining the job is ``world.join_world``, which
+``Trainer.fit`` calls itself.
 
 Example (a script run with ``torchrun --nproc-per-node 2 script.py``):
-    >>> from trainwise.distributed.launch import init_from_env
-    >>> init_from_env(timeout=120)      # gloo on CPU; a no-op without WORLD_SIZE
-    >>> Trainer(model, batch_size=128).fit(train, val)   # 64 samples per rank and step
+    >>> Trainer(model, batch_size=128).fit(train, val)   # joins the job; 64 samples per rank and step
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 import os
 from typing import Any, Iterator, Optional
@@ -28,13 +26,11 @@ import torch
 from torch import nn
 
 from trainwise.distributed.ops import StepSync, world
+from trainwise.distributed.world import DEFAULT_TIMEOUT, join_world
 from trainwise.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# Seconds a rank waits in a collective for the others before the job fails (torch's own default is
-# 30 minutes: a hung rank would hold the job that long). train.dist_timeout sets it.
-DEFAULT_TIMEOUT = 120.0
 # What gloo/nccl say when another rank is gone or hung.
 _PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Timed out waiting", "Broken pipe",
               "Socket closed", "Connection refused")
@@ -44,46 +40,14 @@ class PeerLostError(RuntimeError):
     """Another process of a DDP job stopped (killed, crashed, or timed out): this one cannot go on."""
 
 
-def env_world_size() -> int:
-    """``WORLD_SIZE`` from the environment (1 when unset): how many processes this job has."""
-    value = os.environ.get("WORLD_SIZE", "1")
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ConfigError(f"WORLD_SIZE must be a whole number of processes, got {value!r}") from exc
-
-
-def backend_for(device: torch.device) -> str:
-    return "nccl" if device.type == "cuda" else "gloo"
-
-
 def init_from_env(timeout: float = DEFAULT_TIMEOUT, device: Optional[torch.device] = None) -> Optional[torch.device]:
     """Join the process group described by the environment (torchrun's variables, or ``--nproc``'s).
-    Returns the device this rank trains on (``cuda:LOCAL_RANK`` on GPUs), or None outside a job."""
-    if env_world_size() <= 1:
-        return None
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return device
+    Returns the device this rank trains on (``cuda:LOCAL_RANK`` on GPUs), or None outside a job.
+    ``Trainer.fit`` does this itself (``world.join_world``); kept for scripts that call it first."""
     if device is None:
         device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    if device.type == "cuda":  # untested here: no GPU on the machine this was written on
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
-        if key not in os.environ:
-            raise ConfigError(f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but {key} is not set; start the job with "
-                              "trainwise train CONFIG --nproc N, or torchrun --nproc-per-node N -m trainwise train CONFIG")
-    wait = datetime.timedelta(seconds=timeout)
-    if os.environ.get("TRAINWISE_LAUNCHER_STORE") == "1":  # --nproc: the launcher hosts the store, every rank is a client
-        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env_world_size(),
-                              is_master=False, timeout=wait)
-        dist.init_process_group(backend_for(device), store=store, rank=int(os.environ["RANK"]),
-                                world_size=env_world_size(), timeout=wait)
-    else:  # torchrun, or a user's own launcher: env://
-        dist.init_process_group(backend_for(device), timeout=wait)
-    return device
+    joined = join_world(device, timeout)
+    return joined.device if joined.distributed else None
 
 
 def shut_down() -> None:
@@ -150,10 +114,19 @@ def training_model(t: Any, world_size: int) -> Iterator[None]:
     except RuntimeError as exc:
         if is_peer_failure(exc):
             raise PeerLostError(f"rank {world()[0]}: another process of the job stopped ({_first_line(exc)}); "
-                                "the run can continue from its last checkpoint with --resume auto") from exc
+                                f"{_what_follows()}") from exc
         raise
     finally:
         t.train_model = t.model
+
+
+def _what_follows() -> str:
+    """After a lost peer: the launcher's restart when it has one left, else the user's resume."""
+    restarts_left = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) - \
+        int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if restarts_left > 0:
+        return "the launcher restarts the job, which continues from its last checkpoint"
+    return "the run can continue from its last checkpoint with --resume auto"
 
 
 def step_sync_for(device: torch.device, world_size: int) -> Optional[StepSync]:

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 
@@ -116,3 +116,37 @@ def _device_of(meter: Any) -> Optional[torch.device]:
         if isinstance(value, torch.Tensor):
             return value.device
     return None
+
+
+def main_then_all(action: Callable[[], Any]) -> Any:
+    """Run ``action`` on rank 0 alone; its result, or the user error it raised, reaches every rank
+    (so all ranks fail alike, and none waits in a collective for a rank that gave up)."""
+    from trainwise.errors import TrainwiseError
+
+    outcome: Any = None
+    error: Optional[TrainwiseError] = None
+    if is_main():
+        try:
+            outcome = action()
+        except TrainwiseError as exc:
+            if world()[1] == 1:
+                raise
+            error = exc
+    outcome, error = broadcast((outcome, error))
+    if error is not None:
+        raise error
+    return outcome
+
+
+def gather_in_input_order(chunks: list[Any], plan: Any) -> list[Any]:
+    """Every rank's per-batch results (``chunks``: this rank's, one per non-empty share of
+    ``plan``'s batches) put back in the order of the input: batch by batch, each batch's shares in
+    rank order (a ``data.sharding.BatchPlan`` gives each rank a contiguous share of each batch)."""
+    rank, world_size = world()
+    if world_size == 1:
+        return chunks
+    from dataclasses import replace
+
+    parts = [iter(part) for part in gather(chunks)]
+    shares = [replace(plan, rank=r).batch_sizes() for r in range(world_size)]
+    return [next(parts[r]) for index in range(len(shares[0])) for r in range(world_size) if shares[r][index] > 0]

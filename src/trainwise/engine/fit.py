@@ -15,7 +15,8 @@ from typing import Any, Optional, Union
 import torch
 
 from trainwise import checkpoint as ckpt
-from trainwise.distributed.ops import barrier, broadcast, is_main, world
+from trainwise.distributed.job import agreed_run_dir, writing_run_folder
+from trainwise.distributed.ops import barrier, broadcast, is_main, main_then_all, world
 from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
 from trainwise.engine.fitplan import FitPlan, StepSettings, World, decide_rules, first_batch
@@ -46,15 +47,22 @@ class FitResult:
 
 def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path, None],
             allow_config_changes: bool) -> FitResult:
+    """One fit; in a DDP job every rank runs it and rank 0 alone writes the run folder, holding its
+    lock (``distributed.job``) for the whole fit."""
+    if getattr(t, "_fits", 0) == 0:
+        t.run_dir = agreed_run_dir(t.run_dir)
+    with writing_run_folder(t.run_dir):
+        return _run_fit(t, train, val, test, resume=resume, allow_config_changes=allow_config_changes)
+
+
+def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path, None],
+             allow_config_changes: bool) -> FitResult:
     start = time.perf_counter()
     clock = PhaseClock(t.device, start=start)  # where the time goes (summary.json "timings")
     first = getattr(t, "_fits", 0) == 0
-    rank, world_size = world()  # a DDP job: every rank runs this, rank 0 alone writes the run folder
-    if first:  # a default folder name holds the time, which ranks may read a second apart
-        t.run_dir = Path(broadcast(str(t.run_dir)))
-    t.run_dir.mkdir(parents=True, exist_ok=True)
+    rank, world_size = world()
     if first and resume is None:
-        _refuse_used_run_dir(t.run_dir)
+        main_then_all(lambda: _refuse_used_run_dir(t.run_dir))
     barrier()  # every rank has looked at the folder before rank 0 writes into it
     if first:
         torch.manual_seed(t.seed)

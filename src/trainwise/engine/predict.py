@@ -8,11 +8,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 from torch import nn
 
+from trainwise.distributed.ops import gather_in_input_order, world
 from trainwise.data.loader import as_tensor_dict, as_tensors, main_output, make_batches
 from trainwise.engine.batch_rule import call_model, decide_call_rule
 from trainwise.errors import DataError
@@ -20,21 +21,25 @@ from trainwise.errors import DataError
 Outputs = Union[torch.Tensor, dict[str, torch.Tensor]]
 
 
-def input_batches(data: Any, *, batch_size: int, device: torch.device) -> Iterator[Any]:
-    """Batches of ``data`` in its own order: a tensor or an array of inputs is sliced; anything ``fit``
-    takes (labelled or not: a Dataset of inputs, dicts without targets, a DataLoader) is read as is."""
+def input_batches(data: Any, *, batch_size: int, device: torch.device) -> tuple[Iterable[Any], Any]:
+    """Batches of ``data`` in its own order, and the batch plan that shares them out over DDP ranks
+    (``None`` in one process): a tensor or an array of inputs is sliced; anything ``fit`` takes
+    (labelled or not: a Dataset of inputs, dicts without targets, a DataLoader) is read as is. In a
+    DDP job each rank gets its share of every batch (``ops.gather_in_input_order`` puts them back)."""
+    rank, world_size = world()
     if isinstance(data, torch.Tensor) or (hasattr(data, "__array__") and hasattr(data, "shape")):
         x = data if isinstance(data, torch.Tensor) else torch.as_tensor(data)
         x = x.float() if x.is_floating_point() else x
-        for start in range(0, len(x), batch_size):
-            yield x[start:start + batch_size].to(device)
-        return
-    if as_tensors(data) is None and as_tensor_dict(data) is None and isinstance(data, (tuple, list)):
+        if world_size == 1:
+            return (x[start:start + batch_size].to(device) for start in range(0, len(x), batch_size)), None
+        data = (x, torch.zeros(len(x)))  # sharded like labelled data; the placeholder targets are ignored
+    elif as_tensors(data) is None and as_tensor_dict(data) is None and isinstance(data, (tuple, list)):
         raise DataError(f"predict takes a tensor, an array, a dict of tensors, a Dataset or a DataLoader, got a "
                         f"{type(data).__name__} of {len(data)} items")
-    batches = make_batches(data, batch_size=batch_size, shuffle=False, seed=0, device=device)
+    batches = make_batches(data, batch_size=batch_size, shuffle=False, seed=0, device=device, rank=rank,
+                           world_size=world_size)
     batches.set_epoch(0)
-    yield from batches
+    return batches, getattr(batches, "plan", None)
 
 
 def predict_outputs(model: nn.Module, data: Any, *, batch_size: int, device: torch.device,
@@ -47,7 +52,8 @@ def predict_outputs(model: nn.Module, data: Any, *, batch_size: int, device: tor
     parts: list[Any] = []
     try:
         with torch.inference_mode():
-            for batch in input_batches(data, batch_size=batch_size, device=device):
+            batches, plan = input_batches(data, batch_size=batch_size, device=device)
+            for batch in batches:
                 if split is None:
                     split = decide_call_rule(batch, model, model_loss=False).split
                 inputs = split(batch)[0]
@@ -55,6 +61,7 @@ def predict_outputs(model: nn.Module, data: Any, *, batch_size: int, device: tor
                     parts.append(_on_cpu(call_model(model, inputs)))
     finally:
         model.train(was_training)
+    parts = gather_in_input_order(parts, plan) if plan is not None else parts
     if not parts:
         raise DataError("predict got no samples; give at least one input")
     if isinstance(parts[0], dict):
