@@ -113,7 +113,8 @@ def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path
                             world=World(rank, world_size), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                             val_every_n_steps=t.val_every_n_steps, step=StepSettings(
                                 t.accumulate, t.grad_clip, t.grad_clip_mode, t.log_every_n_steps, t.device,
-                                t.schedule_monitor, t.schedule_interval))
+                                t.schedule_monitor, t.schedule_interval),
+                            source=batches.describe() if hasattr(batches, "describe") else None)
     loop = FitLoop(t, batches, val, plan=plan, state=state, schedule=schedule, schedule_start=state.step,
                    metrics_log=metrics_log, checkpoints=t.checkpointer, cycle_momentum=_cycle_momentum(t, schedule),
                    evaluate=t.evaluate, clock=clock)

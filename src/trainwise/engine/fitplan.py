@@ -70,13 +70,15 @@ class FitPlan:
     total_steps: int
     val_every_n_steps: Optional[int] = None
     step: StepSettings = StepSettings()
+    source: Optional[dict[str, Any]] = None  # how the training data is read (a stream: its sharding, its resume)
 
     def describe(self) -> dict[str, Any]:
         """What data.json records: the decisions, so a reader knows how the run used its data."""
         return {"batch_rule": self.call.describe() if self.call is not None else None,
                 "loss_rule": self.loss.describe() if self.loss is not None else None,
                 "output_shape": list(self.output_shape) if self.output_shape is not None else None,
-                "steps_per_epoch": self.steps_per_epoch, "val_every_n_steps": self.val_every_n_steps}
+                "steps_per_epoch": self.steps_per_epoch, "val_every_n_steps": self.val_every_n_steps,
+                "source": self.source}
 
 
 def first_batch(batches: Any) -> Any:
