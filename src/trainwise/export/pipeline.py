@@ -174,15 +174,40 @@ def _origin(source: ExportSource) -> dict[str, Any]:
     return {key: source.meta[key] for key in ("source", "checkpoint") if key in source.meta}
 
 
-def load_artifact(path: str | Path) -> tuple[Runner, dict[str, Any]]:
-    """Any exported artifact as a tensor → tensor function, with its ``trainwise.json`` metadata."""
+CODE_FORMATS = {".pt": "torchscript", ".pt2": "pt2"}  # programs: loading them runs what they contain
+DATA_FORMATS = {".onnx": "onnx", ".safetensors": "safetensors"}
+
+
+def load_artifact(path: str | Path, format: Optional[str] = None,
+                  model: Optional[nn.Module] = None) -> tuple[Runner, dict[str, Any]]:
+    """Any exported artifact as a tensor → tensor function, with its ``trainwise.json`` metadata.
+
+    ONNX and safetensors are data and load by their suffix. TorchScript (``.pt``) and ``.pt2``
+    files are programs (loading one runs what it contains), so they load only when ``format``
+    says ``"torchscript"`` or ``"pt2"``: the caller vouches for the file. ``model`` is the
+    instance a safetensors file of a user's class loads into (see ``load_model``).
+
+    Example:
+        >>> runner, meta = load_artifact("export/model.onnx")
+        >>> runner, meta = load_artifact("export/model.pt", format="torchscript")  # a file you trust
+    """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"no such artifact: {path}; pass a file trainwise export wrote")
     suffix = path.suffix.lower()
-    loaders = {".onnx": onnx_format.load_onnx, ".pt": torchscript_format.load_torchscript,
-               ".pt2": torchscript_format.load_pt2, ".safetensors": safetensors_format.load_safetensors}
-    if suffix not in loaders:
+    kind = DATA_FORMATS.get(suffix) or CODE_FORMATS.get(suffix)
+    if kind is None:
         raise ConfigError(f"cannot tell the format of {path.name!r}: expected .onnx, .pt (TorchScript), .pt2 or "
                           ".safetensors, or a run folder")
-    return loaders[suffix](path)
+    if format is not None and format != kind:
+        raise ConfigError(f"{path.name} is a {kind} file by its suffix, but format {format!r} was asked for; pass "
+                          f"format={kind!r} (CLI --format {kind}) or the right file")
+    if kind in CODE_FORMATS.values() and format is None:
+        raise ConfigError(f"{path.name} is a {kind} program: loading it runs code it contains, so trainwise loads it "
+                          f"only when asked for that format; if you trust the file, pass --format {kind} (Python: "
+                          f"load_artifact(path, format={kind!r})), else use its .onnx or .safetensors export")
+    if kind == "safetensors":
+        return safetensors_format.load_safetensors(path, model=model)
+    loaders = {"onnx": onnx_format.load_onnx, "torchscript": torchscript_format.load_torchscript,
+               "pt2": torchscript_format.load_pt2}
+    return loaders[kind](path)

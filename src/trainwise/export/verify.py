@@ -163,6 +163,22 @@ def first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(lines[:2])[:300]}"
 
 
+def parse_meta(text: Optional[str], path: Path) -> dict[str, Any]:
+    """An artifact's ``trainwise.json`` (``{}`` when absent); a damaged one is an ``ExportError``."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ExportError(f"the trainwise metadata in {path} is not a JSON object; the file is damaged or was not "
+                          "written by trainwise export")
+    return meta
+
+
 def artifact_size(path: Path) -> int:
     return path.stat().st_size
 

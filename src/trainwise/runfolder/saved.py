@@ -23,6 +23,7 @@ from trainwise.config.schema import RunConfig, config_from_dict
 from trainwise.errors import CheckpointError, ConfigError, DataError, DataNotFoundError
 from trainwise.metrics import LOSS_NAMES
 from trainwise.models import build_model
+from trainwise.models.from_file import builtin_name_from_file
 
 PYTHON_DATASET = "python"  # data.dataset of a run made with the Python API (its data is not on disk)
 
@@ -87,16 +88,26 @@ def load_saved_run(run_dir: str, checkpoint_name: str) -> SavedRun:
 def rebuild_model(run: SavedRun, model_spec: Optional[str] = None) -> nn.Module:
     """The run's model with the checkpoint's weights, in eval mode, on the CPU.
 
+    The model named in the run's config.yaml is rebuilt only when it is a built-in one: a
+    ``package.module:factory`` read from a file is never imported (the folder may come from
+    anyone); the user names it with ``model_spec`` (``--model``), and then the config's
+    ``model.args`` go with it when it is the same factory.
+
     A regression run whose targets were standardized gets its outputs turned back into the
     original units (``output * std + mean`` from data.json's ``target_normalization``).
 
     Raises:
-        ConfigError: the model cannot be rebuilt (defined in a script, an import error); the
+        ConfigError: the model cannot be rebuilt (a user model not named, an import error); the
             message names ``--model``.
         CheckpointError: the weights do not fit the rebuilt model.
     """
-    name = model_spec or run.cfg.model.name
-    model = _build(run, name, from_config=model_spec is None)
+    if model_spec is None:
+        name = builtin_name_from_file(run.cfg.model.name, where=f"the run folder {run.folder}'s config.yaml",
+                                      fix=f"pass --model {_user_spec_hint(run.cfg.model.name)} (Python: "
+                                          "model_spec=...) naming the factory that builds this run's network")
+    else:
+        name = model_spec
+    model = _build(run, name, from_config=model_spec is None or model_spec == run.cfg.model.name)
     state = ckpt.load_checkpoint(run.checkpoint)["model"]
     try:
         model.load_state_dict(state)
@@ -113,6 +124,13 @@ def rebuild_model(run: SavedRun, model_spec: Optional[str] = None) -> nn.Module:
     return model
 
 
+def _user_spec_hint(name: Any) -> str:
+    """The config's own spec when it looks like one the user could type, else the placeholder."""
+    if isinstance(name, str) and ":" in name and not name.startswith("__main__:") and name.isprintable():
+        return name if len(name) <= 80 else "package.module:factory"
+    return "package.module:factory"
+
+
 def _build(run: SavedRun, name: str, *, from_config: bool) -> nn.Module:
     if name.startswith("__main__:"):
         raise ConfigError(
@@ -122,9 +140,11 @@ def _build(run: SavedRun, name: str, *, from_config: bool) -> nn.Module:
         )
     m = run.cfg.model
     options: dict[str, Any] = {}
-    if from_config:
+    if from_config and ":" in name:
+        options = dict(args=m.args)
+    elif from_config:
         options = dict(hidden=m.hidden, norm=m.norm, dropout=m.dropout, activation=m.activation,
-                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool, args=m.args)
+                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool)
     try:
         return build_model(name, input_shape=run.input_shape, num_outputs=int(run.description["num_outputs"]),
                            **options)
