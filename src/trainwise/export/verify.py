@@ -48,7 +48,7 @@ def compare_outputs(reference: Runner, artifact: Runner, x: torch.Tensor, *, ato
                               f"gives {tuple(want.shape)}; the batch axis is not dynamic in this artifact")
         diff = (got - want).abs()
         worst = max(worst, float(diff.max()))
-        bad = diff > atol + rtol * want.abs()
+        bad = ~(diff <= atol + rtol * want.abs())  # NaN is outside every tolerance
         if bool(bad.any()):
             raise ExportError(f"{label} disagrees with the PyTorch model: max abs diff {float(diff.max()):.3g} on a "
                               f"batch of {len(batch)} ({int(bad.sum())} of {bad.numel()} outputs outside "
