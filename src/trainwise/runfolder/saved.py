@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import yaml
 from torch import nn
 
 from trainwise import checkpoint as ckpt
 from trainwise.config.schema import RunConfig, config_from_dict
+from trainwise.config.yaml_file import read_yaml_mapping
 from trainwise.errors import CheckpointError, ConfigError, DataError, DataNotFoundError
 from trainwise.metrics import LOSS_NAMES
 from trainwise.models import build_model
@@ -71,11 +71,14 @@ def load_saved_run(run_dir: str, checkpoint_name: str) -> SavedRun:
         if not path.is_file():
             raise DataNotFoundError(f"{folder} is not a trainwise run folder: {path} is missing; "
                                     "pass the folder a training run wrote")
+    cfg = config_from_dict(read_yaml_mapping(config_path, what="the run folder's config"))
     try:
-        cfg = config_from_dict(yaml.safe_load(config_path.read_text()) or {})
-        description = json.loads(data_path.read_text())
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise DataError(f"cannot read the run folder {folder}: {error}") from error
+        description = json.loads(data_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {data_path}: {' '.join(str(error).split())[:200]}; the run folder is "
+                        "damaged") from None
+    if not isinstance(description, dict):
+        raise DataError(f"{data_path} is not a JSON object; the run folder is damaged")
     path = folder / "checkpoints" / checkpoint_name
     if not path.is_file() and checkpoint_name == "best.pt":
         path = folder / "checkpoints" / "last.pt"
