@@ -66,7 +66,8 @@ def rebuild_if_damaged(root: Path, reindex: Callable[[Path], int]) -> Optional[s
     if note is None:
         return None
     count = reindex(root)
-    note += (f"; the index was rebuilt from the {count} run folders under {root} (the folders are the record; "
+    folders = "1 run folder" if count == 1 else f"{count} run folders"
+    note += (f"; the index was rebuilt from the {folders} under {root} (the folders are the record; "
              "nothing in them changed)")
     log.warning(note)
     return note
