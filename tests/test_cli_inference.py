@@ -192,7 +192,7 @@ def python_runs(tmp_path_factory) -> Path:
 
 def test_python_run_evaluates_on_a_data_file(python_runs):
     for data in (["--data", "held_out.npz"], ["--data", "held_out.csv", "--target", "y"]):
-        proc = trainwise("evaluate", "module_run", *data, cwd=python_runs)
+        proc = trainwise("evaluate", "module_run", *data, "--model", "nets:Net", cwd=python_runs)
         assert proc.returncode == 0, proc.stderr
         assert "accuracy" in proc.stdout
     evaluated = json.loads((python_runs / "module_run" / "evaluate_held_out.json").read_text())
@@ -215,8 +215,11 @@ def test_script_model_needs_the_model_option(python_runs, tmp_path):
 def test_model_that_does_not_import_names_the_model_option(python_runs, tmp_path):
     # from a folder where nets.py is not importable
     run = str(python_runs / "module_run")
-    assert_one_error(trainwise("evaluate", run, "--data", str(python_runs / "held_out.npz"), cwd=tmp_path),
-                     "cannot import module 'nets'", "--model")
+    assert_one_error(trainwise("evaluate", run, "--data", str(python_runs / "held_out.npz"), "--model", "nets:Net",
+                               cwd=tmp_path), "cannot import module 'nets'", "--model")
+    # the run's config.yaml names nets:Net: a file is data, so it is not imported without --model
+    assert_one_error(trainwise("evaluate", "module_run", "--data", "held_out.npz", cwd=python_runs),
+                     "'nets:Net'; trainwise never imports code a file names", "pass --model nets:Net")
     assert_one_error(trainwise("evaluate", run, "--data", str(python_runs / "held_out.npz"),
                                "--model", "nonexistent_pkg:Net", cwd=tmp_path), "nonexistent_pkg")
     assert_one_error(trainwise("evaluate", run, "--data", str(python_runs / "held_out.npz"),

@@ -75,7 +75,11 @@ def test_predict_with_an_artifact_gives_the_run_folders_classes(exported, artifa
     if not (exported / "from-run.npz").exists():
         proc = trainwise("predict", "run", "inputs.npz", "--out", "from-run.npz", cwd=exported)
         assert proc.returncode == 0, proc.stderr
-    proc = trainwise("predict", f"run/export/{artifact}", "inputs.npz", "--out", out, cwd=exported)
+    code = {".pt": ["--format", "torchscript"], ".pt2": ["--format", "pt2"]}.get(Path(artifact).suffix, [])
+    if code:  # a program: loaded only when its format is named
+        assert_one_error(trainwise("predict", f"run/export/{artifact}", "inputs.npz", "--out", out, cwd=exported),
+                         "runs code", f"--format {code[1]}")
+    proc = trainwise("predict", f"run/export/{artifact}", "inputs.npz", "--out", out, *code, cwd=exported)
     assert proc.returncode == 0, proc.stderr
     with np.load(exported / "from-run.npz") as want, np.load(exported / out) as got:
         assert got["predictions"].dtype.kind == "U"  # class names travel in the artifact

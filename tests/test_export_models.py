@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from test_cli import DIGITS, ROOT, trainwise
+from test_export_python import trusted_format
 
 MNIST_CANDIDATES = (ROOT.parent / "shared" / "data" / "mnist", ROOT.parents[1] / "shared" / "data" / "mnist")
 MNIST_ROOT = next((path for path in MNIST_CANDIDATES if (path / "t10k-images-idx3-ubyte.gz").is_file()), None)
@@ -74,7 +75,7 @@ def test_artifacts_take_raw_inputs_and_give_the_run_models_classes(exported):
     with torch.no_grad():
         want = rebuild_model(run)(apply_normalization(raw, run.description["normalization"]))
     for format, path in result.paths.items():
-        runner, meta = load_artifact(path)
+        runner, meta = load_artifact(path, format=trusted_format(path))
         assert meta["data"]["input_shape"] == list(run.input_shape)
         with torch.no_grad():
             got = runner(raw)

@@ -17,6 +17,11 @@ from trainwise.errors import ConfigError, ExportError
 from trainwise.export import load_artifact, load_model, pipeline
 
 
+def trusted_format(path) -> str | None:
+    """The format to name for a file these tests wrote themselves (programs load only when named)."""
+    return pipeline.CODE_FORMATS.get(path.suffix.lower())
+
+
 class SmallNet(nn.Module):
     """Conv → BatchNorm → ReLU → Linear: an importable user class with no constructor arguments."""
 
@@ -68,7 +73,8 @@ def test_a_user_module_exports_to_every_format_with_normalization_inside(net_and
     with torch.no_grad():
         want = net((x - 1.0) / 3.0)
     for format, path in result.paths.items():
-        runner, meta = load_artifact(path)
+        user_class = SmallNet() if path.suffix == ".safetensors" else None  # named by the user, not the file
+        runner, meta = load_artifact(path, format=trusted_format(path), model=user_class)
         assert meta["data"]["class_names"] == ["a", "b", "c"]
         with torch.no_grad():
             got = runner(x)
@@ -90,7 +96,7 @@ def test_load_model_reads_no_pickle(net_and_data, tmp_path, monkeypatch):
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(torch, "load", refuse)
-    loaded = load_model(path)  # rebuilt from `test_export_python:SmallNet` in the metadata
+    loaded = load_model(path, model=SmallNet())  # the class the metadata names is never imported from it
     monkeypatch.undo()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net((x - 1.0) / 3.0))
@@ -104,6 +110,8 @@ def test_load_model_into_a_given_instance(net_and_data, tmp_path):
     loaded = load_model(path, model=SmallNet())
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x))
+    with pytest.raises(ConfigError, match="never imports code a file names.*model=YourNet"):
+        load_model(path)  # the metadata names test_export_python:SmallNet: data, not an import
 
 
 def test_tracing_that_misses_control_flow_is_replaced_by_scripting(tmp_path):
@@ -111,7 +119,7 @@ def test_tracing_that_misses_control_flow_is_replaced_by_scripting(tmp_path):
     model = Branchy()
     result = trainwise.export(model, format="torchscript", example=torch.randn(8, 4), out=tmp_path / "b.pt")
     assert result.rows["torchscript"]["method"] == "script"
-    runner, _ = load_artifact(tmp_path / "b.pt")
+    runner, _ = load_artifact(tmp_path / "b.pt", format="torchscript")
     small = torch.randn(2, 4)
     with torch.no_grad():
         torch.testing.assert_close(runner(small), model(small))

@@ -23,7 +23,7 @@ from torch import nn
 
 from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, ProgressBar
 from trainwise.callbacks.assembly import assemble_callbacks
-from trainwise.callbacks.base import EVENTS, overrides
+from trainwise.callbacks.dispatch import dispatch_table
 from trainwise.callbacks.loggers import build_loggers
 from trainwise.checks import check_choice, check_int, check_range
 from trainwise.distributed.ops import world
@@ -310,9 +310,7 @@ class Trainer:
     def use_callbacks(self, *, has_val: bool) -> None:
         """Assemble the callbacks and the run's "best" for data with or without a validation split."""
         self.callbacks, self.best = assemble_callbacks(has_val=has_val, **self._callback_args)
-        main = world()[0] == 0  # DDP: loggers and the progress bar run on rank 0 alone
-        self._dispatch = {event: [cb for cb in self.callbacks if overrides(cb, event)
-                                  and (main or not cb.main_process_only)] for event in EVENTS}
+        self._dispatch = dispatch_table(self.callbacks)  # rank-0-only and error-containing callbacks honoured
 
     def _fire(self, event: str, *args: Any) -> None:
         for callback in self._dispatch[event]:

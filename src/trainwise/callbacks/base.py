@@ -50,11 +50,14 @@ EVENTS = (
 class Callback:
     """Base class; override only the events you need (the loop skips the others for free).
 
-    In a DDP job every rank runs the callbacks (they see the same figures, so a stop is taken on
-    all ranks alike), except those with ``main_process_only = True`` (loggers, the progress bar):
-    they run on global rank 0 alone."""
+    Two class attributes say how the loop treats a callback (``callbacks.dispatch``):
+    ``rank_zero_only`` (only global rank 0 of a distributed job calls it: it writes something
+    shared, such as event files or a tracking run) and ``contain_errors`` (an error after
+    ``on_fit_start`` is a warning and an event, and training goes on). ``Logger`` sets both.
+    """
 
-    main_process_only = False
+    rank_zero_only: bool = False
+    contain_errors: bool = False
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         """Once, before the first epoch (after a resume has restored state)."""
@@ -92,6 +95,14 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+class Logger(Callback):
+    """A callback that sends the run's figures somewhere (TensorBoard, MLflow, ...): global rank 0
+    alone calls it, and its failures during training cost telemetry, never the run."""
+
+    rank_zero_only = True
+    contain_errors = True
 
 
 def overrides(callback: Callback, event: str) -> bool:

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from trainwise.callbacks.base import Callback, Trainer
+from trainwise.callbacks.base import Callback, Logger, Trainer
 from trainwise.checks import check_choice
 from trainwise.errors import ConfigError
 
@@ -69,10 +69,9 @@ def _final_figures(trainer: Trainer) -> dict[str, float]:
     return _finite({k: summary[k] for k in keys})
 
 
-class TensorBoardLogger(Callback):
+class TensorBoardLogger(Logger):
     """TensorBoard event files in ``log_dir`` (default ``<run folder>/tensorboard``)."""
 
-    main_process_only = True  # DDP: rank 0 alone writes and prints
 
     def __init__(self, log_dir: Union[str, Path, None] = None) -> None:
         _require("tensorboard", "tensorboard")
@@ -130,10 +129,9 @@ def check_tracking_uri(uri: str) -> str:
     return uri
 
 
-class MLflowLogger(Callback):
+class MLflowLogger(Logger):
     """One MLflow run per trainwise run, in ``experiment`` (default ``trainwise``)."""
 
-    main_process_only = True  # DDP: rank 0 alone writes and prints
 
     def __init__(self, tracking_uri: Optional[str] = None, experiment: Optional[str] = None) -> None:
         _require("mlflow", "mlflow")
@@ -152,8 +150,7 @@ class MLflowLogger(Callback):
 
             self.tracking_uri = f"sqlite:///{writer_root(Path(trainer.run_dir)).resolve() / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        found = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        experiment_id = self._experiment_id()
         record = getattr(getattr(trainer, "run_record", None), "data", None) or {}
         tags = {"trainwise.run_dir": str(Path(trainer.run_dir).resolve())}
         if record.get("id"):
@@ -166,6 +163,22 @@ class MLflowLogger(Callback):
         params = [Param(k, str(v)[:6000]) for k, v in _flat(getattr(trainer, "config", None)).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def _experiment_id(self) -> str:
+        """The experiment's id, created when missing. Another process (a parallel trial, a second
+        job) may create it between the look-up and the creation: then its experiment is used."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(self.client.create_experiment(self.experiment))
+        except MlflowException:
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:  # not the race: a real error
+                raise
+            return str(found.experiment_id)
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         self._metrics({**logs, "lr": trainer.state.lr}, trainer.state.step)

@@ -29,7 +29,7 @@ class ProgressBar(Callback):
         console: where to write; stdout by default. When it is not a terminal, one line per epoch.
     """
 
-    main_process_only = True  # DDP: rank 0 alone writes and prints
+    rank_zero_only = True  # DDP: rank 0 alone prints
 
     def __init__(self, refresh_seconds: float = 0.5, console: Optional[Console] = None) -> None:
         self.console = console or Console(file=sys.stdout)

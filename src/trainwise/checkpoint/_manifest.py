@@ -182,7 +182,7 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
     """Return the manifest's ``{file name: entry}``; empty when there is no manifest."""
     path = folder / MANIFEST_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as error:
@@ -190,14 +190,14 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
             f"cannot read {path}: {error.strerror or error}; check its permissions"
         ) from error
     try:
-        manifest = json.loads(text)
+        manifest = json.loads(raw.decode("utf-8"))  # not UTF-8: a ValueError, reported below
         version, checkpoints = manifest["format_version"], manifest["checkpoints"]
         valid = isinstance(version, int) and all(map(_is_entry, checkpoints.values()))
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise CheckpointError(
-            f"{path} is not a valid trainwise manifest ({error}); move it aside to start a "
+            f"{path} is not a valid trainwise manifest ({' '.join(str(error).split())[:200]}); move it aside to start a "
             "new one (the files it listed then load only with verify=False)"
-        ) from error
+        ) from None
     if not valid:
         raise CheckpointError(
             f"{path} is not a valid trainwise manifest: each entry needs {sorted(ENTRY_KEYS)}, "

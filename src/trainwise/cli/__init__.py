@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", help=".npz with an array 'x', or .csv with the training columns "
                          "(raw, unnormalized inputs; a target column is ignored)")
     predict.add_argument("--out", required=True, help="where to write predictions: .npz or .csv")
+    predict.add_argument("--format", choices=("torchscript", "pt2"),
+                         help="load a .pt (torchscript) or .pt2 artifact: these are programs that run code when "
+                              "loaded, so name the format only for a file you trust")
     _model_args(predict)
 
     export = sub.add_parser(

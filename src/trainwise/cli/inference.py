@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -65,7 +65,7 @@ def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
     from trainwise.export import load_artifact
 
     path = Path(args.run_dir)
-    runner, meta = load_artifact(path)
+    runner, meta = load_artifact(path, format=getattr(args, "format", None), model=_user_model_for(args, path))
     if not meta.get("data"):
         raise DataError(f"{path} carries no trainwise metadata (trainwise.json); predict with the tool that made it")
     description = {**meta["data"], "normalization": None}  # folded into the artifact
@@ -77,6 +77,31 @@ def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
     write_predictions(out, outputs, run)
     print(f"wrote {len(x)} predictions to {out}")
     return 0
+
+
+def _user_model_for(args: argparse.Namespace, path: Path) -> Optional[torch.nn.Module]:
+    """The model a safetensors file loads into when the user names its factory (``--model``)."""
+    if not args.model:
+        return None
+    if path.suffix.lower() != ".safetensors":
+        raise ConfigError(f"--model rebuilds the network of a run folder or a .safetensors file; {path.name} carries "
+                          "its own graph; drop --model")
+    from trainwise.export.safetensors_format import read_metadata
+    from trainwise.models import load_user_model
+
+    meta = read_metadata(path)
+    description = meta.get("data") or {}
+    recorded = ((meta.get("config") or {}).get("model") or {}) if isinstance(meta.get("config"), dict) else {}
+    # The file's kwargs (JSON values) go to the factory the user typed only when it is the one the file names.
+    kwargs = recorded.get("args") if isinstance(recorded, dict) and recorded.get("name") == args.model else None
+    try:
+        shape = tuple(int(size) for size in description["input_shape"])
+        outputs = int(description["num_outputs"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path} carries no valid trainwise metadata (input_shape, num_outputs); predict with the "
+                        "tool that made it") from None
+    return load_user_model(args.model, kwargs if isinstance(kwargs, dict) else {}, input_shape=shape,
+                           num_outputs=outputs)
 
 
 def _split_of_run(run: SavedRun, split: str) -> tuple[torch.Tensor, torch.Tensor]:

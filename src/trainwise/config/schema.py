@@ -283,15 +283,11 @@ def _batch_size_alias(raw: dict[str, Any]) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    from trainwise.config.yaml_file import read_yaml_mapping
+
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}; pass the path of a YAML file such as examples/digits.yaml")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path)
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> str:

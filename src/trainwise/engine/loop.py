@@ -19,7 +19,7 @@ import torch
 from trainwise.checks import did_you_mean
 from trainwise.errors import ConfigError
 from trainwise.data.loader import batch_length
-from trainwise.engine.nonfinite import DIVERGED_ADVICE
+from trainwise.engine.nonfinite import DIVERGED_ADVICE, cpu_copy
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
@@ -112,6 +112,8 @@ class FitLoop:
             completed = self._train_epoch()
             s.train_seconds += time.perf_counter() - epoch_start
             self.clock.switch("other")
+            if completed and not self.sync_each_step and not self.checkpoints.training_is_finite():
+                self._on_late_nonfinite(len(self.batches) - 1)  # never an epoch's end (and its saves) on NaN
             if self.restart_epoch:
                 self.restart_epoch = False
                 continue
@@ -202,6 +204,7 @@ class FitLoop:
                 norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.settings.grad_clip)
                 if not self.sync_each_step:  # no host sync per step: read at log time, caught like the loss
                     self.last_grad_norm = norm
+                    self.checkpoints.finiteness.observe(norm)
                     self.clipped_steps += norm > self.settings.grad_clip
                 else:
                     norm_value = norm.item()
@@ -231,7 +234,7 @@ class FitLoop:
             self.torch_scheduler.step()
         self.apply_schedule()
         if s.step % self.settings.log_every_n_steps == 0:
-            if not self.sync_each_step and not math.isfinite(self.loss_sum_device.item()):
+            if not self.sync_each_step and not self.checkpoints.training_is_finite():
                 return self._on_late_nonfinite(index)
             self._log_step()
         for callback in t._dispatch["on_step_end"]:
@@ -377,7 +380,7 @@ class FitLoop:
             raise ConfigError(f"early stopping / best checkpoint monitors {best.monitor!r}, which this run does not "
                           f"log{did_you_mean(best.monitor, logs)}; available metrics: {available}")
         if best.update(value, self.state.current_epoch, self.state.step) and best.restore:
-            self.best_weights = {k: v.detach().clone() for k, v in self.t.model.state_dict().items()}
+            self.best_weights = cpu_copy(self.t.model.state_dict())  # off the device
 
     def _restore_best(self) -> None:
         s, best = self.state, self.state.best

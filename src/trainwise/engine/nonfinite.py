@@ -6,9 +6,12 @@ log step after the update was applied)."""
 
 from __future__ import annotations
 
+import copy
 import statistics
 from collections import deque
 from typing import Any, Optional
+
+import torch
 
 from trainwise.errors import ConfigError
 
@@ -52,6 +55,75 @@ class NonFiniteGuard:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rollbacks, self.skipped, self.lr_scale = state["rollbacks"], state["skipped"], state["lr_scale"]
         self.skip_batches = {(int(e), int(i)) for e, i in state["skip_batches"]}
+
+
+class DeviceFiniteness:
+    """Whether training stayed finite since the last look, kept on the device (no sync per step).
+
+    The loop already adds every micro-batch's loss into a float64 sum on the device; NaN and Inf
+    are absorbing in a sum (Inf + -Inf is NaN), so that sum says whether every loss was finite at
+    no extra cost. Gradient norms (when clipping by norm) are added here, one add per step into a
+    0-d tensor, the torchtitan way. ``all_finite`` reads both with one host sync; the loop calls
+    it at each log step, at each epoch's end and before every checkpoint write. In a DDP job the
+    ranks agree (a MIN all-reduce), so they all roll back together.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.norms = torch.zeros((), dtype=torch.float64, device=device)
+
+    def observe(self, value: torch.Tensor) -> None:
+        """Add a non-negative device value (a gradient norm); no sync."""
+        self.norms.add_(value.detach())
+
+    def all_finite(self, loss_sum: torch.Tensor, model: Optional[torch.nn.Module] = None) -> bool:
+        """One sync: the loss sum and the norms since the last reset (and ``model``'s parameters and
+        buffers, when given: a step can overflow the weights while the loss it came from was finite)."""
+        flags = [torch.isfinite(loss_sum + self.norms)]
+        if model is not None:
+            flags.extend(torch.isfinite(tensor).all() for tensor in model.state_dict().values()
+                         if tensor.is_floating_point() or tensor.is_complex())
+        finite = torch.stack([flag.to(self.norms.device) for flag in flags]).all().to(torch.float32)
+        from trainwise.distributed.ops import world
+
+        if world()[1] > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def reset(self) -> None:
+        self.norms.zero_()
+
+
+def scale_torch_scheduler(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
+    """Lower the lr a user's torch scheduler drives by ``factor``, now and for the rest of its schedule.
+
+    Schedulers compute the next lr from the group's current lr (StepLR, ExponentialLR, cosine and
+    the other chainable ones), from ``base_lrs`` (LambdaLR, MultiplicativeLR's closed forms) or from
+    the groups' ``initial_lr``/``max_lr``/``min_lr`` (OneCycleLR); all of them are scaled, so
+    whichever the scheduler reads, the lr stays lowered.
+    """
+    for group in optimizer.param_groups:
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            if isinstance(group.get(key), (int, float)):
+                group[key] *= factor
+    for name in ("base_lrs", "_last_lr", "min_lrs"):
+        values = getattr(scheduler, name, None)
+        if isinstance(values, list):
+            setattr(scheduler, name, [value * factor if isinstance(value, (int, float)) else value
+                                      for value in values])
+
+
+def cpu_copy(state: Any) -> Any:
+    """``state`` (a state dict, nested) with every tensor copied to the CPU: snapshots kept for a
+    rollback or the best weights do not take device memory."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {key: cpu_copy(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(cpu_copy(value) for value in state)
+    return copy.deepcopy(state)
 
 
 class SpikeCounter:

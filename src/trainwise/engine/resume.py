@@ -11,6 +11,7 @@ from typing import Any, Iterable, Optional
 
 from trainwise import checkpoint as ckpt
 from trainwise.distributed.ops import gather, world
+from trainwise.engine.nonfinite import DeviceFiniteness, cpu_copy, scale_torch_scheduler
 from trainwise.errors import CheckpointError, ResumeMismatchError
 from trainwise.runfolder.files import history_from_rows
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 # Config keys a resume may change when the user says so (--resume-changed): they alter how long
 # or how fast training goes on, not what is trained or on which data.
 CHANGEABLE_ON_RESUME = ("optimizer.lr", "train.epochs", "train.max_steps")
+KEPT_ON_ROLLBACK = ("nonfinite_rollback", "nonfinite_not_saved")  # events a rollback must not erase
 
 
 class Checkpointer:
@@ -162,10 +164,19 @@ class LoopCheckpoint:
     def __init__(self, loop: Any, checkpointer: Checkpointer) -> None:
         self.loop, self.checkpointer = loop, checkpointer
         self.initial_state: Optional[dict[str, Any]] = None
+        self.finiteness = DeviceFiniteness(loop.t.device)
+        self.refused_save = False  # a save found the state non-finite: the loop rolls back at its next check
 
     def remember_initial(self) -> None:
-        """The state a rollback returns to when no checkpoint has been written yet."""
-        self.initial_state = copy.deepcopy(self.state_dict())
+        """The state a rollback returns to when no checkpoint has been written yet (on the CPU: a
+        copy of the parameters and optimizer moments on the device would cost their size again)."""
+        self.initial_state = cpu_copy(self.state_dict())
+
+    def training_is_finite(self) -> bool:
+        """Whether every loss (and clipped gradient norm) since the last check was finite, and no save
+        was refused for a non-finite state since: one host sync, at log steps and epoch ends."""
+        refused, self.refused_save = self.refused_save, False
+        return self.finiteness.all_finite(self.loop.loss_sum_device) and not refused
 
     def state_dict(self) -> dict[str, Any]:
         loop, t, s = self.loop, self.loop.t, self.loop.state
@@ -222,8 +233,16 @@ class LoopCheckpoint:
         s.history = history_from_rows(loop.metrics_log.rows, s.epoch,
                                       last_step=s.step if loop.val_every is not None else None)
 
-    def save(self, *, best: bool = False) -> Path:
-        s = self.loop.state
+    def save(self, *, best: bool = False) -> Optional[Path]:
+        """Write a checkpoint, unless the state is not finite: then nothing is written (``last.pt`` keeps
+        the last finite state, which a rollback returns to) and None is returned."""
+        s, t = self.loop.state, self.loop.t
+        if not self.finiteness.all_finite(self.loop.loss_sum_device, t.model):
+            self.refused_save = True
+            kept = self.checkpointer.latest.name if self.checkpointer.latest is not None else "no checkpoint yet"
+            t.record_event("nonfinite_not_saved", f"the state at step {s.step} holds NaN or Inf; no checkpoint was "
+                           f"written (the last finite one stays: {kept})")
+            return None
         try:
             return self.checkpointer.save(self.state_dict(), step=s.step, epoch=s.epoch, best=best)
         except CheckpointError:
@@ -248,7 +267,7 @@ class LoopCheckpoint:
         best, path = self.loop.state.best, self.checkpointer.folder / "best.pt"
         if not best.restore or best.epoch is None or not path.is_file():
             return
-        saved = ckpt.load_checkpoint(path, map_location=self.loop.t.device)
+        saved = ckpt.load_checkpoint(path, map_location="cpu")  # kept on the CPU until restored
         held = saved["run_state"]["best"]
         if held["epoch"] == best.epoch and held.get("step") == best.step:
             self.loop.best_weights = saved["model"]
@@ -265,13 +284,17 @@ class LoopCheckpoint:
         rollbacks, lr_scale = guard.rollbacks + 1, guard.lr_scale * guard.lr_factor
         skip = guard.skip_batches | {bad_batch} if bad_batch is not None else set(guard.skip_batches)
         # Rewinding the run must not erase its record: earlier rollbacks since that checkpoint stay.
-        kept_events = [e for e in s.events[len(state["run_state"]["events"]):] if e["kind"] == "nonfinite_rollback"]
-        kept_rows = [row for row in loop.metrics_log.rows[state["metrics_rows"]:] if row[3] == "nonfinite_rollback"]
+        kept_events = [e for e in s.events[len(state["run_state"]["events"]):] if e["kind"] in KEPT_ON_ROLLBACK]
+        kept_rows = [row for row in loop.metrics_log.rows[state["metrics_rows"]:] if row[3] in KEPT_ON_ROLLBACK]
         self.load_state_dict(state)
         s.events.extend(kept_events)
         for step, epoch, split, metric, value in kept_rows:
             loop.metrics_log.log(step, epoch, split, {metric: value})
+        if loop.torch_scheduler is not None:  # a user's scheduler owns the lr: lower it there
+            scale_torch_scheduler(t.optimizer, loop.torch_scheduler, lr_scale / state["guard"]["lr_scale"])
         guard.rollbacks, guard.lr_scale, guard.skip_batches = rollbacks, lr_scale, skip
+        self.finiteness.reset()
+        self.refused_save = False
         loop.apply_schedule(force=True)
         source = path.name if path is not None else "the start of the run"
         t.record_event("nonfinite_rollback", f"{where}; rolled back to {source} (step {s.step}), "

@@ -184,12 +184,13 @@ def _run_split(run: Any) -> tuple[str, tuple[torch.Tensor, torch.Tensor]]:
     return split, (x.float(), y)
 
 
-def _as_tensors(data: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_tensors(data: tuple[Any, Any]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(inputs, targets)`` as tensors; targets may be None (unlabelled data: outputs are still compared)."""
     try:
         x, y = data
     except (TypeError, ValueError):
         raise ConfigError(f"data must be a pair (inputs, targets), got {_describe(data)}") from None
-    return torch.as_tensor(x).float(), torch.as_tensor(y)
+    return torch.as_tensor(x).float(), None if y is None else torch.as_tensor(y)
 
 
 def _describe(value: Any) -> str:

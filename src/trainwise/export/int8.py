@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ExportError
+from trainwise.export import gates
 from trainwise.export._source import ExportSource
 from trainwise.export.verify import Runner, accuracy, first_line, latency_ms, quiet, rmse, run_all
 
@@ -115,7 +116,10 @@ def _figures(source: ExportSource, fp32: Runner, int8: Runner, fp32_bytes: int, 
         figures[f"fp32_ms_batch{size}"] = round(sorted(before)[1], 4)
         figures[f"int8_ms_batch{size}"] = round(sorted(after)[1], 4)
     outputs_fp32, outputs_int8 = run_all(fp32, source.eval_x), run_all(int8, source.eval_x)
+    gates.check_finite(outputs_int8, who="the int8 export gives", fix="the artifact was removed")
+    gates.check_varies(source.eval_x, outputs_int8, who="the int8 export gives", fix="the artifact was removed")
     figures["max_abs_diff"] = float((outputs_fp32 - outputs_int8).abs().max())
+    figures.update(gates.int8_agreement(outputs_fp32, outputs_int8, source.task))  # needs no labels
     fp32_accuracy = accuracy(outputs_fp32, source.eval_y, source.task)
     int8_accuracy = accuracy(outputs_int8, source.eval_y, source.task)
     if fp32_accuracy is not None and int8_accuracy is not None:

@@ -10,7 +10,6 @@ model's ``metadata_props`` under ``trainwise.json``.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ConfigError, ExportError
-from trainwise.export.verify import Runner, first_line, quiet
+from trainwise.export.verify import Runner, first_line, parse_meta, quiet
 
 META_KEY = "trainwise.json"
 MAX_BATCH = 1 << 20
@@ -84,7 +83,7 @@ def load_onnx(path: Path) -> tuple[Runner, dict[str, Any]]:
     def run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {name: x.detach().cpu().float().numpy()})[0])
 
-    return run, (json.loads(meta) if meta else {})
+    return run, parse_meta(meta, path)
 
 
 def _inner(module: nn.Module) -> nn.Module:

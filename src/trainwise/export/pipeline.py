@@ -13,6 +13,7 @@ from torch import nn
 
 from trainwise.checks import check_choice
 from trainwise.errors import ConfigError, DataNotFoundError, ExportError
+from trainwise.export import gates
 from trainwise.export import int8 as int8_format
 from trainwise.export import onnx_format, safetensors_format, torchscript_format
 from trainwise.export._source import ExportSource, fold_batchnorm, from_module, from_run
@@ -124,6 +125,10 @@ def _export_all(source: ExportSource, targets: dict[str, Path], *, atol: float, 
                 max_int8_drop: float) -> ExportResult:
     folded, folded_count = fold_batchnorm(source.module)
     reference = run_all(source.module, source.eval_x)
+    fix = "fix the model (a log or division of 0, an overflow) before exporting; nothing was written"
+    gates.check_finite(reference, who="the PyTorch model gives", fix=fix)
+    gates.check_varies(source.eval_x, reference, who="the PyTorch model gives",
+                       fix="it ignores its input, so no export could be checked against it; nothing was written")
     ref_accuracy = accuracy(reference, source.eval_y, source.task)
     result = ExportResult()
     meta = source.meta_json()
@@ -133,6 +138,7 @@ def _export_all(source: ExportSource, targets: dict[str, Path], *, atol: float, 
             if name == "int8":
                 row = int8_format.write_int8(source, folded, tmp, meta)
                 int8_format.check_drop(row, max_int8_drop)
+                gates.check_int8(row)
                 row.update(pytorch_accuracy=row.get("fp32_accuracy"), artifact_accuracy=row.get("int8_accuracy"),
                            pytorch_rmse=row.get("fp32_rmse"), artifact_rmse=row.get("int8_rmse"))
                 row = {key: value for key, value in row.items() if value is not None}
@@ -161,9 +167,14 @@ def _export_one(source: ExportSource, name: str, module: nn.Module, tmp: Path, m
     label = f"the {name} export"
     diff = compare_outputs(source.module, runner, source.eval_x, atol=atol, rtol=rtol, label=label)
     outputs = run_all(runner, source.eval_x)
+    gates.check_finite(outputs, who=f"{label} gives", fix="the artifact was removed")
+    gates.check_varies(source.eval_x, outputs, who=f"{label} gives",
+                       fix="the export baked values in (a trace of input-dependent code); the artifact was removed")
+    figures = gates.compare_all(reference, outputs, atol=atol, rtol=rtol, label=label)
     artifact_accuracy = accuracy(outputs, source.eval_y, source.task)
     check_accuracy(ref_accuracy, artifact_accuracy, label=label, max_gap=ACCURACY_GAP_POINTS)
-    row: dict[str, Any] = {"max_abs_diff": diff, "split_max_abs_diff": float((outputs - reference).abs().max()),
+    row: dict[str, Any] = {"max_abs_diff": diff, "split_max_abs_diff": figures["max_abs_diff"],
+                           "split_max_rel_diff": figures["max_rel_diff"],
                            "pytorch_accuracy": ref_accuracy, "artifact_accuracy": artifact_accuracy,
                            "pytorch_rmse": rmse(reference, source.eval_y, source.task),
                            "artifact_rmse": rmse(outputs, source.eval_y, source.task), **facts}
@@ -174,15 +185,40 @@ def _origin(source: ExportSource) -> dict[str, Any]:
     return {key: source.meta[key] for key in ("source", "checkpoint") if key in source.meta}
 
 
-def load_artifact(path: str | Path) -> tuple[Runner, dict[str, Any]]:
-    """Any exported artifact as a tensor → tensor function, with its ``trainwise.json`` metadata."""
+CODE_FORMATS = {".pt": "torchscript", ".pt2": "pt2"}  # programs: loading them runs what they contain
+DATA_FORMATS = {".onnx": "onnx", ".safetensors": "safetensors"}
+
+
+def load_artifact(path: str | Path, format: Optional[str] = None,
+                  model: Optional[nn.Module] = None) -> tuple[Runner, dict[str, Any]]:
+    """Any exported artifact as a tensor → tensor function, with its ``trainwise.json`` metadata.
+
+    ONNX and safetensors are data and load by their suffix. TorchScript (``.pt``) and ``.pt2``
+    files are programs (loading one runs what it contains), so they load only when ``format``
+    says ``"torchscript"`` or ``"pt2"``: the caller vouches for the file. ``model`` is the
+    instance a safetensors file of a user's class loads into (see ``load_model``).
+
+    Example:
+        >>> runner, meta = load_artifact("export/model.onnx")
+        >>> runner, meta = load_artifact("export/model.pt", format="torchscript")  # a file you trust
+    """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"no such artifact: {path}; pass a file trainwise export wrote")
     suffix = path.suffix.lower()
-    loaders = {".onnx": onnx_format.load_onnx, ".pt": torchscript_format.load_torchscript,
-               ".pt2": torchscript_format.load_pt2, ".safetensors": safetensors_format.load_safetensors}
-    if suffix not in loaders:
+    kind = DATA_FORMATS.get(suffix) or CODE_FORMATS.get(suffix)
+    if kind is None:
         raise ConfigError(f"cannot tell the format of {path.name!r}: expected .onnx, .pt (TorchScript), .pt2 or "
                           ".safetensors, or a run folder")
-    return loaders[suffix](path)
+    if format is not None and format != kind:
+        raise ConfigError(f"{path.name} is a {kind} file by its suffix, but format {format!r} was asked for; pass "
+                          f"format={kind!r} (CLI --format {kind}) or the right file")
+    if kind in CODE_FORMATS.values() and format is None:
+        raise ConfigError(f"{path.name} is a {kind} program: loading it runs code it contains, so trainwise loads it "
+                          f"only when asked for that format; if you trust the file, pass --format {kind} (Python: "
+                          f"load_artifact(path, format={kind!r})), else use its .onnx or .safetensors export")
+    if kind == "safetensors":
+        return safetensors_format.load_safetensors(path, model=model)
+    loaders = {"onnx": onnx_format.load_onnx, "torchscript": torchscript_format.load_torchscript,
+               "pt2": torchscript_format.load_pt2}
+    return loaders[kind](path)

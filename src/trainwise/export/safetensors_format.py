@@ -3,8 +3,8 @@ reads no pickle at all (``trainwise.load_model``).
 
 The weights are those of the model with its input normalization (``mean``/``std`` buffers), so
 the rebuilt model takes raw inputs like every other artifact. The architecture comes from the
-config: a built-in model is rebuilt by name; a user's class by ``package.module:Class`` when it
-builds with no arguments, otherwise pass the module to load into (``model=``).
+config: a built-in model is rebuilt by name from a closed registry; a user's class is never imported
+because the file names it (a file is data): pass the module to load into (``model=``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,32 @@ def read_metadata(path: Path) -> dict[str, Any]:
             text = (handle.metadata() or {}).get(META_KEY)
     except Exception as error:  # safetensors raises its own error types for a bad header
         raise CheckpointError(f"cannot read safetensors file {path}: {first_line(error)}") from error
-    return json.loads(text) if text else {}
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(f"the trainwise metadata of {path} is not valid JSON ({error}); the file is damaged or "
+                              "was not written by trainwise export") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"the trainwise metadata of {path} is not a JSON object; the file is damaged or was "
+                              "not written by trainwise export")
+    return meta
+
+
+def _description(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """data.json as the metadata carries it, and its input shape, checked (the file is not trusted)."""
+    description = meta.get("data") or {}
+    if not description:
+        raise CheckpointError(f"{path} has no trainwise metadata; load it with safetensors.torch.load_file and "
+                              "your own model")
+    try:
+        shape = tuple(int(size) for size in description["input_shape"])
+        int(description["num_outputs"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"the trainwise metadata of {path} lacks a valid input_shape/num_outputs; the file "
+                              "is damaged or was not written by trainwise export") from None
+    return description, shape
 
 
 def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module:
@@ -47,7 +72,8 @@ def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module
     Args:
         path: the ``.safetensors`` file.
         model: for a user's own class, an instance of it (its weights are replaced); built-in
-            models are rebuilt from the config in the file.
+            models are rebuilt from the config in the file. A class named in the file is never
+            imported: the file may come from anyone.
 
     Raises:
         DataNotFoundError: no such file. CheckpointError: the weights do not fit. ConfigError:
@@ -64,19 +90,27 @@ def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"no such safetensors file: {path}; pass the file trainwise export wrote")
+    if path.suffix.lower() in (".pt", ".pt2"):
+        raise ConfigError(f"{path.name} is a TorchScript/torch.export program, not weights: loading it runs code "
+                          "it contains; load_model reads .safetensors only. If you trust the file, load it with "
+                          f"trainwise.export.load_artifact({str(path)!r}, format="
+                          f"{'pt2' if path.suffix.lower() == '.pt2' else 'torchscript'!r})")
+    if model is not None and not isinstance(model, nn.Module):
+        raise ConfigError(f"model= must be an instance of your torch.nn.Module, got {type(model).__name__}; e.g. "
+                          "model=YourNet(...)")
     meta = read_metadata(path)
-    description = meta.get("data") or {}
-    if not description:
-        raise CheckpointError(f"{path} has no trainwise metadata; load it with safetensors.torch.load_file and "
-                              "your own model")
-    shape = tuple(int(size) for size in description["input_shape"])
+    description, shape = _description(meta, path)
     inner = model if model is not None else _rebuild(meta, path)
     target_normalization = description.get("target_normalization")
     if model is None and description.get("task") == "regression" and target_normalization:
         from trainwise.runfolder.saved import OriginalUnits
 
         inner = OriginalUnits(inner, target_normalization)
-    module = Deployable(inner, shape, description.get("normalization") or None)
+    try:
+        module = Deployable(inner, shape, description.get("normalization") or None)
+    except (TypeError, ValueError, RuntimeError, AttributeError):
+        raise CheckpointError(f"the normalization in {path}'s metadata is not lists of numbers per channel; the file "
+                              "is damaged or was not written by trainwise export") from None
     try:
         load_into(module, str(path), strict=True)
     except RuntimeError as error:
@@ -85,25 +119,25 @@ def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module
     return module.eval()
 
 
-def load_safetensors(path: Path) -> tuple[Runner, dict[str, Any]]:
-    return load_model(path), read_metadata(path)
+def load_safetensors(path: Path, model: Optional[nn.Module] = None) -> tuple[Runner, dict[str, Any]]:
+    return load_model(path, model=model), read_metadata(path)
 
 
 def _rebuild(meta: dict[str, Any], path: Path) -> nn.Module:
+    """A built-in model from the metadata's config; a name outside the registry is refused, never imported."""
     from trainwise.models import build_model
+    from trainwise.models.from_file import builtin_name_from_file
 
-    spec = dict((meta.get("config") or {}).get("model") or {})
+    spec = (meta.get("config") or {}).get("model") or {}
+    spec = dict(spec) if isinstance(spec, dict) else {}
     description = meta["data"]
-    name = spec.pop("name", None)
-    if not name:
-        raise ConfigError(f"{path} does not say which model it holds; pass model= an instance of it")
+    name = builtin_name_from_file(spec.pop("name", None), where=f"{path.name}'s metadata",
+                                  fix=f"build the model yourself and pass it: trainwise.load_model({str(path)!r}, "
+                                      "model=YourNet(...)) (CLI: trainwise predict --model package.module:factory)")
     options = {key: spec[key] for key in ("hidden", "norm", "dropout", "activation", "channels", "kernel_size",
-                                          "pool", "args") if key in spec}
-    if ":" in name and name.startswith("__main__:"):
-        raise ConfigError(f"{path} holds a {name.split(':')[1]} defined in a script; pass model= an instance of it: "
-                          f"trainwise.load_model({str(path)!r}, model={name.split(':')[1]}(...))")
+                                          "pool") if key in spec}
     try:
         return build_model(name, input_shape=description["input_shape"], num_outputs=int(description["num_outputs"]),
                            **options)
-    except ConfigError as error:
+    except (ConfigError, TypeError, ValueError) as error:
         raise ConfigError(f"cannot rebuild the model of {path}: {error}; or pass model= an instance of it") from error

@@ -11,7 +11,6 @@ unpickles, so load only files you trust (the same holds for TorchScript).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ExportError
-from trainwise.export.verify import Runner, first_line, quiet
+from trainwise.export.verify import Runner, first_line, parse_meta, quiet
 
 META_FILE = "trainwise.json"
 
@@ -58,7 +57,7 @@ def load_torchscript(path: Path) -> tuple[Runner, dict[str, Any]]:
             raise ExportError(f"cannot load TorchScript file {path}: {first_line(error)}; is it a "
                               "torch.jit.save file (a training checkpoint is not)?") from error
     loaded.eval()
-    return loaded, (json.loads(extra[META_FILE]) if extra[META_FILE] else {})
+    return loaded, parse_meta(extra[META_FILE], path)
 
 
 def write_pt2(module: nn.Module, example: torch.Tensor, path: Path, meta_json: str) -> dict[str, Any]:
@@ -81,7 +80,7 @@ def load_pt2(path: Path) -> tuple[Runner, dict[str, Any]]:
             program = torch.export.load(str(path), extra_files=extra)
         except Exception as error:
             raise ExportError(f"cannot load .pt2 file {path}: {first_line(error)}") from error
-    return program.module(), (json.loads(extra[META_FILE]) if extra[META_FILE] else {})
+    return program.module(), parse_meta(extra[META_FILE], path)
 
 
 def _faithful(module: nn.Module, compiled: Any, example: torch.Tensor) -> bool:

@@ -48,7 +48,7 @@ def compare_outputs(reference: Runner, artifact: Runner, x: torch.Tensor, *, ato
                               f"gives {tuple(want.shape)}; the batch axis is not dynamic in this artifact")
         diff = (got - want).abs()
         worst = max(worst, float(diff.max()))
-        bad = diff > atol + rtol * want.abs()
+        bad = ~(diff <= atol + rtol * want.abs())  # NaN is outside every tolerance
         if bool(bad.any()):
             raise ExportError(f"{label} disagrees with the PyTorch model: max abs diff {float(diff.max()):.3g} on a "
                               f"batch of {len(batch)} ({int(bad.sum())} of {bad.numel()} outputs outside "
@@ -161,6 +161,22 @@ def first_line(error: BaseException) -> str:
     """The error's type and its first two non-empty lines, on one line (at most 300 characters)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return f"{type(error).__name__}: {' '.join(lines[:2])[:300]}"
+
+
+def parse_meta(text: Optional[str], path: Path) -> dict[str, Any]:
+    """An artifact's ``trainwise.json`` (``{}`` when absent); a damaged one is an ``ExportError``."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ExportError(f"the trainwise metadata in {path} is not a JSON object; the file is damaged or was not "
+                          "written by trainwise export")
+    return meta
 
 
 def artifact_size(path: Path) -> int:

@@ -82,7 +82,12 @@ def connect(root: Path, *, create: bool = True) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: no fsync per commit; the index is a cache
-    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:  # never write rows of this schema into a newer one
+        conn.close()
+        raise sqlite3.DatabaseError(f"{path} was written by a newer trainwise (index schema {version}, this one "
+                                    f"writes {SCHEMA_VERSION})")
+    if version < SCHEMA_VERSION:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         with transaction(conn):

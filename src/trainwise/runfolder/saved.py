@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import yaml
 from torch import nn
 
 from trainwise import checkpoint as ckpt
 from trainwise.config.schema import RunConfig, config_from_dict
+from trainwise.config.yaml_file import read_yaml_mapping
 from trainwise.errors import CheckpointError, ConfigError, DataError, DataNotFoundError
 from trainwise.metrics import LOSS_NAMES
 from trainwise.models import build_model
+from trainwise.models.from_file import builtin_name_from_file
 
 PYTHON_DATASET = "python"  # data.dataset of a run made with the Python API (its data is not on disk)
 
@@ -70,11 +71,14 @@ def load_saved_run(run_dir: str, checkpoint_name: str) -> SavedRun:
         if not path.is_file():
             raise DataNotFoundError(f"{folder} is not a trainwise run folder: {path} is missing; "
                                     "pass the folder a training run wrote")
+    cfg = config_from_dict(read_yaml_mapping(config_path, what="the run folder's config"))
     try:
-        cfg = config_from_dict(yaml.safe_load(config_path.read_text()) or {})
-        description = json.loads(data_path.read_text())
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise DataError(f"cannot read the run folder {folder}: {error}") from error
+        description = json.loads(data_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {data_path}: {' '.join(str(error).split())[:200]}; the run folder is "
+                        "damaged") from None
+    if not isinstance(description, dict):
+        raise DataError(f"{data_path} is not a JSON object; the run folder is damaged")
     path = folder / "checkpoints" / checkpoint_name
     if not path.is_file() and checkpoint_name == "best.pt":
         path = folder / "checkpoints" / "last.pt"
@@ -87,16 +91,26 @@ def load_saved_run(run_dir: str, checkpoint_name: str) -> SavedRun:
 def rebuild_model(run: SavedRun, model_spec: Optional[str] = None) -> nn.Module:
     """The run's model with the checkpoint's weights, in eval mode, on the CPU.
 
+    The model named in the run's config.yaml is rebuilt only when it is a built-in one: a
+    ``package.module:factory`` read from a file is never imported (the folder may come from
+    anyone); the user names it with ``model_spec`` (``--model``), and then the config's
+    ``model.args`` go with it when it is the same factory.
+
     A regression run whose targets were standardized gets its outputs turned back into the
     original units (``output * std + mean`` from data.json's ``target_normalization``).
 
     Raises:
-        ConfigError: the model cannot be rebuilt (defined in a script, an import error); the
+        ConfigError: the model cannot be rebuilt (a user model not named, an import error); the
             message names ``--model``.
         CheckpointError: the weights do not fit the rebuilt model.
     """
-    name = model_spec or run.cfg.model.name
-    model = _build(run, name, from_config=model_spec is None)
+    if model_spec is None:
+        name = builtin_name_from_file(run.cfg.model.name, where=f"the run folder {run.folder}'s config.yaml",
+                                      fix=f"pass --model {_user_spec_hint(run.cfg.model.name)} (Python: "
+                                          "model_spec=...) naming the factory that builds this run's network")
+    else:
+        name = model_spec
+    model = _build(run, name, from_config=model_spec is None or model_spec == run.cfg.model.name)
     state = ckpt.load_checkpoint(run.checkpoint)["model"]
     try:
         model.load_state_dict(state)
@@ -113,6 +127,13 @@ def rebuild_model(run: SavedRun, model_spec: Optional[str] = None) -> nn.Module:
     return model
 
 
+def _user_spec_hint(name: Any) -> str:
+    """The config's own spec when it looks like one the user could type, else the placeholder."""
+    if isinstance(name, str) and ":" in name and not name.startswith("__main__:") and name.isprintable():
+        return name if len(name) <= 80 else "package.module:factory"
+    return "package.module:factory"
+
+
 def _build(run: SavedRun, name: str, *, from_config: bool) -> nn.Module:
     if name.startswith("__main__:"):
         raise ConfigError(
@@ -122,9 +143,11 @@ def _build(run: SavedRun, name: str, *, from_config: bool) -> nn.Module:
         )
     m = run.cfg.model
     options: dict[str, Any] = {}
-    if from_config:
+    if from_config and ":" in name:
+        options = dict(args=m.args)
+    elif from_config:
         options = dict(hidden=m.hidden, norm=m.norm, dropout=m.dropout, activation=m.activation,
-                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool, args=m.args)
+                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool)
     try:
         return build_model(name, input_shape=run.input_shape, num_outputs=int(run.description["num_outputs"]),
                            **options)

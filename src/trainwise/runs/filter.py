@@ -251,4 +251,5 @@ def _number(value: Any) -> Optional[float]:
 
 def _error(text: str, column: int, message: str) -> FilterError:
     pointer = " " * (column - 1) + "^"
-    return FilterError(f"--where: {message} at column {column}\n  {text}\n  {pointer}")
+    shown = "".join(char if char.isprintable() else "?" for char in text)  # no control characters echoed; columns kept
+    return FilterError(f"--where: {message} at column {column}\n  {shown}\n  {pointer}")

@@ -10,6 +10,7 @@ deleted by hand is shown as ``missing`` until ``runs gc`` forgets it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from trainwise.runfolder import index as run_index
+from trainwise.runs.damaged import damaged_run, rebuild_if_damaged, set_aside_if_damaged
 from trainwise.runfolder.index import COLUMNS as COLUMN_NAMES
 from trainwise.errors import ConfigError, DataNotFoundError
 from trainwise.runfolder.record import RUN_FILE, STALE_SECONDS, process_start_time, read_run_json
 
+log = logging.getLogger(__name__)
 TRASH = ".trash"
 RUN_FIELDS = ("id", "name", "status", "host", "folder", "started", "ended", "duration", "git.commit", "git.dirty")
 
@@ -141,6 +144,7 @@ def open_index(root: Path) -> sqlite3.Connection:
         raise DataNotFoundError(f"no run index at {root / run_index.INDEX_FILE}; train a run first, run "
                                 "`trainwise runs reindex --root FOLDER` on a folder of runs, or pass --root / set "
                                 f"{run_index.ENV_ROOT}")
+    rebuild_if_damaged(root, reindex)  # a cache: garbage or a newer schema is set aside and rebuilt, with a note
     conn = run_index.connect(root)
     conn.row_factory = sqlite3.Row
     return conn
@@ -234,12 +238,16 @@ def reindex(root: Path) -> int:
     rows = []
     for folder in _run_folders(root):
         run = read_run_json(folder)
-        if run is None or not run.get("id"):
+        if run is None or not run.get("id"):  # unreadable (truncated, not JSON): listed, not dropped
+            rows.append(run_index.row_for(root, folder, damaged_run(root, folder), config=None, summary=None))
             continue
         summary = _read_json(folder / "summary.json")
         if summary.get("status") and run.get("status") not in ("running",):
             run["status"] = summary["status"]
         rows.append(run_index.row_for(root, folder, run, config=run_index._read_config(folder), summary=summary))
+    note = set_aside_if_damaged(root) if (root / run_index.INDEX_FILE).exists() else None
+    if note:
+        log.warning(f"{note}; rebuilding it from the run folders")
     conn = run_index.connect(root)
     try:
         with run_index.transaction(conn):
