@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -183,4 +182,3 @@ def test_a_file_that_is_not_the_format_its_name_says_is_one_line(tmp_path):
         with pytest.raises(TrainwiseError) as caught:
             load_artifact(path, format=format)
         assert "\n" not in str(caught.value) and name in str(caught.value)
-    shutil.rmtree(tmp_path)
