@@ -97,8 +97,10 @@ def diagnose_facts(facts: RunFacts, th: Thresholds) -> list[Check]:
         raise DataNotFoundError("the run logged no training loss, so there is nothing to diagnose; train at "
                                 "least one epoch first")
     summary, curves = facts.summary, facts.curves
-    return [_diverged(train, summary, th), run_rules.underfit(facts, th), run_rules.overfit(facts, th),
-            _plateau(train, th), run_rules.still_improving(facts, th), _oscillation(curves, th),
+    underfit = run_rules.underfit(facts, th)
+    learned = underfit.status == "PASS" and underfit.value is not None
+    return [_diverged(train, summary, th), underfit, run_rules.overfit(facts, th),
+            _plateau(train, th, learned), run_rules.still_improving(facts, th), _oscillation(curves, th),
             _lr_too_high(train, summary, th), _lr_too_low(train, summary, th),
             run_rules.worse_than_baseline(facts, th)]
 
@@ -119,7 +121,9 @@ def _diverged(train: list[float], summary: dict[str, Any], th: Thresholds) -> Ch
                  "(train.grad_clip: 1.0), add warmup (schedule.warmup: 0.05), use bf16 instead of fp16")
 
 
-def _plateau(train: list[float], th: Thresholds) -> Check:
+def _plateau(train: list[float], th: Thresholds, learned: bool) -> Check:
+    """A train loss that stopped falling while still high, on a run that did not learn its task
+    (AutoTrainer gates slow convergence on a bad outcome: noisy labels keep a good model's loss high)."""
     w = th.plateau_window
     finite = _finite(train)
     if len(finite) < w + 1:
@@ -127,35 +131,42 @@ def _plateau(train: list[float], th: Thresholds) -> Check:
     start, end = finite[-w - 1], finite[-1]
     per_epoch = (start - end) / abs(start) / w if start else 0.0
     stuck_high = end > th.plateau_level * finite[0]
-    bad = per_epoch < th.plateau_decrease and stuck_high
+    bad = per_epoch < th.plateau_decrease and stuck_high and not learned
     return Check("run.plateau", "WARN" if bad else "PASS", per_epoch, th.plateau_decrease,
                  f"over the last {w} epochs the train loss fell {per_epoch:.3%} per epoch (WARN below "
                  f"{th.plateau_decrease:.1%} while the loss is still above {th.plateau_level:g} of its first-epoch value; "
-                 f"{SOURCES['plateau_decrease']}); last {end:.4g}, first {finite[0]:.4g}",
+                 f"{SOURCES['plateau_decrease']}) and the validation score does not pass run.underfit; last {end:.4g}, "
+                 f"first {finite[0]:.4g}",
                  "raise the lr or use a schedule with warmup (lr='auto'), check for dead units (doctor pre-flight), "
                  "use a bigger model" if bad else "")
 
 
-def _turns(series: list[float], swing: float, relative: bool) -> int:
-    diffs = [(b - a) / (abs(a) if relative and a else 1.0) for a, b in zip(series, series[1:])]
+def _turns(series: list[float], swing: float) -> int:
+    diffs = [b - a for a, b in zip(series, series[1:])]
     return sum(1 for d1, d2 in zip(diffs, diffs[1:]) if d1 * d2 < 0 and abs(d1) >= swing and abs(d2) >= swing)
 
 
 def _oscillation(curves: Curves, th: Thresholds) -> Check:
-    acc = curves.get("val_accuracy")
-    series, relative, swing = ((acc, False, th.oscillation_swing) if acc else
-                               (curves.get("val_loss") or curves.get("train_loss", []), True,
-                                th.oscillation_loss_swing))
-    series = _finite(series or [])
+    """AutoTrainer's oscillation rule on the validation accuracy; without one, on the loss, with each
+    swing measured against the loss's whole descent (first value to minimum): near zero loss a 10%
+    relative wobble is noise, a bounce by a tenth of all that was learned is not."""
+    acc = _finite(curves.get("val_accuracy") or [])
+    loss = _finite(curves.get("val_loss") or curves.get("train_loss") or [])
+    series = acc or loss
     if len(series) < 5:
         return Check("run.oscillation", "PASS", None, th.oscillation_share, "fewer than 5 epochs: no oscillation "
                      "to judge")
-    share = _turns(series, swing, relative) / len(series)
+    if acc:
+        scaled, swing, what = acc, th.oscillation_swing, f"validation accuracy around by >= {th.oscillation_swing:g}"
+    else:
+        descent = max(loss[0] - min(loss), 1e-12)
+        scaled, swing = [v / descent for v in loss], th.oscillation_loss_swing
+        what = f"loss around by >= {swing:g} of its descent ({descent:.4g})"
+    share = _turns(scaled, swing) / len(series)
     bad = share >= th.oscillation_share
-    what = "validation accuracy" if acc else "loss (relative)"
     return Check("run.oscillation", "WARN" if bad else "PASS", share, th.oscillation_share,
-                 f"{share:.0%} of epochs turn the {what} around by >= {swing:g} on both sides; WARN at "
-                 f"{th.oscillation_share:.0%} ({SOURCES['oscillation_swing']})",
+                 f"{share:.0%} of epochs turn the {what} on both sides; WARN at {th.oscillation_share:.0%} "
+                 f"({SOURCES['oscillation_swing']}; {SOURCES['oscillation_share']})",
                  "lower the lr or decay it (schedule.name: cosine), use larger batches, Adam instead of SGD, "
                  "clip gradients" if bad else "")
 

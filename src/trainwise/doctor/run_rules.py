@@ -99,16 +99,17 @@ def overfit(f: RunFacts, th: Thresholds) -> Check:
     smooth = median3(val)
     best = min(range(n), key=lambda i: (smooth[i], i))
     rise, sigma = smooth[-1] - smooth[best], noise(val)
-    waited = n - 1 - best >= max(th.overfit_patience, math.ceil(0.2 * n))
+    need = max(th.overfit_patience, math.ceil(0.2 * n))
+    waited = n - 1 - best >= need
     rising = waited and rise > max(th.overfit_rise * abs(smooth[best]), th.noise_sigmas * sigma)
     train_fell = len(train) == n and all(map(math.isfinite, train)) and \
         median3(train)[best] - median3(train)[-1] > th.noise_sigmas * noise(train)
     name, metric = _task_metric(f)
     metric_change = None
     if len(metric) == n and len(_finite(metric)) == n:
-        sm = median3(metric)
-        metric_change = sm[-1] - sm[best]
-    stalled = metric_change is None or metric_change <= noise(metric)
+        sm = median3(metric)  # progress since the loss's best epoch and over the last `need` epochs
+        metric_change = sm[-1] - max(sm[best], sm[max(best, n - 1 - need)])
+    stalled = metric_change is None or metric_change <= max(th.metric_progress, th.noise_sigmas * noise(metric))
     gap = val[-1] - train[-1] if len(train) == n else None
     value = {"best_epoch": best + 1, "val_loss_rise": rise / abs(smooth[best]) if smooth[best] else None,
              "metric_change": metric_change, "generalization_gap": gap,
@@ -116,11 +117,12 @@ def overfit(f: RunFacts, th: Thresholds) -> Check:
     gap_text = (f"; generalization gap (final val - train loss) {gap:.4g}" if gap is not None else "")
     found = (f"the validation loss (3-epoch median) was lowest at epoch {best + 1} and ended "
              f"{value['val_loss_rise']:+.1%} above it; the train loss {'fell' if train_fell else 'did not fall'} "
-             f"beyond noise" + (f"; {name} {metric_change:+.4g} since then" if metric_change is not None else "")
+             f"beyond noise" + (f"; {name} {metric_change:+.4g} since then (and over the last {need} epochs)"
+                if metric_change is not None else "")
              + gap_text)
     rule = (f"WARN when the val loss rises over {th.overfit_rise:.0%} and {th.noise_sigmas:g} sigma for "
-            f"{th.overfit_patience}+ epochs while the train loss falls and the task metric stalls "
-            f"({SOURCES['overfit_rise']})")
+            f"{th.overfit_patience}+ epochs while the train loss falls and the task metric gains under "
+            f"{th.metric_progress:g} ({SOURCES['overfit_rise']}; {SOURCES['metric_progress']})")
     if rising and train_fell and stalled:
         restored = f.restored_epoch()
         if restored is not None:

@@ -56,13 +56,14 @@ class Thresholds:
     overfit_min_epochs: int = 5            # validated epochs needed to judge overfitting
     overfit_patience: int = 3              # epochs after the best val loss (at least 20% of the run)
     overfit_rise: float = 0.05             # relative rise of the val loss above its minimum
+    metric_progress: float = 0.01          # task-metric gain (accuracy, R²) below which it counts as stalled
     plateau_window: int = 5                # epochs
     plateau_decrease: float = 0.001        # relative train-loss decrease per epoch
     plateau_level: float = 0.5             # a plateau counts while the train loss is above this share of epoch 1's
     still_improving_window: int = 4        # last epochs whose slope is fitted (2-epoch runs use both)
     still_improving: float = 0.01          # relative improvement per epoch of the validation loss
     oscillation_swing: float = 0.03        # accuracy swing between turns
-    oscillation_loss_swing: float = 0.1    # relative loss swing between turns (no accuracy logged)
+    oscillation_loss_swing: float = 0.1    # loss swing between turns, as a share of its descent (no accuracy)
     oscillation_share: float = 0.2         # share of epochs with such a swing
     underfit_gain: float = 0.2             # (best score - chance) / (1 - chance); R² for regression
     lr_low_decrease: float = 0.05          # relative train-loss decrease over the whole run
@@ -112,14 +113,15 @@ SOURCES = {
     "overfit_patience": "trust.md 4.5: the best eval at least max(3, 0.2 n) evaluations before the end",
     "overfit_rise": "Tuning Playbook: problematic overfitting = validation error starts increasing; "
                     "trust.md 4.5: final - best > max(2 sigma, 5%)",
+    "metric_progress": "AutoTrainer slow convergence (delta = 0.01: a smaller accuracy gain is no progress)",
     "plateau_window": "DeepDiagnosis window of 5 epochs",
     "plateau_decrease": "SageMaker Debugger LossNotDecreasing (0.1%)",
     "plateau_level": "AutoTrainer gates slow convergence on a bad outcome; a loss halved is no plateau",
     "still_improving_window": "Tuning Playbook: are the trials still improving at the end of training?",
     "still_improving": "Tuning Playbook: still improving at the end means train longer",
     "oscillation_swing": "AutoTrainer oscillating loss (zeta = 0.03)",
-    "oscillation_loss_swing": "AutoTrainer oscillating loss, zeta read on the relative loss",
-    "oscillation_share": "AutoTrainer oscillating loss (eta = 0.2)",
+    "oscillation_loss_swing": "AutoTrainer oscillating loss, zeta read on the loss as a share of its descent",
+    "oscillation_share": "AutoTrainer (eta = 0.2)",
     "underfit_gain": "AutoTrainer not_converge (Theta = 0.6 on its binary tasks: 0.2 of the way from chance 0.5)",
     "lr_low_decrease": "SageMaker Debugger LossNotDecreasing, over the whole run",
     "lr_high_rise": "Tuning Playbook: training loss increasing",
@@ -129,7 +131,7 @@ SOURCES = {
 
 _SHARES = ("split_overlap_warn", "split_overlap_fail", "duplicates", "conflicting_labels", "drift", "leakage_score",
            "outliers", "constant_features", "dead_fraction", "dropout", "overfit_accuracy", "overfit_ce_ratio",
-           "overfit_loss_ratio", "baseline_gain", "overfit_rise", "plateau_decrease", "plateau_level",
+           "overfit_loss_ratio", "baseline_gain", "overfit_rise", "metric_progress", "plateau_decrease", "plateau_level",
            "still_improving", "oscillation_swing", "oscillation_share", "underfit_gain", "lr_low_decrease",
            "one_step_change")
 _COUNTS = {"bn_min_batch": 1, "overfit_samples": 1, "overfit_steps": 1, "baseline_samples": 10, "baseline_steps": 1,
