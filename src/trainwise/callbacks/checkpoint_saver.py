@@ -28,7 +28,8 @@ class CheckpointSaver(Callback):
             most this share of the training time since it (a save of 50 ms waits for 0.5 s of
             training at 0.1), so saving never costs more than ~10% of the run and a crash loses at
             most ``last save / max_cost_share`` seconds of training. The best epoch and the last
-            epoch always save. None saves at every epoch end.
+            epoch always save. None saves at every epoch end, and so does a run with
+            ``every_n_steps`` (it chose its cadence).
 
     ``best.pt`` is written at every epoch that improves on the run's best. The trainer runs this
     callback after every other one that holds state, so a checkpoint includes their state.
@@ -68,8 +69,9 @@ class CheckpointSaver(Callback):
             self.skipped += 1
 
     def _worth_saving(self) -> bool:
-        """Whether the training since the last save is worth what a save costs."""
-        if self.max_cost_share is None or self._saved_at is None:
+        """Whether the training since the last save is worth what a save costs (a run that asked for
+        step checkpoints chose its own cadence: its epoch ends save as they always did)."""
+        if self.max_cost_share is None or self._saved_at is None or self.every_n_steps:
             return True
         return self._save_seconds <= self.max_cost_share * (time.perf_counter() - self._saved_at)
 
