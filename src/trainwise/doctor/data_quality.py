@@ -19,7 +19,7 @@ from trainwise.doctor.sample import Sample
 from trainwise.doctor.thresholds import SOURCES, Thresholds
 
 NEAR_DUPLICATE_ROWS = 2000  # rows compared pairwise (a seeded sample of larger splits)
-LEAKAGE_BINS = 16  # quantile bins of the one-feature predictor
+LEAKAGE_DEPTH = 4  # depth of the one-feature tree (up to 16 intervals)
 LEAKAGE_FEATURES = 200  # tables wider than this are not scanned feature by feature
 KS_CRITICAL = 1.63  # Kolmogorov-Smirnov critical coefficient at alpha = 0.01: drift must beat sampling noise too
 
@@ -126,21 +126,21 @@ def _drift(x: np.ndarray, x_val: Optional[np.ndarray], th: Thresholds) -> Check:
                  "newer data on purpose, expect a lower score there and retrain on recent data" if drifted else "")
 
 
-def _binned_scores(feature: np.ndarray, y: np.ndarray, feature_val: np.ndarray, y_val: np.ndarray, task: str) -> float:
-    """How well one feature alone predicts the label on validation: the train label's majority (or
-    mean) per quantile bin, scored by balanced accuracy (R² for regression)."""
-    edges = np.unique(np.quantile(feature, np.linspace(0, 1, LEAKAGE_BINS + 1)[1:-1]))
-    bins, bins_val = np.searchsorted(edges, feature), np.searchsorted(edges, feature_val)
+def _one_feature_score(feature: np.ndarray, y: np.ndarray, feature_val: np.ndarray, y_val: np.ndarray,
+                       task: str) -> float:
+    """How well one feature alone predicts the label on validation: a shallow decision tree on that
+    feature (deepchecks' predictive power score uses one too), scored by balanced accuracy (R² for
+    regression). A tree splits exactly where a leaked feature's values change class; quantile bins
+    would straddle the boundary."""
+    from sklearn.metrics import balanced_accuracy_score, r2_score
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    kind = DecisionTreeRegressor if task == "regression" else DecisionTreeClassifier
+    tree = kind(max_depth=LEAKAGE_DEPTH, random_state=0).fit(feature.reshape(-1, 1), y)
+    predicted = tree.predict(feature_val.reshape(-1, 1))
     if task == "regression":
-        means = np.array([y[bins == b].mean() if np.any(bins == b) else y.mean() for b in range(len(edges) + 1)])
-        total = ((y_val - y_val.mean()) ** 2).sum()
-        return float(1 - ((means[bins_val] - y_val) ** 2).sum() / total) if total > 0 else 0.0
-    classes = np.unique(y)
-    counts = np.stack([np.bincount(bins[y == c], minlength=len(edges) + 1) / max((y == c).sum(), 1)
-                       for c in classes])  # per class share, so a rare class can win its bins
-    predicted = classes[counts.argmax(axis=0)][bins_val]
-    recalls = [float((predicted[y_val == c] == c).mean()) for c in np.unique(y_val)]
-    return float(np.mean(recalls)) if recalls else 0.0
+        return float(r2_score(y_val, predicted)) if np.var(y_val) > 0 else 0.0
+    return float(balanced_accuracy_score(y_val, predicted))
 
 
 def _leakage(x: np.ndarray, y: torch.Tensor, x_val: Optional[np.ndarray], y_val: Optional[torch.Tensor], task: str,
@@ -158,7 +158,7 @@ def _leakage(x: np.ndarray, y: torch.Tensor, x_val: Optional[np.ndarray], y_val:
     else:
         val_labels = y_val.detach().cpu().numpy().reshape(-1)
     kind = "regression" if task == "regression" else "classification"
-    scores = [_binned_scores(x[:, j], labels, x_val[:, j], val_labels, kind) for j in range(x.shape[1])]
+    scores = [_one_feature_score(x[:, j], labels, x_val[:, j], val_labels, kind) for j in range(x.shape[1])]
     best = max(range(len(scores)), key=scores.__getitem__)
     metric = "R²" if kind == "regression" else "balanced accuracy"
     return check("data.leakage", scores[best] < th.leakage_score, {"feature": best, "score": scores[best]},
@@ -172,9 +172,13 @@ def _outliers(x: np.ndarray, th: Thresholds) -> Check:
     """Rows far from the rest: each row's RMS of standardized features, against Tukey fences
     (``outlier_iqr`` interquartile ranges above the third quartile) of those RMS values. One score
     per row keeps sparse and skewed columns (mostly zero, a few large) from flagging ordinary rows."""
-    scale = x.std(axis=0)
-    scale[scale <= 1e-12] = 1.0
-    z = (x - x.mean(axis=0)) / scale
+    # robust per-feature scale (IQR / 1.349, the std of a normal): the outliers themselves must not
+    # inflate the scale that judges them; features with no IQR (sparse, one-hot) fall back to the std
+    q1f, q3f = np.quantile(x, [0.25, 0.75], axis=0)
+    scale = (q3f - q1f) / 1.349
+    std = x.std(axis=0)
+    scale = np.where(scale > 1e-12, scale, np.where(std > 1e-12, std, 1.0))
+    z = (x - np.median(x, axis=0)) / scale
     score = np.sqrt((z ** 2).mean(axis=1))
     q1, q3 = np.quantile(score, [0.25, 0.75])
     fence = q3 + th.outlier_iqr * (q3 - q1)
@@ -185,7 +189,7 @@ def _outliers(x: np.ndarray, th: Thresholds) -> Check:
                       for i in worst if rows[i])
     return check("data.outliers", share <= th.outliers, share, th.outliers,
                  f"{int(rows.sum())} train rows ({share:.1%}) lie over {th.outlier_iqr:g} interquartile ranges above "
-                 f"the third quartile of the rows' distance from the mean (RMS of standardized features)"
+                 f"the third quartile of the rows' distance from the median (RMS of robustly scaled features)"
                  + (f": {named}" if named else "") + f"; WARN above {th.outliers:.0%} "
                  f"({SOURCES['outliers']}; {SOURCES['outlier_iqr']})",
                  "look at those rows: fix unit or entry errors, clip (winsorize) or log-transform heavy-tailed "

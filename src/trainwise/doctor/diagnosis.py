@@ -178,6 +178,9 @@ def _lr_vs_suggestion(summary: dict[str, Any]) -> Optional[float]:
 
 
 def _lr_too_high(train: list[float], summary: dict[str, Any], th: Thresholds) -> Check:
+    """Non-finite losses, an lr far above the range test's suggestion, or a train loss that rose and
+    never came back (the Playbook's "training loss increasing"). A bump that training recovers from
+    (1cycle's peak lr) and loss spikes the run survived are reported, not warned about."""
     spikes = int(summary.get("loss_spikes", 0) or 0)
     rollbacks = int(summary.get("nonfinite_rollbacks", 0) or 0)
     finite = _finite(train)
@@ -185,21 +188,26 @@ def _lr_too_high(train: list[float], summary: dict[str, Any], th: Thresholds) ->
     # (0.0005 -> 0.001 near zero is noise, not a bad lr)
     rises = [i for i in range(2, len(finite)) if finite[i] > min(finite[:i]) * (1 + th.lr_high_rise)
              and finite[i] - min(finite[:i]) > th.lr_high_min_rise * abs(finite[0])]
+    unrecovered = bool(rises) and finite[-1] > min(finite) * (1 + th.lr_high_rise) and \
+        finite[-1] - min(finite) > th.lr_high_min_rise * abs(finite[0])
     ratio = _lr_vs_suggestion(summary)
-    signs = []
-    if spikes:
-        signs.append(f"{spikes} loss spike(s)")
+    signs, notes = [], []
     if rollbacks or summary.get("status") == "diverged" or len(finite) < len(train):
         signs.append("non-finite losses")
-    if rises:
-        signs.append(f"the train loss rose over {th.lr_high_rise:.0%} above its minimum at epoch {rises[0] + 1} "
-                     "(Tuning Playbook: training loss increasing)")
+    if unrecovered:
+        signs.append(f"the train loss rose over {th.lr_high_rise:.0%} above its minimum from epoch {rises[0] + 1} "
+                     "and ended there (Tuning Playbook: training loss increasing)")
+    elif rises:
+        notes.append(f"the train loss rose over {th.lr_high_rise:.0%} at epoch {rises[0] + 1} and recovered")
     if ratio is not None and ratio > th.lr_factor:
         signs.append(f"the lr was {ratio:.3g}x the range test's suggestion")
+    if spikes:
+        notes.append(f"{spikes} loss spike(s) the run recovered from")
+    note = f" ({'; '.join(notes)})" if notes else ""
     return Check("run.lr_too_high", "WARN" if signs else "PASS", {"spikes": spikes, "rises": len(rises),
                  "lr_over_suggestion": ratio}, th.lr_high_rise,
-                 ("signs of a too-high lr: " + "; ".join(signs)) if signs else
-                 "no loss spikes, non-finite steps or rising train loss",
+                 ("signs of a too-high lr: " + "; ".join(signs) + note) if signs else
+                 f"no non-finite steps, no lasting rise of the train loss{note}",
                  "lower the lr (lr='auto' picks one by a range test), add warmup, clip gradients" if signs else "")
 
 
