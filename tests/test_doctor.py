@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFLIGHT_IDS = {
     "data.nonfinite", "data.label_range", "data.split_overlap", "data.duplicates", "data.imbalance",
     "data.normalization", "data.constant_features", "data.input_scale", "data.batch_remainder",
+    "data.near_duplicates", "data.conflicting_labels", "data.drift", "data.leakage", "data.outliers",
     "model.train_mode", "model.init_loss", "model.output_activation", "model.dead_units", "model.gradient_flow",
     "model.batchnorm_batch_size", "model.dropout", "model.symmetry", "model.linear_only",
     "train.one_step", "train.overfit_batch", "train.lr",

@@ -52,6 +52,9 @@ def test_plan_variants_differ_only_in_the_factor_with_identical_budget_and_seeds
     assert {j["run_dir"] for j in jobs} == {f"{v}-seed{k}" for v in EXPECTED_VARIANTS[name] for k in (0, 1)}
     for job in jobs:
         train = job["config"]["train"]
+        if study.equal_updates:  # 3 epochs of digits' train split at the config's batch 64, for every batch size
+            assert (train["max_steps"], train["early_stopping"]["enabled"]) == (plan["budget"]["steps"], False)
+            continue
         assert (train["epochs"], train["max_steps"], train["early_stopping"]["enabled"]) == (3, None, False)
         assert job["config"]["seed"] == job["seed_index"]
     allowed = {f.split(".")[0] if f == "schedule" else f for f in study.factor} | {"name", "optimizer.base_batch_size"}
@@ -182,10 +185,11 @@ def test_every_study_runs_on_a_tiny_budget(name, overrides, files, tmp_path: Pat
     if name == "optimizers":  # each optimizer at its own range test's lr
         assert sorted(results["lrs"]) == sorted(EXPECTED_VARIANTS[name])
         assert (tmp_path / name / "lr-find" / "sgd" / "lr_find.json").is_file()
-    if name == "normalization":  # the same 160 samples in every run: bs8 takes 20 steps an epoch, bs512 one
+    if name == "normalization":  # equal updates: 1 epoch of 160 samples at the config's batch 64 = 3 steps each
         steps = {v["name"]: json.loads((tmp_path / name / f"{v['name']}-seed0" / "summary.json").read_text())["steps"]
                  for v in results["variants"]}
-        assert (steps["batch-bs8"], steps["layer-bs32"], steps["none-bs512"]) == (20, 5, 1)
+        assert set(steps.values()) == {3}
+        assert "equal updates" in (tmp_path / name / "study.md").read_text()
 
 
 def test_report_html_escapes_every_string(init_study, tmp_path: Path) -> None:

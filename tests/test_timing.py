@@ -125,3 +125,20 @@ def test_the_clock_charges_each_interval_to_the_phase_it_leaves():
 def test_no_section_without_timings():
     assert timing_section({"status": "completed"}) == ""
     assert timing_section(None) == ""
+
+
+def test_a_long_setup_does_not_hide_what_the_epochs_wait_for():
+    """The issue's case: a 2-epoch fit whose range test is 72% of the run, on a slow Dataset that makes
+    every epoch wait for data 66% of its time: both are named, the epochs' top phase apart from setup."""
+    lines = bottleneck({"setup": 0.72, "data": 0.18, "forward_backward": 0.08, "optimizer": 0.02},
+                       {"setup": 0.0, "data": 0.66, "forward_backward": 0.28, "optimizer": 0.06})
+    assert lines[0].startswith("setup is 72% of the run")
+    assert lines[1] == ("within the epochs (setup excluded): waiting for data 66%, forward and backward 28%; "
+                        "data-bound: 66% of the epochs waits for data; raise the DataLoader's num_workers "
+                        "(Trainer(num_workers=N)), or pass the data as in-memory tensors")
+
+
+def test_every_phase_above_a_quarter_of_the_run_is_named():
+    lines = bottleneck({"data": 0.2, "evaluation": 0.2, "other": 0.28, "forward_backward": 0.3, "optimizer": 0.02})
+    assert lines[0].startswith("callbacks, logging and files take 28% of the run")
+    assert lines[1] == "forward, backward and the optimizer step take 32% of the run"

@@ -1,12 +1,15 @@
-"""Decide when to checkpoint: every N optimizer steps, every epoch, and whenever the run's best improves."""
+"""Decide when to checkpoint: every N optimizer steps, at epoch ends (at a cadence the cost of a save
+allows), whenever the run's best improves, and at the last epoch."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from trainwise.callbacks.base import Callback
 from trainwise.callbacks.monitor import resolve_mode
 from trainwise.checks import check_bool, check_int
+from trainwise.errors import ConfigError
 
 if TYPE_CHECKING:
     from trainwise.callbacks.base import Trainer
@@ -22,13 +25,20 @@ class CheckpointSaver(Callback):
         monitor, mode: leave them unset to follow the run's one "best" (early stopping's metric).
             Set them to define best yourself when the run has no early stopping; a monitor that
             disagrees with early stopping's is refused when the Trainer is built.
+        max_cost_share: the epoch-end cadence: an epoch end saves only when the last save cost at
+            most this share of the training time since it (a save of 50 ms waits for 0.5 s of
+            training at 0.1), so saving never costs more than ~10% of the run and a crash loses at
+            most ``last save / max_cost_share`` seconds of training. The best epoch and the last
+            epoch always save. None saves at every epoch end, and so does a run with
+            ``every_n_steps`` (it chose its cadence).
 
     ``best.pt`` is written at every epoch that improves on the run's best. The trainer runs this
     callback after every other one that holds state, so a checkpoint includes their state.
     """
 
     def __init__(self, *, every_n_steps: Optional[int] = None, every_epoch: bool = True,
-                 monitor: Optional[str] = None, mode: str = "auto", keep_last: int = 3) -> None:
+                 monitor: Optional[str] = None, mode: str = "auto", keep_last: int = 3,
+                 max_cost_share: Optional[float] = 0.1) -> None:
         if every_n_steps is not None:
             check_int("every_n_steps", every_n_steps, 1)
         self.keep_last = check_int("keep_last", keep_last, 1)
@@ -36,19 +46,43 @@ class CheckpointSaver(Callback):
         self.every_epoch = check_bool("every_epoch", every_epoch)
         self.monitor = monitor
         self.mode = resolve_mode(monitor, mode) if monitor is not None else None
+        if max_cost_share is not None and not 0 < max_cost_share <= 1:
+            raise ConfigError(f"max_cost_share must be in (0, 1] or None, got {max_cost_share!r}")
+        self.max_cost_share = max_cost_share
         self._last_saved_step = -1
+        self._save_seconds = 0.0  # what the last save cost
+        self._saved_at: Optional[float] = None  # when it ended (perf_counter)
+        self.skipped = 0  # epoch ends that did not save: the cadence at work
 
     def on_step_end(self, trainer: "Trainer") -> None:
         every, step = self.every_n_steps, trainer.state.step
         if every and step % every == 0 and step != self._last_saved_step:
             self._last_saved_step = step
-            trainer.save_checkpoint()
+            self._timed_save(trainer, best=False)
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
-        improved = trainer.state.best.improved
-        if self.every_epoch or improved:
-            self._last_saved_step = trainer.state.step
-            trainer.save_checkpoint(best=improved)
+        s = trainer.state
+        improved = s.best.improved
+        final = s.should_stop or (s.max_epochs is not None and s.epoch >= s.max_epochs) or \
+            (s.max_steps is not None and s.step >= s.max_steps)
+        if improved or (self.every_epoch and (final or self._worth_saving())):
+            self._last_saved_step = s.step
+            self._timed_save(trainer, best=improved)
+        elif self.every_epoch:
+            self.skipped += 1
+
+    def _worth_saving(self) -> bool:
+        """Whether the training since the last save is worth what a save costs (a run that asked for
+        step checkpoints chose its own cadence: its epoch ends save as they always did)."""
+        if self.max_cost_share is None or self._saved_at is None or self.every_n_steps:
+            return True
+        return self._save_seconds <= self.max_cost_share * (time.perf_counter() - self._saved_at)
+
+    def _timed_save(self, trainer: "Trainer", *, best: bool) -> None:
+        start = time.perf_counter()
+        trainer.save_checkpoint(best=best)
+        self._saved_at = time.perf_counter()
+        self._save_seconds = self._saved_at - start
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_saved_step": self._last_saved_step}

@@ -118,7 +118,7 @@ def _print_result(result) -> None:
         print(f"pruned at epoch {summary['pruned_at_epoch']}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}")
-    for line in (summary.get("timings") or {}).get("bottleneck", [])[:1]:
+    for line in (summary.get("timings") or {}).get("bottleneck", []):
         print(f"where the time went: {line}")
     report = result.run_dir / "report.html"
     print(f"run folder: {result.run_dir}")

@@ -55,8 +55,11 @@ def _budget(default, args: argparse.Namespace, budget_type):  # type: ignore[no-
 def _print(results: dict, out: Path) -> None:
     from trainwise.studies.output import summary_lines, table_rows
 
+    if results.get("budget_rule"):
+        print(f"budget: {results['budget_rule']}")
     for row in table_rows(results):
-        print(f"  {row[0]:<22} final {results['metric']} {row[1]:<18} steps to target {row[3]}")
+        print(f"  {row[0]:<22} final {results['metric']} {row[1]:<18} 95% CI {row[2]:<20} test {row[4]:<18} "
+              f"steps to target {row[5]}; failed {row[7]}")
     for line in summary_lines(results) + [f"  {s}" for s in results["verdict"] if s.endswith(": real")]:
         print(line)
     print(f"study folder: {out}  (study.md, study.json, report.html)")

@@ -15,8 +15,6 @@ from torch import nn
 from trainwise.doctor.report import Check
 from trainwise.doctor.thresholds import SOURCES, Thresholds
 
-BASELINE_STEPS = 400  # optimizer steps of each trained baseline
-
 
 def baseline_checks(x: torch.Tensor, y: torch.Tensor, x_val: Optional[torch.Tensor], y_val: Optional[torch.Tensor],
                     *, task: str, num_classes: Optional[int], th: Thresholds, seed: int = 0) -> list[Check]:
@@ -38,9 +36,10 @@ def baseline_checks(x: torch.Tensor, y: torch.Tensor, x_val: Optional[torch.Tens
         y_mean, y_std = y.float().mean(dim=0), y.float().std(dim=0).clamp(min=1e-12)
         y, y_val = (y.float() - y_mean) / y_std, (y_val.float() - y_mean) / y_std
     metric = "accuracy" if task in ("classification", "binary") else "r2"
+    fit = dict(x=x, y=y, x_val=x_val, y_val=y_val, task=task, metric=metric, seed=seed, steps=th.baseline_steps)
     scores = {"majority": _majority(y, y_val, task), "random": _random(y, y_val, task, g),
-              "linear": _trained(_linear(x, y, task, num_classes), x, y, x_val, y_val, task, metric, seed),
-              "shallow_mlp": _trained(_mlp(x, y, task, num_classes), x, y, x_val, y_val, task, metric, seed)}
+              "linear": _trained(_linear(x, y, task, num_classes), **fit),
+              "shallow_mlp": _trained(_mlp(x, y, task, num_classes), **fit)}
     names = {"majority": "the majority class" if metric == "accuracy" else "the train mean",
              "random": "random guesses from the train prior" if metric == "accuracy" else "random train targets",
              "linear": "a linear model", "shallow_mlp": "an MLP with one hidden layer of 64"}
@@ -104,8 +103,8 @@ def _mlp(x: torch.Tensor, y: torch.Tensor, task: str, num_classes: Optional[int]
     return nn.Sequential(nn.Linear(x.shape[1], 64), nn.ReLU(), nn.Linear(64, _outputs(y, task, num_classes)))
 
 
-def _trained(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-             task: str, metric: str, seed: int) -> float:
+def _trained(model: nn.Module, *, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+             task: str, metric: str, seed: int, steps: int) -> float:
     from trainwise.doctor.training import NoCheckpoints
     from trainwise.trainer import Trainer
 
@@ -115,7 +114,7 @@ def _trained(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
     else:
         y, y_val = y.float().reshape(len(y), -1), y_val.float().reshape(len(y_val), -1)
     batch_size = 64
-    epochs = max(1, min(200, math.ceil(BASELINE_STEPS / math.ceil(len(x) / batch_size))))
+    epochs = max(1, min(200, math.ceil(steps / math.ceil(len(x) / batch_size))))
     with tempfile.TemporaryDirectory(prefix="trainwise-baseline-") as tmp:
         trainer = Trainer(model, loss=loss, optimizer="adamw", lr=3e-3, weight_decay=1e-4, epochs=epochs,
                           batch_size=batch_size, patience=3, callbacks=[NoCheckpoints()], run_dir=Path(tmp),

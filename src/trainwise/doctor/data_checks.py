@@ -8,6 +8,7 @@ from typing import Optional
 
 import torch
 
+from trainwise.doctor.data_quality import quality_checks
 from trainwise.doctor.report import Check, check
 from trainwise.doctor.sample import Sample
 from trainwise.doctor.thresholds import SOURCES, Thresholds
@@ -24,6 +25,7 @@ def data_checks(train: Sample, val: Optional[Sample], test: Optional[Sample], *,
     checks = [_nonfinite(splits), _label_range(splits, task, num_classes)]
     if train.x is not None:
         checks += _overlap_and_duplicates(splits, th)
+        checks += quality_checks(train, val, test, task=task, th=th)
     if task in ("classification", "binary"):
         checks.append(_imbalance(train.y, num_classes or 2, th))
     if train.x is not None and train.x.is_floating_point():

@@ -162,7 +162,7 @@ def one_step_check(setup: Setup, batch: Any, lr: Optional[float], th: Thresholds
     if not moved:
         return Check("train.one_step", "FAIL", value, th.one_step_change, "one optimizer step changed no parameter "
                      "of the model", "check that the optimizer holds model.parameters() and that lr > 0")
-    if not math.isfinite(after) or change > 0.5:
+    if not math.isfinite(after) or change > th.one_step_fail:
         return Check("train.one_step", "FAIL", value, th.one_step_change,
                      f"one step took the batch loss from {before:.4g} to {after:.4g}", "lower the lr (try the range "
                      "test's suggestion, lr='auto'); check the sign of the loss")

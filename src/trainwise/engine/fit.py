@@ -84,7 +84,7 @@ def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path
     check_world_size(saved, world_size)
     if first and saved is None:  # a fresh run, or resume="auto" that found nothing yet: init= applies
         _initialize(t, sample)
-    reference_lr = t.reference_lr = broadcast(_settle_lr(t, batches, saved))  # DDP: rank 0's range test
+    reference_lr = t.reference_lr = broadcast(_settle_lr(t, batches, saved, total_steps))  # DDP: rank 0's range test
     if t.config is not None:  # the resolved config records the lr actually used
         t.config = {**t.config, "optimizer": {**t.config.get("optimizer", {}), "lr": reference_lr}}
     else:  # a Python run is described like a CLI run, so that its resume checks the config too
@@ -173,7 +173,7 @@ def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
                    settings=t.lr_find)[1]
 
 
-def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
+def _settle_lr(t: Any, batches: Any, saved: Optional[dict], total_steps: Optional[int] = None) -> float:
     """The reference lr (the largest group's) and each group's ``lr_scale`` relative to it."""
     _ensure_optimizer(t)
     groups = t.optimizer.param_groups
@@ -189,10 +189,13 @@ def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
         return t.reference_lr                         # not from the lr its schedule had decayed the groups to
     if t.lr is None and t.user_optimizer:
         return max(g["lr"] for g in groups)
-    suggestion, summary = find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
-                                  precision=t.precision, run_dir=t.run_dir if is_main() else None,
-                                  record=t.record_event,
-                                  settings=t.lr_find)
+    # the range test sized to the run and reused by a rerun (trainwise.lr.budget)
+    from trainwise.lr.budget import budgeted_find_lr
+
+    run_dir = t.run_dir if is_main() else None
+    suggestion, summary = budgeted_find_lr(t, batches, total_steps, run_dir, lambda settings: find_lr(
+        t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device, precision=t.precision,
+        run_dir=run_dir, record=t.record_event, settings=settings))
     t.summary_extra["lr_finder"] = summary
     if suggestion is None:
         suggestion = fallback_lr(t.optimizer_spec)

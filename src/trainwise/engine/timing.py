@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -38,6 +39,7 @@ PHASE_LABELS = {
 }
 # A phase named as the bottleneck when it takes at least this share of the run.
 THRESHOLDS = {"data": 0.25, "evaluation": 0.25, "checkpoint": 0.10, "setup": 0.30, "other": 0.20}
+NAMED_SHARE = 0.25  # every phase above this share of the run is named, whatever its advice threshold
 ADVICE = {
     "data": "data-bound: {pct} of the run waits for data; raise the DataLoader's num_workers "
             "(Trainer(num_workers=N)), or pass the data as in-memory tensors",
@@ -104,7 +106,8 @@ class PhaseClock:
         fractions = {p: round(s / total, 4) if total > 0 else 0.0 for p, s in self.seconds.items()}
         peaks = [e["peak_memory_mb"] for e in self.epochs] + [round(peak_memory_mb(self.device), 1)]
         return {"wall_seconds": round(total, 4), "seconds": {p: round(s, 4) for p, s in self.seconds.items()},
-                "fractions": fractions, "bottleneck": bottleneck(fractions), "peak_memory_mb": max(peaks),
+                "fractions": fractions, "epoch_fractions": epoch_shares(self.epochs),
+                "bottleneck": bottleneck(fractions, epoch_shares(self.epochs)), "peak_memory_mb": max(peaks),
                 "memory": memory_kind(self.device), "epochs": self.epochs}
 
     def _sync(self) -> None:
@@ -126,20 +129,41 @@ def memory_kind(device: torch.device) -> str:
     return "process peak resident set size (ru_maxrss, high-water since the process started)"
 
 
-def bottleneck(fractions: dict[str, float]) -> list[str]:
-    """The run's bottlenecks in words, the largest first; a compute-bound run gets one sentence.
+def bottleneck(fractions: dict[str, float], epoch_fractions: Optional[dict[str, float]] = None) -> list[str]:
+    """The run's bottlenecks in words, the largest first: every phase past its advice threshold or
+    above ``NAMED_SHARE`` of the run; a compute-bound run gets one sentence. With
+    ``epoch_fractions`` (the epochs' own shares, setup excluded) a last line names the epochs' top
+    phase, which a long setup (the lr range test, data checks) would otherwise hide.
 
     Example:
         >>> bottleneck({"data": 0.6, "forward_backward": 0.3, "optimizer": 0.1})[0][:10]
         'data-bound'
     """
-    found = sorted((p for p, limit in THRESHOLDS.items() if fractions.get(p, 0.0) >= limit),
-                   key=lambda p: -fractions[p])
-    if found:
-        return [ADVICE[p].format(pct=_percent(fractions[p])) for p in found]
+    found = sorted((p for p in PHASES if fractions.get(p, 0.0) >= THRESHOLDS.get(p, math.inf)
+                    or (p in THRESHOLDS and fractions.get(p, 0.0) > NAMED_SHARE)), key=lambda p: -fractions[p])
+    lines = [ADVICE[p].format(pct=_percent(fractions[p])) for p in found]
     compute = fractions.get("forward_backward", 0.0) + fractions.get("optimizer", 0.0)
-    return [f"compute-bound: {_percent(compute)} of the run is forward, backward and the optimizer step, "
-            "as it should be; a larger batch, train.precision=bf16 on a GPU, or train.compile=true may help"]
+    if not found:
+        lines.append(f"compute-bound: {_percent(compute)} of the run is forward, backward and the optimizer step, "
+                     "as it should be; a larger batch, train.precision=bf16 on a GPU, or train.compile=true may help")
+    elif compute > NAMED_SHARE:
+        lines.append(f"forward, backward and the optimizer step take {_percent(compute)} of the run")
+    if epoch_fractions and "setup" in found:
+        top = sorted((p for p in PHASES if p != "setup"), key=lambda p: -epoch_fractions.get(p, 0.0))
+        shares = ", ".join(f"{PHASE_LABELS[p]} {_percent(epoch_fractions[p])}" for p in top[:2]
+                           if epoch_fractions.get(p, 0.0) > 0)
+        advice = ADVICE.get(top[0]) if epoch_fractions.get(top[0], 0.0) >= THRESHOLDS.get(top[0], math.inf) else None
+        lines.append(f"within the epochs (setup excluded): {shares}"
+                     + (f"; {advice.format(pct=_percent(epoch_fractions[top[0]])).replace('of the run', 'of the epochs')}"
+                        if advice else ""))
+    return lines
+
+
+def epoch_shares(epochs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each phase's share of the epochs' time together (setup is never inside an epoch)."""
+    totals = {p: sum(e["seconds"].get(p, 0.0) for e in epochs) for p in PHASES}
+    wall = sum(totals.values())
+    return {p: round(s / wall, 4) for p, s in totals.items()} if wall > 0 else {}
 
 
 def _percent(fraction: float) -> str:

@@ -76,6 +76,9 @@ class Study:
         grid: two override keys for a heat map (rows, columns), or None.
         lr_per_variant: ``optimizer.lr: auto`` is settled by a range test per variant (optimizers,
             whose lrs differ by orders of magnitude) instead of once for the base config.
+        equal_updates: variants that change the batch size train for the same number of optimizer
+            steps (an epochs budget becomes that many epochs at the config's own batch size), so a
+            large batch is not judged on a fraction of a small one's updates.
     """
 
     name: str
@@ -89,6 +92,7 @@ class Study:
     groups: tuple[str, ...] = ()
     grid: Optional[tuple[str, str]] = None
     lr_per_variant: bool = False
+    equal_updates: bool = False
 
 
 def user_model(cfg: RunConfig) -> bool:

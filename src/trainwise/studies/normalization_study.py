@@ -1,6 +1,7 @@
 """The normalization study: no norm, BatchNorm, LayerNorm and GroupNorm while the batch size goes
 from 8 to 512, every other setting as in the config (the lr too: add ``optimizer.lr_scaling`` to
-the config to scale it with the batch)."""
+the config to scale it with the batch). Every run takes the same number of optimizer steps (equal
+updates): with equal epochs a batch of 8 would take 64 times the updates of a batch of 512."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ STUDY = Study(
     claim="BatchNorm degrades at batch 8 (noisy batch statistics) where LayerNorm and GroupNorm do not",
     variants=variants,
     budget=Budget(seeds=3, epochs=1, train_samples=8000),
+    equal_updates=True,
     check=check,
     measure=("activations",),
     groups=("data.batch_size", "model.norm"),

@@ -12,13 +12,26 @@ from typing import Any, Optional
 from trainwise.runfolder.files import write_json
 from trainwise.studies.plots import draw_all
 
-COLUMNS = ("variant", "final {m}", "best {m}", "steps to {m} ≥ target", "wall s", "diverged", "notes")
+COLUMNS = ("variant", "final {m}", "95% CI of the mean", "best {m}", "test {t}", "steps to {m} ≥ target", "wall s",
+           "failed (epoch)", "notes")
 
 
 def _pm(stats: dict[str, Any]) -> str:
     if stats["mean"] is None:
         return "—"
     return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+
+
+def _interval(stats: dict[str, Any]) -> str:
+    ci = stats.get("ci")
+    return "—" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def _failures(variant: dict[str, Any]) -> str:
+    """``1/3 (diverged at epoch 1)``: runs that diverged or failed are results, shown with their epoch."""
+    failures = variant["failures"]
+    where = ", ".join(f"{f['status']} at epoch {f['epoch']} (seed {f['seed']})" for f in failures)
+    return f"{len(failures)}/{len(variant['statuses'])}" + (f": {where}" if where else "")
 
 
 def _seconds(stats: dict[str, Any]) -> str:
@@ -50,12 +63,13 @@ def _notes(variant: dict[str, Any]) -> str:
 
 
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
-    return [[v["label"], _pm(v["final"]), _pm(v["best"]), _steps(v), _seconds(v["wall_seconds"]),
-             f"{v['diverged']}/{len(v['statuses'])}", _notes(v)] for v in results["variants"]]
+    return [[v["label"], _pm(v["final"]), _interval(v["final"]), _pm(v["best"]), _pm(v["test"]), _steps(v),
+             _seconds(v["wall_seconds"]), _failures(v), _notes(v)] for v in results["variants"]]
 
 
 def _header(results: dict[str, Any]) -> list[str]:
-    return [c.format(m=results["metric"]) for c in COLUMNS]
+    test = "accuracy" if results["mode"] == "max" else "loss"
+    return [c.format(m=results["metric"], t=test) for c in COLUMNS]
 
 
 def _budget_line(results: dict[str, Any]) -> str:
@@ -64,8 +78,9 @@ def _budget_line(results: dict[str, Any]) -> str:
     samples = f", first {b['train_samples']} training samples" if b["train_samples"] else ""
     lrs = sorted(set(results["lrs"].values()))
     lr = f"; lr from the range test: {', '.join(f'{x:.3g}' for x in lrs)}" if lrs else ""
+    rule = f"; {results['budget_rule']}" if results.get("budget_rule") else ""
     return (f"{b['seeds']} seeds × {len(results['variants'])} variants, {length} each{samples}, "
-            f"early stopping off, data split seed {results['data_seed']}{lr}")
+            f"early stopping off, data split seed {results['data_seed']}{lr}{rule}")
 
 
 def _cost_line(results: dict[str, Any]) -> str:
@@ -82,14 +97,18 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     head = (f"{len(real)} of {len(comparisons)} differences hold across seeds; the rest are within noise."
             if real else f"All {len(comparisons)} differences are within noise: no variant is reliably better "
                          "at this budget and seed count.")
-    return [head]
+    failed = results.get("failures", 0)
+    runs = sum(len(v["statuses"]) for v in results["variants"])
+    tail = [f"{failed} of {runs} runs diverged or failed; the comparisons score them as the worst outcome."] \
+        if failed else []
+    return [head, *tail]
 
 
 def study_markdown(results: dict[str, Any]) -> str:
     target = "none" if results["target"] is None else f"{results['target']:.4g}"
     lines = [f"# Study: {results['study']}", "", results["question"], "",
              f"Budget: {_budget_line(results)}.", f"Cost: {_cost_line(results)}.", f"Metric: {results['metric']} on the validation split "
-             f"(final = last epoch, best = best epoch); target {target}.", "",
+             f"(final = last epoch, best = best epoch; test = the test split after the last epoch); target {target}.", "",
              "| " + " | ".join(_header(results)) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(results)]
     lines += ["", "## Verdict", "", *summary_lines(results), "", f"Test: {results['test']}.", ""]

@@ -4,8 +4,9 @@
 Every run shares the config, the budget, the data seed (so the same split) and the seeds
 ``seed, seed+1, ...``; early stopping is off (each run trains for the whole budget) and so is the
 per-run report (the study writes its own). ``optimizer.lr: auto`` is settled once, by a range test
-on the base config, and that lr is written into every run's config (per variant for studies where
-the lr belongs to the factor).
+on the base config (never on a variant: the batch-size study's scaling rules scale from the base
+batch's lr), and that lr is written into every run's config; the optimizers study keeps one range
+test per optimizer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -57,12 +60,15 @@ def make_plan(study: Study, config: str, overrides: list[str], budget: Budget, o
     if study.check is not None:
         study.check(base)
     variants = study.variants(base, budget)
+    budget, rule = _equal_updates(study, base, budget)
     raw = base.to_dict()
     configs = {v.name: apply_overrides(raw, {**v.overrides, **shared_overrides(study, budget, base.seed)})
                for v in variants}
     for name, variant_raw in configs.items():
         check_names(_validated(variant_raw, name))
-    lrs = _settle_lrs(study, base, configs, budget, out)
+    resolved = {name: _validated(variant_raw, name).to_dict() for name, variant_raw in configs.items()}
+    refuse_identical(variants, resolved, study, config)
+    lrs = _settle_lrs(study, base, variants, budget, out)
     jobs = []
     for variant in variants:
         for k in range(budget.seeds):
@@ -74,9 +80,29 @@ def make_plan(study: Study, config: str, overrides: list[str], budget: Budget, o
             jobs.append({"variant": variant.name, "seed_index": k, "seed": base.seed + k,
                          "run_dir": f"{variant.name}-seed{k}", "config": job_raw})
     return {"request": request, "study": study.name, "budget": vars(budget), "data_seed": base.seed,
-            "lrs": lrs,
+            "lrs": lrs, "budget_rule": rule,
             "variants": [{"name": v.name, "label": v.label, "overrides": v.overrides} for v in variants],
             "jobs": jobs}
+
+
+def _equal_updates(study: Study, base: RunConfig, budget: Budget) -> tuple[Budget, Optional[str]]:
+    """For a study with ``equal_updates``, an epochs budget as the steps those epochs take at the
+    config's batch size, and the rule in words (None for other studies)."""
+    if not study.equal_updates:
+        return budget, None
+    if budget.steps is None:
+        from trainwise.studies.job import study_bundle
+
+        samples = len(study_bundle(base, base.seed, budget.train_samples).train[0])
+        steps = budget.epochs * math.ceil(samples / base.data.batch_size)
+        budget = replace(budget, steps=steps)
+        how = (f"{budget.epochs} epoch(s) of {samples} samples at the config's batch {base.data.batch_size} = "
+               f"{steps} steps")
+    else:
+        how = f"{budget.steps} steps"
+    return budget, (f"equal updates: every run takes {how}, whatever its batch size, so a larger batch sees "
+                    "proportionally more samples (batch sizes are compared at equal steps, as in Shallue et al. "
+                    "2019 and the Tuning Playbook)")
 
 
 def _validated(raw: dict[str, Any], variant: str) -> RunConfig:
@@ -86,22 +112,39 @@ def _validated(raw: dict[str, Any], variant: str) -> RunConfig:
         raise ConfigError(f"variant {variant!r}: {exc}") from None
 
 
-def _settle_lrs(study: Study, base: RunConfig, configs: dict[str, dict[str, Any]], budget: Budget,
+def _settle_lrs(study: Study, base: RunConfig, variants: list[Variant], budget: Budget,
                 out: Path) -> dict[str, float]:
-    """``{variant: lr}`` when the config says ``lr: auto``: one range test for all variants, or one
-    per variant when the lr belongs to the factor; ``{}`` when the config names an lr."""
+    """``{variant: lr}`` when the config says ``lr: auto``: one range test on the base config (what
+    the scaling rules of a batch-size study scale from), or, when the lr belongs to the factor
+    (optimizers), one per variant on the base config with only that variant's optimizer settings;
+    ``{}`` when the config names an lr."""
     from trainwise.studies.job import study_bundle
 
-    todo = {name: raw for name, raw in configs.items() if raw["optimizer"]["lr"] == "auto"}
-    if not todo:
+    if base.optimizer.lr != "auto":
         return {}
+    raw = apply_overrides(base.to_dict(), shared_overrides(study, budget, base.seed))
+    bundle = study_bundle(base, base.seed, budget.train_samples)
     if not study.lr_per_variant:
-        first = next(iter(todo.values()))
-        lr = _range_test(config_from_dict(first), study_bundle(base, base.seed, budget.train_samples),
-                         out / "lr-find")
-        return {name: lr for name in todo}
-    return {name: _range_test(config_from_dict(raw), study_bundle(base, base.seed, budget.train_samples),
-                              out / "lr-find" / name) for name, raw in todo.items()}
+        lr = _range_test(config_from_dict(raw), bundle, out / "lr-find")
+        return {v.name: lr for v in variants}
+    lrs = {}
+    for v in variants:
+        own = {k: value for k, value in v.overrides.items() if k.startswith("optimizer")}
+        lrs[v.name] = _range_test(config_from_dict(apply_overrides(raw, own)), bundle, out / "lr-find" / v.name)
+    return lrs
+
+
+def refuse_identical(variants: list[Variant], configs: dict[str, dict[str, Any]], study: Study, config: str) -> None:
+    """A study whose variants cannot differ on this config (a batch of 1 scaled by a quarter, a
+    factor the config already fixes) would compare a run with itself: refused with the pair."""
+    seen: dict[str, str] = {}
+    for v in variants:
+        key = json.dumps(configs[v.name], sort_keys=True, default=str)
+        if key in seen:
+            raise ConfigError(f"study {study.name}: variants {seen[key]!r} and {v.name!r} give the same run on "
+                              f"{config} ({', '.join(f'{k}={val}' for k, val in v.overrides.items())}); change the "
+                              f"config so that {', '.join(study.factor)} can take different values")
+        seen[key] = v.name
 
 
 def _range_test(cfg: RunConfig, bundle: Any, folder: Path) -> float:

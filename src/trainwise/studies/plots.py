@@ -26,20 +26,29 @@ def _seed_band(curves: dict[Any, list[tuple[int, float]]]) -> Optional[tuple[np.
     return steps, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
 
 
+def samples_axis(results: dict[str, Any]) -> bool:
+    """Variants that train at different batch sizes are drawn against samples seen, not steps: a
+    step of batch 512 is 64 steps of batch 8 in data."""
+    return len({v.get("batch_size") for v in results["variants"]}) > 1
+
+
 def curves_png(results: dict[str, Any], out: Path) -> Optional[Path]:
     fig, ax = agg_figure(figsize=(8, 5))
+    by_samples = samples_axis(results)
     cmap = matplotlib.colormaps["tab20" if len(results["variants"]) > 10 else "tab10"]
     for i, variant in enumerate(results["variants"]):
         band = _seed_band(variant["curves"])
         if band is None:
             continue
         steps, mean, low, high = band
+        if by_samples:
+            steps = steps * (variant.get("batch_size") or 1)
         color = cmap(i % cmap.N)
         ax.plot(steps, mean, label=variant["label"], color=color, marker="o", markersize=3)
         ax.fill_between(steps, low, high, color=color, alpha=0.15)
     if results["target"] is not None:
         ax.axhline(results["target"], color="grey", linestyle=":", linewidth=1, label="target")
-    ax.set_xlabel("optimizer step")
+    ax.set_xlabel("training samples seen (steps × batch size)" if by_samples else "optimizer step")
     ax.set_ylabel(results["metric"])
     ax.set_title(f"study {results['study']}: mean over seeds, band = min..max")
     ax.legend(fontsize=7, ncol=2 if len(results["variants"]) > 8 else 1)

@@ -13,9 +13,10 @@ from typing import Any, Optional
 
 from trainwise.studies.base import Study
 from trainwise.studies.job import MEASUREMENTS
-from trainwise.studies.verdict import TEST, judge, sentence
+from trainwise.studies.verdict import TEST, judge, mean_interval, sentence
 
 TARGET_SHARE = 0.95  # default target: 95% of the best variant's mean final accuracy (loss: 1/0.95 of it)
+FAILED = ("diverged", "failed")
 
 
 def read_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
@@ -64,6 +65,7 @@ def collect(study: Study, plan: dict[str, Any], out: Path, *, target: Optional[f
     for run in runs:
         run["curve"] = read_curve(out / run["run_dir"], metric)
     variants = [_variant(v, [r for r in runs if r["variant"] == v["name"]], mode, out) for v in plan["variants"]]
+    _score_failures(variants, mode)
     target = _target(variants, mode) if target is None else target
     for variant in variants:
         _steps_to_target(variant, target, mode)
@@ -73,21 +75,41 @@ def collect(study: Study, plan: dict[str, Any], out: Path, *, target: Optional[f
     return {"study": study.name, "question": study.question, "claim": study.claim, "factor": list(study.factor),
             "budget": plan["budget"], "data_seed": plan["data_seed"], "lrs": plan.get("lrs", {}),
             "request": plan["request"], "metric": name, "mode": mode, "target": target, "test": TEST,
-            "grid": list(study.grid) if study.grid else None, "variants": variants, "comparisons": comparisons,
+            "grid": list(study.grid) if study.grid else None, "budget_rule": plan.get("budget_rule"),
+            "variants": variants, "comparisons": comparisons, "failures": sum(len(v["failures"]) for v in variants),
             "cpu_seconds": round(sum(v["cpu_seconds"] for v in variants), 1),
             "verdict": [sentence(c, name, labels) for c in comparisons]}
 
 
+def _failure(run: dict[str, Any]) -> dict[str, Any]:
+    """A run that diverged or failed: its seed, status and the epoch (and step) it ended in."""
+    summary = run["summary"]
+    event = next((e for e in reversed(summary.get("events") or []) if e.get("kind") == summary.get("status")), {})
+    return {"seed": run["seed_index"], "status": summary.get("status"),
+            "epoch": event.get("epoch", summary.get("epochs_run")), "step": event.get("step", summary.get("steps"))}
+
+
+def _test_figure(summary: dict[str, Any], mode: str) -> Optional[float]:
+    value = summary.get("test_accuracy" if mode == "max" else "test_loss")
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def _variant(spec: dict[str, Any], runs: list[dict[str, Any]], mode: str, out: Path) -> dict[str, Any]:
     pick = max if mode == "max" else min
-    finals = {r["seed_index"]: r["curve"][-1][1] for r in runs if r["curve"] and r["summary"]}
-    bests = [pick(v for _, v in r["curve"]) for r in runs if r["curve"] and r["summary"]]
+    failed = [r for r in runs if r["summary"].get("status") in FAILED]
+    finished = [r for r in runs if r["curve"] and r["summary"] and r not in failed]
+    finals = {r["seed_index"]: r["curve"][-1][1] for r in finished}
     statuses = [r["summary"].get("status", "not run") for r in runs]
     return {
-        **spec, "finals": finals, "final": mean_std(list(finals.values())), "best": mean_std(bests),
+        **spec, "finals": finals, "final": {**mean_std(list(finals.values())),
+                                            "ci": mean_interval(list(finals.values()))},
+        "best": mean_std([pick(v for _, v in r["curve"]) for r in finished]),
+        "test": mean_std([_test_figure(r["summary"], mode) for r in finished]),
         "wall_seconds": mean_std([r["summary"].get("wall_seconds") for r in runs if r["summary"]]),
         "cpu_seconds": sum(r["measurements"].get("cpu_seconds", 0.0) for r in runs),
         "statuses": statuses, "diverged": statuses.count("diverged"),
+        "failures": [_failure(r) for r in failed],
+        "batch_size": spec["overrides"].get("data.batch_size"),
         "nonfinite_rollbacks": sum(r["summary"].get("nonfinite_rollbacks", 0) or 0 for r in runs),
         "curves": {r["seed_index"]: r["curve"] for r in runs},
         "lr_curve": read_lr(out / runs[0]["run_dir"]) if runs else [],
@@ -96,6 +118,17 @@ def _variant(spec: dict[str, Any], runs: list[dict[str, Any]], mode: str, out: P
         "activations_init": _mean_activation([r["measurements"].get("activations_init") for r in runs]),
         "activations_end": _mean_activation([r["measurements"].get("activations_end") for r in runs]),
     }
+
+
+def _score_failures(variants: list[dict[str, Any]], mode: str) -> None:
+    """A diverged or failed run is a result, not a missing one: the comparisons score it as the
+    worst outcome (accuracy 0; for a loss, the worst final loss of any run of the study)."""
+    finals = [f for v in variants for f in v["finals"].values() if math.isfinite(f)]
+    worst = 0.0 if mode == "max" else (max(finals) if finals else None)
+    for v in variants:
+        v["scored"] = {**v["finals"], **({f["seed"]: worst for f in v["failures"]} if worst is not None else {})}
+        if v["final"]["mean"] is None and v["failures"] and worst is not None:
+            v["final"] = {**mean_std(list(v["scored"].values())), "ci": None}
 
 
 def _mean_layers(items: list[Optional[dict[str, float]]]) -> dict[str, float]:

@@ -9,8 +9,9 @@ the batch order, so they are compared in pairs: ``d_k = metric(a, seed k) - metr
 - a paired t-test on ``d`` gives p < 0.05 (the exact sign test when ``d`` is constant);
 
 otherwise it is **within noise**. With one seed nothing can be told apart. Each variant is compared
-with the best variant of its group; there is no correction for the number of comparisons, so with
-many variants one "real" difference in twenty may be luck.
+with the best variant of its group, and the p-values of all of a study's comparisons are corrected
+together by Holm's step-down method (Holm 1979), so that the chance of calling any difference real
+by luck stays under 5% however many variants the study has.
 
 Example:
     >>> paired_comparison([0.9, 0.8, 0.85], [0.8, 0.9, 0.85], mode="max")["verdict"]
@@ -20,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -28,8 +29,9 @@ RESAMPLES = 10_000
 ALPHA = 0.05
 MIN_SEEDS = 3  # with 2 seeds the bootstrap has 3 distinct means and the t-test 1 degree of freedom: too few to tell
 TEST = ("paired over seeds: real when the bootstrap 95% interval of the mean difference (10,000 resamples) "
-        "excludes 0 and a paired t-test (a sign test when every seed gives the same difference) gives p < 0.05, "
-        "with at least 3 seeds; otherwise within noise")
+        "excludes 0 and a paired t-test (a sign test when every seed gives the same difference) gives p < 0.05 "
+        "after Holm's correction across all of the study's comparisons, with at least 3 seeds; otherwise within "
+        "noise")
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float], *, mode: str) -> dict[str, Any]:
@@ -66,7 +68,8 @@ def t_test_p(d: np.ndarray) -> float:
 
 
 def judge(variants: list[dict[str, Any]], groups: dict[str, list[str]], *, mode: str) -> list[dict[str, Any]]:
-    """Compare each variant with the best (by mean final value) of each group it is in.
+    """Compare each variant with the best (by mean final value) of each group it is in, then
+    correct the p-values across every comparison (Holm).
 
     ``variants``: ``[{"name", "label", "finals": {seed: value}, "final": {"mean"}}]``;
     ``groups``: ``{group title: [variant names]}``. Returns one comparison per pair."""
@@ -80,11 +83,45 @@ def judge(variants: list[dict[str, Any]], groups: dict[str, list[str]], *, mode:
         for other in ranked:
             if other is best:
                 continue
-            seeds = sorted(set(best["finals"]) & set(other["finals"]))
-            result = paired_comparison([best["finals"][s] for s in seeds], [other["finals"][s] for s in seeds],
-                                       mode=mode)
+            a, b = best.get("scored", best["finals"]), other.get("scored", other["finals"])
+            seeds = sorted(set(a) & set(b))
+            result = paired_comparison([a[s] for s in seeds], [b[s] for s in seeds], mode=mode)
             comparisons.append({"group": title, "better": best["name"], "other": other["name"], **result})
+    for c, p_holm in zip(comparisons, holm([c["p"] for c in comparisons])):
+        c["p_holm"] = p_holm
+        if c["verdict"] == "real" and not (p_holm is not None and p_holm < ALPHA):
+            c["verdict"], c["why"] = "within noise", f"p = {c['p']:.2g} but {p_holm:.2g} after Holm's correction"
     return comparisons
+
+
+def holm(p_values: Sequence[Any]) -> list[Any]:
+    """Holm's step-down adjusted p-values (None stays None): the k-th smallest of m p-values is
+    multiplied by m - k + 1, and the adjusted values are made non-decreasing.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m, running = len(present), 0.0
+    adjusted: list[Any] = [None] * len(p_values)
+    for k, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (m - k) * p))
+        adjusted[i] = round(running, 12)
+    return adjusted
+
+
+def mean_interval(values: Sequence[float]) -> Optional[list[float]]:
+    """The 95% t-interval of the mean of ``values`` (one per seed); None with fewer than 2."""
+    finite = [v for v in values if _finite(v)]
+    n = len(finite)
+    if n < 2:
+        return None
+    from scipy import stats
+
+    mean, sd = float(np.mean(finite)), float(np.std(finite, ddof=1))
+    half = float(stats.t.ppf(1 - ALPHA / 2, df=n - 1)) * sd / math.sqrt(n)
+    return [mean - half, mean + half]
 
 
 def sentence(c: dict[str, Any], metric: str, labels: dict[str, str]) -> str:
@@ -92,7 +129,8 @@ def sentence(c: dict[str, Any], metric: str, labels: dict[str, str]) -> str:
     better, other = labels.get(c["better"], c["better"]), labels.get(c["other"], c["other"])
     if c["ci"] is None:
         return f"{better} vs {other}: {c.get('why', 'cannot tell')}: within noise"
-    stats = f"95% CI [{c['ci'][0]:+.4g}, {c['ci'][1]:+.4g}], p = {c['p']:.2g}, {c['n']} seeds"
+    holm_p = f", Holm {c['p_holm']:.2g}" if c.get("p_holm") is not None else ""
+    stats = f"95% CI [{c['ci'][0]:+.4g}, {c['ci'][1]:+.4g}], p = {c['p']:.2g}{holm_p}, {c['n']} seeds"
     if c["verdict"] == "real":
         return f"{better} beats {other} by {abs(c['mean_diff']):.4g} {metric} ({stats}): real"
     return f"{better} vs {other}: {c['mean_diff']:+.4g} {metric} ({stats}): within noise"
