@@ -30,7 +30,7 @@ from trainwise.callbacks.base import Callback, Trainer
 from trainwise.checks import check_choice
 from trainwise.errors import ConfigError
 
-LOGGER_NAMES = ("tensorboard", "mlflow")
+LOGGER_NAMES = ("tensorboard", "mlflow", "wandb")
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 # How each trainwise ending is recorded in MLflow.
 MLFLOW_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
@@ -192,12 +192,17 @@ class MLflowLogger(Callback):
 
 
 def build_loggers(loggers: Sequence[Union[str, Callback]]) -> list[Callback]:
-    """Logger names (``tensorboard``, ``mlflow``) or logger callbacks, as callbacks."""
+    """Logger names (``tensorboard``, ``mlflow``, ``wandb``) or logger callbacks, as callbacks."""
     built: list[Callback] = []
     for logger in loggers:
         if isinstance(logger, Callback):
             built.append(logger)
             continue
         name = check_choice("logger", logger, LOGGER_NAMES)
-        built.append(TensorBoardLogger() if name == "tensorboard" else MLflowLogger())
+        if name == "wandb":
+            from trainwise.callbacks.wandb_logger import WandbLogger
+
+            built.append(WandbLogger())
+        else:
+            built.append(TensorBoardLogger() if name == "tensorboard" else MLflowLogger())
     return built
