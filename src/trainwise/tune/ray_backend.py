@@ -192,7 +192,7 @@ def make_scheduler(job: Job) -> Any:
         return schedulers.PopulationBasedTraining(
             time_attr="epoch", perturbation_interval=s.perturbation_interval,
             hyperparam_mutations=mutations(s.space), custom_explore_fn=KeepInRange(s.space),
-            quantile_fraction=0.25, resample_probability=0.25, require_attrs=False)
+            quantile_fraction=0.25, resample_probability=0.25, require_attrs=False, synch=True)
     if s.pruner == "asha":
         return schedulers.ASHAScheduler(time_attr="epoch", max_t=max(epochs, r), grace_period=r,
                                         reduction_factor=eta)
