@@ -20,13 +20,15 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
-import math
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from trainwise.callbacks.base import Callback, Trainer
+from trainwise.callbacks.logger_parts import final_figures as _final_figures
+from trainwise.callbacks.logger_parts import finite_figures as _finite
+from trainwise.callbacks.logger_parts import flat_config as _flat
+from trainwise.callbacks.logger_parts import require_package as _require
 from trainwise.checks import check_choice
 from trainwise.errors import ConfigError
 
@@ -35,38 +37,6 @@ _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "data
 # How each trainwise ending is recorded in MLflow.
 MLFLOW_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
                  "interrupted": "KILLED", "pruned": "KILLED"}
-
-
-def _require(module: str, extra: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"the {extra} logger needs the {module!r} package, which is not installed; "
-                          f"pip install 'trainwise[{extra}]'")
-
-
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (config or {}).items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _finite(values: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def _final_figures(trainer: Trainer) -> dict[str, float]:
-    import json
-
-    try:
-        summary = json.loads((Path(trainer.run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    keys = [k for k in summary if k.startswith(("best_val", "test_")) or k in ("epochs_run", "steps")]
-    return _finite({k: summary[k] for k in keys})
 
 
 class TensorBoardLogger(Callback):

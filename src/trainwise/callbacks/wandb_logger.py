@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Optional
 from urllib.parse import urlparse
 
 from trainwise.callbacks.base import Callback, Trainer
+from trainwise.callbacks.logger_parts import final_figures, finite_figures, require_package
 from trainwise.checks import check_choice
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,6 @@ def _netrc_has_key() -> bool:
     return any("wandb" in host for host in hosts)
 
 
-def _finite(values: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-
-
 class WandbLogger(Callback):
     """One W&B run per trainwise run. ``project`` defaults to ``$WANDB_PROJECT`` or ``trainwise``;
     ``mode``: online, offline or disabled (default: see the module's docstring); ``entity``, ``tags``
@@ -78,9 +73,7 @@ class WandbLogger(Callback):
 
     def __init__(self, project: Optional[str] = None, mode: Optional[str] = None, entity: Optional[str] = None,
                  tags: Optional[list[str]] = None, dir: Optional[str | Path] = None) -> None:
-        from trainwise.callbacks.loggers import _require
-
-        _require("wandb", "wandb")
+        require_package("wandb", "wandb")
         if mode is not None:
             check_choice("wandb mode", mode, MODES)
         self.project = project or os.environ.get("WANDB_PROJECT") or "trainwise"
@@ -117,7 +110,7 @@ class WandbLogger(Callback):
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self.run is not None:
-            values = _finite({**logs, "lr": trainer.state.lr, "epoch": trainer.state.epoch})
+            values = finite_figures({**logs, "lr": trainer.state.lr, "epoch": trainer.state.epoch})
             self._contained(trainer, self.run.log, values, step=trainer.state.step)
 
     def on_fit_end(self, trainer: Trainer) -> None:
@@ -130,10 +123,8 @@ class WandbLogger(Callback):
                             else "failed")
 
     def _finish(self, trainer: Trainer, status: str) -> None:
-        from trainwise.callbacks.loggers import _final_figures
-
         run, self.run = self.run, None
-        run.summary.update({**_final_figures(trainer), "status": status})
+        run.summary.update({**final_figures(trainer), "status": status})
         run.finish(exit_code=1 if status in _FAILED_STATUSES else 0)
 
     def _contained(self, trainer: Trainer, action: Any, *args: Any, **kwargs: Any) -> None:

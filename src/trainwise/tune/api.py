@@ -25,31 +25,17 @@ Example (a Python objective; ``TrialRun`` in trainwise.tune.trial says what it g
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from trainwise.errors import ConfigError
+from trainwise.tune.results import TuneResult
 from trainwise.tune.settings import TuneSettings, grid_size, parse_settings
 from trainwise.tune.space import Param, check_against_config
 from trainwise.tune.storage import resolve_place
 from trainwise.tune.worker import Job, run_worker
 
 log = logging.getLogger("trainwise.tune")
-
-
-@dataclass
-class TuneResult:
-    """The search's outcome: the best finished trial's number, value and parameters, the study
-    folder (trials.csv, best.yaml for a config search, plots, report.html) and every trial's row."""
-
-    study: str
-    folder: Path
-    best_trial: Optional[int]
-    best_value: Optional[float]
-    best_params: dict[str, Any]
-    best_config: Optional[Path]
-    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def tune(config_or_fn: Union[str, Path, Any, Callable[..., Any]], *, space: Optional[dict[str, Any]] = None,

@@ -114,8 +114,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def write_results(job: Job, study_log: StudyLog, grid: Any, *, plots: bool) -> Any:
-    from trainwise.tune.api import TuneResult
-    from trainwise.tune.results import ranked, write_best_config, write_trials_csv
+    from trainwise.tune.results import TuneResult, ranked, write_best_config, write_trials_csv
 
     s, folder = job.settings, job.place.folder
     rows = study_rows(job, study_log)
