@@ -80,7 +80,8 @@ class KeepInRange:
 def give_new_values(state: dict[str, Any], params: dict[str, Any]) -> list[str]:
     """A checkpoint taken from another trial, made this trial's: its config gets the new values
     (the resume check compares it with this trial's), and its optimizer groups the new weight decay
-    and momentum (groups that do not decay, biases and norms, keep their 0). Returns the changes."""
+    and momentum (groups that do not decay, biases and norms, keep their 0; Adam's betas come from
+    optimizer.betas, not momentum, and stay). Returns the changes."""
     config = state.get("config") or {}
     changes = []
     for key, value in params.items():
@@ -96,10 +97,6 @@ def give_new_values(state: dict[str, Any], params: dict[str, Any]) -> list[str]:
             for group in state["optimizer"]["param_groups"]:
                 if group_key in group and group[group_key] == old:
                     group[group_key] = value
-        if key == "optimizer.momentum":
-            for group in state["optimizer"]["param_groups"]:
-                if "betas" in group and group["betas"][0] == old:
-                    group["betas"] = (value, group["betas"][1])
     return changes
 
 

@@ -42,6 +42,8 @@ def run_ray(job: Job, *, address: Optional[str], plots: bool = True) -> Any:
     from trainwise.tune.ray_results import StudyLog, write_results
 
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # a diverged trial's last report has no value
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: trainwise prints the table, not Ray
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # a save per epoch is the design
     s = job.settings
     owns = connect(address)
     try:
