@@ -115,6 +115,29 @@ def test_pbt_perturbed_trials_continue_from_their_parents_checkpoints(local_ray,
     assert "lineage" in (result.folder / "report.html").read_text()
 
 
+def test_a_python_objective_with_its_own_model(local_ray, tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    def objective(trial):
+        torch.manual_seed(0)
+        x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
+        model = nn.Sequential(nn.Linear(8, trial.params["width"]), nn.ReLU(), nn.Linear(trial.params["width"], 2))
+        trainer = trainwise.Trainer(model, lr=trial.params["lr"], epochs=2, run_dir=trial.run_dir, progress=False,
+                                    report=False, callbacks=[trial.callback])
+        return trainer.fit((x[:200], y[:200]), (x[200:], y[200:]), resume=trial.resume)
+
+    result = trainwise.tune(objective, space={"lr": {"log_uniform": [1e-3, 1e-1]}, "width": {"choice": [4, 16]}},
+                            n_trials=2, metric="val_accuracy", pruner="none", backend="ray",
+                            study_dir=tmp_path / "study", seed=0)
+    assert [r["state"] for r in result.rows] == ["complete", "complete"]
+    for row in result.rows:
+        s = summary(row)
+        assert s["status"] == "completed" and s["epochs_run"] == 2 and row["value"] == s["best_val_accuracy"]
+        assert row["params"]["width"] in (4, 16)
+    assert result.best_config is None and result.best_value == max(r["value"] for r in result.rows)
+
+
 def test_bad_input_is_one_clear_line(local_ray, tmp_path: Path) -> None:
     config = tiny_config(tmp_path, tune={"backend": "ray", "trials": 1})
     with pytest.raises(ClusterError, match=r"tune.resources asks 4 CPU and 0 GPU per trial, but no node of the "

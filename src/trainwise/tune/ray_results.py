@@ -19,6 +19,11 @@ from trainwise.tune.worker import Job
 log = logging.getLogger("trainwise.tune")
 
 
+def new_trial() -> dict[str, Any]:
+    return {"reports": [], "perturbations": [], "restores": [], "segment": 0, "done": None, "error": None,
+            "seconds": None, "params": {}}
+
+
 class StudyLog(Callback):
     """Every trial's reports (epoch, value, checkpoint SHA-256), its restores and perturbations,
     its final value and status, and its error, as the driver receives them."""
@@ -29,10 +34,7 @@ class StudyLog(Callback):
 
     def _trial(self, trial: Any) -> dict[str, Any]:
         number = trial_number(trial.custom_dirname)
-        if number not in self.trials:
-            self.trials[number] = {"reports": [], "perturbations": [], "restores": [], "segment": 0, "done": None,
-                                   "error": None, "seconds": None, "params": {}}
-        t = self.trials[number]
+        t = self.trials.setdefault(number, new_trial())
         t["params"] = decoded({k: v for k, v in trial.config.items() if k in self.keys})
         return t
 
@@ -117,6 +119,12 @@ def write_results(job: Job, study_log: StudyLog, grid: Any, *, plots: bool) -> A
     from trainwise.tune.results import TuneResult, ranked, write_best_config, write_trials_csv
 
     s, folder = job.settings, job.place.folder
+    for result in grid:  # a trial that failed before its first report, if Ray did not say so
+        number = trial_number(Path(result.path).name)
+        if number not in study_log.trials:
+            t = study_log.trials[number] = new_trial()
+            t["error"] = str(result.error or "the trial failed before its first epoch").strip().splitlines()[-1]
+            t["params"] = decoded({k: v for k, v in (result.config or {}).items() if k in study_log.keys})
     rows = study_rows(job, study_log)
     _refuse_user_errors(rows)
     folder.mkdir(parents=True, exist_ok=True)

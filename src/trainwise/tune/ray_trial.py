@@ -10,7 +10,8 @@
   Ray holds: its own (resumed bitwise), or, under PBT, another trial's, which becomes this trial's
   with the new values written into it (trainwise.tune.pbt.give_new_values).
 - ``TrainwiseTrial`` (made by ``make_trainable``) lets a stopped run write its summary before Ray
-  ends the worker.
+  ends the worker. Each trial runs in a fresh worker process (Ray's actor reuse needs a
+  ``reset_config`` that a stopped run's summary writing outlasts; not done).
 """
 
 from __future__ import annotations
@@ -107,16 +108,23 @@ def stage(run_dir: Path, path: Path, number: int, epoch: int, params: dict[str, 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     entry = ckpt.read_manifest(path.parent)[path.name]
-    os.link(path, folder / "checkpoint.pt")
+    _link_or_copy(path, folder / "checkpoint.pt")
     best = path.parent / "best.pt"
     if best.is_file() and not os.path.samefile(best, path):
-        os.link(best, folder / "best.pt")
+        _link_or_copy(best, folder / "best.pt")
     if (run_dir / "metrics.csv").is_file():
         shutil.copyfile(run_dir / "metrics.csv", folder / "metrics.csv")
     origin = {"trial": number, "epoch": epoch, "step": entry["step"], "file": path.name, "sha256": entry["sha256"],
               "params": params}
     (folder / "origin.json").write_text(json.dumps(origin))
     return folder, entry["sha256"]
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # checkpoints are never modified in place: a link costs nothing
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def adopt(folder: Path, run_dir: Path, number: int, params: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
