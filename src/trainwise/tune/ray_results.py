@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -39,7 +40,14 @@ class StudyLog(Callback):
         return t
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        t = self._trial(trial)
+        self.record(self._trial(trial), result)
+
+    def record(self, t: dict[str, Any], result: dict[str, Any]) -> None:
+        """One report of a trial (``result``: what ray.tune.report got, with Ray's own keys)."""
+        result = {k: v for k, v in result.items() if not _missing(v)}
+        for key in ("epoch", "trainwise_parent", "trainwise_parent_epoch", "trainwise_restored_epoch"):
+            if key in result:  # whole numbers (a table with gaps holds them as floats)
+                result[key] = int(result[key])
         t["seconds"] = result.get("time_total_s", t["seconds"])
         if result.get("trainwise_done"):
             t["done"] = {"status": result.get("trainwise_status"), "value": result.get("trainwise_value"),
@@ -60,6 +68,30 @@ class StudyLog(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._trial(trial)["error"] = _last_error_line(getattr(trial, "error_file", None))
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)  # a column another report filled, in Ray's table
+
+
+def replay(study_log: StudyLog, grid: Any) -> None:
+    """Trials the callback did not see (an experiment continued with Tuner.restore, whose pickled
+    callback is another object; a trial that failed before reporting): replayed from Ray's table
+    of each trial's reports."""
+    for result in grid:
+        number = trial_number(Path(result.path).name)
+        if number in study_log.trials:
+            continue
+        t = study_log.trials[number] = new_trial()
+        t["params"] = decoded({k: v for k, v in (result.config or {}).items() if k in study_log.keys})
+        frame = result.metrics_dataframe
+        for row in (frame.to_dict("records") if frame is not None else []):
+            if "epoch" in row and not _missing(row["epoch"]):
+                study_log.record(t, row)
+        if result.error is not None:
+            t["error"] = str(result.error).strip().splitlines()[-1] if str(result.error).strip() else "failed"
+        elif not t["reports"]:
+            t["error"] = "the trial failed before its first epoch"
 
 
 def _last_error_line(path: Optional[str]) -> str:
@@ -119,12 +151,7 @@ def write_results(job: Job, study_log: StudyLog, grid: Any, *, plots: bool) -> A
     from trainwise.tune.results import TuneResult, ranked, write_best_config, write_trials_csv
 
     s, folder = job.settings, job.place.folder
-    for result in grid:  # a trial that failed before its first report, if Ray did not say so
-        number = trial_number(Path(result.path).name)
-        if number not in study_log.trials:
-            t = study_log.trials[number] = new_trial()
-            t["error"] = str(result.error or "the trial failed before its first epoch").strip().splitlines()[-1]
-            t["params"] = decoded({k: v for k, v in (result.config or {}).items() if k in study_log.keys})
+    replay(study_log, grid)
     rows = study_rows(job, study_log)
     _refuse_user_errors(rows)
     folder.mkdir(parents=True, exist_ok=True)
