@@ -109,6 +109,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     figure: dict[str, Any] = {}
+    previous = args.out / "tune_ray.json"
+    if args.part != "both" and previous.is_file():  # one part measured again: keep the other's figures
+        figure = json.loads(previous.read_text()).get("figure", {})
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("both", "overhead"):
             figure["overhead"] = overhead(Path(tmp), args.trials)

@@ -34,6 +34,15 @@ def test_ray_settings_errors(raw, message) -> None:
         parse_settings({"space": SPACE, **raw})
 
 
+def test_the_ray_backend_without_ray_is_one_line(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"tune.backend ray needs the 'ray' package.*pip install 'trainwise\[ray\]'"):
+        parse_settings({"space": SPACE, "backend": "ray"})
+
+
 def test_ray_settings_defaults() -> None:
     s = parse_settings({"space": SPACE, "backend": "ray", "scheduler": "pbt", "resources": {"gpu": 0.5}})
     assert s.resources == {"cpu": 1, "gpu": 0.5} and s.pruner == "none" and s.sampler == "random"

@@ -25,6 +25,7 @@ pruner they name. Every value is checked before any trial runs.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -129,6 +130,9 @@ def parse_settings(raw: Any, **overrides: Any) -> TuneSettings:
 def _check_backend(s: TuneSettings, given: dict[str, Any]) -> None:
     """The backend, the resources per trial and PBT's constraints (``given``: the keys set)."""
     check_choice("tune.backend", s.backend, BACKENDS)
+    if s.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("tune.backend ray needs the 'ray' package, which is not installed; pip install "
+                          "'trainwise[ray]'")
     if s.scheduler is not None:
         check_choice("tune.scheduler", s.scheduler, SCHEDULERS)
     check_int("tune.perturbation_interval", s.perturbation_interval, 1)
