@@ -97,13 +97,13 @@ def pbt_vs_random(folder: Path, epochs: int, interval: int) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--interval", type=int, default=2)
     parser.add_argument("--part", choices=("both", "overhead", "pbt"), default="both")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.epochs, args.interval = 2, 2, 1
     logging.basicConfig(level=logging.WARNING)
@@ -131,7 +131,8 @@ def main() -> None:
     write_result(args.out, "tune_ray", {"headline": headline, "target": "Ray/Optuna <= 1.2 per trial",
                                         "meets_target": ratio is not None and ratio <= 1.2, "figure": figure,
                                         "machine": machine_info(), "quick": args.quick})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
