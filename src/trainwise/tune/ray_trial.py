@@ -145,27 +145,26 @@ def adopt(folder: Path, run_dir: Path, number: int, params: dict[str, Any]) -> t
         raise CheckpointError(f"the checkpoint Ray handed back for trial {number} ({folder}) does not match the "
                               f"SHA-256 it was saved with; it is damaged")
     state = ckpt.load_checkpoint(folder / "checkpoint.pt", verify=False)  # verified just above
-    changes: list[str] = []
     if origin["trial"] != number or origin["params"] != params:
         from trainwise.tune.pbt import give_new_values
 
-        changes = give_new_values(state, params)
-        told["trainwise_changes"] = "; ".join(changes)
+        told["trainwise_changes"] = "; ".join(give_new_values(state, params))
     run_dir.mkdir(parents=True, exist_ok=True)
     if (folder / "metrics.csv").is_file():  # the history the checkpoint continues
         shutil.copyfile(folder / "metrics.csv", run_dir / "metrics.csv")
-    state.pop("format_version", None)
-    path = target / ckpt.step_checkpoint_name(origin["step"])
-    ckpt.save_checkpoint(state, path, step=origin["step"], epoch=origin["epoch"])
-    if (folder / "best.pt").is_file():
-        best = ckpt.load_checkpoint(folder / "best.pt", verify=False)
-        best.pop("format_version", None)
-        best_path = target / ckpt.step_checkpoint_name(best["run_state"]["step"])
-        ckpt.save_checkpoint(best, best_path, step=best["run_state"]["step"], epoch=best["run_state"]["epoch"])
-        ckpt.link_checkpoint(best_path, "best.pt")
-    else:
-        ckpt.link_checkpoint(path, "best.pt")
+    path = _save_as_own(state, target)
+    best = ckpt.load_checkpoint(folder / "best.pt", verify=False) if (folder / "best.pt").is_file() else None
+    ckpt.link_checkpoint(_save_as_own(best, target) if best is not None else path, "best.pt")
     return path, told
+
+
+def _save_as_own(state: dict[str, Any], folder: Path) -> Path:
+    """A checkpoint's state written into this run's checkpoint folder (and manifest) at its step."""
+    state = {k: v for k, v in state.items() if k != "format_version"}
+    run_state = state["run_state"]
+    path = folder / ckpt.step_checkpoint_name(run_state["step"])
+    ckpt.save_checkpoint(state, path, step=run_state["step"], epoch=run_state["epoch"])
+    return path
 
 
 def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
