@@ -49,10 +49,6 @@ class StudyLog(Callback):
             if key in result:  # whole numbers (a table with gaps holds them as floats)
                 result[key] = int(result[key])
         t["seconds"] = result.get("time_total_s", t["seconds"])
-        if result.get("trainwise_done"):
-            t["done"] = {"status": result.get("trainwise_status"), "value": result.get("trainwise_value"),
-                         "epochs": result.get("epoch")}
-            return
         if "trainwise_parent" in result:
             t["segment"] += 1
             t["perturbations"].append({
@@ -62,6 +58,10 @@ class StudyLog(Callback):
         if "trainwise_restored_epoch" in result:
             t["restores"].append({"epoch": result["trainwise_restored_epoch"],
                                   "sha256": result["trainwise_restored_sha256"], "pid": result.get("trainwise_pid")})
+        if result.get("trainwise_done"):
+            t["done"] = {"status": result.get("trainwise_status"), "value": result.get("trainwise_value"),
+                         "epochs": result.get("epoch")}
+            return
         t["reports"].append({"epoch": result["epoch"], "value": result.get(self.metric), "segment": t["segment"],
                              "best": result.get("trainwise_value"), "sha256": result.get("trainwise_sha256"),
                              "pid": result.get("trainwise_pid")})

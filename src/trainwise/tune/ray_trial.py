@@ -194,7 +194,8 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
         value = objective_value(result, spec.metric, spec.maximize)
         status = getattr(result, "status", "completed")
         final = {"trainwise_done": True, "trainwise_status": status, "trainwise_trial": number,
-                 "epoch": (getattr(result, "summary", None) or {}).get("epochs_run", 0)}
+                 "epoch": (getattr(result, "summary", None) or {}).get("epochs_run", 0),
+                 **reporter.first_report}  # a restore with no epoch left to train is told here
         if value is not None:
             final.update({spec.metric: value, "trainwise_value": value})
         try:
