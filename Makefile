@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,export,postgres,tensorboard,mlflow]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,export,postgres,tensorboard,mlflow,ray,wandb]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

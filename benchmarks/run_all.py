@@ -26,7 +26,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARKS = ("step_overhead", "data_path", "fit_overhead", "vs_lightning", "checkpoint_cost", "checkpoint_growth",
               "dry_run", "runs_list", "memory", "time_to_accuracy", "lr_suggestion", "ddp_throughput", "tune_storage",
               "tune_overhead", "search_efficiency", "export_int8", "timing_overhead", "speed_options",
-              "token_step", "val_every")
+              "token_step", "val_every", "tune_ray")
 OPTIONAL = {"lr_suggestion": "benchmarks/lr_suggestion.py is not there"}
 
 
@@ -34,6 +34,8 @@ def available(name: str) -> str | None:
     """None when ``name`` can run here, else why not."""
     if not (BENCH_DIR / f"{name}.py").exists():
         return OPTIONAL.get(name, f"benchmarks/{name}.py is missing")
+    if name == "tune_ray" and importlib.util.find_spec("ray") is None:
+        return "ray is not installed (pip install 'trainwise[ray]')"
     if name == "vs_lightning" and importlib.util.find_spec("lightning") is None:
         return "lightning is not installed (pip install -r benchmarks/requirements.txt)"
     return None

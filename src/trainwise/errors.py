@@ -49,5 +49,9 @@ class StorageError(TrainwiseError, ConnectionError):
     """A search's study storage cannot be reached, or holds a study that does not fit."""
 
 
+class ClusterError(TrainwiseError, ConnectionError):
+    """A Ray cluster cannot be reached, or cannot give what a search asks of it."""
+
+
 class BatchSizeError(TrainwiseError, RuntimeError):
     """The batch-size finder found no size that runs: the model does not fit at batch size 1."""

@@ -20,53 +20,23 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
-import math
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from trainwise.callbacks.base import Callback, Logger, Trainer
+from trainwise.callbacks.logger_parts import final_figures as _final_figures
+from trainwise.callbacks.logger_parts import finite_figures as _finite
+from trainwise.callbacks.logger_parts import flat_config as _flat
+from trainwise.callbacks.logger_parts import require_package as _require
 from trainwise.checks import check_choice
 from trainwise.errors import ConfigError
 
-LOGGER_NAMES = ("tensorboard", "mlflow")
+LOGGER_NAMES = ("tensorboard", "mlflow", "wandb")
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 # How each trainwise ending is recorded in MLflow.
 MLFLOW_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
                  "interrupted": "KILLED", "pruned": "KILLED"}
-
-
-def _require(module: str, extra: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"the {extra} logger needs the {module!r} package, which is not installed; "
-                          f"pip install 'trainwise[{extra}]'")
-
-
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (config or {}).items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _finite(values: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def _final_figures(trainer: Trainer) -> dict[str, float]:
-    import json
-
-    try:
-        summary = json.loads((Path(trainer.run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    keys = [k for k in summary if k.startswith(("best_val", "test_")) or k in ("epochs_run", "steps")]
-    return _finite({k: summary[k] for k in keys})
 
 
 class TensorBoardLogger(Logger):
@@ -209,12 +179,17 @@ class MLflowLogger(Logger):
 
 
 def build_loggers(loggers: Sequence[Union[str, Callback]]) -> list[Callback]:
-    """Logger names (``tensorboard``, ``mlflow``) or logger callbacks, as callbacks."""
+    """Logger names (``tensorboard``, ``mlflow``, ``wandb``) or logger callbacks, as callbacks."""
     built: list[Callback] = []
     for logger in loggers:
         if isinstance(logger, Callback):
             built.append(logger)
             continue
         name = check_choice("logger", logger, LOGGER_NAMES)
-        built.append(TensorBoardLogger() if name == "tensorboard" else MLflowLogger())
+        if name == "wandb":
+            from trainwise.callbacks.wandb_logger import WandbLogger
+
+            built.append(WandbLogger())
+        else:
+            built.append(TensorBoardLogger() if name == "tensorboard" else MLflowLogger())
     return built

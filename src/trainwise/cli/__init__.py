@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--sampler", help="grid, random, tpe or gp (default tune.sampler, tpe)")
     tune.add_argument("--pruner", help="none, median, asha or hyperband (default tune.pruner, asha)")
     tune.add_argument("--seed", type=int, help="the sampler's seed (default tune.seed, else the config's seed)")
+    tune.add_argument("--backend", help="optuna or ray: run the trials as Ray Tune trials (default tune.backend, "
+                      "optuna; pip install 'trainwise[ray]')")
+    tune.add_argument("--address", help="Ray backend: the cluster to join (host:6379, ray://host:10001 or auto); "
+                      "default a local Ray")
     tune.add_argument("--status", action="store_true", help="print the study's progress and best trials; run nothing")
     tune.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     _runs_parser(sub)

@@ -25,9 +25,14 @@ def tune(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    given = dict(trials=args.trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner, seed=args.seed)
+    given = dict(trials=args.trials, timeout=args.timeout, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
+                 backend=args.backend)
     job = config_job(args.config, given, study=args.study, storage=args.storage, study_dir=args.study_dir,
                      overrides=args.overrides)
+    if job.settings.backend == "ray":
+        return _tune_on_ray(job, args)
+    if args.address is not None:
+        raise ConfigError("--address joins a Ray cluster, which needs the Ray backend: add --backend ray")
     if args.status:
         return status(job)
     if args.worker_only or args.workers == 1:
@@ -39,6 +44,20 @@ def tune(args: argparse.Namespace) -> int:
         if code != 0:
             return code
     result = collect(job)
+    _print_result(job, result)
+    return 0
+
+
+def _tune_on_ray(job: Any, args: argparse.Namespace) -> int:
+    from trainwise.tune.ray_backend import run_ray
+
+    if args.workers != 1 or args.worker_only:
+        raise ConfigError(f"--workers is the Optuna backend's; on Ray, trials run side by side as tune.resources "
+                          f"allows (got --workers {args.workers})")
+    if args.status:
+        raise ConfigError("--status reads an Optuna study; a Ray search's progress is in its study folder's ray/ "
+                          "folder (tensorboard --logdir) and its trials.csv when done")
+    result = run_ray(job, address=args.address)
     _print_result(job, result)
     return 0
 

@@ -188,13 +188,22 @@ def training_loss(cfg: RunConfig, bundle: DataBundle) -> Any:
 
 
 def _loggers(cfg: RunConfig) -> list[Any]:
-    """``train.loggers`` as names, MLflow with ``train.mlflow``'s tracking URI and experiment."""
-    if "mlflow" not in cfg.train.loggers:
-        return list(cfg.train.loggers)
-    from trainwise.callbacks.loggers import MLflowLogger
+    """``train.loggers`` as names, MLflow with ``train.mlflow``'s tracking URI and experiment, W&B with
+    ``train.wandb``'s project, mode and entity."""
+    built: list[Any] = []
+    for name in cfg.train.loggers:
+        if name == "mlflow":
+            from trainwise.callbacks.loggers import MLflowLogger
 
-    mlflow = MLflowLogger(tracking_uri=cfg.train.mlflow.tracking_uri, experiment=cfg.train.mlflow.experiment)
-    return [mlflow if name == "mlflow" else name for name in cfg.train.loggers]
+            built.append(MLflowLogger(tracking_uri=cfg.train.mlflow.tracking_uri, experiment=cfg.train.mlflow.experiment))
+        elif name == "wandb":
+            from trainwise.callbacks.wandb_logger import WandbLogger
+
+            w = cfg.train.wandb
+            built.append(WandbLogger(project=w.project, mode=w.mode, entity=w.entity))
+        else:
+            built.append(name)
+    return built
 
 
 def data_description(bundle: DataBundle) -> dict[str, Any]:

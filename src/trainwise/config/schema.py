@@ -156,6 +156,12 @@ class MLflowConfig(_Section):
     experiment: Optional[str] = None  # default "trainwise"
 
 
+class WandbConfig(_Section):
+    project: Optional[str] = None  # default $WANDB_PROJECT, else "trainwise"
+    mode: Optional[Literal["online", "offline", "disabled"]] = None  # default: online with a key and a network
+    entity: Optional[str] = None
+
+
 class TrainConfig(_Section):
     epochs: int = Field(10, gt=0)
     max_steps: Optional[int] = Field(None, gt=0)
@@ -181,8 +187,9 @@ class TrainConfig(_Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     lr_find: LRFindConfig = Field(default_factory=LRFindConfig)
-    loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
 
     @field_validator("device")
     @classmethod

@@ -8,7 +8,8 @@ and ``trainwise.tune(config_or_fn, space=..., ...)``.
 Parts: ``space`` (the YAML space and sampling), ``settings`` (the tune: section, samplers and
 pruners), ``storage`` (the study folder or a database, the study lock), ``worker`` (the budget,
 heartbeats and retries), ``trial`` (one trial), ``results``/``plots``/``study_report`` (the study
-folder's files).
+folder's files); the Ray backend: ``ray_backend`` (the driver), ``ray_trial`` (a trial in a Ray
+worker), ``ray_results`` (the study folder from Ray's reports), ``pbt`` (population-based training).
 """
 
 from __future__ import annotations

@@ -25,11 +25,11 @@ Example (a Python objective; ``TrialRun`` in trainwise.tune.trial says what it g
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from trainwise.errors import ConfigError
+from trainwise.tune.results import TuneResult
 from trainwise.tune.settings import TuneSettings, grid_size, parse_settings
 from trainwise.tune.space import Param, check_against_config
 from trainwise.tune.storage import resolve_place
@@ -38,27 +38,15 @@ from trainwise.tune.worker import Job, run_worker
 log = logging.getLogger("trainwise.tune")
 
 
-@dataclass
-class TuneResult:
-    """The search's outcome: the best finished trial's number, value and parameters, the study
-    folder (trials.csv, best.yaml for a config search, plots, report.html) and every trial's row."""
-
-    study: str
-    folder: Path
-    best_trial: Optional[int]
-    best_value: Optional[float]
-    best_params: dict[str, Any]
-    best_config: Optional[Path]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-
 def tune(config_or_fn: Union[str, Path, Any, Callable[..., Any]], *, space: Optional[dict[str, Any]] = None,
          sampler: Optional[str] = None, pruner: Optional[str] = None, n_trials: Optional[int] = None,
          timeout: Optional[float] = None, metric: Optional[str] = None, direction: Optional[str] = None,
          study: Optional[str] = None, storage: Optional[str] = None, study_dir: Union[str, Path, None] = None,
          seed: Optional[int] = None, min_resource: Optional[int] = None, reduction_factor: Optional[int] = None,
          max_epochs: Optional[int] = None, heartbeat_interval: Optional[int] = None,
-         grace_period: Optional[int] = None, plots: bool = True) -> TuneResult:
+         grace_period: Optional[int] = None, backend: Optional[str] = None, scheduler: Optional[str] = None,
+         resources: Optional[dict[str, float]] = None, perturbation_interval: Optional[int] = None,
+         address: Optional[str] = None, plots: bool = True) -> TuneResult:
     """Search ``space`` for the best ``metric`` of ``config_or_fn``.
 
     Args:
@@ -75,14 +63,28 @@ def tune(config_or_fn: Union[str, Path, Any, Callable[..., Any]], *, space: Opti
         seed: the sampler's seed. min_resource, reduction_factor: the pruner's. max_epochs: the
             longest trial in epochs (HyperBand's maximum resource; a config's train.epochs).
         heartbeat_interval, grace_period: seconds; a trial silent for grace_period is retried.
+        backend: optuna (default) or ray: each trial a Ray Tune trial (trainwise.tune.ray_backend);
+            there ``storage`` is Ray's storage path (a shared folder or s3:// URI on a cluster).
+        scheduler: pbt, population-based training (Ray backend). perturbation_interval: its epochs
+            between perturbations. resources: one trial's share of a node, ``{"cpu": 1, "gpu": 0.5}``.
+        address: the Ray cluster to join (``host:port``, ``ray://host:10001`` or ``auto``); default a
+            local Ray started for the search.
     """
     given = dict(sampler=sampler, pruner=pruner, trials=n_trials, timeout=timeout, metric=metric,
                  direction=direction, seed=seed, min_resource=min_resource, reduction_factor=reduction_factor,
-                 heartbeat_interval=heartbeat_interval, grace_period=grace_period, space=space)
+                 heartbeat_interval=heartbeat_interval, grace_period=grace_period, space=space, backend=backend,
+                 scheduler=scheduler, resources=resources, perturbation_interval=perturbation_interval)
     if callable(config_or_fn) and not isinstance(config_or_fn, (str, Path)):
         job = function_job(config_or_fn, given, study, storage, study_dir, max_epochs)
     else:
         job = config_job(config_or_fn, given, study=study, storage=storage, study_dir=study_dir)
+    if job.settings.backend == "ray":
+        from trainwise.tune.ray_backend import run_ray
+
+        return run_ray(job, address=address, plots=plots)
+    if address is not None:
+        raise ConfigError("--address joins a Ray cluster, which needs the Ray backend: add tune.backend: ray "
+                          "(--backend ray)")
     run_worker(job)
     return collect(job, plots=plots)
 
@@ -95,10 +97,14 @@ def function_job(fn: Callable[..., Any], given: dict[str, Any], study: Optional[
     if settings.pruner == "hyperband" and max_epochs is None:
         raise ConfigError("pruner='hyperband' needs max_epochs=, the epochs of the longest trial")
     _cap_grid(settings)
+    if settings.scheduler == "pbt":
+        raise ConfigError("scheduler='pbt' needs a config search (trainwise.tune('config.yaml', ...)): PBT changes "
+                          "a running trial's optimizer.lr, weight decay or dropout, which trainwise knows how to do "
+                          "for config keys, not for an objective's own parameters")
     name = study or getattr(fn, "__name__", "objective").strip("<>") or "objective"
-    place = resolve_place(name, storage, Path(study_dir) if study_dir else None)
+    place = resolve_place(name, _optuna_storage(settings, storage), Path(study_dir) if study_dir else None)
     return Job(place=place, settings=settings, objective=fn, max_epochs=max_epochs or 1,
-               seed=settings.seed if settings.seed is not None else 0)
+               seed=settings.seed if settings.seed is not None else 0, ray_storage=_ray_storage(settings, storage))
 
 
 def config_job(config: Any, given: dict[str, Any], *, study: Optional[str], storage: Optional[str],
@@ -123,10 +129,24 @@ def config_job(config: Any, given: dict[str, Any], *, study: Optional[str], stor
     check_against_config(settings.space, base)
     check_values(settings.space, base)
     _cap_grid(settings)
-    place = resolve_place(study or cfg.name, storage, Path(study_dir) if study_dir else None)
+    if settings.scheduler == "pbt":
+        from trainwise.tune.pbt import check_mutable
+
+        check_mutable(settings.space, base)
+    place = resolve_place(study or cfg.name, _optuna_storage(settings, storage), Path(study_dir) if study_dir else None)
     objective = ConfigObjective(base, place.name, settings.report)
     return Job(place=place, settings=settings, objective=objective, max_epochs=cfg.train.epochs,
-               seed=settings.seed if settings.seed is not None else cfg.seed, config_of=objective.config_for)
+               seed=settings.seed if settings.seed is not None else cfg.seed, config_of=objective.config_for,
+               ray_storage=_ray_storage(settings, storage))
+
+
+def _optuna_storage(settings: TuneSettings, storage: Optional[str]) -> Optional[str]:
+    return None if settings.backend == "ray" else storage
+
+
+def _ray_storage(settings: TuneSettings, storage: Optional[str]) -> Optional[str]:
+    """On the Ray backend ``--storage`` is Ray's storage path: a folder every node sees, or a URI."""
+    return storage if settings.backend == "ray" else None
 
 
 def check_values(space: dict[str, Param], base: dict[str, Any]) -> None:

@@ -10,12 +10,27 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
 from trainwise.tune.space import decoded
+
+
+@dataclass
+class TuneResult:
+    """The search's outcome: the best finished trial's number, value and parameters, the study
+    folder (trials.csv, best.yaml for a config search, plots, report.html) and every trial's row."""
+
+    study: str
+    folder: Path
+    best_trial: Optional[int]
+    best_value: Optional[float]
+    best_params: dict[str, Any]
+    best_config: Optional[Path]
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
                "WAITING": "queued"}

@@ -16,11 +16,16 @@ pruner they name. Every value is checked before any trial runs.
     grace_period: 30         # a trial without a heartbeat this long is failed and retried
     max_retries: 3           # retries of one trial whose worker died
     report: false            # report.html in each trial's folder
+    backend: optuna          # optuna | ray (trials as Ray Tune trials; pip install 'trainwise[ray]')
+    scheduler: null          # pbt: population-based training (ray backend; replaces the pruner)
+    perturbation_interval: 2 # pbt: epochs between a trial's perturbations
+    resources: {cpu: 1, gpu: 0}  # ray backend: what one trial takes of a node
     space: {...}             # see trainwise.tune.space
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -31,6 +36,9 @@ from trainwise.tune.space import Param, parse_space
 SAMPLERS = ("grid", "random", "tpe", "gp")
 PRUNERS = ("none", "median", "asha", "hyperband")
 DIRECTIONS = ("auto", "minimize", "maximize")
+BACKENDS = ("optuna", "ray")
+SCHEDULERS = ("pbt",)
+RESOURCES = ("cpu", "gpu")
 _MAXIMIZED = ("accuracy", "f1", "r2", "auc", "precision", "recall")
 
 
@@ -49,6 +57,10 @@ class TuneSettings:
     grace_period: Optional[int] = None
     max_retries: int = 3
     report: bool = False
+    backend: str = "optuna"
+    scheduler: Optional[str] = None
+    perturbation_interval: int = 2
+    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     space: dict[str, Param] = field(default_factory=dict)
 
     @property
@@ -106,12 +118,46 @@ def parse_settings(raw: Any, **overrides: Any) -> TuneSettings:
         check_int("tune.seed", s.seed, 0)
     if not isinstance(s.metric, str) or not s.metric:
         raise ConfigError(f"tune.metric must name a logged figure such as val_loss or val_accuracy, got {s.metric!r}")
+    _check_backend(s, values)
     if s.sampler == "grid":
         if any(p.when for p in space.values()):
             raise ConfigError("the grid sampler takes no conditional parameters ('when'); use sampler random or tpe")
         for p in space.values():
             p.grid_values()
     return s
+
+
+def _check_backend(s: TuneSettings, given: dict[str, Any]) -> None:
+    """The backend, the resources per trial and PBT's constraints (``given``: the keys set)."""
+    check_choice("tune.backend", s.backend, BACKENDS)
+    if s.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("tune.backend ray needs the 'ray' package, which is not installed; pip install "
+                          "'trainwise[ray]'")
+    if s.scheduler is not None:
+        check_choice("tune.scheduler", s.scheduler, SCHEDULERS)
+    check_int("tune.perturbation_interval", s.perturbation_interval, 1)
+    if not isinstance(s.resources, dict):
+        raise ConfigError(f"tune.resources must map cpu and gpu to amounts per trial, e.g. {{cpu: 1, gpu: 0.5}}, "
+                          f"got {s.resources!r}")
+    for key, amount in s.resources.items():
+        check_choice("tune.resources key", key, RESOURCES)
+        check_range(f"tune.resources.{key}", amount, 0)
+    s.resources = {"cpu": 1, "gpu": 0, **s.resources}
+    if s.resources["cpu"] <= 0:
+        raise ConfigError(f"tune.resources.cpu must be > 0 (a trial runs on at least part of a CPU), "
+                          f"got {s.resources['cpu']}")
+    if s.backend != "ray":
+        for key in ("scheduler", "resources"):
+            if given.get(key) is not None:
+                raise ConfigError(f"tune.{key} needs the Ray backend: add tune.backend: ray (--backend ray)")
+    if s.scheduler == "pbt":
+        if given.get("pruner") not in (None, "none"):
+            raise ConfigError(f"tune.scheduler pbt replaces the pruner (PBT keeps every trial and perturbs the "
+                              f"worst); remove tune.pruner, got {given['pruner']!r}")
+        if given.get("sampler") not in (None, "random"):
+            raise ConfigError(f"tune.scheduler pbt samples its first population at random; remove tune.sampler, "
+                              f"got {given['sampler']!r}")
+        s.pruner, s.sampler = "none", "random"
 
 
 def grid_size(space: dict[str, Param]) -> int:

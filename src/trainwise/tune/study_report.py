@@ -17,6 +17,8 @@ CAPTIONS = {
     "importance": "Parameter importance (fANOVA over the finished trials)",
     "parallel": "Parallel coordinates: parameters of the finished trials, coloured by value",
     "intermediate": "Intermediate values: the metric per epoch of every trial; pruned trials stop early",
+    "lineage": "PBT lineage: each trial's metric per epoch; a dashed line joins a perturbed trial to the checkpoint "
+               "of the trial it continued from",
 }
 _CSS = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
         "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
@@ -39,7 +41,7 @@ def write_study_report(study_name: str, rows: list[dict[str, Any]], images: dict
         parts.append(f"<p>Best: trial {b['number']}, {e(metric)} {b['value']:.6g} — {params}. "
                      "Its complete config is <code>best.yaml</code>.</p>")
     parts.append(_trials_table(rows))
-    for name in PLOTS:
+    for name in (*PLOTS, "lineage"):
         if name in images and images[name].is_file():
             data = base64.b64encode(images[name].read_bytes()).decode("ascii")
             parts.append(f"<figure><img alt='{e(name)}' src='data:image/png;base64,{data}'>"

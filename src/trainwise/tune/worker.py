@@ -43,6 +43,7 @@ class Job:
     max_epochs: int
     seed: int = 0
     config_of: Optional[Callable[[TrialRun], Any]] = None  # a config trial's RunConfig (stored for best.yaml)
+    ray_storage: Optional[str] = None  # the Ray backend's storage path (default: the study folder)
 
 
 @dataclass
