@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -21,6 +22,9 @@ from trainwise.optim import build_optimizer, scale_lr
 from trainwise.trainer import Trainer, resolve_device
 
 log = logging.getLogger(__name__)
+DISK_DATASETS = ("text", "imagefolder")  # read by trainwise.config.disk_data
+# A gpt config without a schedule section trains with linear warmup then cosine (nanoGPT's get_lr).
+GPT_SCHEDULE = {"name": "cosine", "warmup": 0.05}
 
 
 def seed_everything(seed: int) -> None:
@@ -31,6 +35,10 @@ def seed_everything(seed: int) -> None:
 
 def load_bundle(cfg: RunConfig) -> DataBundle:
     d = cfg.data
+    if d.dataset in DISK_DATASETS:
+        from trainwise.config.disk_data import load_disk_bundle
+
+        return load_disk_bundle(cfg, pin_memory=device_of(cfg).type == "cuda")
     return load_data(d.dataset, root=d.root, path=d.path, target=d.target, task=d.task,
                      val_fraction=d.val_fraction, test_fraction=d.test_fraction, normalize=d.normalize,
                      standardize_target=d.standardize_target, seed=cfg.seed)
@@ -40,8 +48,12 @@ def make_model(cfg: RunConfig, bundle: DataBundle) -> torch.nn.Module:
     """The config's model, seeded and initialized (LSUV sees a batch of training inputs)."""
     m = cfg.model
     model = make_bare_model(cfg, tuple(bundle.input_shape), bundle.num_outputs)
+    if m.init == "lsuv" and not bundle.in_memory:
+        raise ConfigError(f"model.init=lsuv needs data held in memory, got data.dataset={cfg.data.dataset!r} read "
+                          "from disk; choose another model.init")
     sample = bundle.train[0][:512] if m.init == "lsuv" else None
-    initialize(model, m.init, activation=activation_of(model), sample_input=sample)
+    scheme = "gpt" if m.name == "gpt" and m.init == "auto" else m.init  # GPT-2's init, scaled residuals
+    initialize(model, scheme, activation=activation_of(model), sample_input=sample)
     return model
 
 
@@ -51,7 +63,8 @@ def make_bare_model(cfg: RunConfig, input_shape: tuple[int, ...], num_outputs: i
     seed_everything(cfg.seed)
     return build_model(m.name, input_shape=input_shape, num_outputs=num_outputs, hidden=m.hidden, norm=m.norm,
                        dropout=m.dropout, activation=m.activation, channels=m.channels,
-                       kernel_size=m.kernel_size, pool=m.pool, args=m.args, checkpointing=m.checkpointing)
+                       kernel_size=m.kernel_size, pool=m.pool, args=m.args, checkpointing=m.checkpointing,
+                       layers=m.layers, heads=m.heads, width=m.width, norm_position=m.norm_position)
 
 
 def loss_name(cfg: RunConfig, bundle: DataBundle) -> str:
@@ -91,9 +104,12 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
     at the start of fit, and the lr it chose goes into config.yaml). ``callbacks`` are added to the
     config's own (a search's trial reporter, the profiler's; studies measure with them)."""
     finder = resolve_batch_size(cfg, bundle, model)
+    apply_model_defaults(cfg)
     t, d = cfg.train, cfg.data
     lr: Any = "auto" if cfg.optimizer.lr == "auto" else scaled_lr(cfg, float(cfg.optimizer.lr))
-    augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape) if d.augment else None
+    augment = None  # data read from disk is augmented in its DataLoader workers (trainwise.config.disk_data)
+    if d.augment and bundle.in_memory:
+        augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape)
     es = t.early_stopping
     early_stopping: Any = False
     if es.enabled and bundle.val is not None:
@@ -102,6 +118,10 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         early_stopping = EarlyStopping(es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta,
                                        restore_best=es.restore_best)
     callbacks = list(callbacks)
+    if bundle.tokenizer is not None and bundle.val is not None:
+        from trainwise.callbacks.token_figures import TokenFigures
+
+        callbacks.append(TokenFigures(bundle.details.get("chars_per_token", 1.0)))
     if cfg.optimizer.freeze:
         from trainwise.callbacks import ModuleFreezer
 
@@ -127,9 +147,13 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
         log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(), loggers=_loggers(cfg),
         sync_batchnorm=t.sync_batchnorm, compile=t.compile, channels_last=t.channels_last,
+        num_workers=num_workers_of(cfg),
     )
     if finder is not None:
         trainer.summary_extra["batch_size_finder"] = finder
+    for key in ("skipped_images", "skipped_files"):  # an image folder's corrupt files, named and counted
+        if key in bundle.details:
+            trainer.summary_extra[key] = bundle.details[key]
     return trainer
 
 
@@ -138,6 +162,9 @@ def resolve_batch_size(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Modul
     (``data.batch_size``, and ``train.accumulate`` when ``data.effective_batch_size`` is set, so the
     effective batch is the one asked for). Returns the finder's record, or None with a number."""
     d = cfg.data
+    if d.batch_size == "auto" and not bundle.in_memory:
+        raise ConfigError(f"data.batch_size=auto needs data held in memory, got data.dataset={d.dataset!r} read from "
+                          "disk; run trainwise find-batch-size on a smaller copy, or give data.batch_size a number")
     if d.batch_size != "auto":
         if d.effective_batch_size is not None:
             raise ConfigError(f"data.effective_batch_size={d.effective_batch_size} applies with data.batch_size=auto; "
@@ -200,11 +227,34 @@ def data_description(bundle: DataBundle) -> dict[str, Any]:
             "num_classes": bundle.num_classes, "num_outputs": bundle.num_outputs,
             "class_names": bundle.class_names, "normalization": bundle.normalization,
             "target_normalization": bundle.target_normalization,
-            "train_samples": len(bundle.train[0])}
+            "train_samples": len(bundle.train[0]) if isinstance(bundle.train, tuple) else None,
+            **bundle.details}
 
 
 def write_data_description(run_dir: Path, bundle: DataBundle) -> None:
     (run_dir / "data.json").write_text(json.dumps(data_description(bundle), indent=2) + "\n")
+    if bundle.tokenizer is not None:  # what generate needs to turn text into ids and back
+        (run_dir / "tokenizer.json").write_text(json.dumps(bundle.tokenizer.to_dict(), ensure_ascii=False) + "\n")
+
+
+def apply_model_defaults(cfg: RunConfig) -> None:
+    """The model's own defaults for what the config leaves unsaid: gpt trains with warmup + cosine."""
+    given = cfg.schedule.model_fields_set
+    if cfg.model.name == "gpt" and "name" not in given:
+        for key, value in GPT_SCHEDULE.items():
+            if key not in given:
+                setattr(cfg.schedule, key, value)
+
+
+def num_workers_of(cfg: RunConfig) -> int:
+    """``data.num_workers``; ``auto``: one per core up to 8 (none for data already in memory)."""
+    workers = cfg.data.num_workers
+    if workers != "auto":
+        return int(workers)
+    if cfg.data.dataset != "imagefolder":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, max(cores - 1, 1)) if cores > 1 else 0
 
 
 def pin_threads(cfg: RunConfig) -> None:

@@ -44,6 +44,22 @@ class DataConfig(_Section):
     augment: Union[str, dict[str, Union[bool, float, None]], None] = None
     class_weights: Optional[Literal["balanced"]] = None  # kept; loss.class_weights is the full form
     sampler: Optional[Literal["balanced"]] = None  # balanced: draw each class equally often (with replacement)
+    # text (data.path: a .txt file, a folder of them, or builtin:pydoc)
+    tokenizer: Literal["char", "byte"] = "char"
+    block_size: int = Field(128, gt=0)
+    # imagefolder (data.root: one folder per class)
+    image_size: Optional[Union[int, tuple[int, int]]] = None  # [H, W] (or one side): resize every image
+    channels: Optional[Literal[1, 3]] = None  # 1 grayscale, 3 colour; default: 3 when any image has colour
+    strict: bool = False  # refuse a corrupt image instead of skipping it
+    num_workers: Union[int, Literal["auto"]] = "auto"  # DataLoader workers decoding images; auto: from the cores
+    cache: Union[bool, Literal["auto"]] = "auto"  # decoded images in memory; auto: when they fit (1 GiB)
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers_not_negative(cls, value: Union[int, str]) -> Union[int, str]:
+        if not isinstance(value, str) and value < 0:
+            raise ValueError(f"must be >= 0 or 'auto', got {value}")
+        return value
 
     @field_validator("batch_size")
     @classmethod
@@ -80,6 +96,11 @@ class ModelConfig(_Section):
     kernel_size: int = Field(3, gt=0)
     pool: str = "max"
     checkpointing: bool = False  # gradient checkpointing (mlp, cnn, resnet): less activation memory, more compute
+    # gpt: blocks, attention heads, embedding width, LayerNorm before (pre) or after (post) each branch
+    layers: int = Field(4, gt=0)
+    heads: int = Field(4, gt=0)
+    width: int = Field(128, gt=0)
+    norm_position: Literal["pre", "post"] = "pre"
     args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("hidden")
@@ -250,7 +271,7 @@ def resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
         return
     for key in DATA_PATH_KEYS:
         value = data.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and not value.startswith("builtin:"):
             data[key] = os.path.abspath(base / Path(value).expanduser())
 
 
