@@ -50,13 +50,32 @@ def predict(args: argparse.Namespace) -> int:
     if Path(args.run_dir).is_file():
         return _predict_artifact(args, out)
     run = load_saved_run(args.run_dir, args.checkpoint)
-    x = read_inputs(Path(args.inputs), run)
+    files = None
+    if Path(args.inputs).is_dir():
+        x, files = _image_inputs(Path(args.inputs), run)
+    else:
+        x = read_inputs(Path(args.inputs), run)
     model = rebuild_model(run, args.model)
     with torch.inference_mode():
         outputs = torch.cat([model(chunk) for chunk in x.split(_CHUNK)]).float()
-    write_predictions(out, outputs, run)
+    write_predictions(out, outputs, run, files=files)
     print(f"wrote {len(x)} predictions to {out}")
     return 0
+
+
+def _image_inputs(folder: Path, run: SavedRun) -> tuple[torch.Tensor, list[str]]:
+    """A folder of images, decoded like the run's image folder (size, channels, normalization)."""
+    from trainwise.data import apply_normalization
+    from trainwise.data.images import decode_folder
+
+    if run.cfg.data.dataset != "imagefolder":
+        raise ConfigError(f"{folder} is a folder; folders of images go to runs trained on data.dataset: imagefolder, "
+                          f"this run trained on {run.cfg.data.dataset!r}: give an .npz or .csv file")
+    channels, height, width = run.input_shape
+    x, files = decode_folder(folder, channels=channels, size=(height, width))
+    if run.description.get("normalization"):
+        x = apply_normalization(x, run.description["normalization"])
+    return x, files
 
 
 def _predict_artifact(args: argparse.Namespace, out: Path) -> int:

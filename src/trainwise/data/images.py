@@ -144,3 +144,17 @@ def check_same_size(files: list[ImageFile]) -> tuple[int, int]:
                             f"is {other.size[0]}x{other.size[1]} (height x width); set data.image_size: [H, W] to "
                             "resize every image")
     return first.size
+
+
+def decode_folder(folder: Path, *, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
+    """Every image under ``folder`` (sub-folders included, sorted) as float ``(N, C, H, W)`` in [0, 1],
+    resized to ``size``, with the paths in the same order (``trainwise predict RUN FOLDER/``).
+
+    Raises:
+        DataError: no image under ``folder``, or one that cannot be decoded (named).
+    """
+    paths = image_paths(folder)
+    if not paths:
+        raise DataError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)}); give a folder of images")
+    images = [decode_image(str(p), channels=channels, size=size) for p in paths]
+    return torch.stack(images).float().div_(255), [str(p) for p in paths]

@@ -124,7 +124,8 @@ def _build(run: SavedRun, name: str, *, from_config: bool) -> nn.Module:
     options: dict[str, Any] = {}
     if from_config:
         options = dict(hidden=m.hidden, norm=m.norm, dropout=m.dropout, activation=m.activation,
-                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool, args=m.args)
+                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool, args=m.args,
+                       layers=m.layers, heads=m.heads, width=m.width, norm_position=m.norm_position)
     try:
         return build_model(name, input_shape=run.input_shape, num_outputs=int(run.description["num_outputs"]),
                            **options)
