@@ -166,11 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     _runs_parser(sub)
     study = sub.add_parser("study", help="run a controlled study: init, schedules, normalization, batch-size, "
-                           "optimizers, dropout, lr-surface", description="Train each variant of one factor "
+                           "optimizers, dropout, warmup, norm-position, lr-surface", description="Train each variant of one factor "
                            "once per seed with the same budget, data split and seeds; write study.md, study.json, "
                            "PNGs and report.html with a verdict on which differences hold across seeds. "
                            "lr-surface needs no config.")
-    study.add_argument("study", help="init | schedules | normalization | batch-size | optimizers | dropout | lr-surface")
+    study.add_argument("study", help="init | schedules | normalization | batch-size | optimizers | dropout | "
+                       "warmup | norm-position (gpt) | lr-surface")
     study.add_argument("config", nargs="?", help="YAML config file (not for lr-surface)")
     study.add_argument("overrides", nargs="*", help="section.key=value overrides, applied to every variant")
     study.add_argument("--seeds", type=int, help="seeds per variant (default: the study's, see README)")

@@ -23,8 +23,6 @@ from trainwise.trainer import Trainer, resolve_device
 
 log = logging.getLogger(__name__)
 DISK_DATASETS = ("text", "imagefolder")  # read by trainwise.config.disk_data
-# A gpt config without a schedule section trains with linear warmup then cosine (nanoGPT's get_lr).
-GPT_SCHEDULE = {"name": "cosine", "warmup": 0.05}
 
 
 def seed_everything(seed: int) -> None:
@@ -104,7 +102,6 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
     at the start of fit, and the lr it chose goes into config.yaml). ``callbacks`` are added to the
     config's own (a search's trial reporter, the profiler's; studies measure with them)."""
     finder = resolve_batch_size(cfg, bundle, model)
-    apply_model_defaults(cfg)
     t, d = cfg.train, cfg.data
     lr: Any = "auto" if cfg.optimizer.lr == "auto" else scaled_lr(cfg, float(cfg.optimizer.lr))
     augment = None  # data read from disk is augmented in its DataLoader workers (trainwise.config.disk_data)
@@ -235,15 +232,6 @@ def write_data_description(run_dir: Path, bundle: DataBundle) -> None:
     (run_dir / "data.json").write_text(json.dumps(data_description(bundle), indent=2) + "\n")
     if bundle.tokenizer is not None:  # what generate needs to turn text into ids and back
         (run_dir / "tokenizer.json").write_text(json.dumps(bundle.tokenizer.to_dict(), ensure_ascii=False) + "\n")
-
-
-def apply_model_defaults(cfg: RunConfig) -> None:
-    """The model's own defaults for what the config leaves unsaid: gpt trains with warmup + cosine."""
-    given = cfg.schedule.model_fields_set
-    if cfg.model.name == "gpt" and "name" not in given:
-        for key, value in GPT_SCHEDULE.items():
-            if key not in given:
-                setattr(cfg.schedule, key, value)
 
 
 def num_workers_of(cfg: RunConfig) -> int:

@@ -22,6 +22,7 @@ from trainwise.checks import closest, did_you_mean
 from trainwise.errors import ConfigError
 
 PositiveInt = int
+GPT_WARMUP = 0.05  # a gpt's default warmup: the first 5% of the steps
 
 
 class _Section(BaseModel):
@@ -224,6 +225,16 @@ class RunConfig(_Section):
     # The search's settings and space (``trainwise tune``; checked by trainwise.tune). Not part of a
     # run: left out of config.yaml, so a trial's and a plain run's configs compare equal.
     tune: Optional[dict[str, Any]] = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _gpt_schedule(self) -> "RunConfig":
+        # gpt trains with warmup then cosine (nanoGPT's get_lr) unless the config names a schedule.
+        given = self.schedule.model_fields_set
+        if self.model.name == "gpt" and "name" not in given:
+            self.schedule.name = "cosine"
+            if "warmup" not in given:
+                self.schedule.warmup = GPT_WARMUP
+        return self
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "RunConfig":
