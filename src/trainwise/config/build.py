@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from trainwise.config.disk_data import load_disk_bundle, num_workers_of
 from trainwise.config.schema import RunConfig
 from trainwise.data import DataBundle, build_augment, load_data
 from trainwise.errors import ConfigError
@@ -34,8 +35,6 @@ def seed_everything(seed: int) -> None:
 def load_bundle(cfg: RunConfig) -> DataBundle:
     d = cfg.data
     if d.dataset in DISK_DATASETS:
-        from trainwise.config.disk_data import load_disk_bundle
-
         return load_disk_bundle(cfg, pin_memory=device_of(cfg).type == "cuda")
     return load_data(d.dataset, root=d.root, path=d.path, target=d.target, task=d.task,
                      val_fraction=d.val_fraction, test_fraction=d.test_fraction, normalize=d.normalize,
@@ -232,17 +231,6 @@ def write_data_description(run_dir: Path, bundle: DataBundle) -> None:
     (run_dir / "data.json").write_text(json.dumps(data_description(bundle), indent=2) + "\n")
     if bundle.tokenizer is not None:  # what generate needs to turn text into ids and back
         (run_dir / "tokenizer.json").write_text(json.dumps(bundle.tokenizer.to_dict(), ensure_ascii=False) + "\n")
-
-
-def num_workers_of(cfg: RunConfig) -> int:
-    """``data.num_workers``; ``auto``: one per core up to 8 (none for data already in memory)."""
-    workers = cfg.data.num_workers
-    if workers != "auto":
-        return int(workers)
-    if cfg.data.dataset != "imagefolder":
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, max(cores - 1, 1)) if cores > 1 else 0
 
 
 def pin_threads(cfg: RunConfig) -> None:
