@@ -194,7 +194,7 @@ def test_a_dataloader_of_dicts_trains_and_validates(tmp_path):
 
 def test_a_dict_batch_without_known_keys_names_the_keys_and_the_override(tmp_path):
     x, y = blobs()
-    with pytest.raises(DataError, match="needs an input key .* got keys \\['a', 'b'\\]; or override "
+    with pytest.raises(DataError, match="keys \\['a', 'b'\\] gives the model nothing to take: .* or override "
                                         "Trainer.split_batch"):
         Trainer(mlp(), lr=1e-2, run_dir=tmp_path / "r", **quiet()).fit({"a": x, "b": y})
 

@@ -146,19 +146,24 @@ def compute_user_metrics(metrics: dict[str, Callable], outputs: torch.Tensor,
 
 
 class ClassificationMeter:
-    """Loss, accuracy, top-5 accuracy and a confusion matrix, summed on the device."""
+    """Loss, accuracy, top-5 accuracy and a confusion matrix, summed on the device. Targets equal to
+    ``ignore_index`` count nowhere (neither in the loss's count nor in accuracy)."""
 
-    def __init__(self, num_classes: int, device: torch.device) -> None:
-        self.num_classes = num_classes
+    def __init__(self, num_classes: int, device: torch.device, ignore_index: int = -100) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.loss_count = torch.zeros((), dtype=torch.float64, device=device)
         self.top5 = torch.zeros((), dtype=torch.int64, device=device)
         self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
         self.count = 0
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
-        n = targets.shape[0]
-        self.count += n
-        self.loss_sum += loss.detach().double() * n
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor, count: Any) -> None:
+        self.loss_sum += loss_sum.detach().double()
+        self.loss_count += count
+        counted = targets != self.ignore_index
+        if not bool(counted.all()):
+            outputs, targets = outputs[counted], targets[counted]
+        self.count += targets.shape[0]
         predicted = outputs.argmax(dim=1)
         self.confusion += torch.bincount(targets * self.num_classes + predicted, minlength=self.num_classes ** 2)
         if self.num_classes > 5:
@@ -168,8 +173,8 @@ class ClassificationMeter:
     def compute(self) -> dict[str, float]:
         cm = self.confusion_matrix()
         total = max(self.count, 1)
-        result = {"loss": self.loss_sum.item() / total, "accuracy": float(cm.diag().sum()) / total,
-                  "macro_f1": macro_f1(cm)}
+        result = {"loss": self.loss_sum.item() / max(self.loss_count.item(), 1e-12),
+                  "accuracy": float(cm.diag().sum()) / total, "macro_f1": macro_f1(cm)}
         if self.num_classes > 5:
             result["top5_accuracy"] = self.top5.item() / total
         return result
@@ -196,10 +201,10 @@ class BinaryMeter:
     def __init__(self, device: torch.device) -> None:
         self.inner = ClassificationMeter(2, device)
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor, count: Any) -> None:
         predicted = (outputs.reshape(len(outputs), -1)[:, 0] > 0).long()
         logits = torch.nn.functional.one_hot(predicted, 2).float()  # argmax gives back the prediction
-        self.inner.update(logits, targets.reshape(len(targets), -1)[:, 0].round().long(), loss)
+        self.inner.update(logits, targets.reshape(len(targets), -1)[:, 0].round().long(), loss_sum, count)
 
     def compute(self) -> dict[str, float]:
         return self.inner.compute()
@@ -218,14 +223,16 @@ class RegressionMeter:
         self.scale = None if target_std is None else torch.tensor(target_std, dtype=torch.float64, device=device)
         zeros = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
         self.loss_sum, self.sse, self.sae, self.y_sum, self.y_sq_sum = zeros(), zeros(), zeros(), zeros(), zeros()
+        self.loss_count = zeros()
         self.count = 0
         self.elements = 0
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor, count: Any) -> None:
         outputs, targets = outputs.detach().double(), targets.double().reshape(outputs.shape)
         self.count += targets.shape[0]
         self.elements += targets.numel()
-        self.loss_sum += loss.detach().double() * targets.shape[0]
+        self.loss_sum += loss_sum.detach().double()
+        self.loss_count += count
         error = outputs - targets
         if self.scale is not None:
             error = error * (self.scale if outputs.dim() > 1 else self.scale[0])
@@ -240,8 +247,36 @@ class RegressionMeter:
         sse = self.sse.item()
         total_ss = self.y_sq_sum.item() - self.y_sum.item() ** 2 / n
         r2 = 1.0 - sse / total_ss if total_ss > 0 else float("nan")
-        return {"loss": self.loss_sum.item() / max(self.count, 1), "rmse": math.sqrt(sse / n),
+        return {"loss": self.loss_sum.item() / max(self.loss_count.item(), 1e-12), "rmse": math.sqrt(sse / n),
                 "mae": self.sae.item() / n, "r2": r2}
+
+
+class TokenMeter:
+    """Per-position classification (tokens of ``(N, T, V)`` outputs, pixels of ``(N, C, H, W)``):
+    the loss per counted position, token accuracy and perplexity (``exp`` of the mean
+    cross-entropy), as running sums on the device; ``ignore_index`` positions count nowhere."""
+
+    def __init__(self, class_axis: int, device: torch.device, ignore_index: int = -100,
+                 perplexity: bool = True) -> None:
+        self.class_axis, self.ignore_index, self.perplexity = class_axis, ignore_index, perplexity
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.loss_count = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.positions = torch.zeros((), dtype=torch.int64, device=device)
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor, count: Any) -> None:
+        self.loss_sum += loss_sum.detach().double()
+        self.loss_count += count
+        counted = targets != self.ignore_index
+        self.correct += ((outputs.argmax(dim=self.class_axis) == targets) & counted).sum()
+        self.positions += counted.sum()
+
+    def compute(self) -> dict[str, float]:
+        loss = self.loss_sum.item() / max(self.loss_count.item(), 1e-12)
+        result = {"loss": loss, "accuracy": self.correct.item() / max(self.positions.item(), 1)}
+        if self.perplexity:
+            result["perplexity"] = math.exp(min(loss, 700.0))
+        return result
 
 
 def class_weights_of(weights: Any) -> Union[torch.Tensor, str, None]:

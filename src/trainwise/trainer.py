@@ -32,9 +32,11 @@ from trainwise.errors import ConfigError, DataError
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
 from trainwise.engine.fit import FitResult, run_fit, run_lr_find
 from trainwise.engine.plan import hold_out_val
-from trainwise.data.loader import main_output, make_batches
-from trainwise.metrics import (Loss, build_loss, build_weighted_loss, class_weights_of, named_metrics,
-                               task_of_loss)
+from trainwise.data.loader import batch_length, main_output, make_batches
+from trainwise.engine.batch_rule import CallRule, call_model, counted_targets, decide_call_rule, model_loss_of
+from trainwise.engine.loss_rule import TASKS, LossRule, decide_loss_rule
+from trainwise.losses import IGNORE_INDEX
+from trainwise.metrics import Loss, build_loss, class_weights_of, named_metrics, task_of_loss
 from trainwise.engine.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
 from trainwise.runfolder.files import default_run_dir
 from trainwise.schedules import Schedule
@@ -44,9 +46,6 @@ from trainwise.engine.state import STATUSES, RunState
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-_INPUT_KEYS = ("x", "input", "inputs", "features", "image", "images")
-_TARGET_KEYS = ("y", "target", "targets", "label", "labels")
-_WEIGHT_KEYS = ("weight", "weights", "sample_weight")
 __all__ = ["FitResult", "Trainer", "resolve_device"]
 
 
@@ -126,7 +125,7 @@ class Trainer:
     """
 
     def __init__(
-        self, model: nn.Module, *, loss: Loss = "cross_entropy", optimizer: Union[str, torch.optim.Optimizer] = "adamw",
+        self, model: nn.Module, *, loss: Optional[Loss] = None, optimizer: Union[str, torch.optim.Optimizer] = "adamw",
         lr: Union[float, str, None] = None, weight_decay: float = 1e-2, momentum: float = 0.9, nesterov: bool = False,
         schedule: Union[str, Schedule, Any, None] = None, schedule_params: Optional[dict[str, Any]] = None,
         schedule_interval: Optional[str] = None, lr_find: Optional[dict[str, Any]] = None,
@@ -144,7 +143,8 @@ class Trainer:
         spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
         config: Optional[dict[str, Any]] = None, num_workers: int = 0, sampler: Optional[str] = None,
         focal_gamma: float = 2.0, sync_batchnorm: bool = False, loggers: Sequence[Union[str, Callback]] = (),
-        compile: bool = False, channels_last: bool = False,
+        compile: bool = False, channels_last: bool = False, task: Optional[str] = None,
+        class_axis: Optional[int] = None, ignore_index: int = IGNORE_INDEX,
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
@@ -172,13 +172,23 @@ class Trainer:
         self.optimizer_spec = optimizer
         self.optimizer: Optional[torch.optim.Optimizer] = optimizer if self.user_optimizer else None
         self.optimizer_args = {"weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov}
-        self.loss_spec, self.task = loss, task_of_loss(loss)
+        if loss is not None:  # a typo fails now; the rule itself is decided on the first batch
+            build_loss(loss, label_smoothing=label_smoothing, focal_gamma=focal_gamma)
+        if task is not None:
+            check_choice("task", task, TASKS)
+        self.loss_spec, self.task_hint = loss, task
+        self.task = task or (task_of_loss(loss) if loss is not None else None)
+        if class_axis not in (None, 1, -1):
+            raise ConfigError(f"class_axis must be 1 (PyTorch's (N, C, ...)), -1 (the last axis, (N, T, C)) or None "
+                              f"(decided from the shapes), got {class_axis!r}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise ConfigError(f"ignore_index must be an integer (the target value that counts nowhere), "
+                              f"got {ignore_index!r}")
+        self.class_axis, self.ignore_index = class_axis, ignore_index
+        self._call_rule: Optional[CallRule] = None  # how batches feed the model, decided on the first batch
+        self._loss_rule: Optional[LossRule] = None  # where the loss comes from, decided on the first batch
         self.class_weights = class_weights_of(class_weights)
         self.focal_gamma = focal_gamma
-        self.loss_fn = build_loss(loss, label_smoothing=label_smoothing, class_weights=self._weights_on_device(),
-                                  focal_gamma=focal_gamma)
-        self.weighted_loss_fn = build_weighted_loss(loss, label_smoothing=label_smoothing,
-                                                    class_weights=self._weights_on_device(), focal_gamma=focal_gamma)
         self.sampler = None if sampler is None else check_choice("sampler", sampler, ("balanced",))
         self.label_smoothing = label_smoothing
         self.metrics = named_metrics(metrics)
@@ -299,45 +309,78 @@ class Trainer:
             getattr(callback, event)(self, *args)
 
     # ----------------------------------------------------------------------------- batches and loss
-    def split_batch(self, batch: Any) -> tuple[Any, torch.Tensor, Optional[torch.Tensor]]:
-        """``(inputs, targets, weights or None)`` of a batch: ``(x, y)``, ``(x, y, w)`` or a dict with
-        x/input(s)/features, y/target(s)/label(s) and optionally weight keys. Override for others."""
-        if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
-            return batch[0], batch[1], batch[2] if len(batch) == 3 else None
-        if isinstance(batch, dict):
-            x = next((batch[k] for k in _INPUT_KEYS if k in batch), None)
-            y = next((batch[k] for k in _TARGET_KEYS if k in batch), None)
-            if x is not None and y is not None:
-                return x, y, next((batch[k] for k in _WEIGHT_KEYS if k in batch), None)
-            raise DataError(f"a batch dict needs an input key ({', '.join(_INPUT_KEYS)}) and a target key "
-                            f"({', '.join(_TARGET_KEYS)}), got keys {sorted(batch)}; or override "
-                            "Trainer.split_batch(batch) or Trainer.compute_loss(model, batch)")
-        raise DataError(f"cannot tell inputs from targets in a batch of type {type(batch).__name__}; batches must be "
-                        "(x, y), (x, y, weight) or a dict — or override Trainer.split_batch(batch) -> "
-                        "(inputs, targets, weights) or Trainer.compute_loss(model, batch) -> loss")
+    def split_batch(self, batch: Any) -> tuple[Any, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """``(inputs, targets, weights)`` of a batch by the run's one rule (``engine/batch_rule.py``):
+        ``(x, y)``, ``(x, y, w)``, or a dict whose keys the model's ``forward`` names. Override for others."""
+        return self._call_rule_for(batch).split(batch)
+
+    def _call_rule_for(self, batch: Any) -> CallRule:
+        if self._call_rule is None:
+            self._call_rule = decide_call_rule(batch, self.model, model_loss=self.loss_spec is None)
+            if self._call_rule.unused_keys:
+                self.warn(f"batch keys {list(self._call_rule.unused_keys)} are neither taken by "
+                          f"{type(self.model).__name__}.forward() nor a target; the model does not see them")
+        return self._call_rule
 
     def loss_of(self, outputs: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
-        if self.task in ("regression", "binary") and outputs.shape != targets.shape \
-                and outputs.numel() == targets.numel():
-            targets = targets.reshape(outputs.shape)
-        if weights is None:
-            return self.loss_fn(outputs, targets)
-        return self.weighted_loss_fn(outputs, targets, weights)
+        """The mean loss of a batch's predictions (per counted position for token targets)."""
+        total, count = self._loss_rule_for(outputs, targets).terms(outputs, targets, weights)
+        return total / count
+
+    def _loss_rule_for(self, raw_outputs: Any, targets: Optional[torch.Tensor]) -> LossRule:
+        """The run's loss rule, decided on the first batch the model saw (see ``engine/loss_rule.py``)."""
+        if self._loss_rule is None:
+            outputs = raw_outputs if isinstance(raw_outputs, torch.Tensor) else _predictions_or_none(raw_outputs)
+            if outputs is None and model_loss_of(raw_outputs) is None:
+                main_output(raw_outputs)  # raises: what the model returned and what it should return
+            self._loss_rule = decide_loss_rule(
+                self.loss_spec, outputs=outputs, targets=targets, model_loss=model_loss_of(raw_outputs),
+                task=self.task_hint, class_axis=self.class_axis, ignore_index=self.ignore_index,
+                label_smoothing=self.label_smoothing, class_weights=self._weights_on_device(),
+                focal_gamma=self.focal_gamma)
+            self.task = self._loss_rule.task
+            if self._loss_rule.warning:
+                self.warn(self._loss_rule.warning)
+        return self._loss_rule
+
+    def loss_terms(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
+        """``(loss_sum, count, predictions, targets)`` of one batch: the sum over counted positions
+        (samples, or tokens not equal to ``ignore_index``) and their count."""
+        inputs, targets, weights = self.split_batch(batch)
+        raw = call_model(model, inputs)
+        rule = self._loss_rule_for(raw, targets)
+        if rule.source == "model":
+            loss = model_loss_of(raw)
+            if loss is None:
+                raise DataError("the model returned no loss for this batch (outputs['loss'] / outputs.loss), "
+                                "though it did for the first; return one for every batch, or pass loss=")
+            count = counted_targets(targets, rule.ignore_index, batch_length(batch))
+            return loss * count, count, _predictions_or_none(raw), targets
+        outputs = main_output(raw)
+        total, count = rule.terms(outputs, targets, weights)
+        return total, count, outputs, targets
 
     def compute_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        """The training loss of one batch. Override it for batches or losses the defaults do not
-        cover (the loop handles autocast, accumulation and the non-finite guard around it)."""
-        inputs, targets, weights = self.split_batch(batch)
-        return self.loss_of(main_output(model(inputs)), targets, weights)
+        """The mean training loss of one batch. Override it for batches or losses the defaults do not
+        cover (the loop handles autocast, accumulation and the non-finite guard around it; an
+        override's mean counts once per sample when micro-batches are combined)."""
+        total, count = self.loss_terms(model, batch)[:2]
+        return total / count
 
-    def _training_loss(self, batch: Any) -> torch.Tensor:
-        if self.autocast_dtype is None:
-            return self.compute_loss(self.train_model, batch)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-            return self.compute_loss(self.train_model, batch)
+    def _training_terms(self, batch: Any) -> tuple[torch.Tensor, Any]:
+        """``(loss_sum, count)`` of a training micro-batch, under autocast when asked."""
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            if _overrides_compute_loss(self):
+                n = batch_length(batch)
+                return self.compute_loss(self.train_model, batch) * n, n
+            return self.loss_terms(self.train_model, batch)[:2]
+
+    def _overrides_loss(self) -> bool:
+        """A ``compute_loss`` override trains: batches only it understands are no error."""
+        return _overrides_compute_loss(self)
 
     def _eval_step(self) -> EvalStep:
-        return EvalStep(model=self.model, split_batch=self.split_batch, loss_of=self.loss_of,
+        return EvalStep(model=self.model, terms=self.loss_terms, rule=lambda: self._loss_rule,
                         compute_loss=self.compute_loss if _overrides_compute_loss(self) else None,
                         autocast_dtype=self.autocast_dtype, device=self.device)
 
@@ -358,7 +401,7 @@ class Trainer:
         batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device,
                                rank=rank, world_size=world_size)
         std = (self.target_normalization or {}).get("std")
-        return evaluate_batches(self._eval_step(), batches, task=self.task, metrics=self.metrics, target_std=std)
+        return evaluate_batches(self._eval_step(), batches, metrics=self.metrics, target_std=std)
 
     @torch.inference_mode()
     def predict(self, data: Any) -> torch.Tensor:
@@ -400,6 +443,13 @@ def _torch_scheduler(schedule: Any, optimizer: Any, interval: Optional[str], lr:
         raise ConfigError(f"lr={lr!r} was given with a {type(schedule).__name__}, which sets the lrs itself; drop lr")
     default = "step" if isinstance(schedule, (lr_scheduler.OneCycleLR, lr_scheduler.CyclicLR)) else "epoch"
     return schedule, check_choice("schedule_interval", interval or default, ("step", "epoch"))
+
+
+def _predictions_or_none(outputs: Any) -> Optional[torch.Tensor]:
+    try:
+        return main_output(outputs)
+    except DataError:  # a model returning only {"loss": ...}
+        return None
 
 
 def _is_array(value: Any) -> bool:

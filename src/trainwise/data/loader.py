@@ -279,8 +279,9 @@ def main_output(outputs: Any) -> Any:
         return outputs
     if isinstance(outputs, (tuple, list)) and outputs:
         return outputs[0]
-    if isinstance(outputs, dict) and "logits" in outputs:
-        return outputs["logits"]
+    logits = outputs.get("logits") if isinstance(outputs, dict) else getattr(outputs, "logits", None)
+    if isinstance(logits, torch.Tensor):  # a dict, or a Hugging Face ModelOutput
+        return logits
     raise DataError(f"the model returned a {type(outputs).__name__}; return a tensor, a tuple whose first item is "
                     "the prediction, or a dict with 'logits' — or override Trainer.compute_loss(model, batch)")
 

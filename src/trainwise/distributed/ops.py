@@ -18,7 +18,7 @@ from typing import Any, Iterable, Optional
 import torch
 
 # Attributes of a meter that are settings, not running sums (never summed across ranks).
-_NOT_SUMS = ("scale", "num_classes")
+_NOT_SUMS = ("scale", "num_classes", "ignore_index", "class_axis")
 
 
 def world() -> tuple[int, int]:

@@ -18,8 +18,9 @@ from trainwise import checkpoint as ckpt
 from trainwise.distributed.ops import barrier, broadcast, is_main, world
 from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
-from trainwise.engine.plan import build_run_schedule, fallback_lr, find_lr, prepare_split
-from trainwise.data.loader import main_output, make_batches
+from trainwise.engine.fitplan import decide_rules, first_batch
+from trainwise.engine.plan import build_run_schedule, check_targets, fallback_lr, find_lr, split_data
+from trainwise.data.loader import make_batches
 from trainwise.engine.loop import FitLoop
 from trainwise.engine.python_run import describe_data, describe_run, finish_files
 from trainwise.engine.resume import Checkpointer, check_resume_config, check_world_size
@@ -58,17 +59,18 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     if first:
         torch.manual_seed(t.seed)
         t.checkpointer = Checkpointer(t.run_dir / "checkpoints", t.keep_last, write=rank == 0)
-    train, t.task, sample = prepare_split(train, "train", model=t.model, device=t.device, task=t.task)
-    val = prepare_split(val, "val", model=t.model, device=t.device, task=t.task)[0]
-    test = prepare_split(test, "test", model=t.model, device=t.device, task=t.task)[0]
+    (train, sample), (val, _), (test, _) = (split_data(data, name) for data, name in
+                                            ((train, "train"), (val, "val"), (test, "test")))
     if first and resume is None:
         _initialize(t, sample)
-    _balanced_weights(t, train)
     batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device,
                            augment=t.augment, num_workers=t.num_workers, sampler=getattr(t, "sampler", None),
                            rank=rank, world_size=world_size)
     if len(batches) == 0:
         raise DataError("the training data is empty; give at least one sample")
+    output_shape = _decide(t, batches, train)
+    train, val, test = (_checked(t, data, name, output_shape) for data, name in
+                        ((train, "train"), (val, "val"), (test, "test")))
     steps_per_epoch = math.ceil(len(batches) / t.accumulate)
     total_steps = t.epochs * steps_per_epoch if t.max_steps is None else min(t.epochs * steps_per_epoch, t.max_steps)
     resume_path = broadcast(t.checkpointer.resolve_resume(resume) if resume is not None and rank == 0 else None)
@@ -105,7 +107,7 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
                        + (f"; changed: {'; '.join(changes)}" if changes else ""))
     t.run_record = None
     if rank == 0:  # rank 0 writes the run folder, run.json and the index
-        _write_description(t, sample, reference_lr)
+        _write_description(t, sample, output_shape, reference_lr)
         t.run_record = start_record(t.run_dir, name=t.name, config=t.config, device=t.device, model=t.model)
     try:
         with training_model(t, world_size):
@@ -124,8 +126,9 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
 
 
 def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
-    train, t.task, _ = prepare_split(train, "train", model=t.model, device=t.device, task=t.task)
+    train = split_data(train, "train")[0]
     batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device)
+    _decide(t, batches, train)
     _ensure_optimizer(t)
     return find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
                    precision=t.precision, run_dir=t.run_dir, record=lambda kind, message: None, png=True,
@@ -189,30 +192,51 @@ def _initialize(t: Any, sample: Optional[torch.Tensor]) -> None:
     initialize(t.model, t.init, activation=activation_of(t.model), sample_input=sample)
 
 
-def _balanced_weights(t: Any, train: Any) -> None:
-    if t.class_weights != "balanced":
-        return
-    if not isinstance(train, tuple) or t.task != "classification":
-        raise ConfigError("class_weights='balanced' needs in-memory classification data (x, y); "
-                          "pass a list of weights, one per class, instead")
-    from trainwise.data import balanced_class_weights
-    from trainwise.metrics import build_loss, build_weighted_loss
+def _decide(t: Any, batches: Any, train: Any) -> Optional[tuple[int, ...]]:
+    """The run's batch and loss rules from the first batch (once per Trainer), with balanced class
+    weights counted from the training labels; returns the outputs' shape per sample."""
+    rule, output_shape = decide_rules(t, first_batch(batches), user_loss=t._overrides_loss())
+    if t.class_weights == "balanced":
+        if rule is None or rule.task != "classification" or rule.soft_labels:
+            raise ConfigError("class_weights='balanced' needs classification data with integer class labels; "
+                              "pass a list of weights, one per class, instead")
+        from trainwise.data import balanced_class_weights
 
-    outputs = main_output(t.model(train[0][:1].to(t.device)))
-    t.class_weights = balanced_class_weights(train[1].cpu(), outputs.shape[1])
-    t.loss_fn = build_loss(t.loss_spec, label_smoothing=t.label_smoothing, class_weights=t._weights_on_device(),
-                           focal_gamma=t.focal_gamma)
-    t.weighted_loss_fn = build_weighted_loss(t.loss_spec, label_smoothing=t.label_smoothing,
-                                             class_weights=t._weights_on_device(), focal_gamma=t.focal_gamma)
+        labels = train[1] if isinstance(train, tuple) else _all_targets(t, batches)
+        labels = labels[labels != rule.ignore_index].long().flatten().cpu()
+        t.class_weights = balanced_class_weights(labels, output_shape[0 if rule.class_axis == 1 else -1])
+        t._loss_rule = None  # decided again, with the weights
+        rule, output_shape = decide_rules(t, first_batch(batches), user_loss=t._overrides_loss())
+    return output_shape
 
 
-def _write_description(t: Any, sample: Optional[torch.Tensor], lr: float) -> None:
+def _all_targets(t: Any, batches: Any) -> torch.Tensor:
+    """Every training target, read once by a pass over the batches (no model call)."""
+    if getattr(batches, "stream", False):
+        raise ConfigError("class_weights='balanced' counts the training labels, which a stream cannot give "
+                          "up front; pass a list of weights, one per class")
+    batches.set_epoch(0)
+    return torch.cat([t.split_batch(batch)[1].flatten() for batch in batches])
+
+
+def _checked(t: Any, data: Any, split: str, output_shape: Optional[tuple[int, ...]]) -> Any:
+    rule = t._loss_rule
+    if rule is None or data is None:
+        return data
+    classes = output_shape[0 if rule.class_axis == 1 else -1] if rule.task == "classification" and output_shape \
+        else None
+    return check_targets(data, split, task=rule.task, positions=rule.positions, soft=rule.soft_labels,
+                         num_classes=classes, ignore_index=rule.ignore_index)
+
+
+def _write_description(t: Any, sample: Optional[torch.Tensor], output_shape: Optional[tuple[int, ...]],
+                       lr: float) -> None:
     """config.yaml (the lr actually used) and, for a Python run, data.json: what evaluate/predict need."""
     if t.config is None:
         t.config = describe_run(t, lr)
     write_config(t.run_dir / "config.yaml", t.config)
-    if not (t.run_dir / "data.json").exists() and sample is not None:
-        write_json(t.run_dir / "data.json", describe_data(t, sample))
+    if not (t.run_dir / "data.json").exists():
+        write_json(t.run_dir / "data.json", describe_data(t, sample, output_shape))
 
 
 def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:

@@ -45,9 +45,10 @@ class FitLoop:
         self.t, self.batches, self.val, self.state = trainer, batches, val, state
         self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, total_steps
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
-        self.micro_weights = self._micro_batch_weights()
         self.step_sync = trainer.step_sync  # DDP: the ranks agree on each micro-batch's loss and on signals
         self.sync_each_step = trainer.device.type == "cpu" or self.step_sync is not None
+        self.world_size = getattr(batches, "world_size", 1)
+        self.step_count: Any = 0.0  # counted positions of the optimizer step being accumulated
         self.reset_epoch_stats()
         self.window_loss, self.window_count = 0.0, 0
         self.last_grad_norm: Optional[Any] = None  # a float, or on accelerators a tensor read at log time
@@ -61,23 +62,10 @@ class FitLoop:
         self.checkpoints = LoopCheckpoint(self, checkpoints)
         self.clock = clock if clock is not None else PhaseClock(trainer.device)  # where the time goes
 
-    def _micro_batch_weights(self) -> list[float]:
-        """Each micro-batch's share of its accumulation group, by samples, so that accumulating
-        k batches of b gives the gradient of one batch of k·b (the last, partial group included).
-        Under DDP, which averages the ranks' gradients, a rank's share is scaled by the world size:
-        unequal shares of a last batch still give the gradient of the whole batch."""
-        sizes, k = self.batches.batch_sizes(), self.t.accumulate
-        whole = getattr(self.batches, "global_batch_sizes", self.batches.batch_sizes)()
-        world = getattr(self.batches, "world_size", 1)
-        weights = []
-        for start in range(0, len(sizes), k):
-            total = sum(whole[start:start + k])
-            weights.extend(size * world / total for size in sizes[start:start + k])
-        return weights
-
     def reset_epoch_stats(self) -> None:
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum, self.loss_count = 0.0, 0.0  # over counted positions (samples, or tokens)
         self.loss_sum_device = torch.zeros((), dtype=torch.float64, device=self.t.device)
+        self.loss_count_device = torch.zeros((), dtype=torch.float64, device=self.t.device)
         self.clipped_steps, self.epoch_steps = 0, 0
         self.state.epoch_samples = 0
 
@@ -137,13 +125,12 @@ class FitLoop:
         if s.batch == 0:  # a fresh epoch (a resumed one continues where its checkpoint was)
             batches.set_epoch(s.epoch)
             self.reset_epoch_stats()
-        accumulate, weights, sync = t.accumulate, self.micro_weights, self.sync_each_step
-        weighted = any(w != 1.0 for w in weights)
+        accumulate, sync = t.accumulate, self.sync_each_step
         last_index = len(batches) - 1
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
         skip = t.guard.skip_batches
         scaler_on = t.scaler.is_enabled()
-        training_loss = t._training_loss
+        training_terms = t._training_terms
         switch = self.clock.switch  # four switches per micro-batch: data, forward/backward, optimizer, other
         switch("data")
         for batch in batches:
@@ -151,32 +138,32 @@ class FitLoop:
             index = s.batch
             s.batch += 1
             boundary = (index + 1) % accumulate == 0 or index == last_index
-            loss = None
+            loss_sum = None
             if not (skip and (s.epoch, index) in skip):
                 for callback in fire_start:
                     callback.on_batch_start(t, batch)
-                loss = training_loss(batch)
-                n = batch_length(batch)
+                loss_sum, count = training_terms(batch)
                 if sync:
-                    value, n = (loss.item(), n) if self.step_sync is None else self._agree(loss, n)
+                    value, count = self._read_loss(loss_sum, count)
                     if not math.isfinite(value):
                         if self._on_nonfinite(f"loss is {value}", index, gradients_touched=False):
                             return False
-                        loss = None  # skipped: this batch adds nothing to the step
+                        loss_sum = None  # skipped: this batch adds nothing to the step
                     else:
-                        self.loss_sum += value * n
+                        self.loss_sum += value * count
                         self.window_loss += value
                         if t.spikes.observe(value):
                             t.record_event("loss_spike", f"loss {value:.4g} at step {s.step} is over "
                                            f"{t.spikes.factor}x the recent median")
                 else:
-                    self.loss_sum_device += loss.detach() * n
-            if loss is not None:
-                self.loss_count += n
+                    self.loss_sum_device += loss_sum.detach()
+                    self.loss_count_device += count
+            if loss_sum is not None:
+                self.loss_count += count if sync else 0
+                self.step_count = self.step_count + count
                 self.window_count += 1
-                s.epoch_samples += n
-                scaled = loss * weights[index] if weighted else loss
-                t.scaler.scale(scaled).backward() if scaler_on else scaled.backward()
+                s.epoch_samples += batch_length(batch)
+                t.scaler.scale(loss_sum).backward() if scaler_on else loss_sum.backward()
                 self.group_size += 1
             if boundary and self.group_size:
                 self.group_size = 0
@@ -184,22 +171,27 @@ class FitLoop:
                 if self._optimizer_step(index) or self.restart_epoch:
                     return False
             switch("other")
-            if loss is not None and fire_end:
-                detached = loss.detach()  # one for all callbacks: a detach per callback costs a tensor each
+            if loss_sum is not None and fire_end:
+                mean = loss_sum.detach() / count  # one for all callbacks: the micro-batch's mean loss
                 for callback in fire_end:
-                    callback.on_batch_end(t, detached)
+                    callback.on_batch_end(t, mean)
             if boundary and (s.should_stop or self.signal_received is not None or
                              (s.max_steps is not None and s.step >= s.max_steps)):
                 return index == last_index
             switch("data")
         return True
 
-    def _agree(self, loss: torch.Tensor, n: int) -> tuple[float, int]:
-        """DDP: the global batch's mean loss and size, and a signal any rank received, alike on all ranks."""
-        value, n, signum = self.step_sync(loss, n, self.signal_pending)
+    def _read_loss(self, loss_sum: torch.Tensor, count: Any) -> tuple[float, float]:
+        """The micro-batch's mean loss and count, read on the host; under DDP the whole global
+        micro-batch's, alike on all ranks (and a signal any rank received)."""
+        count = float(count)
+        mean = loss_sum.item() / count if count else 0.0
+        if self.step_sync is None:
+            return mean, count
+        value, total, signum = self.step_sync(torch.tensor(mean), count, self.signal_pending)
         if signum and self.signal_received is None:
             self.signal_received = signum
-        return value, n
+        return value, float(total)
 
     def _optimizer_step(self, index: int) -> bool:
         """Clip, step, zero the gradients, set the next step's lr. True when the epoch must end."""
@@ -207,6 +199,7 @@ class FitLoop:
         scaler_on = t.scaler.is_enabled()
         if scaler_on:
             t.scaler.unscale_(optimizer)
+        self._normalize_gradients()
         if t.grad_clip is not None:
             if t.grad_clip_mode == "norm":
                 norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.grad_clip)
@@ -248,6 +241,20 @@ class FitLoop:
             callback.on_step_end(t)
         return False
 
+    def _normalize_gradients(self) -> None:
+        """Gradients of summed losses → of the step's mean: divided by the count of the whole
+        optimizer step (every micro-batch; under DDP every rank, agreed per micro-batch, times the
+        world size because DDP averages the ranks' gradients)."""
+        count, self.step_count = self.step_count, 0.0
+        grads = [p.grad for p in self.t.model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        if isinstance(count, torch.Tensor):
+            scale = self.world_size / count.to(grads[0].dtype).clamp_min(1e-12)
+            torch._foreach_mul_(grads, scale.to(grads[0].device))
+        elif count != self.world_size:
+            torch._foreach_mul_(grads, self.world_size / max(count, 1e-12))
+
     def apply_schedule(self, force: bool = False) -> None:
         """Set the lr (and momentum, when cycled) of the current step; each group keeps its ratio."""
         s, t = self.state, self.t
@@ -281,7 +288,7 @@ class FitLoop:
         s, t, guard = self.state, self.t, self.t.guard
         if gradients_touched or guard.policy != "skip":
             t.optimizer.zero_grad(set_to_none=True)
-            self.group_size = 0
+            self.group_size, self.step_count = 0, 0.0
         where = f"{what} at step {s.step} (epoch {s.current_epoch}, batch {index + 1})"
         if guard.policy == "skip":
             guard.skipped += 1
@@ -302,7 +309,7 @@ class FitLoop:
         where = (f"the loss became non-finite in the {t.log_every_n_steps} steps before step {s.step} "
                  f"(epoch {s.current_epoch}; on {t.device.type} the loss is read every train.log_every_n_steps steps)")
         t.optimizer.zero_grad(set_to_none=True)
-        self.group_size = 0
+        self.group_size, self.step_count = 0, 0.0
         if guard.policy != "stop" and guard.can_roll_back():
             self.checkpoints.roll_back(where, None)
             self.restart_epoch = True
@@ -314,12 +321,12 @@ class FitLoop:
     def _end_epoch(self) -> None:
         s, t = self.state, self.t
         if not self.sync_each_step:
-            self.loss_sum = self.loss_sum_device.item()
-        train_values = {"loss": self.loss_sum / max(self.loss_count, 1)}
+            self.loss_sum, self.loss_count = self.loss_sum_device.item(), self.loss_count_device.item()
+        train_values = {"loss": self.loss_sum / max(self.loss_count, 1e-12)}
         if t.grad_clip is not None and t.grad_clip_mode == "norm":
             train_values["clip_fraction"] = float(self.clipped_steps) / max(self.epoch_steps, 1)
         self.metrics_log.log(s.step, s.current_epoch, "train", {**train_values, "lr": s.lr})
-        s.samples_seen += self.loss_count
+        s.samples_seen += s.epoch_samples
         logs = {f"train_{k}": v for k, v in train_values.items()}
         if self.val is not None:
             self.clock.switch("evaluation")

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from trainwise.data import check_arrays
+from trainwise.data.checks import check_labels
+from trainwise.engine.loss_rule import decide_task
 from trainwise.errors import ConfigError, DataError, TrainwiseError
 from trainwise.data.loader import as_tensors, as_tensor_dict, main_output, to_device
 from trainwise.schedules import Schedule, build_schedule
@@ -40,50 +42,71 @@ def probe(model: nn.Module, inputs: Any, device: torch.device) -> torch.Tensor:
 
 
 def infer_task(task: Optional[str], targets: torch.Tensor, outputs: torch.Tensor) -> str:
-    """The loss's task when it has one; else integer targets with one output per class mean
-    classification, anything else regression."""
-    if task is not None:
-        return task
-    if not targets.is_floating_point() and outputs.dim() == 2 and outputs.shape[1] > 1:
-        return "classification"
-    return "regression"
+    """The task by the shapes (``loss_rule.decide_task``); the doctor's quick probe."""
+    return decide_task(task, outputs, targets, None)[0] or "regression"
 
 
-def prepare_split(source: Any, split: str, *, model: nn.Module, device: torch.device,
-                  task: Optional[str]) -> tuple[Any, Optional[str], Optional[torch.Tensor]]:
-    """Check in-memory data (finite values, label range, the model takes the inputs) and shape
-    regression targets like the model's outputs. Returns the data, the task and a sample input
-    (None for a Dataset or DataLoader, which are used as given)."""
+def split_data(source: Any, split: str) -> tuple[Any, Optional[torch.Tensor]]:
+    """In-memory data as tensors (a tuple, or a dict of equally long tensors), anything else as
+    given; and a sample input (two rows) for init, or None."""
     if source is None:
-        return None, task, None
+        return None, None
     named = as_tensor_dict(source)
     if named is not None:
-        return named, task, None
+        return named, None
     tensors = as_tensors(source)
     if tensors is None:
         if isinstance(source, (tuple, list)):
             raise DataError(f"{split} data must be (inputs, targets) or (inputs, targets, weights) of tensors or "
                             f"arrays, got a {type(source).__name__} of {len(source)} "
                             f"{', '.join(type(v).__name__ for v in source)}")
-        return source, task, None
-    x, y, *rest = tensors
-    if len(x) == 0:
+        return source, None
+    if len(tensors[0]) == 0:
         raise DataError(f"the {split} data is empty; give at least one sample")
-    outputs = probe(model, x[:2], device)
-    task = infer_task(task, y, outputs)
-    if task == "classification" and y.is_floating_point():
-        if not torch.equal(y, y.round()):
-            raise DataError(f"{split} targets are fractional but the loss is a classification loss; "
-                            "use integer class labels, or a regression loss (mse, mae, huber)")
-        y = y.long()
-    num_classes = outputs.shape[1] if task == "classification" and outputs.dim() == 2 else None
-    if task == "binary" and not bool(((y == 0) | (y == 1)).all()):
+    if len(tensors[0]) != len(tensors[1]):
+        raise DataError(f"{split}: x has {len(tensors[0])} samples but y has {len(tensors[1])}; they must have one "
+                        "target per input row")
+    return tensors, tensors[0][:2]
+
+
+def check_targets(data: Any, split: str, *, task: Optional[str], positions: bool, soft: bool,
+                  num_classes: Optional[int], ignore_index: int) -> Any:
+    """Check in-memory targets against the decided task (finite values, labels in range, 0/1 for
+    binary) before training; integer-valued float labels become class indices. Other data as given."""
+    if not isinstance(data, tuple) or task is None:
+        return data
+    x, y, *rest = data
+    if task == "classification" and not soft:
+        if y.is_floating_point():
+            if not torch.equal(y, y.round()):
+                raise DataError(f"{split} targets are fractional but the loss is a classification loss; "
+                                "use integer class labels, or a regression loss (mse, mae, huber)")
+            y = y.long()
+        counted = y != ignore_index
+        if positions or not bool(counted.all()):  # per-position labels, or ignored ones: the counted labels
+            check_labels(y[counted].flatten(), num_classes=num_classes, where=split)
+        else:
+            check_arrays(x, y, task="classification", num_classes=num_classes, where=split)
+    elif task == "binary" and not bool(((y == 0) | (y == 1)).all()):
         raise DataError(f"{split} targets must be 0 or 1 for BCEWithLogitsLoss, got values such as "
                         f"{sorted(set(y.flatten()[:1000].tolist()))[:5]}")
-    check_arrays(x, y, task="regression" if task == "binary" else task, num_classes=num_classes, where=split)
-    if task in ("regression", "binary") and y.numel() == outputs[:1].numel() * len(y):
-        y = y.float().reshape(len(y), *outputs.shape[1:])
-    return (x, y, *rest), task, x[:2]
+    elif task == "regression":
+        check_arrays(x, y, task="regression", num_classes=None, where=split)
+    return (x, y, *rest)
+
+
+def prepare_split(source: Any, split: str, *, model: nn.Module, device: torch.device,
+                  task: Optional[str]) -> tuple[Any, Optional[str], Optional[torch.Tensor]]:
+    """The doctor's entry: ``split_data``, the task from a probe of two samples, ``check_targets``."""
+    data, sample = split_data(source, split)
+    if sample is None:
+        return data, task, None
+    outputs = probe(model, sample, device)
+    found, axis, soft, _ = decide_task(task, outputs, data[1][:2], None)
+    classes = outputs.shape[axis] if found == "classification" else None
+    data = check_targets(data, split, task=found, positions=data[1].dim() > 1 and found == "classification",
+                         soft=soft, num_classes=classes, ignore_index=-100)
+    return data, found, sample
 
 
 def build_run_schedule(spec: Any, *, lr: float, total_steps: int, steps_per_epoch: int, warmup: float,

@@ -5,12 +5,11 @@ are written at the end of every fit."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from trainwise.data.loader import main_output
 from trainwise.metrics import LOSS_NAMES
 from trainwise.runfolder.files import write_schedule
 
@@ -64,19 +63,22 @@ def _schedule_name(t: Any) -> str:
     return spec if isinstance(spec, str) else type(spec).__name__
 
 
-def describe_data(t: Any, sample: torch.Tensor) -> dict[str, Any]:
+def describe_data(t: Any, sample: Optional[torch.Tensor], output_shape: Optional[tuple[int, ...]]) -> dict[str, Any]:
     """data.json for a Python run: the shapes and task ``predict`` needs (no normalization: the
-    model takes the inputs as the user gave them)."""
-    with torch.inference_mode():
-        was_training = t.model.training
-        t.model.eval()
-        outputs = main_output(t.model(sample.to(t.device)))
-        t.model.train(was_training)
-    num_outputs = int(outputs.shape[1]) if outputs.dim() == 2 else 1
-    return {"dataset": "python", "task": t.task, "input_shape": list(sample.shape[1:]),
+    model takes the inputs as the user gave them), and the run's decisions on its batches: how the
+    model is called, the loss rule and its class axis."""
+    rule = t._loss_rule
+    if output_shape and rule is not None and rule.task == "classification":
+        num_outputs = int(output_shape[0 if rule.class_axis == 1 else -1])
+    else:
+        num_outputs = int(output_shape[0]) if output_shape and len(output_shape) == 1 else 1
+    return {"dataset": "python", "task": t.task,
+            "input_shape": list(sample.shape[1:]) if sample is not None else None,
             "num_classes": num_outputs if t.task == "classification" else None, "num_outputs": num_outputs,
             "class_names": list(t.class_names) if t.class_names else None, "normalization": None,
-            "target_normalization": t.target_normalization}
+            "target_normalization": t.target_normalization,
+            "batch_rule": t._call_rule.describe() if t._call_rule is not None else None,
+            "loss_rule": rule.describe() if rule is not None else None}
 
 
 def finish_files(t: Any, loop: Any) -> None:

@@ -176,7 +176,8 @@ class LoopCheckpoint:
             "run_state": s.to_dict(), "loader": loop.batches.state_dict(), "rng": ckpt.capture_rng_state(),
             "ranks": _ranks_state(loop.batches),
             "epoch_stats": {"loss_sum": loop.loss_sum, "loss_count": loop.loss_count,
-                            "loss_sum_device": loop.loss_sum_device.cpu(), "clipped_steps": int(loop.clipped_steps),
+                            "loss_sum_device": loop.loss_sum_device.cpu(),
+                            "loss_count_device": loop.loss_count_device.cpu(), "clipped_steps": int(loop.clipped_steps),
                             "epoch_steps": loop.epoch_steps, "window_loss": loop.window_loss,
                             "window_count": loop.window_count},
             "metrics_rows": loop.metrics_log.rows_written, "guard": t.guard.state_dict(),
@@ -209,6 +210,7 @@ class LoopCheckpoint:
         if s.batch > 0:  # a checkpoint inside an epoch: its running sums continue
             loop.loss_sum, loop.loss_count = stats["loss_sum"], stats["loss_count"]
             loop.loss_sum_device = stats["loss_sum_device"].to(t.device)
+            loop.loss_count_device = stats["loss_count_device"].to(t.device)
             loop.clipped_steps, loop.epoch_steps = stats["clipped_steps"], stats["epoch_steps"]
         else:
             loop.reset_epoch_stats()

@@ -1,0 +1,143 @@
+"""How a batch becomes the model's inputs, the targets and the sample weights: one rule, decided
+once on the first batch from its structure and the model's ``forward`` signature, then applied to
+every batch (training, evaluation, prediction).
+
+- A tuple or list: ``(x, y)`` or ``(x, y, weight)`` (``(x,)`` or a bare tensor: inputs alone). A
+  tensor ``x`` goes in as ``model(x)``, a dict ``x`` as ``model(**x)``.
+- A dict (the Hugging Face way): the target is the first of ``TARGET_KEYS`` present, the weight
+  the first of ``WEIGHT_KEYS``. When ``forward`` names some of the other keys (or takes
+  ``**kwargs``), those go in as keyword arguments; otherwise the first of ``INPUT_KEYS`` goes in
+  positionally (``{"x": ..., "y": ...}`` dicts). A key that is neither taken nor a target is
+  reported once, never dropped in silence.
+- The model's own loss: when it trains (no ``loss=`` given and ``forward`` takes the target key),
+  the target goes in too, as HF models compute ``outputs.loss`` from ``labels``.
+
+Example:
+    >>> rule = decide_call_rule({"input_ids": ids, "attention_mask": m, "labels": y}, model, model_loss=True)
+    >>> rule.input_keys, rule.target_key, rule.pass_targets
+    (('input_ids', 'attention_mask'), 'labels', True)
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from trainwise.errors import DataError
+
+TARGET_KEYS = ("labels", "label", "y", "target", "targets")
+WEIGHT_KEYS = ("weight", "weights", "sample_weight")
+INPUT_KEYS = ("x", "input", "inputs", "features", "image", "images")
+
+
+@dataclass(frozen=True)
+class CallRule:
+    """What a batch holds and how the model is called with it (see the module's docstring).
+
+    ``kind``: ``tuple``, ``dict_kwargs`` (keys as keyword arguments) or ``dict_input`` (one key
+    positionally). ``unused_keys``: dict keys neither passed nor used as target or weight."""
+
+    kind: str
+    input_keys: tuple[str, ...] = ()
+    target_key: Optional[str] = None
+    weight_key: Optional[str] = None
+    pass_targets: bool = False
+    unused_keys: tuple[str, ...] = ()
+
+    def split(self, batch: Any) -> tuple[Any, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """``(inputs, targets or None, weights or None)``; dict inputs are a dict of the taken keys."""
+        if self.kind == "tuple":
+            if isinstance(batch, torch.Tensor):
+                return batch, None, None
+            items = list(batch)
+            return items[0], items[1] if len(items) > 1 else None, items[2] if len(items) > 2 else None
+        targets = batch.get(self.target_key) if self.target_key else None
+        weights = batch.get(self.weight_key) if self.weight_key else None
+        if self.kind == "dict_input":
+            return batch[self.input_keys[0]], targets, weights
+        inputs = {key: batch[key] for key in self.input_keys if key in batch}
+        if self.pass_targets and targets is not None:
+            inputs[self.target_key] = targets
+        return inputs, targets, weights
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json / data.json record of the rule."""
+        return {"kind": self.kind, "input_keys": list(self.input_keys), "target_key": self.target_key,
+                "weight_key": self.weight_key, "targets_to_model": self.pass_targets,
+                "unused_keys": list(self.unused_keys)}
+
+
+def forward_parameters(model: nn.Module) -> tuple[set[str], bool, int]:
+    """``forward``'s named parameters, whether it takes ``**kwargs``, and how many positional ones."""
+    target = getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
+    try:
+        signature = inspect.signature(target.forward)
+    except (TypeError, ValueError):
+        return set(), True, 1
+    params = signature.parameters.values()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    return names, any(p.kind == p.VAR_KEYWORD for p in params), positional
+
+
+def decide_call_rule(batch: Any, model: Optional[nn.Module], *, model_loss: bool,
+                     target_keys: tuple[str, ...] = TARGET_KEYS) -> CallRule:
+    """The rule for batches shaped like ``batch`` (see the module's docstring). ``model_loss``: the
+    model's own loss may train, so a target key that ``forward`` names goes in too."""
+    if isinstance(batch, torch.Tensor) or (isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3):
+        return CallRule("tuple")
+    if not isinstance(batch, dict):
+        raise DataError(f"cannot tell inputs from targets in a batch of type {type(batch).__name__}; batches must be "
+                        "(x, y), (x, y, weight) or a dict — or override Trainer.split_batch(batch) -> "
+                        "(inputs, targets, weights) or Trainer.compute_loss(model, batch) -> loss")
+    keys = [str(k) for k in batch]
+    target = next((k for k in target_keys if k in batch), None)
+    weight = next((k for k in WEIGHT_KEYS if k in batch), None)
+    names, var_kw, positional = forward_parameters(model) if model is not None else (set(), False, 1)
+    candidates = [k for k in keys if k not in (target, weight)]
+    taken = [k for k in candidates if var_kw or k in names]
+    if taken:
+        pass_targets = model_loss and target is not None and (var_kw or target in names)
+        unused = tuple(k for k in candidates if k not in taken)
+        return CallRule("dict_kwargs", tuple(taken), target, weight, pass_targets, unused)
+    single = next((k for k in INPUT_KEYS if k in batch), None)
+    if single is not None and positional >= 1:
+        unused = tuple(k for k in candidates if k != single)
+        return CallRule("dict_input", (single,), target, weight, False, unused)
+    raise DataError(f"a batch dict with keys {keys} gives the model nothing to take: forward() takes "
+                    f"{sorted(names) or 'no named arguments'}; name the input keys after forward's arguments, "
+                    f"use one of {', '.join(INPUT_KEYS)} for a single input, or override Trainer.split_batch(batch)")
+
+
+def model_loss_of(outputs: Any) -> Optional[torch.Tensor]:
+    """The loss a model returned itself: ``outputs["loss"]`` or ``outputs.loss`` (HF's ModelOutput)."""
+    loss = outputs.get("loss") if isinstance(outputs, dict) else getattr(outputs, "loss", None)
+    return loss if isinstance(loss, torch.Tensor) else None
+
+
+def call_model(model: Callable[..., Any], inputs: Any) -> Any:
+    """``model(**inputs)`` for a dict of inputs, else ``model(inputs)``."""
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def counted_targets(targets: Any, ignore_index: int, samples: int) -> Any:
+    """Positions a model's own loss averages over: integer targets not equal to ``ignore_index``
+    (HF's convention for ``labels``), else the batch's samples."""
+    if isinstance(targets, torch.Tensor) and not targets.is_floating_point():
+        return (targets != ignore_index).sum()
+    return samples
+
+
+def head(batch: Any, n: int) -> Any:
+    """The first ``n`` samples of a batch (tensors in tuples, lists and dicts)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:n] if batch.dim() else batch
+    if isinstance(batch, dict):
+        return {key: head(value, n) for key, value in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(head(value, n) for value in batch)
+    return batch

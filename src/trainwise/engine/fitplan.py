@@ -1,0 +1,116 @@
+"""The plan of one fit: every decision the loop follows, made once in setup and never re-guessed.
+
+``FitPlan`` holds how the model is called (``CallRule``), where the loss comes from and along which
+class axis (``LossRule``), the task, the world (rank, world size), the length of training and when
+validation runs. Setup (``engine/fit.py``) builds it; the loop (``engine/loop.py``) reads it.
+
+Example:
+    >>> plan.loss.task, plan.loss.class_axis, plan.call.kind, plan.world.is_main
+    ('classification', -1, 'tuple', True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from trainwise.distributed.ops import world
+from trainwise.engine.batch_rule import CallRule, call_model, head
+from trainwise.engine.loss_rule import LossRule
+from trainwise.errors import ConfigError, DataError
+from trainwise.data.loader import to_device
+
+
+@dataclass(frozen=True)
+class World:
+    """This process in its job: ``rank`` of ``size`` processes (``0`` of ``1`` alone)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def current(cls) -> "World":
+        rank, size = world()
+        return cls(rank, size)
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What the loop executes. ``steps_per_epoch`` is None for a stream of unknown length (an epoch
+    is then one pass); ``total_steps`` is what the schedule spans. ``val_every_n_steps``: validate
+    after every that many optimizer steps (None: at the end of each epoch)."""
+
+    call: Optional[CallRule]
+    loss: Optional[LossRule]
+    output_shape: Optional[tuple[int, ...]]
+    world: World
+    steps_per_epoch: Optional[int]
+    total_steps: int
+    val_every_n_steps: Optional[int] = None
+
+    def describe(self) -> dict[str, Any]:
+        """What data.json records: the decisions, so a reader knows how the run used its data."""
+        return {"batch_rule": self.call.describe() if self.call is not None else None,
+                "loss_rule": self.loss.describe() if self.loss is not None else None,
+                "output_shape": list(self.output_shape) if self.output_shape is not None else None,
+                "steps_per_epoch": self.steps_per_epoch, "val_every_n_steps": self.val_every_n_steps}
+
+
+def first_batch(batches: Any) -> Any:
+    """The first batch of a pass (the batches are put back to the start of epoch 0)."""
+    batches.set_epoch(0)
+    try:
+        batch = next(iter(batches))
+    except StopIteration:
+        raise DataError("the training data is empty; give at least one sample") from None
+    batches.set_epoch(0)
+    return batch
+
+
+def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional[LossRule], Optional[tuple]]:
+    """The loss rule and the outputs' shape, from one forward pass of two samples of ``batch`` in eval
+    mode (``trainer``'s rules are then set: they are decided once). ``user_loss``: a
+    ``compute_loss`` override trains, so a batch it alone understands is no error."""
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    try:
+        inputs, targets, _ = trainer.split_batch(batch)
+        sample = to_device(head(inputs, 2), trainer.device)
+        with torch.inference_mode():
+            try:
+                raw = call_model(model, sample)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                shape = tuple(sample.shape[1:]) if isinstance(sample, torch.Tensor) else \
+                    {k: tuple(v.shape[1:]) for k, v in sample.items() if isinstance(v, torch.Tensor)} \
+                    if isinstance(sample, dict) else type(sample).__name__
+                raise DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
+                                "check that the model's input size matches the data") from exc
+            rule = trainer._loss_rule_for(raw, head(targets, 2))
+    except (DataError, ConfigError):
+        if user_loss:
+            return None, None
+        raise
+    finally:
+        model.train(was_training)
+    outputs = raw if isinstance(raw, torch.Tensor) else getattr(raw, "logits", None) \
+        if not isinstance(raw, dict) else raw.get("logits")
+    if isinstance(raw, (tuple, list)) and raw:
+        outputs = raw[0]
+    return rule, tuple(outputs.shape[1:]) if isinstance(outputs, torch.Tensor) else None
+
+
+def check_val_every(value: Any) -> Optional[int]:
+    """``val_every_n_steps``: None (each epoch) or a whole number of optimizer steps >= 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"val_every_n_steps must be a whole number of optimizer steps >= 1, or None to validate "
+                          f"at the end of each epoch, got {value!r}")
+    return value

@@ -1,0 +1,132 @@
+"""Cross-entropy over outputs of any shape, as a sum over counted positions and their count.
+
+Targets are integer class indices of shape ``(N, *S)`` and the outputs have one more axis of C
+classes: the last one (``(N, T, V)``, the Hugging Face / Keras / nanoGPT habit) or axis 1
+(``(N, C, H, W)``, PyTorch's). Positions whose target is ``ignore_index`` count nowhere. Float
+targets of the outputs' own shape are soft labels (class probabilities along the class axis).
+
+Every function returns ``(loss_sum, count)``: the engine divides the sum of a whole optimizer
+step (all accumulation micro-batches, all ranks) by the count of the whole step, so a step's loss
+is never a mean of micro-batch means.
+
+Example:
+    >>> logits, y = torch.randn(2, 5, 7), torch.tensor([[1, 2, 3, -100, -100], [0, 1, 2, 3, 4]])
+    >>> axis = class_axis_for(logits.shape, y.shape)          # -1: the last axis holds the classes
+    >>> total, count = cross_entropy_sum(logits, y, class_axis=axis)
+    >>> torch.allclose(total / count, F.cross_entropy(logits.view(-1, 7), y.view(-1)))
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from trainwise.errors import ConfigError, DataError
+
+IGNORE_INDEX = -100  # PyTorch's default; nanoGPT-style data uses -1
+
+
+def _fits(outputs: Sequence[int], targets: Sequence[int], axis: int) -> bool:
+    outputs, targets = tuple(outputs), tuple(targets)
+    if len(outputs) != len(targets) + 1 or len(outputs) < 2:
+        return False
+    rest = outputs[:-1] if axis == -1 else outputs[:1] + outputs[2:]
+    return rest == targets
+
+
+def class_axis_for(outputs_shape: Sequence[int], targets_shape: Sequence[int],
+                   override: Optional[int] = None) -> tuple[int, Optional[str]]:
+    """The class axis (1 or -1) of integer targets ``(N, *S)`` against outputs with one more axis,
+    and a warning when both would fit (``(N, T, V)`` with T == V: the last axis is taken). Raises
+    one clear error when no axis fits, or when ``override`` does not."""
+    outputs, targets = tuple(outputs_shape), tuple(targets_shape)
+    if override is not None:
+        if override not in (1, -1):
+            raise ConfigError(f"class_axis must be 1 (PyTorch's (N, C, ...)) or -1 (the last axis, (N, T, V)), "
+                              f"got {override!r}")
+        if not _fits(outputs, targets, override):
+            raise DataError(f"class_axis={override} does not fit outputs of shape {outputs} and targets of shape "
+                            f"{targets}: without the class axis the outputs must have the targets' shape")
+        return override, None
+    last, first = _fits(outputs, targets, -1), _fits(outputs, targets, 1)
+    if len(outputs) == 2 and last:  # (N, C): both axes are the same one
+        return 1, None
+    if last and first:
+        return -1, (f"outputs {outputs} and targets {targets} fit a class axis both last and at 1; the last axis "
+                    f"(size {outputs[-1]}) holds the classes. Pass class_axis=1 if it is the other one")
+    if last:
+        return -1, None
+    if first:
+        return 1, None
+    raise DataError(f"integer targets of shape {targets} do not fit outputs of shape {outputs}: cross-entropy needs "
+                    "outputs with one more axis of classes, last ((N, T, C) for targets (N, T)) or at 1 "
+                    "((N, C, H, W) for targets (N, H, W)); fix the model's output or the targets, or pass a loss "
+                    "callable and task=")
+
+
+def _flat(outputs: torch.Tensor, targets: torch.Tensor, class_axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(positions, C)`` logits and ``(positions,)`` targets; no copy for the last axis."""
+    if class_axis != -1 and outputs.dim() > 2:
+        outputs = outputs.movedim(class_axis, -1)
+    return outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1)
+
+
+def _per_position(outputs: torch.Tensor, targets: torch.Tensor, *, class_axis: int, ignore_index: int,
+                  label_smoothing: float, class_weights: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each position's loss and its weight in the count (0 for ignored positions), flat."""
+    logits, flat_targets = _flat(outputs, targets, class_axis)
+    counted = flat_targets != ignore_index
+    safe = flat_targets.masked_fill(~counted, 0)
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    nll = -log_p.gather(1, safe.unsqueeze(1)).squeeze(1)
+    weight = counted.to(log_p.dtype)
+    if class_weights is not None:
+        weight = weight * class_weights[safe]
+    if label_smoothing:
+        smooth = -(log_p * class_weights).sum(-1) if class_weights is not None else -log_p.sum(-1)
+        nll_part = nll * class_weights[safe] if class_weights is not None else nll
+        loss = (1 - label_smoothing) * nll_part + label_smoothing * smooth / logits.shape[-1]
+    else:
+        loss = nll * weight
+    return loss.masked_fill(~counted, 0), weight
+
+
+def cross_entropy_sum(outputs: torch.Tensor, targets: torch.Tensor, *, class_axis: int = 1,
+                      ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0,
+                      class_weights: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss_sum, count)`` of hard-label cross-entropy; positions with ``ignore_index`` count in
+    neither. With ``class_weights`` the count is the targets' weight sum (PyTorch's weighted mean).
+    ``label_smoothing`` mixes in the mean of -log p over classes, also masked, computed here (not
+    by torch, whose handling of ignored positions changed between versions)."""
+    if label_smoothing == 0.0 and class_weights is None:  # the hot path: one fused kernel
+        logits, flat_targets = _flat(outputs, targets, class_axis)
+        total = F.cross_entropy(logits, flat_targets, ignore_index=ignore_index, reduction="sum")
+        return total, (flat_targets != ignore_index).sum()
+    loss, weight = _per_position(outputs, targets, class_axis=class_axis, ignore_index=ignore_index,
+                                 label_smoothing=label_smoothing, class_weights=class_weights)
+    return loss.sum(), weight.sum()
+
+
+def per_sample_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor, *, class_axis: int = 1,
+                             ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0,
+                             class_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Each sample's loss over its counted positions, shape ``(N,)`` (for sample weights; 0 where
+    nothing counts)."""
+    loss, weight = _per_position(outputs, targets, class_axis=class_axis, ignore_index=ignore_index,
+                                 label_smoothing=label_smoothing, class_weights=class_weights)
+    n = outputs.shape[0]
+    return loss.view(n, -1).sum(1) / weight.view(n, -1).sum(1).clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+def soft_cross_entropy_sum(outputs: torch.Tensor, targets: torch.Tensor, *, class_axis: int = 1,
+                           label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss_sum, count)`` of cross-entropy against class probabilities of the outputs' shape."""
+    log_p = F.log_softmax(outputs.float(), dim=class_axis)
+    q = targets.float()
+    if label_smoothing:
+        q = (1 - label_smoothing) * q + label_smoothing / outputs.shape[class_axis]
+    per_position = -(q * log_p).sum(dim=class_axis)
+    return per_position.sum(), torch.tensor(per_position.numel(), device=outputs.device)
