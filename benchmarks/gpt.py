@@ -1,7 +1,7 @@
 """The small GPT: tokens/s through the Trainer vs a hand-written nanoGPT-style loop on the same
 model, and the example's validation bits per character vs a character bigram model.
 
-Speed: ``examples/gpt.yaml``'s model (4 layers, 4 heads, width 128, block 64, batch 32) on the
+Speed: ``examples/gpt.yaml``'s model (2 layers, 4 heads, width 64, block 64, batch 32) on the
 bundled corpus. Contestants, alternated in blocks of steps by ``common.Relay``:
 
 - ``hand``: nanoGPT's ``get_batch`` (random offsets into the ``np.memmap`` of token ids, a stack of
@@ -46,11 +46,14 @@ EXAMPLE = common.REPO_ROOT / "examples" / "gpt.yaml"
 
 
 def build_model(vocab: int, block: int, seed: int = 0) -> torch.nn.Module:
+    """The example's model (``examples/gpt.yaml``), initialized as the CLI does (``init: gpt``)."""
+    from trainwise.config.schema import load_config
     from trainwise.models import build_model as build
     from trainwise.models.init import initialize
 
+    m = load_config(EXAMPLE).model
     torch.manual_seed(seed)
-    model = build("gpt", input_shape=(block,), num_outputs=vocab, layers=4, heads=4, width=128)
+    model = build("gpt", input_shape=(block,), num_outputs=vocab, layers=m.layers, heads=m.heads, width=m.width)
     initialize(model, "gpt")
     return model
 
@@ -105,7 +108,7 @@ def speed(args: Any, device: torch.device) -> dict[str, Any]:
     return {"trainer_vs_hand": ratio, "control_hand_again_vs_hand": control, "per_step": per_step,
             "tokens_per_second_median_step": {n: round(tokens / (s["median_step_us"] * 1e-6))
                                               for n, s in per_step.items()},
-            "config": {"model": "gpt 4 layers, 4 heads, width 128", "block_size": block, "batch_size": d.batch_size,
+            "config": {"model": "examples/gpt.yaml's gpt", "block_size": block, "batch_size": d.batch_size,
                        "steps": steps, "warmup": warmup, "block": size, "repeats": repeats}}
 
 

@@ -4,9 +4,11 @@ budget given on the command line)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from test_data_image_folder import make_folder
@@ -44,7 +46,11 @@ def test_the_readme_text_config_runs_and_generates(tmp_path, capsys):
                  "train.max_steps=4", "model.layers=1", "model.width=16", "model.heads=2"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["best_val_bits_per_char"] > 0
+    assert summary["status"] == "completed"
+    assert summary["best_val_bits_per_char"] == pytest.approx(summary["best_val_loss"] / math.log(2))
+    assert summary["test_bits_per_char"] == pytest.approx(summary["test_loss"] / math.log(2))
+    assert summary["best_val_perplexity"] == pytest.approx(math.exp(summary["best_val_loss"]))
+    assert json.loads((tmp_path / "run" / "tokenizer.json").read_text())["vocab_size"] == 28
     capsys.readouterr()
     assert main(["generate", str(tmp_path / "run"), "--prompt", "the ", "--tokens", "20", "--seed", "1"]) == 0
     first = capsys.readouterr().out

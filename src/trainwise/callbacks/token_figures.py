@@ -1,29 +1,36 @@
-"""Perplexity and bits per character of a language model, from its per-token validation loss."""
+"""Bits per character of a language model, from its per-token validation loss (the evaluation
+gives the perplexity itself)."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainwise.callbacks.base import Callback
+from trainwise.data.text_data import bits_per_char
 
 if TYPE_CHECKING:
     from trainwise.callbacks.base import Trainer
 
 
-def token_figures(loss_nats: float, chars_per_token: float = 1.0) -> dict[str, float]:
-    """``perplexity`` = exp(loss) and ``bits_per_char`` = loss / ln 2 / characters per token."""
-    return {"perplexity": math.exp(min(loss_nats, 700.0)),
-            "bits_per_char": loss_nats / math.log(2) / chars_per_token}
+def token_summary(summary: dict[str, Any], chars_per_token: float) -> dict[str, float]:
+    """``test_bits_per_char`` (and ``test_perplexity`` when missing) from a summary's ``test_loss``."""
+    loss = summary.get("test_loss")
+    if loss is None or not math.isfinite(loss):
+        return {}
+    figures = {"test_bits_per_char": bits_per_char(loss, chars_per_token)}
+    if "test_perplexity" not in summary:
+        figures["test_perplexity"] = math.exp(min(loss, 700.0))
+    return figures
 
 
 class TokenFigures(Callback):
-    """Logs ``val_perplexity`` and ``val_bits_per_char`` after each validation (the progress line,
-    metrics.csv) and puts the best epoch's into summary.json (``best_val_perplexity``, ...).
+    """Logs ``val_bits_per_char`` after each validation (the progress line, the history) and puts
+    the best epoch's perplexity and bits per character into summary.json (``best_val_perplexity``,
+    ``best_val_bits_per_char``).
 
     Args:
-        chars_per_token: characters of text per token: 1 for a char tokenizer; below 1 for bytes
-            of a text with multi-byte characters.
+        chars_per_token: characters of text per token (``trainwise.data.text_data.bits_per_char``).
     """
 
     def __init__(self, chars_per_token: float = 1.0) -> None:
@@ -34,9 +41,9 @@ class TokenFigures(Callback):
         loss = metrics.get("val_loss")
         if loss is None or not math.isfinite(loss):
             return
-        figures = token_figures(loss, self.chars_per_token)
-        for name, value in figures.items():
-            trainer.log(f"val_{name}", value)
+        figures = {"bits_per_char": bits_per_char(loss, self.chars_per_token),
+                   "perplexity": metrics.get("val_perplexity", math.exp(min(loss, 700.0)))}
+        trainer.log("val_bits_per_char", figures["bits_per_char"])
         self.by_epoch[trainer.state.current_epoch] = figures
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:

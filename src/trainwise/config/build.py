@@ -233,6 +233,18 @@ def write_data_description(run_dir: Path, bundle: DataBundle) -> None:
         (run_dir / "tokenizer.json").write_text(json.dumps(bundle.tokenizer.to_dict(), ensure_ascii=False) + "\n")
 
 
+def record_token_figures(result: Any, bundle: DataBundle) -> None:
+    """Add the test split's bits per character to a text run's summary.json (the test pass has
+    no callback event between it and the summary, so it is added once the fit is done)."""
+    from trainwise.callbacks.token_figures import token_summary
+    from trainwise.runfolder.files import write_json
+
+    figures = token_summary(result.summary, bundle.details.get("chars_per_token", 1.0))
+    if figures and (result.run_dir / "summary.json").is_file():
+        result.summary.update(figures)
+        write_json(result.run_dir / "summary.json", result.summary)
+
+
 def pin_threads(cfg: RunConfig) -> None:
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
