@@ -31,7 +31,7 @@ def test_the_readme_image_folder_config_runs(tmp_path, capsys):
     make_folder(tmp_path / config["data"]["root"], per_class=6)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     code = main(["train", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path / "run"), "--quiet",
-                 "train.epochs=1", "model.channels=[4]", "model.hidden=[8]", "data.num_workers=0"])
+                 "train.epochs=1", "train.report=false", "model.channels=[4]", "model.hidden=[8]", "data.num_workers=0"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed"
@@ -43,7 +43,7 @@ def test_the_readme_text_config_runs_and_generates(tmp_path, capsys):
     (tmp_path / config["data"]["path"]).write_text("the quick brown fox jumps over the lazy dog. " * 200)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     code = main(["train", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path / "run"), "--quiet",
-                 "train.max_steps=4", "model.layers=1", "model.width=16", "model.heads=2"])
+                 "train.max_steps=4", "train.report=false", "model.layers=1", "model.width=16", "model.heads=2"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed"
