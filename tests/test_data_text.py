@@ -143,3 +143,22 @@ def test_windows_pickle_without_their_memmap(text_file, tmp_path):
     windows[0]
     clone = pickle.loads(pickle.dumps(windows))
     assert clone._tokens is None and torch.equal(clone[3][0], windows[3][0])
+
+
+@pytest.mark.parametrize("content, overrides, message", [
+    ("abcdefgh" * 2, [], r"the text holds 16 tokens, fewer than two blocks of data.block_size=8"),
+    (bytes(range(256)), [], r"is a binary file \(it holds NUL bytes\), not text"),
+    ("abcdefgh" * 20, ["data.block_size=32"], r"data.block_size=32 is larger than the text allows"),
+])
+def test_bad_text_gets_one_line_from_the_cli_and_nothing_is_written(tmp_path, capsys, content, overrides, message):
+    import re
+
+    from trainwise.cli import main
+
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    (tmp_path / "c.yaml").write_text("data: {dataset: text, path: corpus.txt, block_size: 8}\nmodel: {name: gpt}\n")
+    code = main(["train", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path / "run"), "--quiet", *overrides])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "run").exists()

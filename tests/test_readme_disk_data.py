@@ -38,7 +38,8 @@ def test_the_readme_image_folder_config_runs(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "data.json").read_text())["input_shape"] == [3, 64, 64]
 
 
-def test_the_readme_text_config_runs_and_generates(tmp_path, capsys):
+def test_the_readme_text_config_runs_and_generates(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the token file goes there
     config = readme_config("text")
     (tmp_path / config["data"]["path"]).write_text("the quick brown fox jumps over the lazy dog. " * 200)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))

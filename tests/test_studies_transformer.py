@@ -17,7 +17,8 @@ DIGITS = str(ROOT / "examples" / "digits.yaml")
 
 
 @pytest.fixture()
-def gpt_config(tmp_path: Path) -> str:
+def gpt_config(tmp_path: Path, monkeypatch) -> str:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the token file goes there
     (tmp_path / "corpus.txt").write_text("a stitch in time saves nine. " * 60)
     (tmp_path / "gpt.yaml").write_text(
         "name: tiny-gpt\ndata: {dataset: text, path: corpus.txt, block_size: 16, batch_size: 8}\n"
