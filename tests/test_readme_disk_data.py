@@ -53,6 +53,10 @@ def test_the_readme_text_config_runs_and_generates(tmp_path, capsys, monkeypatch
     assert summary["best_val_perplexity"] == pytest.approx(math.exp(summary["best_val_loss"]))
     assert json.loads((tmp_path / "run" / "tokenizer.json").read_text())["vocab_size"] == 28
     capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--split", "test"]) == 0
+    assert json.loads((tmp_path / "run" / "evaluate_test.json").read_text())["loss"] == pytest.approx(
+        summary["test_loss"], rel=1e-4)
+    capsys.readouterr()
     assert main(["generate", str(tmp_path / "run"), "--prompt", "the ", "--tokens", "20", "--seed", "1"]) == 0
     first = capsys.readouterr().out
     assert main(["generate", str(tmp_path / "run"), "--prompt", "the ", "--tokens", "20", "--seed", "1"]) == 0

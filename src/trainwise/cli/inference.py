@@ -98,7 +98,7 @@ def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def _split_of_run(run: SavedRun, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _split_of_run(run: SavedRun, split: str) -> Any:
     """A split of the run's own data set, reloaded from its config, targets in original units."""
     if run.cfg.data.dataset == PYTHON_DATASET:
         raise ConfigError(f"{run.folder} was trained from Python on data trainwise cannot reload; "
@@ -107,16 +107,23 @@ def _split_of_run(run: SavedRun, split: str) -> tuple[torch.Tensor, torch.Tensor
     from trainwise.data import denormalize_target
 
     bundle = build.load_bundle(run.cfg)
+    trained_on = (run.description.get("corpus") or {}).get("sha256")
+    if trained_on and trained_on != bundle.details["corpus"]["sha256"]:
+        raise DataError(f"the text at {run.cfg.data.path} changed since this run trained on it (SHA-256 "
+                        f"{trained_on[:12]}... then, {bundle.details['corpus']['sha256'][:12]}... now); evaluate "
+                        "on the text it trained on")
     pair = {"train": bundle.train, "val": bundle.val, "test": bundle.test}[split]
     if pair is None:
         raise DataError(f"this run has no {split} split; choose one of train, val, test that exists")
+    if not isinstance(pair, tuple):  # read from disk (text windows, image files): evaluated as it is
+        return pair
     x, y = pair
     if bundle.target_normalization:
         y = denormalize_target(y, bundle.target_normalization)
     return x, y
 
 
-def _metrics(run: SavedRun, model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+def _metrics(run: SavedRun, model: torch.nn.Module, data: Any) -> dict[str, float]:
     from trainwise.trainer import Trainer
 
     t = run.cfg.train
