@@ -61,23 +61,19 @@ def image_paths(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def scan_image_folder(root: Path, *, strict: bool = False, classes: Optional[list[str]] = None) -> ScannedFolder:
+def scan_image_folder(root: Path, *, strict: bool = False) -> ScannedFolder:
     """Every image under ``root``'s class folders with its size and colour, read from its header.
-
-    ``classes``: the class names a model was trained on (predict); default the folder names, sorted.
 
     Raises:
         DataError: no class folders, an empty class folder, a single class, no image at all, or with
             ``strict`` a file that is not a readable image (named).
     """
     folders = find_class_folders(root)
-    names = [folder.name for folder in folders]
-    if classes is None:
-        if len(folders) == 1:
-            raise DataError(f"{root} holds a single class folder ({names[0]!r}); a classifier needs at least two "
-                            "classes, each in a folder of its own")
-        classes = names
-    found = ScannedFolder(root, list(classes), [])
+    classes = [folder.name for folder in folders]
+    if len(folders) == 1:
+        raise DataError(f"{root} holds a single class folder ({classes[0]!r}); a classifier needs at least two "
+                        "classes, each in a folder of its own")
+    found = ScannedFolder(root, classes, [])
     per_class = {folder.name: image_paths(folder) for folder in folders}
     if not any(per_class.values()):
         raise DataError(f"no images under {root} (looked for {', '.join(IMAGE_SUFFIXES)} in {len(folders)} class "
