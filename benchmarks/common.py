@@ -121,18 +121,18 @@ CASES = {
 }
 
 
-def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, lr: float = LR) -> torch.optim.Optimizer:
     """AdamW with the parameter groups the Trainer builds (no decay on biases and norms)."""
     from trainwise.optim import build_optimizer
 
-    return build_optimizer(model, "adamw", lr=LR, weight_decay=WEIGHT_DECAY)
+    return build_optimizer(model, "adamw", lr=lr, weight_decay=WEIGHT_DECAY)
 
 
-def onecycle(total_steps: int) -> Any:
-    """The Trainer's 1cycle schedule (peak ``LR``) over ``total_steps`` updates."""
+def onecycle(total_steps: int, lr: float = LR) -> Any:
+    """The Trainer's 1cycle schedule (peak ``lr``) over ``total_steps`` updates."""
     from trainwise.schedules import build_schedule
 
-    return build_schedule("onecycle", lr=LR, total_steps=total_steps, steps_per_epoch=total_steps)
+    return build_schedule("onecycle", lr=lr, total_steps=total_steps, steps_per_epoch=total_steps)
 
 
 # ---------------------------------------------------------------------------------------- the hand-written loop
@@ -151,8 +151,9 @@ def in_memory_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: i
 
 def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callable[[], None],
                device: torch.device, precision: Optional[torch.dtype] = None,
-               move_to_device: bool = False, loss_fn: Callable[..., torch.Tensor] = F.cross_entropy,
-               ) -> list[tuple[int, float, float]]:
+               move_to_device: bool = False,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+               model_lr: Optional[float] = None) -> list[tuple[int, float, float]]:
     """The loop a careful engineer writes: forward, loss read for the running mean (and checked
     to be finite), backward, AdamW step, ``zero_grad(set_to_none=True)``, the 1cycle lr and beta1
     (set before the first step, then after each step for the next), a log row every ``LOG_EVERY``
@@ -160,10 +161,10 @@ def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callabl
 
     On an accelerator the loss stays on the device (summed there), as the Trainer does.
     ``move_to_device``: batches come from the host (a ``DataLoader``) and are copied over.
-    ``loss_fn(outputs, targets)``: the loss the hand loop writes (cross-entropy by default).
+    ``loss_fn``: the loss of (outputs, targets); ``model_lr``: the peak lr (default ``LR``).
     """
-    optimizer = make_optimizer(model)
-    schedule = onecycle(steps)
+    optimizer = make_optimizer(model, model_lr or LR)
+    schedule = onecycle(steps, model_lr or LR)
 
     def set_step(step: int) -> float:
         """The 1cycle lr and beta1 of ``step`` in every group (as torch's OneCycleLR sets them)."""
@@ -220,12 +221,13 @@ def tick_callback(tick: Callable[[], None]) -> Any:
 
 def trainwise_fit(model: nn.Module, train: Any, val: Any, *, steps: int, batch_size: int, callbacks: Sequence,
                   device: torch.device, precision: str = "fp32", run_dir: Optional[Path] = None,
-                  report: bool = False) -> Any:
+                  report: bool = False, **options: Any) -> Any:
     """``Trainer.fit`` with its defaults on (early stopping, checkpoints, non-finite guard, metric
     logging, the progress bar), stopped after ``steps`` optimizer steps.
 
     The progress bar writes to a non-terminal (a throwaway console): the plain-lines mode a log
     file or CI gets. ``report=False`` skips the end-of-run plots, outside any per-step timing.
+    ``options``: other Trainer arguments (``num_workers``, ``loss``).
     """
     from rich.console import Console
 
@@ -241,7 +243,7 @@ def trainwise_fit(model: nn.Module, train: Any, val: Any, *, steps: int, batch_s
                           schedule="onecycle", epochs=1000,
                           max_steps=steps, batch_size=batch_size, callbacks=[*callbacks, progress],
                           run_dir=run_dir or Path(scratch) / "run", progress=False, report=report,
-                          device=device, precision=precision)
+                          device=device, precision=precision, **options)
         return trainer.fit(train, val)
 
 

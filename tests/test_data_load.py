@@ -416,7 +416,7 @@ def test_image_normalization_is_per_channel_on_train_split() -> None:
     ("dataset", "kwargs", "match"),
     [
         ("mnst", {}, "unknown dataset 'mnst'; did you mean 'mnist'\\? available: csv, digits"),
-        ("imagenet", {}, "unknown dataset 'imagenet'; available: " + ", ".join(DATASETS)),
+        ("imagenet", {}, "unknown dataset 'imagenet'; did you mean 'imagefolder'\? available: " + ", ".join(DATASETS)),
         ("digits", {"val_fraction": 1.5}, r"val_fraction must be in \[0, 1\), got 1.5"),
         ("digits", {"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\), got 1.0"),
         ("digits", {"test_fraction": -0.1}, r"test_fraction must be in \[0, 1\), got -0.1"),

@@ -107,7 +107,7 @@ def test_dropout_is_off_in_eval_and_on_in_train(name: str) -> None:
 
 
 def test_defaults() -> None:
-    assert MODEL_NAMES == ("mlp", "cnn", "resnet", "gru", "lstm")
+    assert MODEL_NAMES == ("mlp", "cnn", "resnet", "gru", "lstm", "gpt")
     cnn = build_model("cnn", input_shape=(1, 28, 28), num_outputs=10)
     convs = [m for m in cnn.modules() if isinstance(m, nn.Conv2d)]
     assert [conv.out_channels for conv in convs] == [32, 64, 64]

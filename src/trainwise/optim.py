@@ -1,6 +1,6 @@
 """Optimizers with the parameter groups every fine-tuning guide recommends.
 
-``build_optimizer`` never applies weight decay to biases and normalization parameters,
+``build_optimizer`` never applies weight decay to biases, normalization parameters and embeddings,
 scales the lr of earlier layers down on request (layer-wise lr decay), and lets named
 groups pick their parameters by regular expression. Every group carries ``name`` and
 ``lr_scale``; ``set_lr`` writes ``lr * lr_scale`` into each, so one schedule drives all
@@ -181,10 +181,12 @@ def parameter_groups(
 
 
 def _no_decay_names(model: nn.Module) -> set[str]:
-    """Names of parameters that never decay: 1-D ones (biases, scales) and norm layers'."""
+    """Names of parameters that never decay: 1-D ones (biases, scales), norm layers' and embeddings'
+    (a table row is a lookup, not a weight to shrink: minGPT's rule; a head tied to an embedding
+    shares its parameter and therefore its group)."""
     names = {name for name, param in model.named_parameters() if param.ndim <= 1}
     for module_name, module in model.named_modules():
-        if isinstance(module, NORM_LAYERS):
+        if isinstance(module, (*NORM_LAYERS, nn.Embedding)):
             prefix = f"{module_name}." if module_name else ""
             names.update(prefix + name for name, _ in module.named_parameters(recurse=False))
     return names

@@ -65,12 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir", metavar="RUN_DIR|ARTIFACT", help="a run folder, or a file trainwise export "
                          "wrote: .onnx, .pt (TorchScript), .pt2, .safetensors")
     predict.add_argument("inputs", help=".npz with an array 'x', or .csv with the training columns "
-                         "(raw, unnormalized inputs; a target column is ignored)")
+                         "(raw, unnormalized inputs; a target column is ignored), or a folder of images for a run "
+                         "trained on data.dataset: imagefolder (a first column names each file)")
     predict.add_argument("--out", required=True, help="where to write predictions: .npz or .csv")
     predict.add_argument("--format", choices=("torchscript", "pt2"),
                          help="load a .pt (torchscript) or .pt2 artifact: these are programs that run code when "
                               "loaded, so name the format only for a file you trust")
     _model_args(predict)
+
+    generate = sub.add_parser("generate", help="sample text from a language-model run (model gpt on text)",
+                              description="Continue --prompt with --tokens tokens sampled from RUN_DIR's best "
+                              "checkpoint, using the tokenizer saved in the run folder.")
+    generate.add_argument("run_dir")
+    generate.add_argument("--prompt", required=True, help="the text to continue")
+    generate.add_argument("--tokens", type=int, default=200, help="tokens to sample (default 200)")
+    generate.add_argument("--temperature", type=float, default=1.0, help="divide the logits by this (default 1; "
+                          "0 always takes the most likely token)")
+    generate.add_argument("--top-k", type=int, help="sample among the k most likely tokens only")
+    generate.add_argument("--seed", type=int, default=0, help="the sampling seed; the same seed gives the same text")
+    generate.add_argument("--checkpoint", default="best.pt", help="file in RUN_DIR/checkpoints (default best.pt)")
 
     export = sub.add_parser(
         "export", help="export a run's best checkpoint: onnx, torchscript, pt2, safetensors, int8",
@@ -169,11 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     _runs_parser(sub)
     study = sub.add_parser("study", help="run a controlled study: init, schedules, normalization, batch-size, "
-                           "optimizers, dropout, lr-surface", description="Train each variant of one factor "
+                           "optimizers, dropout, warmup, norm-position, lr-surface", description="Train each variant of one factor "
                            "once per seed with the same budget, data split and seeds; write study.md, study.json, "
                            "PNGs and report.html with a verdict on which differences hold across seeds. "
                            "lr-surface needs no config.")
-    study.add_argument("study", help="init | schedules | normalization | batch-size | optimizers | dropout | lr-surface")
+    study.add_argument("study", help="init | schedules | normalization | batch-size | optimizers | dropout | "
+                       "warmup | norm-position (gpt) | lr-surface")
     study.add_argument("config", nargs="?", help="YAML config file (not for lr-surface)")
     study.add_argument("overrides", nargs="*", help="section.key=value overrides, applied to every variant")
     study.add_argument("--seeds", type=int, help="seeds per variant (default: the study's, see README)")
@@ -271,6 +285,7 @@ HANDLERS = {
     "train": "trainwise.cli.commands:train",
     "evaluate": "trainwise.cli.inference:evaluate",
     "predict": "trainwise.cli.inference:predict",
+    "generate": "trainwise.cli.generate_cmd:generate",
     "schedule": "trainwise.cli.schedule_cmd:schedule",
     "lr-find": "trainwise.cli.commands:lr_find",
     "report": "trainwise.cli.report_cmd:report",

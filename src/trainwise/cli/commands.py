@@ -74,6 +74,8 @@ def _train_in_folder(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) ->
         return EXIT_RUN_FAILED
     result = trainer.fit(bundle.train, bundle.val, test=bundle.test, resume=args.resume,
                          allow_config_changes=args.resume_changed)
+    if main and bundle.tokenizer is not None:
+        build.record_token_figures(result, bundle)
     if main:
         _print_result(result)
     if result.status in ("diverged", "failed"):
@@ -107,7 +109,8 @@ def _run_dir_for(cfg: RunConfig, args: argparse.Namespace) -> Path:
 def _print_result(result) -> None:
     summary = result.summary
     figures = [f"status {summary['status']}", f"epochs {summary['epochs_run']}", f"steps {summary['steps']}"]
-    for key in ("best_val_loss", "best_val_accuracy", "test_accuracy", "test_rmse", "test_r2"):
+    for key in ("best_val_loss", "best_val_accuracy", "best_val_bits_per_char", "test_accuracy", "test_bits_per_char",
+                "test_rmse", "test_r2"):
         if summary.get(key) is not None:
             figures.append(f"{key} {summary[key]:.4f}")
     figures.append(f"{summary['wall_seconds']:.1f}s")

@@ -47,6 +47,10 @@ def preflight(cfg: RunConfig, out: Path, thresholds: dict[str, Any], *, baseline
 
     build.pin_threads(cfg)
     bundle = bundle if bundle is not None else build.load_bundle(cfg)
+    if not bundle.in_memory:
+        raise ConfigError(f"the doctor's pre-flight checks read data held in memory, got data.dataset="
+                          f"{cfg.data.dataset!r} read from disk; train without --doctor, or with data.cache=true for "
+                          "an image folder that fits in memory")
     model = build.make_model(cfg, bundle)
     auto = cfg.optimizer.lr == "auto"
     lr = 1e-3 if auto else build.scaled_lr(cfg, float(cfg.optimizer.lr))

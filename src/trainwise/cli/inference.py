@@ -50,13 +50,32 @@ def predict(args: argparse.Namespace) -> int:
     if Path(args.run_dir).is_file():
         return _predict_artifact(args, out)
     run = load_saved_run(args.run_dir, args.checkpoint)
-    x = read_inputs(Path(args.inputs), run)
+    files = None
+    if Path(args.inputs).is_dir():
+        x, files = _image_inputs(Path(args.inputs), run)
+    else:
+        x = read_inputs(Path(args.inputs), run)
     model = rebuild_model(run, args.model)
     with torch.inference_mode():
         outputs = torch.cat([model(chunk) for chunk in x.split(_CHUNK)]).float()
-    write_predictions(out, outputs, run)
+    write_predictions(out, outputs, run, files=files)
     print(f"wrote {len(x)} predictions to {out}")
     return 0
+
+
+def _image_inputs(folder: Path, run: SavedRun) -> tuple[torch.Tensor, list[str]]:
+    """A folder of images, decoded like the run's image folder (size, channels, normalization)."""
+    from trainwise.data import apply_normalization
+    from trainwise.data.images import decode_folder
+
+    if run.cfg.data.dataset != "imagefolder":
+        raise ConfigError(f"{folder} is a folder; folders of images go to runs trained on data.dataset: imagefolder, "
+                          f"this run trained on {run.cfg.data.dataset!r}: give an .npz or .csv file")
+    channels, height, width = run.input_shape
+    x, files = decode_folder(folder, channels=channels, size=(height, width))
+    if run.description.get("normalization"):
+        x = apply_normalization(x, run.description["normalization"])
+    return x, files
 
 
 def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
@@ -104,7 +123,7 @@ def _user_model_for(args: argparse.Namespace, path: Path) -> Optional[torch.nn.M
                            num_outputs=outputs)
 
 
-def _split_of_run(run: SavedRun, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _split_of_run(run: SavedRun, split: str) -> Any:
     """A split of the run's own data set, reloaded from its config, targets in original units."""
     if run.cfg.data.dataset == PYTHON_DATASET:
         raise ConfigError(f"{run.folder} was trained from Python on data trainwise cannot reload; "
@@ -113,16 +132,23 @@ def _split_of_run(run: SavedRun, split: str) -> tuple[torch.Tensor, torch.Tensor
     from trainwise.data import denormalize_target
 
     bundle = build.load_bundle(run.cfg)
+    trained_on = (run.description.get("corpus") or {}).get("sha256")
+    if trained_on and trained_on != bundle.details["corpus"]["sha256"]:
+        raise DataError(f"the text at {run.cfg.data.path} changed since this run trained on it (SHA-256 "
+                        f"{trained_on[:12]}... then, {bundle.details['corpus']['sha256'][:12]}... now); evaluate "
+                        "on the text it trained on")
     pair = {"train": bundle.train, "val": bundle.val, "test": bundle.test}[split]
     if pair is None:
         raise DataError(f"this run has no {split} split; choose one of train, val, test that exists")
+    if not isinstance(pair, tuple):  # read from disk (text windows, image files): evaluated as it is
+        return pair
     x, y = pair
     if bundle.target_normalization:
         y = denormalize_target(y, bundle.target_normalization)
     return x, y
 
 
-def _metrics(run: SavedRun, model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+def _metrics(run: SavedRun, model: torch.nn.Module, data: Any) -> dict[str, float]:
     from trainwise.trainer import Trainer
 
     t = run.cfg.train

@@ -74,9 +74,13 @@ def read_labelled(path: Path, run: SavedRun, target: Optional[str]) -> tuple[tor
     return _prepare(x, run, path), y
 
 
-def write_predictions(out: Path, outputs: torch.Tensor, run: SavedRun) -> None:
-    """Write ``outputs`` (logits, or regression values in original units) as .npz or .csv."""
+def write_predictions(out: Path, outputs: torch.Tensor, run: SavedRun,
+                      files: Optional[list[str]] = None) -> None:
+    """Write ``outputs`` (logits, or regression values in original units) as .npz or .csv; ``files``:
+    the image each row predicts (a first ``file`` column)."""
     table = prediction_table(outputs, run)
+    if files is not None:
+        table = {"file": np.array(files), **table}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".npz":
@@ -93,6 +97,8 @@ def _write_csv(out: Path, table: dict[str, np.ndarray], run: SavedRun) -> None:
         labels = run.class_names or [str(index) for index in range(outputs.shape[1])]
         header = ["prediction", *(f"probability_{label}" for label in labels)]
         columns = [table["predictions"][:, None], table["probabilities"]]
+        if "file" in table:
+            header, columns = ["file", *header], [table["file"][:, None], *columns]
     else:
         values = table["predictions"].reshape(len(outputs), -1)
         header = ["prediction"] if values.shape[1] == 1 else [f"prediction_{i}" for i in range(values.shape[1])]

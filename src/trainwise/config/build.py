@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -12,6 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from trainwise.config.disk_data import load_disk_bundle, num_workers_of
 from trainwise.config.schema import RunConfig
 from trainwise.data import DataBundle, build_augment, load_data
 from trainwise.callbacks import CheckpointSaver
@@ -23,6 +25,7 @@ from trainwise.optim import build_optimizer, scale_lr
 from trainwise.trainer import Trainer, resolve_device
 
 log = logging.getLogger(__name__)
+DISK_DATASETS = ("text", "imagefolder")  # read by trainwise.config.disk_data
 
 
 def seed_everything(seed: int) -> None:
@@ -33,6 +36,8 @@ def seed_everything(seed: int) -> None:
 
 def load_bundle(cfg: RunConfig) -> DataBundle:
     d = cfg.data
+    if d.dataset in DISK_DATASETS:
+        return load_disk_bundle(cfg, pin_memory=device_of(cfg).type == "cuda")
     return load_data(d.dataset, root=d.root, path=d.path, target=d.target, task=d.task,
                      val_fraction=d.val_fraction, test_fraction=d.test_fraction, normalize=d.normalize,
                      standardize_target=d.standardize_target, seed=cfg.seed)
@@ -42,8 +47,12 @@ def make_model(cfg: RunConfig, bundle: DataBundle) -> torch.nn.Module:
     """The config's model, seeded and initialized (LSUV sees a batch of training inputs)."""
     m = cfg.model
     model = make_bare_model(cfg, tuple(bundle.input_shape), bundle.num_outputs)
+    if m.init == "lsuv" and not bundle.in_memory:
+        raise ConfigError(f"model.init=lsuv needs data held in memory, got data.dataset={cfg.data.dataset!r} read "
+                          "from disk; choose another model.init")
     sample = bundle.train[0][:512] if m.init == "lsuv" else None
-    initialize(model, m.init, activation=activation_of(model), sample_input=sample)
+    scheme = "gpt" if m.name == "gpt" and m.init == "auto" else m.init  # GPT-2's init, scaled residuals
+    initialize(model, scheme, activation=activation_of(model), sample_input=sample)
     return model
 
 
@@ -53,7 +62,8 @@ def make_bare_model(cfg: RunConfig, input_shape: tuple[int, ...], num_outputs: i
     seed_everything(cfg.seed)
     return build_model(m.name, input_shape=input_shape, num_outputs=num_outputs, hidden=m.hidden, norm=m.norm,
                        dropout=m.dropout, activation=m.activation, channels=m.channels,
-                       kernel_size=m.kernel_size, pool=m.pool, args=m.args, checkpointing=m.checkpointing)
+                       kernel_size=m.kernel_size, pool=m.pool, args=m.args, checkpointing=m.checkpointing,
+                       layers=m.layers, heads=m.heads, width=m.width, norm_position=m.norm_position)
 
 
 def loss_name(cfg: RunConfig, bundle: DataBundle) -> str:
@@ -95,7 +105,9 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
     finder = resolve_batch_size(cfg, bundle, model)
     t, d = cfg.train, cfg.data
     lr: Any = "auto" if cfg.optimizer.lr == "auto" else scaled_lr(cfg, float(cfg.optimizer.lr))
-    augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape) if d.augment else None
+    augment = None  # data read from disk is augmented in its DataLoader workers (trainwise.config.disk_data)
+    if d.augment and bundle.in_memory:
+        augment = build_augment(d.augment, dataset=d.dataset, input_shape=bundle.input_shape)
     es = t.early_stopping
     early_stopping: Any = False
     if es.enabled and bundle.val is not None:
@@ -104,6 +116,10 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         early_stopping = EarlyStopping(es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta,
                                        restore_best=es.restore_best)
     callbacks = list(callbacks)
+    if bundle.tokenizer is not None and bundle.val is not None:
+        from trainwise.callbacks.token_figures import TokenFigures
+
+        callbacks.append(TokenFigures(bundle.details.get("chars_per_token", 1.0)))
     if cfg.optimizer.freeze:
         from trainwise.callbacks import ModuleFreezer
 
@@ -130,9 +146,13 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         spike_factor=t.spike_factor, val_every_n_steps=t.val_every_n_steps,
         log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(), loggers=_loggers(cfg),
         sync_batchnorm=t.sync_batchnorm, compile=t.compile, channels_last=t.channels_last,
+        num_workers=num_workers_of(cfg),
     )
     if finder is not None:
         trainer.summary_extra["batch_size_finder"] = finder
+    for key in ("skipped_images", "skipped_files"):  # an image folder's corrupt files, named and counted
+        if key in bundle.details:
+            trainer.summary_extra[key] = bundle.details[key]
     return trainer
 
 
@@ -141,6 +161,9 @@ def resolve_batch_size(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Modul
     (``data.batch_size``, and ``train.accumulate`` when ``data.effective_batch_size`` is set, so the
     effective batch is the one asked for). Returns the finder's record, or None with a number."""
     d = cfg.data
+    if d.batch_size == "auto" and not bundle.in_memory:
+        raise ConfigError(f"data.batch_size=auto needs data held in memory, got data.dataset={d.dataset!r} read from "
+                          "disk; run trainwise find-batch-size on a smaller copy, or give data.batch_size a number")
     if d.batch_size != "auto":
         if d.effective_batch_size is not None:
             raise ConfigError(f"data.effective_batch_size={d.effective_batch_size} applies with data.batch_size=auto; "
@@ -212,11 +235,26 @@ def data_description(bundle: DataBundle) -> dict[str, Any]:
             "num_classes": bundle.num_classes, "num_outputs": bundle.num_outputs,
             "class_names": bundle.class_names, "normalization": bundle.normalization,
             "target_normalization": bundle.target_normalization,
-            "train_samples": len(bundle.train[0])}
+            "train_samples": len(bundle.train[0]) if isinstance(bundle.train, tuple) else None,
+            **bundle.details}
 
 
 def write_data_description(run_dir: Path, bundle: DataBundle) -> None:
     (run_dir / "data.json").write_text(json.dumps(data_description(bundle), indent=2) + "\n")
+    if bundle.tokenizer is not None:  # what generate needs to turn text into ids and back
+        (run_dir / "tokenizer.json").write_text(json.dumps(bundle.tokenizer.to_dict(), ensure_ascii=False) + "\n")
+
+
+def record_token_figures(result: Any, bundle: DataBundle) -> None:
+    """Add the test split's bits per character to a text run's summary.json (the test pass has
+    no callback event between it and the summary, so it is added once the fit is done)."""
+    from trainwise.callbacks.token_figures import token_summary
+    from trainwise.runfolder.files import write_json
+
+    figures = token_summary(result.summary, bundle.details.get("chars_per_token", 1.0))
+    if figures and (result.run_dir / "summary.json").is_file():
+        result.summary.update(figures)
+        write_json(result.run_dir / "summary.json", result.summary)
 
 
 def pin_threads(cfg: RunConfig) -> None:

@@ -68,6 +68,13 @@ def _check_data(cfg: RunConfig) -> None:
             raise ConfigError(f"dataset {d.dataset!r} needs data.path, the file to read, got None")
         if not Path(d.path).is_file():
             raise DataNotFoundError(f"{d.dataset} file {d.path} does not exist; check data.path")
+    if d.dataset == "text" and d.path is None:
+        raise ConfigError("dataset 'text' needs data.path: a .txt file, a folder of .txt files, or builtin:pydoc")
+    if d.dataset == "text" and not d.path.startswith("builtin:") and not Path(d.path).exists():
+        raise DataNotFoundError(f"text file {d.path} does not exist; check data.path")
+    if d.dataset == "imagefolder" and (d.root is None or not Path(d.root).is_dir()):
+        raise DataNotFoundError(f"data.root {d.root} is not a folder; dataset 'imagefolder' needs a folder holding "
+                                "one folder of images per class")
     if d.root is not None and d.dataset in ("mnist", "fashion-mnist") and not Path(d.root).is_dir():
         raise DataNotFoundError(f"data.root {d.root} is not a folder; point it at the folder of the IDX files")
     for name in _augment_names(d.augment):

@@ -22,6 +22,7 @@ from trainwise.checks import closest, did_you_mean
 from trainwise.errors import ConfigError
 
 PositiveInt = int
+GPT_WARMUP = 0.05  # a gpt's default warmup: the first 5% of the steps
 
 
 class _Section(BaseModel):
@@ -44,6 +45,22 @@ class DataConfig(_Section):
     augment: Union[str, dict[str, Union[bool, float, None]], None] = None
     class_weights: Optional[Literal["balanced"]] = None  # kept; loss.class_weights is the full form
     sampler: Optional[Literal["balanced"]] = None  # balanced: draw each class equally often (with replacement)
+    # text (data.path: a .txt file, a folder of them, or builtin:pydoc)
+    tokenizer: Literal["char", "byte"] = "char"
+    block_size: int = Field(128, gt=0)
+    # imagefolder (data.root: one folder per class)
+    image_size: Optional[Union[int, tuple[int, int]]] = None  # [H, W] (or one side): resize every image
+    channels: Optional[Literal[1, 3]] = None  # 1 grayscale, 3 colour; default: 3 when any image has colour
+    strict: bool = False  # refuse a corrupt image instead of skipping it
+    num_workers: Union[int, Literal["auto"]] = "auto"  # DataLoader workers decoding images; auto: from the cores
+    cache: Union[bool, Literal["auto"]] = "auto"  # decoded images in memory; auto: when they fit (1 GiB)
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers_not_negative(cls, value: Union[int, str]) -> Union[int, str]:
+        if not isinstance(value, str) and value < 0:
+            raise ValueError(f"must be >= 0 or 'auto', got {value}")
+        return value
 
     @field_validator("batch_size")
     @classmethod
@@ -80,6 +97,11 @@ class ModelConfig(_Section):
     kernel_size: int = Field(3, gt=0)
     pool: str = "max"
     checkpointing: bool = False  # gradient checkpointing (mlp, cnn, resnet): less activation memory, more compute
+    # gpt: blocks, attention heads, embedding width, LayerNorm before (pre) or after (post) each branch
+    layers: int = Field(4, gt=0)
+    heads: int = Field(4, gt=0)
+    width: int = Field(128, gt=0)
+    norm_position: Literal["pre", "post"] = "pre"
     args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("hidden")
@@ -213,6 +235,16 @@ class RunConfig(_Section):
     tune: Optional[dict[str, Any]] = Field(None, exclude=True)
 
     @model_validator(mode="after")
+    def _gpt_schedule(self) -> "RunConfig":
+        # gpt trains with warmup then cosine (nanoGPT's get_lr) unless the config names a schedule.
+        given = self.schedule.model_fields_set
+        if self.model.name == "gpt" and "name" not in given:
+            self.schedule.name = "cosine"
+            if "warmup" not in given:
+                self.schedule.warmup = GPT_WARMUP
+        return self
+
+    @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "RunConfig":
         if self.data.val_fraction + self.data.test_fraction >= 1.0:
             raise ValueError(
@@ -258,7 +290,7 @@ def resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
         return
     for key in DATA_PATH_KEYS:
         value = data.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and not value.startswith("builtin:"):
             data[key] = os.path.abspath(base / Path(value).expanduser())
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -39,6 +40,12 @@ class DataBundle:
             of every split (so ``y`` is in standardized units); None for classification or
             when it was turned off. ``denormalize_target(y, target_normalization)`` turns
             targets or predictions back into the original units.
+        details: What else data.json records about the source (an image folder's skipped files,
+            a corpus's SHA-256 and token counts).
+        tokenizer: The tokenizer of a text data set (``trainwise.data.text``), else None.
+
+    Data read from disk that is not held in memory (``text``, an ``imagefolder`` too large to
+    cache) has a ``Dataset`` or ``DataLoader`` in place of ``(x, y)``: ``in_memory`` tells which.
 
     Example:
         >>> from trainwise.data import load_data
@@ -58,17 +65,32 @@ class DataBundle:
     class_names: list[str] | None
     name: str
     target_normalization: dict[str, list[float]] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = None
 
     def __repr__(self) -> str:
         # The default dataclass repr would print every tensor in full.
         sizes = ", ".join(
-            f"{split}={'None' if pair is None else len(pair[0])}"
+            f"{split}={'None' if pair is None else _length(pair)}"
             for split, pair in (("train", self.train), ("val", self.val), ("test", self.test))
         )
         return (
             f"DataBundle(name={self.name!r}, task={self.task!r}, {sizes}, "
             f"input_shape={self.input_shape}, num_outputs={self.num_outputs})"
         )
+
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether every split is an ``(x, y)`` pair of tensors."""
+        return all(isinstance(s, tuple) for s in (self.train, self.val, self.test) if s is not None)
+
+
+def _length(split: Any) -> int:
+    if isinstance(split, tuple):
+        return len(split[0])
+    dataset = getattr(split, "dataset", split)  # a DataLoader counts its data set's windows
+    return len(dataset)
 
 
 @dataclass

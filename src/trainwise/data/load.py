@@ -22,7 +22,10 @@ from trainwise.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("csv", "digits", "fashion-mnist", "mnist", "mnist1d", "npz", "synthetic")
+DATASETS = ("csv", "digits", "fashion-mnist", "imagefolder", "mnist", "mnist1d", "npz", "synthetic", "text")
+# Read from disk batch by batch, not into tensors: trainwise.data.load_text, load_image_folder.
+DISK_DATASETS = {"imagefolder": "trainwise.data.image_folder.load_image_folder",
+                 "text": "trainwise.data.text_data.load_text"}
 
 # The optional arguments each data set reads; giving one it ignores is a mistake worth a message.
 ARGUMENTS_USED = {
@@ -42,6 +45,9 @@ def _check_arguments(dataset: str, given: dict[str, object], task: str | None) -
         match = closest(dataset, DATASETS)
         hint = f"did you mean {match!r}? " if match else ""
         raise ConfigError(f"unknown dataset {dataset!r}; {hint}available: {', '.join(DATASETS)}")
+    if dataset in DISK_DATASETS:
+        raise ConfigError(f"dataset {dataset!r} is read from disk batch by batch, not into tensors; load it with "
+                          f"{DISK_DATASETS[dataset]}")
     for name, value in given.items():
         if value is not None and name not in ARGUMENTS_USED[dataset]:
             raise ConfigError(

@@ -29,7 +29,7 @@ from trainwise.models.mlp import MLP
 from trainwise.models.recurrent import RecurrentNet
 from trainwise.models.resnet import ResNet
 
-MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "resnet", "gru", "lstm")
+MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "resnet", "gru", "lstm", "gpt")
 
 # Defaults when ``hidden`` / ``channels`` are None, per model.
 DEFAULT_HIDDEN: dict[str, tuple[int, ...]] = {
@@ -38,6 +38,7 @@ DEFAULT_HIDDEN: dict[str, tuple[int, ...]] = {
     "resnet": (),
     "gru": (64,),
     "lstm": (64,),
+    "gpt": (),
 }
 CHECKPOINTED_MODELS = ("mlp", "cnn", "resnet")  # the deep ones; a one-layer GRU/LSTM has nothing to split
 DEFAULT_CHANNELS: dict[str, tuple[int, ...]] = {"cnn": (32, 64, 64), "resnet": (16, 32, 64)}
@@ -57,12 +58,17 @@ def build_model(
     pool: str = "max",
     args: dict[str, Any] | None = None,
     checkpointing: bool = False,
+    layers: int = 4,
+    heads: int = 4,
+    width: int = 128,
+    norm_position: str = "pre",
 ) -> nn.Module:
     """Return a freshly built model mapping ``(N, *input_shape)`` to ``(N, num_outputs)``.
 
     Built-in names are ``MODEL_NAMES``: ``mlp`` (uses hidden, norm, dropout, activation),
     ``cnn`` and ``resnet`` (also channels, kernel_size, pool), ``gru`` and ``lstm`` (hidden,
-    dropout). Every option is checked, whether or not the chosen model uses it, so a typo
+    dropout), ``gpt`` (token ids ``(N, T)`` with ``input_shape=(block_size,)`` to logits ``(N, T,
+    num_outputs)``; uses layers, heads, width, dropout, norm_position). Every option is checked, whether or not the chosen model uses it, so a typo
     never passes silently. ``None`` for ``hidden`` or ``channels`` takes the model's default
     (``DEFAULT_HIDDEN``, ``DEFAULT_CHANNELS``).
 
@@ -106,6 +112,9 @@ def build_model(
     if channels is not None:
         check_positive_ints("channels", channels, allow_empty=False)
     sizes = DEFAULT_HIDDEN[name] if hidden is None else hidden
+    if name == "gpt":
+        return _gpt(shape, num_outputs, layers=layers, heads=heads, width=width, dropout=dropout,
+                    norm_position=norm_position)
     if name == "mlp":
         model: nn.Module = MLP(
             shape, num_outputs, sizes, norm=norm, dropout=dropout, activation=activation
@@ -131,6 +140,17 @@ def build_model(
     model.trainwise_config = {"name": name, "hidden": list(sizes), "norm": norm, "dropout": dropout,
                               "activation": activation, "channels": None if channels is None else list(channels),
                               "kernel_size": kernel_size, "pool": pool, "checkpointing": checkpointing}
+    return model
+
+
+def _gpt(shape: tuple[int, ...], vocab_size: int, **options: Any) -> nn.Module:
+    from trainwise.models.gpt import GPT
+
+    if len(shape) != 1:
+        raise ConfigError(f"model gpt takes token windows of shape (block_size,), got samples of shape {shape}; "
+                          "use it with data.dataset: text")
+    model = GPT(vocab_size, shape[0], **options)
+    model.trainwise_config = {"name": "gpt", **options}
     return model
 
 

@@ -147,7 +147,8 @@ def _build(run: SavedRun, name: str, *, from_config: bool) -> nn.Module:
         options = dict(args=m.args)
     elif from_config:
         options = dict(hidden=m.hidden, norm=m.norm, dropout=m.dropout, activation=m.activation,
-                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool)
+                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool,
+                       layers=m.layers, heads=m.heads, width=m.width, norm_position=m.norm_position)
     try:
         return build_model(name, input_shape=run.input_shape, num_outputs=int(run.description["num_outputs"]),
                            **options)

@@ -21,6 +21,7 @@ from trainwise.config import build
 from trainwise.config.schema import RunConfig, config_from_dict
 from trainwise.data import DataBundle
 from trainwise.data.loader import main_output
+from trainwise.errors import ConfigError
 from trainwise.runfolder.files import write_json
 from trainwise.studies.probes import GradNormRecorder, activation_stats, grad_norms_at_init
 
@@ -37,6 +38,9 @@ def study_bundle(cfg: RunConfig, data_seed: int, train_samples: Optional[int]) -
     key = f"{cfg.data.model_dump_json()}|{data_seed}|{train_samples}"
     if key not in _BUNDLES:
         bundle = build.load_bundle(cfg.model_copy(update={"seed": data_seed}))
+        if train_samples is not None and not bundle.in_memory:
+            raise ConfigError(f"--train-samples applies to data held in memory, got data.dataset={cfg.data.dataset!r}; "
+                              "leave it out (a text data set's epoch is set by its windows)")
         if train_samples is not None and train_samples < len(bundle.train[0]):
             order = torch.randperm(len(bundle.train[0]), generator=torch.Generator().manual_seed(data_seed))
             keep = order[:train_samples]
@@ -61,8 +65,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                                  callbacks=[recorder] if recorder else [])
     measurements: dict[str, Any] = _load_measurements(run_dir) if job["resume"] else {}
     device = trainer.device
-    probe = (bundle.val or bundle.train)[0][:PROBE_SAMPLES].to(device)
-    if not job["resume"]:
+    probe = (bundle.val or bundle.train)[0][:PROBE_SAMPLES].to(device) if bundle.in_memory else None
+    if not job["resume"] and measure and not bundle.in_memory:
+        raise ConfigError(f"study measurements ({', '.join(sorted(measure))}) need data held in memory, got "
+                          f"data.dataset={cfg.data.dataset!r}")
+    if not job["resume"] and bundle.in_memory:
         x, y = (part[: cfg.data.batch_size].to(device) for part in bundle.train)
         if recorder is not None:
             loss = lambda outputs, targets: trainer.loss_of(main_output(outputs), targets, None)  # noqa: E731
