@@ -152,10 +152,17 @@ def still_improving(f: RunFacts, th: Thresholds) -> Check:
     per_epoch = -slope(window) / abs(window[-1]) if window[-1] else 0.0
     sigma = noise(series) if len(series) >= 2 * len(window) else 0.0
     total = -slope(window) * (len(window) - 1)
-    bad = per_epoch > th.still_improving and total > th.noise_sigmas * sigma
+    # the Playbook asks about the metric of interest: a loss near zero keeps falling in relative terms
+    # (separable data) while the accuracy has nothing left to gain
+    metric_name, metric = _task_metric(f)
+    metric = metric[-len(window):]
+    gain = slope(metric) * (len(metric) - 1) if len(_finite(metric)) == len(window) else None
+    bad = per_epoch > th.still_improving and total > th.noise_sigmas * sigma and \
+        (gain is None or gain > th.metric_progress)
+    gained = f"; {metric_name} {gain:+.4g} over them (needs > {th.metric_progress:g})" if gain is not None else ""
     return Check("run.still_improving", "WARN" if bad else "PASS", per_epoch, th.still_improving,
                  f"over the last {len(window)} epochs the {name} loss fell {per_epoch:.2%} per epoch (least-squares "
-                 f"slope against its last value); WARN above {th.still_improving:.0%} "
+                 f"slope against its last value){gained}; WARN above {th.still_improving:.0%} "
                  f"({SOURCES['still_improving']})",
                  "train for more epochs (train.epochs): the run ended while it was still learning" if bad else "")
 
