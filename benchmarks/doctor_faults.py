@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from trainwise.callbacks import CheckpointSaver
 from trainwise import Trainer, doctor
 
 SEEDS = (0, 1, 2)
@@ -66,7 +67,8 @@ def pre(model: nn.Module, train: Any, val: Any = None, check: str = "", **kwargs
 def post(model: nn.Module, train: Any, val: Any, **kwargs: Any) -> Any:
     with tempfile.TemporaryDirectory(prefix="doctor-fault-") as tmp:
         kwargs = {"optimizer": "adam", "lr": 1e-2, "epochs": 20, "batch_size": 32, "early_stopping": False,
-                  "progress": False, "report": False, "checkpoint_every_epoch": False, "grad_clip": None,
+                  "progress": False, "report": False, "grad_clip": None,
+                  "checkpoint": CheckpointSaver(every_epoch=False),
                   "schedule": "constant", **kwargs}
         result = Trainer(model, run_dir=Path(tmp) / "run", **kwargs).fit(train, val)
         return doctor.diagnose(result.run_dir)

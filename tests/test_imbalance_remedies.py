@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from trainwise import Trainer
+from trainwise.callbacks import CheckpointSaver
 from trainwise.config.schema import load_config
 from trainwise.data.loader import InMemoryBatches, balanced_sample_weights
 from trainwise.metrics import FocalLoss, focal_loss
@@ -28,7 +29,7 @@ def minority_recall(tmp_path: Path, name: str, **kwargs) -> float:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
     trainer = Trainer(model, lr=1e-2, epochs=5, batch_size=128, schedule="constant", early_stopping=False,
-                      run_dir=tmp_path / name, progress=False, report=False, checkpoint_every_epoch=False, **kwargs)
+                      run_dir=tmp_path / name, progress=False, report=False, checkpoint=CheckpointSaver(every_epoch=False), **kwargs)
     trainer.fit((x, y))
     predicted = trainer.predict(xv).argmax(dim=1)
     return float((predicted[yv == 1] == 1).double().mean())

@@ -20,7 +20,8 @@ import yaml
 from torch import nn
 
 from trainwise import checkpoint as ckpt
-from trainwise.callbacks import Callback
+from trainwise.callbacks import Callback, CheckpointSaver
+from trainwise.engine.nonfinite import NonFiniteGuard
 from trainwise.trainer import FitResult, Trainer
 
 BATCHES_PER_EPOCH, EPOCHS = 4, 4  # 128 samples in batches of 32
@@ -81,7 +82,7 @@ def blobs(n: int = 160, features: int = 8, classes: int = 3) -> tuple[torch.Tens
     return centers[y] + torch.randn(n, features, generator=generator), y
 
 
-def fit(run_dir: Path, model: FailsOnCalls, policy: str = "rollback", **kwargs: Any) -> FitResult:
+def fit(run_dir: Path, model: FailsOnCalls, policy: Any = "rollback", **kwargs: Any) -> FitResult:
     x, y = blobs()
     trainer = Trainer(model, lr=1e-2, schedule="constant", epochs=EPOCHS, batch_size=32, run_dir=run_dir,
                       on_nonfinite=policy, log_every_n_steps=1, progress=False, report=False, **kwargs)
@@ -112,7 +113,8 @@ def assert_best_is_finite(run_dir: Path) -> None:
 ])
 def test_rollback_restores_the_last_checkpoint_lowers_the_lr_and_completes(failure, every_n_steps, where,
                                                                            rolled_back_to, tmp_path):
-    result = fit(tmp_path, FailsOnCalls(**failure), grad_clip=5.0, checkpoint_every_n_steps=every_n_steps)
+    result = fit(tmp_path, FailsOnCalls(**failure), grad_clip=5.0,
+                 checkpoint=CheckpointSaver(every_n_steps=every_n_steps))
     assert result.status == "completed"
     assert result.summary["nonfinite_rollbacks"] == 1
     (event,) = events(result, "nonfinite_rollback")
@@ -131,7 +133,8 @@ def test_rollback_restores_the_last_checkpoint_lowers_the_lr_and_completes(failu
 
 
 def test_rollback_that_keeps_hitting_nan_gives_up_as_diverged(tmp_path):
-    result = fit(tmp_path, FailsOnCalls(nan_loss_calls=range(10, 1000)), max_rollbacks=3)
+    result = fit(tmp_path, FailsOnCalls(nan_loss_calls=range(10, 1000)),
+                 policy=NonFiniteGuard("rollback", max_rollbacks=3))
     assert result.status == "diverged"
     assert result.summary["nonfinite_rollbacks"] == 3
     # the first rollback skips batch 1, the next ones the first batch not yet skipped

@@ -507,7 +507,10 @@ def test_models_returning_a_tuple_or_a_logits_dict_train_and_evaluate(wrap, tmp_
     trainer = Trainer(Wrapped(), lr=1e-2, epochs=3, run_dir=tmp_path / "r", **quiet())
     result = trainer.fit((x, y), (x, y))
     assert result.history[-1]["val_accuracy"] > 0.9
-    assert trainer.predict(x).shape == (len(x), 3)
+    predictions = trainer.predict(x)  # a dict-returning model gets a dict back (issue 19)
+    assert (predictions["logits"] if wrap == "dict" else predictions).shape == (len(x), 3)
+    if wrap == "dict":
+        assert set(predictions) == {"logits", "hidden"}
 
 
 def test_a_model_returning_something_else_gets_one_clear_error(tmp_path):

@@ -26,7 +26,7 @@ import yaml
 from torch import nn
 
 from trainwise import checkpoint as ckpt
-from trainwise.callbacks import Callback
+from trainwise.callbacks import Callback, CheckpointSaver
 from trainwise.errors import CheckpointError, ResumeMismatchError
 from trainwise.trainer import Trainer
 from trainwise.engine.resume import check_resume_config
@@ -468,8 +468,8 @@ class AtFirstValidation(Callback):
 def fit_tiny(run_dir: Path, action=None, resume: Optional[Path | str] = None, **kwargs: Any):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
-    trainer = Trainer(model, lr=1e-2, epochs=3, batch_size=32, run_dir=run_dir, checkpoint_every_n_steps=1,
-                      keep_last=2, log_every_n_steps=1, progress=False, report=False,
+    trainer = Trainer(model, lr=1e-2, epochs=3, batch_size=32, run_dir=run_dir,
+                      checkpoint=CheckpointSaver(every_n_steps=1, keep_last=2), log_every_n_steps=1, progress=False, report=False,
                       callbacks=[AtFirstValidation(action)], **kwargs)
     x, y = blobs()
     return trainer.fit((x[:96], y[:96]), (x[96:], y[96:]), resume=resume)

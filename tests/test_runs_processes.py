@@ -18,12 +18,13 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 TRAIN = textwrap.dedent("""
     import sys, torch
     from trainwise import Trainer
+    from trainwise.callbacks import CheckpointSaver
     root, name, epochs, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     for i in range(count):
         torch.manual_seed(i)
         x, y = torch.randn(128, 4), torch.randint(0, 3, (128,))
         Trainer(torch.nn.Linear(4, 3), optimizer="sgd", lr=0.1, epochs=epochs, batch_size=8, progress=False,
-                report=False, checkpoint_every_epoch=False, early_stopping=False, name=f"{name}-{i}",
+                report=False, checkpoint=CheckpointSaver(every_epoch=False), early_stopping=False, name=f"{name}-{i}",
                 run_dir=f"{root}/{name}/{i}").fit((x, y), (x, y))
 """)
 LIST_LOOP = textwrap.dedent("""

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from trainwise.report.timing_section import timing_section
 from trainwise.engine.timing import PHASES, PhaseClock, bottleneck
 from trainwise.trainer import Trainer
+from trainwise.callbacks import CheckpointSaver
 
 
 def _data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +45,7 @@ class SlowDataset(Dataset):
 
 def test_the_breakdown_covers_the_whole_run_and_each_epoch(tmp_path):
     trainer = Trainer(_model(), lr=1e-2, epochs=4, batch_size=32, run_dir=tmp_path / "run", progress=False,
-                      report=False, checkpoint_every_n_steps=10)
+                      report=False, checkpoint=CheckpointSaver(every_n_steps=10))
     outside = time.perf_counter()
     result = trainer.fit(_data(1024), _data(256, seed=1), test=_data(256, seed=2))
     outside = time.perf_counter() - outside
@@ -81,7 +82,7 @@ def test_a_run_fed_by_a_slow_dataset_is_named_data_bound_in_the_report(tmp_path)
 
 def test_a_run_on_in_memory_tensors_is_not_data_bound(tmp_path):
     trainer = Trainer(_model(), lr=1e-2, epochs=2, batch_size=32, run_dir=tmp_path / "run", progress=False,
-                      report=False, early_stopping=False, checkpoint_every_epoch=False)
+                      report=False, early_stopping=False, checkpoint=CheckpointSaver(every_epoch=False))
     result = trainer.fit(_data(2048))
     assert not any(line.startswith("data-bound") for line in result.summary["timings"]["bottleneck"])
 

@@ -113,7 +113,7 @@ def test_pixels_take_the_class_axis_at_one(tmp_path):
     y[:, 0, :] = -100
     trainer = Trainer(model, loss="cross_entropy", epochs=1, lr=1e-2, **quiet(tmp_path))
     result = trainer.fit((x, y))
-    assert trainer._loss_rule.class_axis == 1 and result.status == "completed"
+    assert trainer.loss_rule.class_axis == 1 and result.status == "completed"
     with torch.no_grad():
         expected = F.cross_entropy(model(x), y, ignore_index=-100).item()
     assert trainer.evaluate((x, y))["loss"] == pytest.approx(expected, rel=1e-5)
@@ -127,11 +127,11 @@ def test_equal_length_and_vocabulary_take_the_last_axis_with_a_warning_or_the_on
     targets = torch.randint(0, V, (8, V))  # T == V: both axes fit
     trainer = Trainer(TinyLM(), loss="cross_entropy", epochs=1, lr=1e-2, **quiet(tmp_path))
     result = trainer.fit((ids, targets))
-    assert trainer._loss_rule.class_axis == -1
+    assert trainer.loss_rule.class_axis == -1
     assert any("class axis both last and at 1" in w for w in result.warnings)
     override = Trainer(TinyLM(), loss="cross_entropy", epochs=1, lr=1e-2, class_axis=1, **quiet(tmp_path / "b"))
     override.fit((ids, targets))
-    assert override._loss_rule.class_axis == 1
+    assert override.loss_rule.class_axis == 1
 
 
 def test_targets_that_fit_no_class_axis_fail_before_training_naming_both_shapes(tmp_path):
@@ -162,7 +162,7 @@ def test_soft_labels_train_against_class_probabilities(tmp_path):
     model = nn.Linear(5, 3)
     trainer = Trainer(model, loss="cross_entropy", epochs=1, lr=1e-2, **quiet(tmp_path))
     trainer.fit((x, soft))
-    assert trainer._loss_rule.soft_labels
+    assert trainer.loss_rule.soft_labels
     with torch.no_grad():
         expected = F.cross_entropy(model(x), soft).item()
     assert trainer.evaluate((x, soft))["loss"] == pytest.approx(expected, rel=1e-5)

@@ -31,10 +31,13 @@ from trainwise.distributed.launch import check_sync_batchnorm
 from trainwise.errors import ConfigError, DataError
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
 from trainwise.engine.fit import FitResult, run_fit, run_lr_find
+from trainwise.engine.arguments import check_lr, resolve_device, torch_scheduler_of
+from trainwise.engine.fitplan import FitPlan, check_val_every
 from trainwise.engine.plan import hold_out_val
+from trainwise.engine.predict import predict_outputs
 from trainwise.data.loader import batch_length, main_output, make_batches
-from trainwise.engine.batch_rule import CallRule, call_model, counted_targets, decide_call_rule, model_loss_of
-from trainwise.engine.loss_rule import TASKS, LossRule, decide_loss_rule
+from trainwise.engine.batch_loss import BatchLoss
+from trainwise.engine.loss_rule import TASKS, LossRule
 from trainwise.losses import IGNORE_INDEX
 from trainwise.metrics import Loss, build_loss, class_weights_of, named_metrics, task_of_loss
 from trainwise.engine.nonfinite import NONFINITE_POLICIES, NonFiniteGuard, SpikeCounter
@@ -49,27 +52,21 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 __all__ = ["FitResult", "Trainer", "resolve_device"]
 
 
-def resolve_device(device: Union[str, torch.device]) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu."""
-    if str(device) != "auto":
-        resolved = torch.device(device)
-        if resolved.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use device=auto or cpu")
-        return resolved
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 class Trainer:
     """Trains an ``nn.Module`` with the practices every guide preaches switched on.
 
     Args:
         model: the network; moved to ``device``.
-        loss: a name (``cross_entropy``; ``mse``, ``mae``, ``huber`` for regression) or a callable
-            ``(outputs, targets) -> tensor``, an ``nn.Module`` loss included.
+        loss: a name (``cross_entropy``, ``focal``; ``mse``, ``mae``, ``huber`` for regression) or a callable
+            ``(outputs, targets) -> tensor`` (an ``nn.Module`` loss included), given outputs and targets
+            exactly as the model and the data gave them. None (default): the model's own ``outputs.loss`` /
+            ``outputs["loss"]`` when it returns one, else ``cross_entropy``. Cross-entropy takes integer
+            targets ``(N, *S)`` with outputs of one more axis of classes, last (``(N, T, V)``) or at 1
+            (``(N, C, H, W)``), or float class probabilities of the outputs' shape (soft labels).
+        task: ``classification``, ``regression`` or ``binary`` where the shapes cannot tell (say, a loss
+            callable with integer targets of the outputs' shape); None: decided from the first batch.
+        class_axis: 1 or -1 to say which outputs axis holds the classes (default: decided from the shapes,
+            the last one when both fit). ignore_index: targets equal to it count nowhere (default -100).
         optimizer: a name (sgd, adam, adamw, rmsprop, adagrad; weight decay skips biases and norms)
             or your built ``torch.optim.Optimizer``, whose parameter groups and lrs are kept.
         lr: a number, or ``"auto"`` (an LR range test before training). Default: ``"auto"`` with an
@@ -86,6 +83,8 @@ class Trainer:
             and CyclicLR, ``"epoch"`` otherwise; ReduceLROnPlateau gets ``schedule_monitor``'s value).
         cycle_momentum: follow the schedule's momentum cycle (1cycle); default only with a named optimizer.
         epochs, max_steps: length of training; ``max_steps`` (optimizer steps) wins when smaller.
+        val_every_n_steps: validate every this many optimizer steps instead of at each epoch's end; the
+            best checkpoint, early stopping (``patience`` then counts validations) and history rows follow.
         batch_size, eval_batch_size: samples per micro-batch in training / evaluation.
         accumulate: micro-batches per optimizer step (the effective batch is ``batch_size * accumulate``).
         grad_clip, grad_clip_mode: clip the global gradient norm (``norm``) or each value (``value``) at
@@ -107,8 +106,9 @@ class Trainer:
             were standardized: metrics and ``predict`` are then in the original units.
         class_names: names of the classes, for the report and ``trainwise predict``.
         run_dir: the run folder; default ``runs/<name>-<timestamp>``.
-        checkpoint_every_n_steps, checkpoint_every_epoch, keep_last: checkpoint cadence and retention.
-        on_nonfinite: ``rollback`` (default), ``skip`` or ``stop`` when a loss or gradient is NaN/Inf.
+        checkpoint: a ``CheckpointSaver(every_n_steps=, every_epoch=, keep_last=)``: cadence and retention.
+        on_nonfinite: ``rollback`` (default), ``skip`` or ``stop`` when a loss or gradient is NaN/Inf, or a
+            ``NonFiniteGuard(policy, max_rollbacks=, lr_factor=)``.
         progress: a progress bar (plain epoch lines when not a terminal). report: write the plots and
             report.html at the end (search trials turn it off).
         config: the resolved config for ``config.yaml`` (the CLI passes it; a Python run writes its own).
@@ -138,22 +138,20 @@ class Trainer:
         init: Optional[str] = None, run_dir: Union[str, Path, None] = None, name: str = "run", seed: int = 0,
         label_smoothing: float = 0.0, class_weights: Any = None, augment: Optional[Callable] = None,
         target_normalization: Optional[dict[str, Any]] = None, class_names: Optional[Sequence[str]] = None,
-        checkpoint_every_n_steps: Optional[int] = None, checkpoint_every_epoch: bool = True, keep_last: int = 3,
-        on_nonfinite: str = "rollback", max_rollbacks: int = 3, rollback_lr_factor: float = 0.5,
+        checkpoint: Optional[CheckpointSaver] = None, on_nonfinite: Union[str, NonFiniteGuard] = "rollback",
         spike_factor: float = 10.0, log_every_n_steps: int = 50, progress: bool = True, report: bool = True,
         config: Optional[dict[str, Any]] = None, num_workers: int = 0, sampler: Optional[str] = None,
         focal_gamma: float = 2.0, sync_batchnorm: bool = False, loggers: Sequence[Union[str, Callback]] = (),
         compile: bool = False, channels_last: bool = False, task: Optional[str] = None,
-        class_axis: Optional[int] = None, ignore_index: int = IGNORE_INDEX,
+        class_axis: Optional[int] = None, ignore_index: int = IGNORE_INDEX, val_every_n_steps: Optional[int] = None,
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
-                           ("log_every_n_steps", log_every_n_steps), ("keep_last", keep_last)):
+                           ("log_every_n_steps", log_every_n_steps)):
             check_int(key, value, 1)
         if max_steps is not None:
             check_int("max_steps", max_steps, 1)
         check_choice("precision", precision, PRECISIONS)
         check_choice("grad_clip_mode", grad_clip_mode, ("norm", "value"))
-        check_choice("on_nonfinite", on_nonfinite, NONFINITE_POLICIES)
         if grad_clip == "auto":  # measured on the examples (benchmarks/defaults.py); a user's optimizer runs as given
             grad_clip = None if isinstance(optimizer, torch.optim.Optimizer) else 1.0
         if grad_clip is not None:
@@ -167,7 +165,7 @@ class Trainer:
             from trainwise.optim import OPTIMIZER_NAMES
 
             check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
-        self.lr = _check_lr(lr, optimizer)
+        self.lr = check_lr(lr, optimizer)
         self.lr_find = dict(lr_find or {})  # LRFinder settings for lr="auto": start_lr, end_lr, num_steps, rule
         self.optimizer_spec = optimizer
         self.optimizer: Optional[torch.optim.Optimizer] = optimizer if self.user_optimizer else None
@@ -185,14 +183,15 @@ class Trainer:
             raise ConfigError(f"ignore_index must be an integer (the target value that counts nowhere), "
                               f"got {ignore_index!r}")
         self.class_axis, self.ignore_index = class_axis, ignore_index
-        self._call_rule: Optional[CallRule] = None  # how batches feed the model, decided on the first batch
-        self._loss_rule: Optional[LossRule] = None  # where the loss comes from, decided on the first batch
         self.class_weights = class_weights_of(class_weights)
-        self.focal_gamma = focal_gamma
+        self.focal_gamma, self.label_smoothing = focal_gamma, label_smoothing
+        # how batches feed the model and where the loss comes from: decided on the first batch
+        self.batch_loss = BatchLoss(loss=loss, task=task, class_axis=class_axis, ignore_index=ignore_index,
+                                    label_smoothing=label_smoothing, focal_gamma=focal_gamma, warn=self.warn)
+        self.batch_loss.class_weights = self._weights_on_device()
         self.sampler = None if sampler is None else check_choice("sampler", sampler, ("balanced",))
-        self.label_smoothing = label_smoothing
         self.metrics = named_metrics(metrics)
-        self.torch_scheduler, self.schedule_interval = _torch_scheduler(schedule, optimizer, schedule_interval, lr)
+        self.torch_scheduler, self.schedule_interval = torch_scheduler_of(schedule, optimizer, schedule_interval, lr)
         if self.torch_scheduler is not None:
             schedule = "constant"  # the scheduler sets the lrs; the loop only steps it
         if isinstance(schedule, str):  # a typo fails now, not after the range test
@@ -203,7 +202,7 @@ class Trainer:
         self.schedule_params, self.warmup = dict(schedule_params or {}), warmup
         self.schedule_monitor = schedule_monitor  # what reduce-on-plateau listens to
         self.cycle_momentum = (not self.user_optimizer) if cycle_momentum is None else cycle_momentum
-        self.epochs, self.max_steps = epochs, max_steps
+        self.epochs, self.max_steps, self.val_every_n_steps = epochs, max_steps, check_val_every(val_every_n_steps)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or max(batch_size, 256)
         self.accumulate, self.grad_clip, self.grad_clip_mode = accumulate, grad_clip, grad_clip_mode
         self.precision, self.autocast_dtype = precision, PRECISIONS[precision]
@@ -212,16 +211,20 @@ class Trainer:
         self.augment, self.num_workers = augment, num_workers
         self.target_normalization, self.class_names = target_normalization, class_names
         self.log_every_n_steps, self.config, self.write_report = log_every_n_steps, config, report
-        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)
-        self.keep_last = keep_last
-        self.guard = NonFiniteGuard(on_nonfinite, max_rollbacks=max_rollbacks, lr_factor=rollback_lr_factor)
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)  # claimed now
+        saver = checkpoint if checkpoint is not None else CheckpointSaver()
+        self.keep_last = saver.keep_last
+        if not isinstance(on_nonfinite, NonFiniteGuard):
+            on_nonfinite = NonFiniteGuard(check_choice("on_nonfinite", on_nonfinite, NONFINITE_POLICIES))
+        self.guard = on_nonfinite
         self.spikes = SpikeCounter(spike_factor)
         self._callback_args: dict[str, Any] = dict(
             early_stopping=early_stopping, monitor=monitor, mode=mode, patience=patience, min_delta=min_delta,
             user_callbacks=[*callbacks, *build_loggers(loggers)], progress=ProgressBar() if progress else None,
-            saver=CheckpointSaver(every_n_steps=checkpoint_every_n_steps, every_epoch=checkpoint_every_epoch))
+            saver=saver)
         self.use_callbacks(has_val=True)
         self.state = RunState()
+        self.plan: Optional[FitPlan] = None  # the last fit's decisions (engine/fitplan.py)
         self.summary_extra: dict[str, Any] = {}  # extra summary.json keys (the CLI adds class names)
         self.reference_lr: Optional[float] = None  # the lr the schedule scales (set by fit)
         self._loop: Any = None  # the running FitLoop, for the verbs
@@ -312,53 +315,23 @@ class Trainer:
     def split_batch(self, batch: Any) -> tuple[Any, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """``(inputs, targets, weights)`` of a batch by the run's one rule (``engine/batch_rule.py``):
         ``(x, y)``, ``(x, y, w)``, or a dict whose keys the model's ``forward`` names. Override for others."""
-        return self._call_rule_for(batch).split(batch)
+        return self.batch_loss.call_rule_for(batch, self.model).split(batch)
 
-    def _call_rule_for(self, batch: Any) -> CallRule:
-        if self._call_rule is None:
-            self._call_rule = decide_call_rule(batch, self.model, model_loss=self.loss_spec is None)
-            if self._call_rule.unused_keys:
-                self.warn(f"batch keys {list(self._call_rule.unused_keys)} are neither taken by "
-                          f"{type(self.model).__name__}.forward() nor a target; the model does not see them")
-        return self._call_rule
+    @property
+    def loss_rule(self) -> Optional[LossRule]:
+        """Where the loss comes from, the task and the class axis: decided on the first batch."""
+        return self.batch_loss.rule
 
     def loss_of(self, outputs: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
         """The mean loss of a batch's predictions (per counted position for token targets)."""
-        total, count = self._loss_rule_for(outputs, targets).terms(outputs, targets, weights)
+        total, count = self.batch_loss.rule_for(outputs, targets).terms(outputs, targets, weights)
         return total / count
 
-    def _loss_rule_for(self, raw_outputs: Any, targets: Optional[torch.Tensor]) -> LossRule:
-        """The run's loss rule, decided on the first batch the model saw (see ``engine/loss_rule.py``)."""
-        if self._loss_rule is None:
-            outputs = raw_outputs if isinstance(raw_outputs, torch.Tensor) else _predictions_or_none(raw_outputs)
-            if outputs is None and model_loss_of(raw_outputs) is None:
-                main_output(raw_outputs)  # raises: what the model returned and what it should return
-            self._loss_rule = decide_loss_rule(
-                self.loss_spec, outputs=outputs, targets=targets, model_loss=model_loss_of(raw_outputs),
-                task=self.task_hint, class_axis=self.class_axis, ignore_index=self.ignore_index,
-                label_smoothing=self.label_smoothing, class_weights=self._weights_on_device(),
-                focal_gamma=self.focal_gamma)
-            self.task = self._loss_rule.task
-            if self._loss_rule.warning:
-                self.warn(self._loss_rule.warning)
-        return self._loss_rule
-
     def loss_terms(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
-        """``(loss_sum, count, predictions, targets)`` of one batch: the sum over counted positions
-        (samples, or tokens not equal to ``ignore_index``) and their count."""
-        inputs, targets, weights = self.split_batch(batch)
-        raw = call_model(model, inputs)
-        rule = self._loss_rule_for(raw, targets)
-        if rule.source == "model":
-            loss = model_loss_of(raw)
-            if loss is None:
-                raise DataError("the model returned no loss for this batch (outputs['loss'] / outputs.loss), "
-                                "though it did for the first; return one for every batch, or pass loss=")
-            count = counted_targets(targets, rule.ignore_index, batch_length(batch))
-            return loss * count, count, _predictions_or_none(raw), targets
-        outputs = main_output(raw)
-        total, count = rule.terms(outputs, targets, weights)
-        return total, count, outputs, targets
+        """``(loss_sum, count, predictions, targets)`` of one batch (``engine/batch_loss.py``)."""
+        terms = self.batch_loss.terms(model, self.split_batch, batch)
+        self.task = self.batch_loss.rule.task if self.batch_loss.rule is not None else self.task
+        return terms
 
     def compute_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """The mean training loss of one batch. Override it for batches or losses the defaults do not
@@ -380,7 +353,7 @@ class Trainer:
         return _overrides_compute_loss(self)
 
     def _eval_step(self) -> EvalStep:
-        return EvalStep(model=self.model, terms=self.loss_terms, rule=lambda: self._loss_rule,
+        return EvalStep(model=self.model, terms=self.loss_terms, rule=lambda: self.batch_loss.rule,
                         compute_loss=self.compute_loss if _overrides_compute_loss(self) else None,
                         autocast_dtype=self.autocast_dtype, device=self.device)
 
@@ -394,62 +367,27 @@ class Trainer:
         original units when ``target_normalization`` is set); plus your ``metrics``."""
         return self.evaluate_split(data)[0]
 
-    def evaluate_split(self, data: Any) -> tuple[dict[str, float], Any]:
+    def evaluate_split(self, data: Any, limit: Optional[int] = None) -> tuple[dict[str, float], Any]:
         """``(metrics, meter)``; the meter has the confusion matrix of a classification split. In a DDP
         job each rank evaluates its share and the sums are added up: every rank gets the whole split's figures."""
         rank, world_size = world()
         batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device,
                                rank=rank, world_size=world_size)
         std = (self.target_normalization or {}).get("std")
-        return evaluate_batches(self._eval_step(), batches, metrics=self.metrics, target_std=std)
+        return evaluate_batches(self._eval_step(), batches, metrics=self.metrics, target_std=std, limit=limit)
 
-    @torch.inference_mode()
-    def predict(self, data: Any) -> torch.Tensor:
-        """Model outputs for ``data`` (a tensor, an array, or anything ``fit`` accepts, whose targets
-        are ignored), on the CPU: logits for classification; regression values in original units."""
-        was_training = self.model.training
-        self.model.eval()
-        if isinstance(data, torch.Tensor) or hasattr(data, "__array__"):
-            x = data if isinstance(data, torch.Tensor) else torch.as_tensor(data, dtype=torch.float32)
-            data = (x, torch.zeros(len(x)))
-        batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device)
-        batches.set_epoch(0)
-        outputs = []
-        for batch in batches:
-            inputs = self.split_batch(batch)[0]
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                outputs.append(main_output(self.model(inputs)).float().cpu())
-        self.model.train(was_training)
-        result = torch.cat(outputs)
-        if self.target_normalization:
+    def predict(self, data: Any) -> Union[torch.Tensor, dict[str, torch.Tensor]]:
+        """Model outputs for ``data``, in input order, on the CPU: a tensor, an array, or a Dataset /
+        DataLoader of inputs alone or of dicts without targets (targets, when there are any, are
+        ignored). Logits for classification; regression values in original units; a dict of tensors
+        when the model returns a dict."""
+        split = self.split_batch if type(self).split_batch is not Trainer.split_batch else None
+        result = predict_outputs(self.model, data, batch_size=self.eval_batch_size, device=self.device,
+                                 autocast_dtype=self.autocast_dtype, split=split)
+        if self.target_normalization and isinstance(result, torch.Tensor):
             result = result * torch.tensor(self.target_normalization["std"]) + torch.tensor(
                 self.target_normalization["mean"])
         return result
-
-
-def _torch_scheduler(schedule: Any, optimizer: Any, interval: Optional[str], lr: Any) -> tuple[Any, str]:
-    """A user's ``torch.optim.lr_scheduler`` scheduler and when to step it, checked."""
-    from torch.optim import lr_scheduler
-
-    if not isinstance(schedule, (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)):
-        if interval is not None:
-            raise ConfigError(f"schedule_interval applies to a torch.optim.lr_scheduler scheduler, got schedule "
-                              f"{schedule!r}; drop schedule_interval")
-        return None, "step"
-    if schedule.optimizer is not optimizer:
-        raise ConfigError(f"schedule is a {type(schedule).__name__} built on another optimizer; pass the optimizer "
-                          "it was built for as optimizer=")
-    if lr is not None:
-        raise ConfigError(f"lr={lr!r} was given with a {type(schedule).__name__}, which sets the lrs itself; drop lr")
-    default = "step" if isinstance(schedule, (lr_scheduler.OneCycleLR, lr_scheduler.CyclicLR)) else "epoch"
-    return schedule, check_choice("schedule_interval", interval or default, ("step", "epoch"))
-
-
-def _predictions_or_none(outputs: Any) -> Optional[torch.Tensor]:
-    try:
-        return main_output(outputs)
-    except DataError:  # a model returning only {"loss": ...}
-        return None
 
 
 def _is_array(value: Any) -> bool:
@@ -458,17 +396,3 @@ def _is_array(value: Any) -> bool:
 
 def _overrides_compute_loss(trainer: Trainer) -> bool:
     return type(trainer).compute_loss is not Trainer.compute_loss
-
-
-def _check_lr(lr: Any, optimizer: Any) -> Union[float, str, None]:
-    if lr is None or lr == "auto":
-        return lr
-    if isinstance(lr, str):
-        raise ConfigError(f"lr must be a number or 'auto', got {lr!r}")
-    if isinstance(optimizer, torch.optim.Optimizer) and not all("lr_scale" in g for g in optimizer.param_groups):
-        lrs = ", ".join(f"{g['lr']:g}" for g in optimizer.param_groups)
-        raise ConfigError(f"lr={lr} was given with a built optimizer whose groups already have lrs ({lrs}); "
-                          "drop lr to keep them, pass lr='auto' to rescale them, or pass an optimizer name")
-    return check_range("lr", lr, 0, low_open=True)
-
-

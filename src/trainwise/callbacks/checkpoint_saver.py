@@ -18,6 +18,7 @@ class CheckpointSaver(Callback):
     Args:
         every_n_steps: also save every this many optimizer steps (None: only at epoch ends).
         every_epoch: save at the end of every epoch.
+        keep_last: how many step-numbered checkpoints to keep (``best.pt`` and ``last.pt`` always stay).
         monitor, mode: leave them unset to follow the run's one "best" (early stopping's metric).
             Set them to define best yourself when the run has no early stopping; a monitor that
             disagrees with early stopping's is refused when the Trainer is built.
@@ -27,9 +28,10 @@ class CheckpointSaver(Callback):
     """
 
     def __init__(self, *, every_n_steps: Optional[int] = None, every_epoch: bool = True,
-                 monitor: Optional[str] = None, mode: str = "auto") -> None:
+                 monitor: Optional[str] = None, mode: str = "auto", keep_last: int = 3) -> None:
         if every_n_steps is not None:
             check_int("every_n_steps", every_n_steps, 1)
+        self.keep_last = check_int("keep_last", keep_last, 1)
         self.every_n_steps = every_n_steps
         self.every_epoch = check_bool("every_epoch", every_epoch)
         self.monitor = monitor

@@ -52,6 +52,8 @@ class ProgressBar(Callback):
         self._epoch_start = time.perf_counter()
         self._next_refresh = self._epoch_start + self.refresh_seconds
         if self._progress is not None:
+            if self._task is not None:  # validations every N steps leave the epoch's task open
+                self._progress.remove_task(self._task)
             self._task = self._progress.add_task("train", total=trainer.state.batches_per_epoch,
                                                  epoch=f"{trainer.state.current_epoch}/{trainer.state.max_epochs}",
                                                  figures="")
@@ -75,11 +77,14 @@ class ProgressBar(Callback):
         metric = next((k for k in ("val_accuracy", "val_rmse") if k in logs), None)
         self._last_metric = f"  {metric} {logs[metric]:.4f}" if metric else ""
         best = "  *best" if state.best.improved else ""
-        line = f"epoch {state.epoch}/{state.max_epochs}  {format_logs(logs)}  lr {state.lr:.3g}  " \
-               f"{rate:,.0f} samples/s  {seconds:.1f}s{best}"
+        inside = state.batch > 0  # a validation every N steps, inside the epoch
+        where = f"step {state.step}  epoch {state.current_epoch}" if inside else f"epoch {state.epoch}/{state.max_epochs}"
+        line = f"{where}  {format_logs(logs)}  lr {state.lr:.3g}  {rate:,.0f} samples/s  {seconds:.1f}s{best}"
         if self._progress is not None:
             self._progress.update(self._task, completed=self._batches, figures=format_logs(logs))
-            self._progress.remove_task(self._task)
+            if not inside:
+                self._progress.remove_task(self._task)
+                self._task = None
             self._progress.console.print(line)
         else:
             self.console.print(line, highlight=False, soft_wrap=True)

@@ -16,6 +16,8 @@ import torch
 from trainwise.config.disk_data import load_disk_bundle, num_workers_of
 from trainwise.config.schema import RunConfig
 from trainwise.data import DataBundle, build_augment, load_data
+from trainwise.callbacks import CheckpointSaver
+from trainwise.engine.nonfinite import NonFiniteGuard
 from trainwise.errors import ConfigError
 from trainwise.models.init import initialize
 from trainwise.models import activation_of, build_model
@@ -138,9 +140,10 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         sampler=d.sampler, focal_gamma=cfg.loss.gamma,
         target_normalization=getattr(bundle, "target_normalization", None),
         class_names=bundle.class_names if classification else None,
-        checkpoint_every_n_steps=t.checkpoint.every_n_steps, checkpoint_every_epoch=t.checkpoint.every_epoch,
-        report=t.report, keep_last=t.checkpoint.keep_last, on_nonfinite=t.on_nonfinite,
-        max_rollbacks=t.max_rollbacks, rollback_lr_factor=t.rollback_lr_factor, spike_factor=t.spike_factor,
+        checkpoint=CheckpointSaver(every_n_steps=t.checkpoint.every_n_steps, every_epoch=t.checkpoint.every_epoch,
+                                   keep_last=t.checkpoint.keep_last), report=t.report,
+        on_nonfinite=NonFiniteGuard(t.on_nonfinite, max_rollbacks=t.max_rollbacks, lr_factor=t.rollback_lr_factor),
+        spike_factor=t.spike_factor, val_every_n_steps=t.val_every_n_steps,
         log_every_n_steps=t.log_every_n_steps, progress=progress, config=cfg.to_dict(), loggers=_loggers(cfg),
         sync_batchnorm=t.sync_batchnorm, compile=t.compile, channels_last=t.channels_last,
         num_workers=num_workers_of(cfg),

@@ -181,6 +181,7 @@ class MLflowConfig(_Section):
 class TrainConfig(_Section):
     epochs: int = Field(10, gt=0)
     max_steps: Optional[int] = Field(None, gt=0)
+    val_every_n_steps: Optional[int] = Field(None, gt=0)  # validate every N optimizer steps (None: each epoch)
     grad_clip: Optional[float] = Field(1.0, gt=0.0)
     grad_clip_mode: Literal["norm", "value"] = "norm"
     accumulate: int = Field(1, gt=0)

@@ -16,8 +16,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, TensorDataset
 
+from trainwise.data.tensors import to_device
 from trainwise.errors import DataError
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -46,7 +47,7 @@ class InMemoryBatches:
     """Batches by index slicing of tensors that already live on the training device.
 
     Args:
-        x, y, *extra: whole split, first dimension = samples (``extra``: e.g. sample weights);
+        x, *extra: whole split, first dimension = samples (``extra``: targets, then e.g. sample weights);
             each batch is the tuple of their slices, or a dict when ``keys`` names them.
         batch_size: samples per batch; the last batch of an epoch may be smaller.
         shuffle: draw a new permutation each epoch (from ``seed`` and the epoch number).
@@ -60,10 +61,10 @@ class InMemoryBatches:
             rank has a share of every batch; in evaluation a rank may get nothing of a last batch.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *extra: torch.Tensor, batch_size: int, shuffle: bool,
+    def __init__(self, x: torch.Tensor, *extra: torch.Tensor, batch_size: int, shuffle: bool,
                  seed: int = 0, augment: Optional[Augment] = None, keys: Optional[Sequence[str]] = None,
                  sample_weights: Optional[torch.Tensor] = None, rank: int = 0, world_size: int = 1) -> None:
-        tensors = (x, y, *extra)
+        tensors = (x, *extra)
         lengths = {len(t) for t in tensors}
         if len(lengths) > 1:
             counts = ", ".join(f"{len(t)} {name}" for t, name in zip(tensors, ("inputs", "targets", "weights")))
@@ -77,7 +78,7 @@ class InMemoryBatches:
         self.rank, self.world_size = rank, world_size
         self.tensors = tensors
         self.keys = tuple(keys) if keys is not None else None
-        self.x, self.y = x, y
+        self.x = x
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -261,17 +262,6 @@ class UserLoaderBatches:
         self.position = state["position"]
 
 
-def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """``batch`` with every tensor in it (in tuples, lists and dicts, nested) moved to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, dict):
-        return {key: to_device(value, device, non_blocking) for key, value in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(value, device, non_blocking) for value in batch)
-    return batch
-
-
 def main_output(outputs: Any) -> Any:
     """The prediction tensor of a model's outputs: the outputs themselves, the first item of a
     tuple/list (``(logits, hidden)``), or ``outputs["logits"]`` of a dict (Hugging Face style)."""
@@ -337,6 +327,12 @@ def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, devi
         raise DataError(f"sampler={sampler!r} needs in-memory (inputs, targets) data with class labels, got "
                         f"{type(source).__name__}; pass a torch WeightedRandomSampler in your own DataLoader instead")
     shard = {"rank": rank, "world_size": world_size}
+    stream = source.dataset if isinstance(source, DataLoader) else source
+    if isinstance(stream, IterableDataset):  # a stream: an epoch is one pass, sharded by rank and worker once
+        from trainwise.data.streams import StreamBatches
+
+        return StreamBatches(stream, batch_size=batch_size, num_workers=num_workers, device=device,
+                             loader=source if isinstance(source, DataLoader) else None, **shard)
     if world_size > 1 and as_tensors(source) is None and as_tensor_dict(source) is None:
         raise DataError(f"several processes (DDP) shard in-memory data only: tensors or arrays, a dict of them or "
                         f"a TensorDataset, got a {type(source).__name__}; train it in one process")

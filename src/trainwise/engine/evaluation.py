@@ -88,8 +88,10 @@ class _UserMetrics:
 
 @torch.inference_mode()
 def evaluate_batches(step: EvalStep, batches: Any, *, metrics: dict[str, Callable],
-                     target_std: Optional[Sequence[float]] = None) -> tuple[dict[str, float], Any]:
-    """Loss and metrics over ``batches``; returns ``(figures, meter)``."""
+                     target_std: Optional[Sequence[float]] = None,
+                     limit: Optional[int] = None) -> tuple[dict[str, float], Any]:
+    """Loss and metrics over ``batches`` (the first ``limit`` of them when given); returns
+    ``(figures, meter)``."""
     model = step.model
     was_training = model.training
     model.eval()
@@ -97,7 +99,9 @@ def evaluate_batches(step: EvalStep, batches: Any, *, metrics: dict[str, Callabl
     meter: Any = None
     user: Optional[_UserMetrics] = None
     try:
-        for batch in batches:
+        for index, batch in enumerate(batches):
+            if limit is not None and index >= limit:
+                break
             outputs, targets, loss_sum, count = step(batch)
             if meter is None:
                 meter = _meter_for(step.rule(), outputs, targets, step.device, target_std)

@@ -18,7 +18,7 @@ from trainwise import checkpoint as ckpt
 from trainwise.distributed.ops import barrier, broadcast, is_main, world
 from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
-from trainwise.engine.fitplan import decide_rules, first_batch
+from trainwise.engine.fitplan import FitPlan, StepSettings, World, decide_rules, first_batch
 from trainwise.engine.plan import build_run_schedule, check_targets, fallback_lr, find_lr, split_data
 from trainwise.data.loader import make_batches
 from trainwise.engine.loop import FitLoop
@@ -61,24 +61,26 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         t.checkpointer = Checkpointer(t.run_dir / "checkpoints", t.keep_last, write=rank == 0)
     (train, sample), (val, _), (test, _) = (split_data(data, name) for data, name in
                                             ((train, "train"), (val, "val"), (test, "test")))
-    if first and resume is None:
-        _initialize(t, sample)
     batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device,
                            augment=t.augment, num_workers=t.num_workers, sampler=getattr(t, "sampler", None),
                            rank=rank, world_size=world_size)
-    if len(batches) == 0:
+    batch_count = None if getattr(batches, "stream", False) else len(batches)  # a stream: unknown
+    if batch_count == 0:
         raise DataError("the training data is empty; give at least one sample")
     output_shape = _decide(t, batches, train)
     train, val, test = (_checked(t, data, name, output_shape) for data, name in
                         ((train, "train"), (val, "val"), (test, "test")))
-    steps_per_epoch = math.ceil(len(batches) / t.accumulate)
-    total_steps = t.epochs * steps_per_epoch if t.max_steps is None else min(t.epochs * steps_per_epoch, t.max_steps)
+    steps_per_epoch, total_steps = _length(t, batch_count)
     resume_path = broadcast(t.checkpointer.resolve_resume(resume) if resume is not None and rank == 0 else None)
     saved = ckpt.load_checkpoint(resume_path, map_location=t.device) if resume_path is not None else None
     check_world_size(saved, world_size)
+    if first and saved is None:  # a fresh run, or resume="auto" that found nothing yet: init= applies
+        _initialize(t, sample)
     reference_lr = t.reference_lr = broadcast(_settle_lr(t, batches, saved))  # DDP: rank 0's range test
     if t.config is not None:  # the resolved config records the lr actually used
         t.config = {**t.config, "optimizer": {**t.config.get("optimizer", {}), "lr": reference_lr}}
+    else:  # a Python run is described like a CLI run, so that its resume checks the config too
+        t.config = describe_run(t, reference_lr)
     state = t.state
     if first:
         state.best = replace(t.best)
@@ -88,26 +90,37 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         state.max_epochs = state.epoch + t.epochs
         state.max_steps = None if t.max_steps is None else state.step + t.max_steps
         state.status, state.stop_reason, state.should_stop = "running", None, False
-    state.batches_per_epoch, state.world_size = len(batches), world_size
+    state.batches_per_epoch, state.world_size = batch_count, world_size
     schedule = build_run_schedule(t.schedule_spec, lr=reference_lr, total_steps=total_steps,
-                                  steps_per_epoch=steps_per_epoch, warmup=t.warmup, params=t.schedule_params,
+                                  steps_per_epoch=steps_per_epoch or total_steps, warmup=t.warmup,
+                                  params=t.schedule_params,
                                   record=t.record_event)
+    if first:
+        _check_monitors(t, val, schedule)
     metrics_path = t.run_dir / "metrics.csv" if rank == 0 else None  # other ranks keep their rows in memory
     metrics_log = (MetricsLog(metrics_path) if first and saved is None or metrics_path is None else
                    MetricsLog.reopen(metrics_path) if saved is not None else MetricsLog.append_to(metrics_path))
     t.step_sync = step_sync_for(t.device, world_size)
-    loop = FitLoop(t, batches, val, state=state, schedule=schedule, schedule_start=state.step,
-                   total_steps=total_steps, metrics_log=metrics_log, checkpoints=t.checkpointer,
-                   cycle_momentum=_cycle_momentum(t, schedule), evaluate=t.evaluate, clock=clock)
+    plan = t.plan = FitPlan(call=t.batch_loss.call, loss=t.loss_rule, output_shape=output_shape,
+                            world=World(rank, world_size), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                            val_every_n_steps=t.val_every_n_steps, step=StepSettings(
+                                t.accumulate, t.grad_clip, t.grad_clip_mode, t.log_every_n_steps, t.device,
+                                t.schedule_monitor, t.schedule_interval),
+                            source=batches.describe() if hasattr(batches, "describe") else None)
+    loop = FitLoop(t, batches, val, plan=plan, state=state, schedule=schedule, schedule_start=state.step,
+                   metrics_log=metrics_log, checkpoints=t.checkpointer, cycle_momentum=_cycle_momentum(t, schedule),
+                   evaluate=t.evaluate, clock=clock)
     t._loop, t._fits = loop, getattr(t, "_fits", 0) + 1
     if saved is not None:
         changes = check_resume_config(saved.get("config"), t.config, allow_config_changes)
         loop.checkpoints.resume(resume_path, saved)
+        replayed = (f"; the stream is replayed to batch {state.batch} of its pass (exact for a deterministic "
+                    "stream)" if batch_count is None and state.batch else "")
         t.record_event("resumed", f"resumed from {resume_path} at step {state.step}, epoch {state.epoch}"
-                       + (f"; changed: {'; '.join(changes)}" if changes else ""))
+                       + (f"; changed: {'; '.join(changes)}" if changes else "") + replayed)
     t.run_record = None
     if rank == 0:  # rank 0 writes the run folder, run.json and the index
-        _write_description(t, sample, output_shape, reference_lr)
+        _write_description(t, sample, output_shape)
         t.run_record = start_record(t.run_dir, name=t.name, config=t.config, device=t.device, model=t.model)
     try:
         with training_model(t, world_size):
@@ -123,6 +136,23 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
         return _finish(t, loop, start, test_metrics, confusion)
     finally:
         loop.restore_signal_handlers()
+
+
+def _length(t: Any, batch_count: Optional[int]) -> tuple[Optional[int], int]:
+    """``(steps_per_epoch, total_steps)``; a stream has no steps per epoch, and a schedule that spans
+    the whole run then needs ``max_steps`` (one clear error before training otherwise)."""
+    if batch_count is not None:
+        steps_per_epoch = math.ceil(batch_count / t.accumulate)
+        total = t.epochs * steps_per_epoch
+        return steps_per_epoch, total if t.max_steps is None else min(total, t.max_steps)
+    if t.max_steps is not None:
+        return None, t.max_steps
+    spec = t.schedule_spec
+    if t.torch_scheduler is None and not (isinstance(spec, str) and spec in ("constant", "plateau")):
+        name = spec if isinstance(spec, str) else type(spec).__name__
+        raise ConfigError(f"the training data is a stream of unknown length and schedule {name!r} spans the whole "
+                          "run; pass max_steps=N (optimizer steps; config train.max_steps), or schedule='constant'")
+    return None, 1
 
 
 def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
@@ -147,10 +177,10 @@ def _settle_lr(t: Any, batches: Any, saved: Optional[dict]) -> float:
         return t.lr
     if saved is not None and saved.get("reference_lr") is not None:  # lr=auto resumes at the lr it found
         return float(saved["reference_lr"])
+    if getattr(t, "reference_lr", None) is not None:  # a second fit starts from the first one's reference lr,
+        return t.reference_lr                         # not from the lr its schedule had decayed the groups to
     if t.lr is None and t.user_optimizer:
         return max(g["lr"] for g in groups)
-    if getattr(t, "reference_lr", None) is not None:  # a second fit keeps the lr the first one found
-        return t.reference_lr
     suggestion, summary = find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
                                   precision=t.precision, run_dir=t.run_dir if is_main() else None,
                                   record=t.record_event,
@@ -205,7 +235,7 @@ def _decide(t: Any, batches: Any, train: Any) -> Optional[tuple[int, ...]]:
         labels = train[1] if isinstance(train, tuple) else _all_targets(t, batches)
         labels = labels[labels != rule.ignore_index].long().flatten().cpu()
         t.class_weights = balanced_class_weights(labels, output_shape[0 if rule.class_axis == 1 else -1])
-        t._loss_rule = None  # decided again, with the weights
+        t.batch_loss.class_weights, t.batch_loss.rule = t._weights_on_device(), None  # decided again, weighted
         rule, output_shape = decide_rules(t, first_batch(batches), user_loss=t._overrides_loss())
     return output_shape
 
@@ -220,7 +250,7 @@ def _all_targets(t: Any, batches: Any) -> torch.Tensor:
 
 
 def _checked(t: Any, data: Any, split: str, output_shape: Optional[tuple[int, ...]]) -> Any:
-    rule = t._loss_rule
+    rule = t.loss_rule
     if rule is None or data is None:
         return data
     classes = output_shape[0 if rule.class_axis == 1 else -1] if rule.task == "classification" and output_shape \
@@ -229,11 +259,30 @@ def _checked(t: Any, data: Any, split: str, output_shape: Optional[tuple[int, ..
                          num_classes=classes, ignore_index=rule.ignore_index)
 
 
-def _write_description(t: Any, sample: Optional[torch.Tensor], output_shape: Optional[tuple[int, ...]],
-                       lr: float) -> None:
+def _check_monitors(t: Any, val: Any, schedule: Any) -> None:
+    """Lightning's sanity pass: two validation batches, so that a monitor this run will never log
+    (a typo) fails now with the names it does log, not after the first epoch."""
+    from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+    from trainwise.checks import did_you_mean
+    from trainwise.schedules import PlateauSchedule
+
+    clipped = t.grad_clip is not None and t.grad_clip_mode == "norm"
+    names = {"train_loss"} | ({"train_clip_fraction"} if clipped else set())
+    if val is not None:
+        names |= {f"val_{name}" for name in t.evaluate_split(val, limit=2)[0]}
+    watched = [("early stopping / best checkpoint", t.state.best.monitor)]
+    plateau = isinstance(schedule, PlateauSchedule) or isinstance(getattr(schedule, "schedule", None), PlateauSchedule)
+    if plateau or isinstance(t.torch_scheduler, ReduceLROnPlateau):
+        watched.append(("the reduce-on-plateau schedule (schedule_monitor)", t.schedule_monitor))
+    for who, name in watched:
+        if name.startswith(("train_", "val_")) and name not in names:
+            raise ConfigError(f"{who} monitors {name!r}, which this run does not log{did_you_mean(name, names)}; "
+                              f"available metrics: {', '.join(sorted(names))}")
+
+
+def _write_description(t: Any, sample: Optional[torch.Tensor], output_shape: Optional[tuple[int, ...]]) -> None:
     """config.yaml (the lr actually used) and, for a Python run, data.json: what evaluate/predict need."""
-    if t.config is None:
-        t.config = describe_run(t, lr)
     write_config(t.run_dir / "config.yaml", t.config)
     if not (t.run_dir / "data.json").exists():
         write_json(t.run_dir / "data.json", describe_data(t, sample, output_shape))

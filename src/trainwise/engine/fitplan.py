@@ -41,10 +41,26 @@ class World:
 
 
 @dataclass(frozen=True)
+class StepSettings:
+    """How the loop takes an optimizer step and logs it: micro-batches per step, clipping, the log
+    cadence, the device, and what a plateau schedule or a user's torch scheduler listens to."""
+
+    accumulate: int = 1
+    grad_clip: Optional[float] = None
+    grad_clip_mode: str = "norm"
+    log_every_n_steps: int = 50
+    device: torch.device = torch.device("cpu")
+    schedule_monitor: str = "val_loss"
+    schedule_interval: str = "step"  # a user's torch scheduler: stepped per "step" or per "epoch"
+
+
+@dataclass(frozen=True)
 class FitPlan:
     """What the loop executes. ``steps_per_epoch`` is None for a stream of unknown length (an epoch
     is then one pass); ``total_steps`` is what the schedule spans. ``val_every_n_steps``: validate
-    after every that many optimizer steps (None: at the end of each epoch)."""
+    after every that many optimizer steps (None: at the end of each epoch). ``step``: how each
+    optimizer step is taken. The trainer keeps the objects (model, optimizer, scaler, guard,
+    callbacks) and the verbs (``stop``, ``record_event``, ``save_checkpoint``)."""
 
     call: Optional[CallRule]
     loss: Optional[LossRule]
@@ -53,13 +69,16 @@ class FitPlan:
     steps_per_epoch: Optional[int]
     total_steps: int
     val_every_n_steps: Optional[int] = None
+    step: StepSettings = StepSettings()
+    source: Optional[dict[str, Any]] = None  # how the training data is read (a stream: its sharding, its resume)
 
     def describe(self) -> dict[str, Any]:
         """What data.json records: the decisions, so a reader knows how the run used its data."""
         return {"batch_rule": self.call.describe() if self.call is not None else None,
                 "loss_rule": self.loss.describe() if self.loss is not None else None,
                 "output_shape": list(self.output_shape) if self.output_shape is not None else None,
-                "steps_per_epoch": self.steps_per_epoch, "val_every_n_steps": self.val_every_n_steps}
+                "steps_per_epoch": self.steps_per_epoch, "val_every_n_steps": self.val_every_n_steps,
+                "source": self.source}
 
 
 def first_batch(batches: Any) -> Any:
@@ -92,7 +111,8 @@ def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional
                     if isinstance(sample, dict) else type(sample).__name__
                 raise DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
                                 "check that the model's input size matches the data") from exc
-            rule = trainer._loss_rule_for(raw, head(targets, 2))
+            rule = trainer.batch_loss.rule_for(raw, head(targets, 2))
+            trainer.task = rule.task
     except (DataError, ConfigError):
         if user_loss:
             return None, None

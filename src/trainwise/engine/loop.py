@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -25,6 +23,9 @@ from trainwise.engine.nonfinite import DIVERGED_ADVICE
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
+from trainwise.engine.fitplan import FitPlan
+from trainwise.engine.signals import StopSignals
+from trainwise.engine.step_mean import normalize_gradients, read_loss
 from trainwise.engine.state import RunState
 from trainwise.engine.timing import PhaseClock
 
@@ -34,38 +35,39 @@ log = logging.getLogger(__name__)
 class FitLoop:
     """Trains ``trainer.model`` on ``batches`` for ``state.max_epochs`` epochs (or ``max_steps``).
 
-    The trainer gives configuration (model, optimizer, accumulation, clipping, callbacks); the
-    loop keeps the run's state in ``state`` and the epoch's running sums in itself.
+    ``plan`` holds the fit's decisions (batch and loss rules, world, length, validation cadence);
+    the trainer gives the optimizer, accumulation, clipping and callbacks; the loop keeps the run's
+    state in ``state`` and the epoch's running sums in itself.
     """
 
-    def __init__(self, trainer: Any, batches: Any, val: Any, *, state: RunState, schedule: Schedule,
-                 schedule_start: int, total_steps: int, metrics_log: Any, checkpoints: Any,
-                 cycle_momentum: bool, evaluate: Callable[[Any], dict[str, float]],
-                 clock: Optional[PhaseClock] = None) -> None:
-        self.t, self.batches, self.val, self.state = trainer, batches, val, state
-        self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, total_steps
+    def __init__(self, trainer: Any, batches: Any, val: Any, *, plan: FitPlan, state: RunState, schedule: Schedule,
+                 schedule_start: int, metrics_log: Any, checkpoints: Any, cycle_momentum: bool,
+                 evaluate: Callable[[Any], dict[str, float]], clock: Optional[PhaseClock] = None) -> None:
+        self.t, self.batches, self.val, self.state, self.plan = trainer, batches, val, state, plan
+        self.settings = plan.step  # accumulation, clipping, log cadence, device
+        self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, plan.total_steps
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
         self.step_sync = trainer.step_sync  # DDP: the ranks agree on each micro-batch's loss and on signals
-        self.sync_each_step = trainer.device.type == "cpu" or self.step_sync is not None
-        self.world_size = getattr(batches, "world_size", 1)
+        self.sync_each_step = self.settings.device.type == "cpu" or self.step_sync is not None
+        self.world_size = plan.world.size
+        self.val_every = plan.val_every_n_steps  # validate every N optimizer steps (None: at each epoch's end)
         self.step_count: Any = 0.0  # counted positions of the optimizer step being accumulated
         self.reset_epoch_stats()
         self.window_loss, self.window_count = 0.0, 0
         self.last_grad_norm: Optional[Any] = None  # a float, or on accelerators a tensor read at log time
-        self.signal_received: Optional[int] = None
-        self.signal_pending = 0  # DDP: a signal this rank received, acted on when all ranks know of it
+        self.signals = StopSignals(distributed=self.step_sync is not None)
         self.restart_epoch = False
         self.group_size = 0  # micro-batches backpropagated since the last optimizer step
         self.pending_logs: dict[str, float] = {}  # trainer.log() values for this epoch's logs
         self.best_weights: Optional[dict[str, torch.Tensor]] = None
         self.torch_scheduler = trainer.torch_scheduler  # a user's torch scheduler sets the lrs itself
         self.checkpoints = LoopCheckpoint(self, checkpoints)
-        self.clock = clock if clock is not None else PhaseClock(trainer.device)  # where the time goes
+        self.clock = clock if clock is not None else PhaseClock(self.settings.device)  # where the time goes
 
     def reset_epoch_stats(self) -> None:
         self.loss_sum, self.loss_count = 0.0, 0.0  # over counted positions (samples, or tokens)
-        self.loss_sum_device = torch.zeros((), dtype=torch.float64, device=self.t.device)
-        self.loss_count_device = torch.zeros((), dtype=torch.float64, device=self.t.device)
+        self.loss_sum_device = torch.zeros((), dtype=torch.float64, device=self.settings.device)
+        self.loss_count_device = torch.zeros((), dtype=torch.float64, device=self.settings.device)
         self.clipped_steps, self.epoch_steps = 0, 0
         self.state.epoch_samples = 0
 
@@ -76,32 +78,32 @@ class FitLoop:
         s, t = self.state, self.t
         self.apply_schedule(force=True)
         self.checkpoints.remember_initial()
-        previous_handlers = self._install_signal_handlers()
+        self.signals.install()  # restored by restore_signal_handlers(), after the run's files: a late SIGTERM is noted
         try:
             t._fire("on_fit_start")
             self._epochs()
-            if self.signal_received is not None and not s.should_stop:  # a run that had ended stays ended
+            if self.val_every is not None and s.last_val_step != s.step and s.status == "running" \
+                    and self.signals.received is None:
+                self._validate_at_step()  # the last steps since a validation: the final model is measured
+            if self.signals.received is not None and not s.should_stop:  # a run that had ended stays ended
                 s.status = "interrupted"
-                s.stop_reason = f"received {signal.Signals(self.signal_received).name}; saved a checkpoint to resume from"
+                s.stop_reason = f"received {self.signals.name()}; saved a checkpoint to resume from"
                 t.record_event("interrupted", s.stop_reason)
                 t.save_checkpoint()
         except BaseException as exc:
             s.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             s.stop_reason = str(exc) or type(exc).__name__
             raise
-        finally:
-            self.previous_handlers = previous_handlers  # restored by finish(): a late SIGTERM is noted
         if s.status == "running":
             s.status = "completed"
         self._restore_best()
 
     def restore_signal_handlers(self) -> None:
-        for signum, handler in getattr(self, "previous_handlers", {}).items():
-            signal.signal(signum, handler)
+        self.signals.restore()
 
     def _epochs(self) -> None:
         s, t = self.state, self.t
-        while s.epoch < s.max_epochs and not s.should_stop and self.signal_received is None:
+        while s.epoch < s.max_epochs and not s.should_stop and self.signals.received is None:
             if s.max_steps is not None and s.step >= s.max_steps:
                 break
             t._fire("on_epoch_start")
@@ -113,7 +115,7 @@ class FitLoop:
             if self.restart_epoch:
                 self.restart_epoch = False
                 continue
-            if s.status == "diverged" or (self.signal_received is not None and not completed):
+            if s.status == "diverged" or (self.signals.received is not None and not completed):
                 break
             self._end_epoch()
             self.clock.end_epoch(s.epoch)
@@ -125,8 +127,8 @@ class FitLoop:
         if s.batch == 0:  # a fresh epoch (a resumed one continues where its checkpoint was)
             batches.set_epoch(s.epoch)
             self.reset_epoch_stats()
-        accumulate, sync = t.accumulate, self.sync_each_step
-        last_index = len(batches) - 1
+        accumulate, sync = self.settings.accumulate, self.sync_each_step
+        last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
         skip = t.guard.skip_batches
         scaler_on = t.scaler.is_enabled()
@@ -144,7 +146,7 @@ class FitLoop:
                     callback.on_batch_start(t, batch)
                 loss_sum, count = training_terms(batch)
                 if sync:
-                    value, count = self._read_loss(loss_sum, count)
+                    value, count = read_loss(loss_sum, count, self.step_sync, self.signals)
                     if not math.isfinite(value):
                         if self._on_nonfinite(f"loss is {value}", index, gradients_touched=False):
                             return False
@@ -175,23 +177,17 @@ class FitLoop:
                 mean = loss_sum.detach() / count  # one for all callbacks: the micro-batch's mean loss
                 for callback in fire_end:
                     callback.on_batch_end(t, mean)
-            if boundary and (s.should_stop or self.signal_received is not None or
+            if boundary and (s.should_stop or self.signals.received is not None or
                              (s.max_steps is not None and s.step >= s.max_steps)):
                 return index == last_index
             switch("data")
+        if self.group_size:  # a stream ended inside an accumulation group: the group's partial step
+            self.group_size = 0
+            switch("optimizer")
+            if self._optimizer_step(s.batch - 1) or self.restart_epoch:
+                return False
+            switch("other")
         return True
-
-    def _read_loss(self, loss_sum: torch.Tensor, count: Any) -> tuple[float, float]:
-        """The micro-batch's mean loss and count, read on the host; under DDP the whole global
-        micro-batch's, alike on all ranks (and a signal any rank received)."""
-        count = float(count)
-        mean = loss_sum.item() / count if count else 0.0
-        if self.step_sync is None:
-            return mean, count
-        value, total, signum = self.step_sync(torch.tensor(mean), count, self.signal_pending)
-        if signum and self.signal_received is None:
-            self.signal_received = signum
-        return value, float(total)
 
     def _optimizer_step(self, index: int) -> bool:
         """Clip, step, zero the gradients, set the next step's lr. True when the epoch must end."""
@@ -199,22 +195,23 @@ class FitLoop:
         scaler_on = t.scaler.is_enabled()
         if scaler_on:
             t.scaler.unscale_(optimizer)
-        self._normalize_gradients()
-        if t.grad_clip is not None:
-            if t.grad_clip_mode == "norm":
-                norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.grad_clip)
+        normalize_gradients(t.model.parameters(), self.step_count, self.world_size)
+        self.step_count = 0.0
+        if self.settings.grad_clip is not None:
+            if self.settings.grad_clip_mode == "norm":
+                norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.settings.grad_clip)
                 if not self.sync_each_step:  # no host sync per step: read at log time, caught like the loss
                     self.last_grad_norm = norm
-                    self.clipped_steps += norm > t.grad_clip
+                    self.clipped_steps += norm > self.settings.grad_clip
                 else:
                     norm_value = norm.item()
                     self.last_grad_norm = norm_value
                     if not math.isfinite(norm_value) and not scaler_on:
                         optimizer.zero_grad(set_to_none=True)
                         return self._on_nonfinite(f"gradient norm is {norm_value}", index)
-                    self.clipped_steps += norm_value > t.grad_clip
+                    self.clipped_steps += norm_value > self.settings.grad_clip
             else:
-                torch.nn.utils.clip_grad_value_(t.model.parameters(), t.grad_clip)
+                torch.nn.utils.clip_grad_value_(t.model.parameters(), self.settings.grad_clip)
         for callback in t._dispatch["on_before_optimizer_step"]:
             callback.on_before_optimizer_step(t, optimizer)
         if scaler_on:
@@ -230,30 +227,18 @@ class FitLoop:
             return False
         s.step += 1
         self.epoch_steps += 1
-        if self.torch_scheduler is not None and t.schedule_interval == "step":
+        if self.torch_scheduler is not None and self.settings.schedule_interval == "step":
             self.torch_scheduler.step()
         self.apply_schedule()
-        if s.step % t.log_every_n_steps == 0:
+        if s.step % self.settings.log_every_n_steps == 0:
             if not self.sync_each_step and not math.isfinite(self.loss_sum_device.item()):
                 return self._on_late_nonfinite(index)
             self._log_step()
         for callback in t._dispatch["on_step_end"]:
             callback.on_step_end(t)
+        if self.val_every is not None and s.step % self.val_every == 0:
+            self._validate_at_step()
         return False
-
-    def _normalize_gradients(self) -> None:
-        """Gradients of summed losses → of the step's mean: divided by the count of the whole
-        optimizer step (every micro-batch; under DDP every rank, agreed per micro-batch, times the
-        world size because DDP averages the ranks' gradients)."""
-        count, self.step_count = self.step_count, 0.0
-        grads = [p.grad for p in self.t.model.parameters() if p.grad is not None]
-        if not grads:
-            return
-        if isinstance(count, torch.Tensor):
-            scale = self.world_size / count.to(grads[0].dtype).clamp_min(1e-12)
-            torch._foreach_mul_(grads, scale.to(grads[0].device))
-        elif count != self.world_size:
-            torch._foreach_mul_(grads, self.world_size / max(count, 1e-12))
 
     def apply_schedule(self, force: bool = False) -> None:
         """Set the lr (and momentum, when cycled) of the current step; each group keeps its ratio."""
@@ -306,8 +291,9 @@ class FitLoop:
         """On accelerators the loss is read only at log steps (no sync per step), so a bad update
         is found after it was applied: it cannot be skipped, only rolled back (or the run stopped)."""
         s, t, guard = self.state, self.t, self.t.guard
-        where = (f"the loss became non-finite in the {t.log_every_n_steps} steps before step {s.step} "
-                 f"(epoch {s.current_epoch}; on {t.device.type} the loss is read every train.log_every_n_steps steps)")
+        where = (f"the loss became non-finite in the {self.settings.log_every_n_steps} steps before step {s.step} "
+                 f"(epoch {s.current_epoch}; on {self.settings.device.type} the loss is read every "
+                 "train.log_every_n_steps steps)")
         t.optimizer.zero_grad(set_to_none=True)
         self.group_size, self.step_count = 0, 0.0
         if guard.policy != "stop" and guard.can_roll_back():
@@ -318,16 +304,39 @@ class FitLoop:
         return True
 
     # ------------------------------------------------------------------ epoch end
-    def _end_epoch(self) -> None:
-        s, t = self.state, self.t
+    def _train_figures(self) -> dict[str, float]:
+        """The epoch's training figures so far: the mean loss per counted position, the clipped share."""
+        t = self.t
         if not self.sync_each_step:
             self.loss_sum, self.loss_count = self.loss_sum_device.item(), self.loss_count_device.item()
-        train_values = {"loss": self.loss_sum / max(self.loss_count, 1e-12)}
-        if t.grad_clip is not None and t.grad_clip_mode == "norm":
-            train_values["clip_fraction"] = float(self.clipped_steps) / max(self.epoch_steps, 1)
+        values = {"loss": self.loss_sum / max(self.loss_count, 1e-12)}
+        if self.settings.grad_clip is not None and self.settings.grad_clip_mode == "norm":
+            values["clip_fraction"] = float(self.clipped_steps) / max(self.epoch_steps, 1)
+        return values
+
+    def _end_epoch(self) -> None:
+        s, t = self.state, self.t
+        train_values = self._train_figures()
         self.metrics_log.log(s.step, s.current_epoch, "train", {**train_values, "lr": s.lr})
         s.samples_seen += s.epoch_samples
-        logs = {f"train_{k}": v for k, v in train_values.items()}
+        s.batch = 0  # the next checkpoint starts the next epoch
+        if self.val_every is not None:  # validation, best and early stopping follow the steps, not epochs
+            s.epoch += 1
+            return
+        logs = self._validate({f"train_{k}": v for k, v in train_values.items()})
+        s.epoch += 1
+        t._fire("on_epoch_end", logs)
+
+    def _validate_at_step(self) -> None:
+        """``val_every_n_steps``: a validation after this optimizer step, with everything that hangs on
+        one (best, early stopping, checkpoints, a history row); callbacks see it as ``on_epoch_end``."""
+        logs = self._validate({f"train_{k}": v for k, v in self._train_figures().items()})
+        self.t._fire("on_epoch_end", logs)
+
+    def _validate(self, logs: dict[str, float]) -> dict[str, float]:
+        """Validate (when there is validation data), update the best, the schedule's monitor and the
+        history; returns the logs of this validation."""
+        s, t = self.state, self.t
         if self.val is not None:
             self.clock.switch("evaluation")
             val_metrics = self.evaluate(self.val)
@@ -336,26 +345,25 @@ class FitLoop:
             val_logs = {f"val_{k}": v for k, v in val_metrics.items()}
             t._fire("on_validation_end", val_logs)
             logs.update(val_logs)
+        s.last_val_step = s.step
         logs.update(self.pending_logs)
         self.pending_logs = {}
         self._update_best(logs)
-        monitored = logs.get(t.schedule_monitor)
+        monitored = logs.get(self.settings.schedule_monitor)
         if monitored is not None:
             self.schedule.observe(monitored)
-        s.history.append({"epoch": s.current_epoch, **logs, "lr": s.lr})
-        if self.torch_scheduler is not None and t.schedule_interval == "epoch":
+        s.history.append({"epoch": s.current_epoch, "step": s.step, **logs, "lr": s.lr})
+        if self.torch_scheduler is not None and self.settings.schedule_interval == "epoch":
             self._step_torch_scheduler(monitored)
-        s.epoch += 1
-        s.batch = 0  # the next checkpoint starts the next epoch
-        t._fire("on_epoch_end", logs)
+        return logs
 
     def _step_torch_scheduler(self, monitored: Optional[float]) -> None:
         from torch.optim.lr_scheduler import ReduceLROnPlateau
 
         if isinstance(self.torch_scheduler, ReduceLROnPlateau):
             if monitored is None:
-                raise ConfigError(f"ReduceLROnPlateau needs schedule_monitor {self.t.schedule_monitor!r}, which this "
-                                  "run does not log; set schedule_monitor='train_loss' or pass validation data")
+                raise ConfigError(f"ReduceLROnPlateau needs schedule_monitor {self.settings.schedule_monitor!r}, which "
+                                  "this run does not log; set schedule_monitor='train_loss' or pass validation data")
             self.torch_scheduler.step(monitored)
         else:
             self.torch_scheduler.step()
@@ -368,31 +376,14 @@ class FitLoop:
             available = ", ".join(sorted(logs))
             raise ConfigError(f"early stopping / best checkpoint monitors {best.monitor!r}, which this run does not "
                           f"log{did_you_mean(best.monitor, logs)}; available metrics: {available}")
-        if best.update(value, self.state.current_epoch) and best.restore:
+        if best.update(value, self.state.current_epoch, self.state.step) and best.restore:
             self.best_weights = {k: v.detach().clone() for k, v in self.t.model.state_dict().items()}
 
     def _restore_best(self) -> None:
         s, best = self.state, self.state.best
-        if best.restore and self.best_weights is not None and best.epoch != s.epoch:
+        if best.restore and self.best_weights is not None and best.step != s.step:
             self.t.model.load_state_dict(self.best_weights)
-            self.t.record_event("restore_best", f"restored the weights of epoch {best.epoch} "
-                                f"({best.monitor} {best.value:.6g}), the best of {s.epoch}")
-
-    # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.signal_received is not None or self.signal_pending:  # a second signal: stop now
-                raise KeyboardInterrupt
-            if self.step_sync is not None:  # DDP: all ranks stop at the micro-batch where they learn of it
-                self.signal_pending = signum
-            else:
-                self.signal_received = signum
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, handler)
-        return previous
-
+            where = f"step {best.step}" if self.val_every is not None else f"epoch {best.epoch}"
+            of = f"of {s.step} steps" if self.val_every is not None else f"of {s.epoch}"
+            self.t.record_event("restore_best", f"restored the weights of {where} "
+                                f"({best.monitor} {best.value:.6g}), the best {of}")

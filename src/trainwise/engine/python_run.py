@@ -67,7 +67,7 @@ def describe_data(t: Any, sample: Optional[torch.Tensor], output_shape: Optional
     """data.json for a Python run: the shapes and task ``predict`` needs (no normalization: the
     model takes the inputs as the user gave them), and the run's decisions on its batches: how the
     model is called, the loss rule and its class axis."""
-    rule = t._loss_rule
+    rule = t.loss_rule
     if output_shape and rule is not None and rule.task == "classification":
         num_outputs = int(output_shape[0 if rule.class_axis == 1 else -1])
     else:
@@ -77,8 +77,7 @@ def describe_data(t: Any, sample: Optional[torch.Tensor], output_shape: Optional
             "num_classes": num_outputs if t.task == "classification" else None, "num_outputs": num_outputs,
             "class_names": list(t.class_names) if t.class_names else None, "normalization": None,
             "target_normalization": t.target_normalization,
-            "batch_rule": t._call_rule.describe() if t._call_rule is not None else None,
-            "loss_rule": rule.describe() if rule is not None else None}
+            **(t.plan.describe() if getattr(t, "plan", None) is not None else {})}
 
 
 def finish_files(t: Any, loop: Any) -> None:

@@ -219,7 +219,8 @@ class LoopCheckpoint:
         t.spikes.load_state_dict(state["spikes"])
         ckpt.restore_rng_state(own["rng"])
         loop.metrics_log.truncate(state["metrics_rows"])
-        s.history = history_from_rows(loop.metrics_log.rows, s.epoch)
+        s.history = history_from_rows(loop.metrics_log.rows, s.epoch,
+                                      last_step=s.step if loop.val_every is not None else None)
 
     def save(self, *, best: bool = False) -> Path:
         s = self.loop.state
@@ -248,7 +249,8 @@ class LoopCheckpoint:
         if not best.restore or best.epoch is None or not path.is_file():
             return
         saved = ckpt.load_checkpoint(path, map_location=self.loop.t.device)
-        if saved["run_state"]["best"]["epoch"] == best.epoch:
+        held = saved["run_state"]["best"]
+        if held["epoch"] == best.epoch and held.get("step") == best.step:
             self.loop.best_weights = saved["model"]
         else:
             log.warning("best.pt holds epoch %s, not the best epoch %s; the best weights will not be restored",

@@ -37,6 +37,7 @@ class Best:
     min_delta: float = 0.0
     value: Optional[float] = None
     epoch: Optional[int] = None  # 1-based epoch that reached ``value``
+    step: Optional[int] = None  # the optimizer step it was measured after
     improved: bool = False  # the epoch that just ended improved on the best
     restore: bool = False  # put the best epoch's weights back when training ends
 
@@ -49,10 +50,10 @@ class Best:
             return value < self.value - self.min_delta
         return value > self.value + self.min_delta
 
-    def update(self, value: float, epoch: int) -> bool:
+    def update(self, value: float, epoch: int, step: Optional[int] = None) -> bool:
         self.improved = self.is_improvement(value)
         if self.improved:
-            self.value, self.epoch = float(value), epoch
+            self.value, self.epoch, self.step = float(value), epoch, step
         return self.improved
 
 
@@ -63,7 +64,7 @@ class RunState:
     epoch: int = 0
     step: int = 0
     batch: int = 0  # micro-batches done in the current epoch
-    batches_per_epoch: int = 0
+    batches_per_epoch: Optional[int] = 0  # None: a stream, whose length is known only at its end
     max_epochs: int = 0
     max_steps: Optional[int] = None
     start_step: int = 0  # first step of this fit (a second fit continues a run)
@@ -76,6 +77,7 @@ class RunState:
     epoch_samples: int = 0
     train_seconds: float = 0.0
     world_size: int = 1  # processes of a DDP job; a resume needs the same number
+    last_val_step: Optional[int] = None  # the step the last validation ran after (a resume does not repeat it)
     best: Best = field(default_factory=Best)
     events: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

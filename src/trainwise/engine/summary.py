@@ -16,13 +16,17 @@ def build_summary(state: RunState, *, task: Optional[str], test_metrics: dict[st
     """``best_val_loss`` is the val loss *at* the best epoch (the one restored and in best.pt), not
     the lowest val loss of the run, which may belong to another epoch."""
     best = state.best
-    row = next((r for r in state.history if r["epoch"] == best.epoch), None) if best.epoch else None
+    if best.step is not None:  # validations every N steps: several rows per epoch, one per validation
+        row = next((r for r in state.history if r.get("step") == best.step), None)
+    else:
+        row = next((r for r in state.history if r["epoch"] == best.epoch), None) if best.epoch else None
     val_loss = row.get("val_loss") if row else None
     summary: dict[str, Any] = {
         "status": state.status,
         "epochs_run": state.epoch,
         "steps": state.step,
         "best_epoch": best.epoch,
+        "best_step": best.step,
         "best_val_loss": val_loss if val_loss is not None and math.isfinite(val_loss) else None,
         "monitor": best.monitor,
         "best_value": best.value,

@@ -15,15 +15,25 @@ import yaml
 METRICS_HEADER = ("step", "epoch", "split", "metric", "value")
 
 
-def default_run_dir(name: str, root: str | Path = "runs") -> Path:
-    """``runs/<name>-<timestamp>``, made unique if two runs start in the same second."""
+def default_run_dir(name: str, root: str | Path = "runs", claim: bool = True) -> Path:
+    """``runs/<name>-<timestamp>``, made unique if two runs start in the same second. ``claim``: create
+    the folder now (an atomic ``mkdir``), so that two Trainers built in the same second, in one
+    process or two, never get the same folder (only rank 0 of a job claims: RANK is set by torchrun)."""
+    claim = claim and os.environ.get("RANK", "0") == "0"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(root) / f"{name}-{stamp}"
     suffix = 1
-    while path.exists():
-        suffix += 1
-        path = Path(root) / f"{name}-{stamp}-{suffix}"
-    return path
+    while True:
+        try:
+            if not claim:
+                if path.exists():
+                    raise FileExistsError(path)
+                return path
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            suffix += 1
+            path = Path(root) / f"{name}-{stamp}-{suffix}"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -126,16 +136,26 @@ class MetricsLog:
 _STEP_ONLY = {("train", "grad_norm")}
 
 
-def history_from_rows(rows: list[tuple[int, int, str, str, float]], epochs: int) -> list[dict[str, float]]:
-    """The loop's per-epoch history rebuilt from metrics rows (after a resume): for each of the
-    first ``epochs`` epochs, the last value of each train/val/user figure logged in it."""
+def history_from_rows(rows: list[tuple[int, int, str, str, float]], epochs: int,
+                      last_step: Optional[int] = None) -> list[dict[str, float]]:
+    """The loop's history rebuilt from metrics rows (after a resume): for each of the first ``epochs``
+    epochs, the last value of each train/val/user figure logged in it, and the step it ended at.
+    ``last_step``: validations every N steps, one row per validation up to that step instead."""
     history: dict[int, dict[str, float]] = {}
-    for _, epoch, split, metric, value in rows:
-        if not 1 <= epoch <= epochs or split not in ("train", "val", "user") or (split, metric) in _STEP_ONLY:
+    for step, epoch, split, metric, value in rows:
+        if split not in ("train", "val", "user") or (split, metric) in _STEP_ONLY:
             continue
-        key = metric if split == "user" or (split, metric) == ("train", "lr") else f"{split}_{metric}"
-        history.setdefault(epoch, {"epoch": epoch})[key] = value
-    return [history[e] for e in sorted(history)]
+        if last_step is not None:
+            if split == "train" or step > last_step:
+                continue
+            row = history.setdefault(step, {"epoch": epoch, "step": step})
+        elif 1 <= epoch <= epochs:
+            row = history.setdefault(epoch, {"epoch": epoch})
+            row["step"] = max(row.get("step", step), step)
+        else:
+            continue
+        row[metric if split == "user" or (split, metric) == ("train", "lr") else f"{split}_{metric}"] = value
+    return [history[key] for key in sorted(history)]
 
 
 def write_schedule(path: Path, lrs: list[tuple[int, float]]) -> None:

@@ -1,0 +1,57 @@
+"""The Trainer's arguments checked when it is built, before any training: the device, the lr
+against a built optimizer, a user's torch scheduler."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import torch
+
+from trainwise.checks import check_choice, check_range
+from trainwise.errors import ConfigError
+
+
+def resolve_device(device: Union[str, torch.device]) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu."""
+    if str(device) != "auto":
+        resolved = torch.device(device)
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use device=auto or cpu")
+        return resolved
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def torch_scheduler_of(schedule: Any, optimizer: Any, interval: Optional[str], lr: Any) -> tuple[Any, str]:
+    """A user's ``torch.optim.lr_scheduler`` scheduler and when to step it, checked."""
+    from torch.optim import lr_scheduler
+
+    if not isinstance(schedule, (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau)):
+        if interval is not None:
+            raise ConfigError(f"schedule_interval applies to a torch.optim.lr_scheduler scheduler, got schedule "
+                              f"{schedule!r}; drop schedule_interval")
+        return None, "step"
+    if schedule.optimizer is not optimizer:
+        raise ConfigError(f"schedule is a {type(schedule).__name__} built on another optimizer; pass the optimizer "
+                          "it was built for as optimizer=")
+    if lr is not None:
+        raise ConfigError(f"lr={lr!r} was given with a {type(schedule).__name__}, which sets the lrs itself; drop lr")
+    default = "step" if isinstance(schedule, (lr_scheduler.OneCycleLR, lr_scheduler.CyclicLR)) else "epoch"
+    return schedule, check_choice("schedule_interval", interval or default, ("step", "epoch"))
+
+
+def check_lr(lr: Any, optimizer: Any) -> Union[float, str, None]:
+    if lr is None or lr == "auto":
+        return lr
+    if isinstance(lr, str):
+        raise ConfigError(f"lr must be a number or 'auto', got {lr!r}")
+    if isinstance(optimizer, torch.optim.Optimizer) and not all("lr_scale" in g for g in optimizer.param_groups):
+        lrs = ", ".join(f"{g['lr']:g}" for g in optimizer.param_groups)
+        raise ConfigError(f"lr={lr} was given with a built optimizer whose groups already have lrs ({lrs}); "
+                          "drop lr to keep them, pass lr='auto' to rescale them, or pass an optimizer name")
+    return check_range("lr", lr, 0, low_open=True)
+
+

@@ -1,0 +1,88 @@
+"""The run's two decisions about its batches — how a batch feeds the model (``CallRule``) and where
+its loss comes from (``LossRule``) — made once, on the first batch, and the loss terms of every
+batch by them. The ``Trainer`` owns one; its ``split_batch``/``compute_loss`` (which users may
+override) and the loop, the evaluation and the prediction all go through it.
+
+Example:
+    >>> terms = BatchLoss(loss="cross_entropy", task=None, class_axis=None, ignore_index=-100,
+    ...                   label_smoothing=0.0, focal_gamma=2.0, warn=print)
+    >>> total, count, logits, targets = terms.terms(model, split, (ids, next_ids))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from trainwise.data.loader import batch_length, main_output
+from trainwise.engine.batch_rule import CallRule, call_model, counted_targets, decide_call_rule, model_loss_of
+from trainwise.engine.loss_rule import LossRule, decide_loss_rule
+from trainwise.errors import DataError
+from trainwise.metrics import Loss
+
+Split = Callable[[Any], tuple[Any, Optional[torch.Tensor], Optional[torch.Tensor]]]
+
+
+class BatchLoss:
+    """The batch and loss rules of a run (None until the first batch), and the loss terms of a batch.
+
+    ``class_weights``: a tensor on the device (or None); set before the loss rule is decided."""
+
+    def __init__(self, *, loss: Optional[Loss], task: Optional[str], class_axis: Optional[int], ignore_index: int,
+                 label_smoothing: float, focal_gamma: float, warn: Callable[[str], None]) -> None:
+        self.loss, self.task, self.class_axis, self.ignore_index = loss, task, class_axis, ignore_index
+        self.label_smoothing, self.focal_gamma, self.warn = label_smoothing, focal_gamma, warn
+        self.class_weights: Optional[torch.Tensor] = None
+        self.call: Optional[CallRule] = None
+        self.rule: Optional[LossRule] = None
+
+    def call_rule_for(self, batch: Any, model: nn.Module) -> CallRule:
+        if self.call is None:
+            self.call = decide_call_rule(batch, model, model_loss=self.loss is None)
+            if self.call.unused_keys:
+                self.warn(f"batch keys {list(self.call.unused_keys)} are neither taken by "
+                          f"{type(model).__name__}.forward() nor a target; the model does not see them")
+        return self.call
+
+    def rule_for(self, raw_outputs: Any, targets: Optional[torch.Tensor]) -> LossRule:
+        """The loss rule, decided on the first outputs the model gave (see ``engine/loss_rule.py``)."""
+        if self.rule is None:
+            outputs = predictions_or_none(raw_outputs)
+            if outputs is None and model_loss_of(raw_outputs) is None:
+                main_output(raw_outputs)  # raises: what the model returned and what it should return
+            keys = list(self.call.input_keys) if self.call is not None and self.call.kind != "tuple" else None
+            self.rule = decide_loss_rule(
+                self.loss, outputs=outputs, targets=targets, model_loss=model_loss_of(raw_outputs), task=self.task,
+                class_axis=self.class_axis, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing,
+                class_weights=self.class_weights, focal_gamma=self.focal_gamma, batch_keys=keys)
+            if self.rule.warning:
+                self.warn(self.rule.warning)
+        return self.rule
+
+    def terms(self, model: nn.Module, split: Split,
+              batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
+        """``(loss_sum, count, predictions, targets)`` of one batch: the sum over counted positions
+        (samples, or tokens not equal to ``ignore_index``) and their count."""
+        inputs, targets, weights = split(batch)
+        raw = call_model(model, inputs)
+        rule = self.rule_for(raw, targets)
+        if rule.source == "model":
+            loss = model_loss_of(raw)
+            if loss is None:
+                raise DataError("the model returned no loss for this batch (outputs['loss'] / outputs.loss), "
+                                "though it did for the first; return one for every batch, or pass loss=")
+            count = counted_targets(targets, rule.ignore_index, batch_length(batch))
+            return loss * count, count, predictions_or_none(raw), targets
+        outputs = main_output(raw)
+        total, count = rule.terms(outputs, targets, weights)
+        return total, count, outputs, targets
+
+
+def predictions_or_none(outputs: Any) -> Optional[torch.Tensor]:
+    """The prediction tensor of a model's outputs, or None (a model returning only ``{"loss": ...}``)."""
+    try:
+        return main_output(outputs)
+    except DataError:
+        return None
