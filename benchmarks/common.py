@@ -151,8 +151,7 @@ def in_memory_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: i
 
 def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callable[[], None],
                device: torch.device, precision: Optional[torch.dtype] = None,
-               move_to_device: bool = False,
-               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+               move_to_device: bool = False, loss_fn: Callable[..., torch.Tensor] = F.cross_entropy,
                model_lr: Optional[float] = None) -> list[tuple[int, float, float]]:
     """The loop a careful engineer writes: forward, loss read for the running mean (and checked
     to be finite), backward, AdamW step, ``zero_grad(set_to_none=True)``, the 1cycle lr and beta1
@@ -161,7 +160,8 @@ def hand_train(model: nn.Module, batches: Iterable, *, steps: int, tick: Callabl
 
     On an accelerator the loss stays on the device (summed there), as the Trainer does.
     ``move_to_device``: batches come from the host (a ``DataLoader``) and are copied over.
-    ``loss_fn``: the loss of (outputs, targets); ``model_lr``: the peak lr (default ``LR``).
+    ``loss_fn(outputs, targets)``: the loss the hand loop writes (cross-entropy by default);
+    ``model_lr``: the peak lr (default ``LR``).
     """
     optimizer = make_optimizer(model, model_lr or LR)
     schedule = onecycle(steps, model_lr or LR)

@@ -26,7 +26,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARKS = ("step_overhead", "data_path", "fit_overhead", "vs_lightning", "checkpoint_cost", "checkpoint_growth",
               "dry_run", "runs_list", "memory", "time_to_accuracy", "lr_suggestion", "ddp_throughput", "tune_storage",
               "tune_overhead", "search_efficiency", "export_int8", "timing_overhead", "speed_options",
-              "token_step", "val_every", "tune_ray")
+              "token_step", "val_every", "tune_ray", "image_folder", "gpt")
 OPTIONAL = {"lr_suggestion": "benchmarks/lr_suggestion.py is not there"}
 
 

@@ -150,7 +150,8 @@ def test_run_all_skips_a_benchmark_whose_script_is_not_there(monkeypatch: pytest
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["step_overhead", "data_path", "fit_overhead", "vs_lightning", "checkpoint_cost",
                                   "checkpoint_growth", "dry_run", "memory", "time_to_accuracy", "export_int8",
-                                  "tune_storage", "timing_overhead", "speed_options", "token_step", "val_every"])
+                                  "tune_storage", "timing_overhead", "speed_options", "token_step", "val_every",
+                                  "image_folder", "gpt"])
 def test_benchmark_runs_in_a_tiny_configuration(name: str, tiny_mnist: Path, tmp_path: Path) -> None:
     if name == "vs_lightning" and importlib.util.find_spec("lightning") is None:
         pytest.skip("lightning is not installed: it is a benchmark-only dependency "
