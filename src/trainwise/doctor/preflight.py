@@ -54,9 +54,9 @@ def check(model: nn.Module, train: Any, val: Any = None, *, test: Any = None, lo
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     th = thresholds_of(thresholds)
     wanted = _selector(only)
-    from trainwise.trainer import Trainer
+    from trainwise.engine.batch_rule import decide_call_rule
 
-    split = lambda batch: Trainer.split_batch(None, batch)  # type: ignore[arg-type]  # noqa: E731
+    split = lambda batch: decide_call_rule(batch, model, model_loss=False).split(batch)  # noqa: E731
     train_s = read_split(train, split)
     if train_s is None or len(train_s) == 0:
         raise DataError("the training data is empty; give at least one sample")
