@@ -51,11 +51,12 @@ class Points(Dataset):
 
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
-trainer = trainwise.Trainer(model, batch_size=25, epochs=3, lr=1e-2, run_dir=sys.argv[1], seed=0, report=False,
-                            early_stopping=False)
+trainer = trainwise.Trainer(model, batch_size=25, eval_batch_size=20, epochs=3, lr=1e-2, run_dir=sys.argv[1], seed=0,
+                            report=False, early_stopping=False)
 result = trainer.fit(Points(203, 1), Points(61, 2), test=Points(47, 3))
-predictions = trainer.predict(Points(47, 3))
-torch.save(predictions, f"{sys.argv[1]}-predictions-{trainer.world.rank}.pt")
+predictions = trainer.predict(Points(47, 3))  # batches of 20, 20 and 7, each shared by the ranks
+one = trainer.predict(Points(47, 3).x[:1])  # fewer samples than processes: one rank predicts it
+torch.save([predictions, one], f"{sys.argv[1]}-predictions-{trainer.world.rank}.pt")
 print("rank", trainer.world.rank, "of", trainer.world.world_size, result.status, result.summary["steps"])
 '''
 
@@ -226,11 +227,13 @@ def test_fit_under_torchrun_shards_a_dataset_and_follows_the_single_process_curv
     assert [r[3] for r in b] == pytest.approx([r[3] for r in a], rel=CURVE_RTOL)
     record = json.loads((tmp_path / "double" / "run.json").read_text())
     assert record["starts"] == 1 and record["status"] == "completed"  # one writer, one start
-    reference = torch.load(tmp_path / "single-predictions-0.pt")
+    reference, reference_one = torch.load(tmp_path / "single-predictions-0.pt")
     for rank in (0, 1):  # every rank has every prediction, in input order
-        predictions = torch.load(tmp_path / f"double-predictions-{rank}.pt")
-        assert predictions.shape == (47, 3)
+        predictions, one = torch.load(tmp_path / f"double-predictions-{rank}.pt")
+        assert predictions.shape == (47, 3) and one.shape == (1, 3)
         torch.testing.assert_close(predictions, reference, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(one, reference_one, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(one[0], predictions[0], rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "double").iterdir()) == \
         sorted(p.name for p in (tmp_path / "single").iterdir())
 

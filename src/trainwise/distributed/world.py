@@ -22,11 +22,14 @@ import atexit
 import datetime
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
 from trainwise.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch.distributed import Store
 
 # Seconds a rank waits in a collective for the others before the job fails (torch's own default is
 # 30 minutes: a hung rank would hold the job that long). train.dist_timeout sets it.
@@ -115,7 +118,7 @@ def join_world(device: torch.device, timeout: float = DEFAULT_TIMEOUT) -> World:
     return World(rank, _env_int("LOCAL_RANK", rank), world_size, device, backend, restart)
 
 
-def _attempt_store(world_size: int, restart: int, wait: datetime.timedelta) -> Optional[object]:
+def _attempt_store(world_size: int, restart: int, wait: datetime.timedelta) -> Optional["Store"]:
     """Under torch's elastic agent, the agent's store with keys of this attempt only. The agent keeps
     one store across restarts and torch 2.13 no longer prefixes the keys by attempt, so a restarted
     rank could read the previous attempt's gloo addresses ("connectFullMesh failed ... Connection
