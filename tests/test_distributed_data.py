@@ -253,3 +253,26 @@ def test_a_second_torchrun_job_on_a_folder_in_use_fails_on_every_rank_with_one_l
     assert proc.returncode != 0
     assert proc.stderr.count(f"RunFolderBusyError: run folder {run_dir} is being written by another process") == 2
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # and nobody waited for a collective's timeout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-restarts", "1"], "--max-restarts goes with --nproc N (processes on this machine); add --nproc, "
+                              "e.g. --nproc 2"),
+    (["--nproc", "2", "--max-restarts", "-1"], "--max-restarts must be >= 0 (restarts of the whole job after a "
+                                               "failure), got -1"),
+    (["--nproc", "1", "--nnodes", "2"], "--nnodes 2 needs --rdzv-endpoint HOST:PORT, the same on every machine "
+                                        "(a machine of the job that the others can reach)"),
+    (["--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", "h:1"], "--nnodes 2 needs --run-dir, the same folder on "
+                                                                  "every machine (the default folder name holds the "
+                                                                  "time, which differs between machines)"),
+    (["--nproc", "2", "--nnodes", "3:x"], "--nnodes must be a number of machines N >= 1, or MIN:MAX, got '3:x'"),
+])
+def test_launcher_flags_that_cannot_work_are_refused_before_anything_starts(tmp_path, monkeypatch, capsys, flags,
+                                                                            message):
+    from trainwise.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("c.yaml").write_text("name: t\ndata: {dataset: digits}\nmodel: {name: mlp, hidden: [8]}\n")
+    assert main(["train", "c.yaml", *flags]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert not Path("runs").exists()
