@@ -52,7 +52,7 @@ class Points(Dataset):
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
 trainer = trainwise.Trainer(model, batch_size=25, eval_batch_size=20, epochs=3, lr=1e-2, run_dir=sys.argv[1], seed=0,
-                            report=False, early_stopping=False)
+                            report=False, early_stopping=False, loggers=sys.argv[2:])
 result = trainer.fit(Points(203, 1), Points(61, 2), test=Points(47, 3))
 predictions = trainer.predict(Points(47, 3))  # batches of 20, 20 and 7, each shared by the ranks
 one = trainer.predict(Points(47, 3).x[:1])  # fewer samples than processes: one rank predicts it
@@ -213,15 +213,16 @@ def test_world_size_without_master_addr_is_one_clear_line(tmp_path):
 def test_fit_under_torchrun_shards_a_dataset_and_follows_the_single_process_curve(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(USER_SCRIPT)
-    single = subprocess.Popen([sys.executable, str(script), "single"], cwd=tmp_path, env=env(tmp_path),
+    single = subprocess.Popen([sys.executable, str(script), "single", "tensorboard"], cwd=tmp_path, env=env(tmp_path),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     double = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
-                  "double"], tmp_path)
+                  "double", "tensorboard"], tmp_path)
     out, err = single.communicate(timeout=TIMEOUT)
     assert single.returncode == 0, err
     assert double.returncode == 0, double.stderr
     assert "rank 0 of 2 completed 27" in double.stdout and "rank 1 of 2 completed 27" in double.stdout
-    assert double.stdout.count("epoch 3/3") == 1  # the progress lines come from rank 0 alone
+    assert double.stdout.count("epoch 3/3") == 1  # the progress lines come from rank 0 alone, and the logger's
+    assert len(list((tmp_path / "double" / "tensorboard").glob("events.*"))) == 1  # files too
     a, b = rows(tmp_path / "single"), rows(tmp_path / "double")
     assert [r[:3] for r in a] == [r[:3] for r in b] and len(a) > 10
     assert [r[3] for r in b] == pytest.approx([r[3] for r in a], rel=CURVE_RTOL)
