@@ -79,8 +79,8 @@ def rank_device(device: torch.device) -> torch.device:
         raise ConfigError(f"WORLD_SIZE is {env_world_size()} on CUDA but LOCAL_RANK is not set, so this process "
                           f"cannot tell which GPU is its own; {_HOW_TO_START}")
     local_rank = _env_int("LOCAL_RANK", 0)
-    if torch.cuda.device_count() == 1:  # the launcher shows each process its own GPU (CUDA_VISIBLE_DEVICES)
-        return torch.device("cuda", 0)
+    if torch.cuda.device_count() == 1 and os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return torch.device("cuda", 0)  # the launcher shows each process its own GPU
     if local_rank >= torch.cuda.device_count():
         raise ConfigError(f"LOCAL_RANK is {local_rank} but this machine has {torch.cuda.device_count()} GPUs; "
                           "start at most one process per GPU (--nproc-per-node)")
