@@ -277,3 +277,28 @@ def test_launcher_flags_that_cannot_work_are_refused_before_anything_starts(tmp_
     assert main(["train", "c.yaml", *flags]) == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
     assert not Path("runs").exists()
+
+
+@pytest.mark.parametrize("variables, gpus, expected", [
+    ({"LOCAL_RANK": "1"}, 4, "cuda:1"),
+    ({"LOCAL_RANK": "1", "CUDA_VISIBLE_DEVICES": "5"}, 1, "cuda:0"),  # the launcher gave each process one GPU
+    ({"LOCAL_RANK": "1"}, 1, "LOCAL_RANK is 1 but this machine has 1 GPUs; start at most one process per GPU"),
+    ({}, 4, "WORLD_SIZE is 2 on CUDA but LOCAL_RANK is not set, so this process cannot tell which GPU is its own"),
+])
+def test_each_process_of_a_job_trains_on_its_own_gpu(monkeypatch, variables, gpus, expected):
+    from trainwise.distributed.world import rank_device
+    from trainwise.errors import ConfigError
+
+    for key in ("LOCAL_RANK", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert rank_device(torch.device("cpu")) == torch.device("cpu")
+    assert rank_device(torch.device("cuda", 2)) == torch.device("cuda", 2)  # an explicit GPU is kept
+    if expected.startswith("cuda"):
+        assert rank_device(torch.device("cuda")) == torch.device(expected)
+    else:
+        with pytest.raises(ConfigError, match=f"^{expected}"):
+            rank_device(torch.device("cuda"))
