@@ -228,6 +228,7 @@ def test_fit_under_torchrun_shards_a_dataset_and_follows_the_single_process_curv
     assert [r[3] for r in b] == pytest.approx([r[3] for r in a], rel=CURVE_RTOL)
     record = json.loads((tmp_path / "double" / "run.json").read_text())
     assert record["starts"] == 1 and record["status"] == "completed"  # one writer, one start
+    assert (record["environment"]["processes"], record["environment"]["backend"]) == (2, "gloo")
     reference, reference_one = torch.load(tmp_path / "single-predictions-0.pt")
     for rank in (0, 1):  # every rank has every prediction, in input order
         predictions, one = torch.load(tmp_path / f"double-predictions-{rank}.pt")
