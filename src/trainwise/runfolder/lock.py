@@ -27,6 +27,7 @@ import json
 import os
 import socket
 from pathlib import Path
+
 from trainwise.errors import TrainwiseError
 
 LOCK_NAME = ".lock"
