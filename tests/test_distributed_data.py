@@ -51,11 +51,12 @@ class Points(Dataset):
 
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
-trainer = trainwise.Trainer(model, batch_size=25, epochs=3, lr=1e-2, run_dir=sys.argv[1], seed=0, report=False,
-                            early_stopping=False)
+trainer = trainwise.Trainer(model, batch_size=25, eval_batch_size=20, epochs=3, lr=1e-2, run_dir=sys.argv[1], seed=0,
+                            report=False, early_stopping=False, loggers=sys.argv[2:])
 result = trainer.fit(Points(203, 1), Points(61, 2), test=Points(47, 3))
-predictions = trainer.predict(Points(47, 3))
-torch.save(predictions, f"{sys.argv[1]}-predictions-{trainer.world.rank}.pt")
+predictions = trainer.predict(Points(47, 3))  # batches of 20, 20 and 7, each shared by the ranks
+one = trainer.predict(Points(47, 3).x[:1])  # fewer samples than processes: one rank predicts it
+torch.save([predictions, one], f"{sys.argv[1]}-predictions-{trainer.world.rank}.pt")
 print("rank", trainer.world.rank, "of", trainer.world.world_size, result.status, result.summary["steps"])
 '''
 
@@ -212,25 +213,29 @@ def test_world_size_without_master_addr_is_one_clear_line(tmp_path):
 def test_fit_under_torchrun_shards_a_dataset_and_follows_the_single_process_curve(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(USER_SCRIPT)
-    single = subprocess.Popen([sys.executable, str(script), "single"], cwd=tmp_path, env=env(tmp_path),
+    single = subprocess.Popen([sys.executable, str(script), "single", "tensorboard"], cwd=tmp_path, env=env(tmp_path),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     double = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
-                  "double"], tmp_path)
+                  "double", "tensorboard"], tmp_path)
     out, err = single.communicate(timeout=TIMEOUT)
     assert single.returncode == 0, err
     assert double.returncode == 0, double.stderr
     assert "rank 0 of 2 completed 27" in double.stdout and "rank 1 of 2 completed 27" in double.stdout
-    assert double.stdout.count("epoch 3/3") == 1  # the progress lines come from rank 0 alone
+    assert double.stdout.count("epoch 3/3") == 1  # the progress lines come from rank 0 alone, and the logger's
+    assert len(list((tmp_path / "double" / "tensorboard").glob("events.*"))) == 1  # files too
     a, b = rows(tmp_path / "single"), rows(tmp_path / "double")
     assert [r[:3] for r in a] == [r[:3] for r in b] and len(a) > 10
     assert [r[3] for r in b] == pytest.approx([r[3] for r in a], rel=CURVE_RTOL)
     record = json.loads((tmp_path / "double" / "run.json").read_text())
     assert record["starts"] == 1 and record["status"] == "completed"  # one writer, one start
-    reference = torch.load(tmp_path / "single-predictions-0.pt")
+    assert (record["environment"]["processes"], record["environment"]["backend"]) == (2, "gloo")
+    reference, reference_one = torch.load(tmp_path / "single-predictions-0.pt")
     for rank in (0, 1):  # every rank has every prediction, in input order
-        predictions = torch.load(tmp_path / f"double-predictions-{rank}.pt")
-        assert predictions.shape == (47, 3)
+        predictions, one = torch.load(tmp_path / f"double-predictions-{rank}.pt")
+        assert predictions.shape == (47, 3) and one.shape == (1, 3)
         torch.testing.assert_close(predictions, reference, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(one, reference_one, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(one[0], predictions[0], rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "double").iterdir()) == \
         sorted(p.name for p in (tmp_path / "single").iterdir())
 
@@ -250,3 +255,51 @@ def test_a_second_torchrun_job_on_a_folder_in_use_fails_on_every_rank_with_one_l
     assert proc.returncode != 0
     assert proc.stderr.count(f"RunFolderBusyError: run folder {run_dir} is being written by another process") == 2
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # and nobody waited for a collective's timeout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-restarts", "1"], "--max-restarts goes with --nproc N (processes on this machine); add --nproc, "
+                              "e.g. --nproc 2"),
+    (["--nproc", "2", "--max-restarts", "-1"], "--max-restarts must be >= 0 (restarts of the whole job after a "
+                                               "failure), got -1"),
+    (["--nproc", "1", "--nnodes", "2"], "--nnodes 2 needs --rdzv-endpoint HOST:PORT, the same on every machine "
+                                        "(a machine of the job that the others can reach)"),
+    (["--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", "h:1"], "--nnodes 2 needs --run-dir, the same folder on "
+                                                                  "every machine (the default folder name holds the "
+                                                                  "time, which differs between machines)"),
+    (["--nproc", "2", "--nnodes", "3:x"], "--nnodes must be a number of machines N >= 1, or MIN:MAX, got '3:x'"),
+])
+def test_launcher_flags_that_cannot_work_are_refused_before_anything_starts(tmp_path, monkeypatch, capsys, flags,
+                                                                            message):
+    from trainwise.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("c.yaml").write_text("name: t\ndata: {dataset: digits}\nmodel: {name: mlp, hidden: [8]}\n")
+    assert main(["train", "c.yaml", *flags]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert not Path("runs").exists()
+
+
+@pytest.mark.parametrize("variables, gpus, expected", [
+    ({"LOCAL_RANK": "1"}, 4, "cuda:1"),
+    ({"LOCAL_RANK": "1", "CUDA_VISIBLE_DEVICES": "5"}, 1, "cuda:0"),  # the launcher gave each process one GPU
+    ({"LOCAL_RANK": "1"}, 1, "LOCAL_RANK is 1 but this machine has 1 GPUs; start at most one process per GPU"),
+    ({}, 4, "WORLD_SIZE is 2 on CUDA but LOCAL_RANK is not set, so this process cannot tell which GPU is its own"),
+])
+def test_each_process_of_a_job_trains_on_its_own_gpu(monkeypatch, variables, gpus, expected):
+    from trainwise.distributed.world import rank_device
+    from trainwise.errors import ConfigError
+
+    for key in ("LOCAL_RANK", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert rank_device(torch.device("cpu")) == torch.device("cpu")
+    assert rank_device(torch.device("cuda", 2)) == torch.device("cuda", 2)  # an explicit GPU is kept
+    if expected.startswith("cuda"):
+        assert rank_device(torch.device("cuda")) == torch.device(expected)
+    else:
+        with pytest.raises(ConfigError, match=f"^{expected}"):
+            rank_device(torch.device("cuda"))

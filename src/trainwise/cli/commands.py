@@ -47,10 +47,14 @@ def train(args: argparse.Namespace) -> int:
 
 def _launches(args: argparse.Namespace) -> bool:
     """Whether this command starts a job through the elastic launcher (and is not one of its ranks)."""
-    launcher_flags = getattr(args, "max_restarts", 0) or str(getattr(args, "nnodes", "1")) != "1"
+    given = [flag for flag, value in (("--max-restarts", getattr(args, "max_restarts", 0)),
+                                      ("--nnodes", str(getattr(args, "nnodes", "1")) != "1"),
+                                      ("--rdzv-endpoint", getattr(args, "rdzv_endpoint", None)),
+                                      ("--rdzv-id", getattr(args, "rdzv_id", None))) if value]
+    launcher_flags = bool(given)
     if launcher_flags and args.nproc is None:
-        raise ConfigError("--max-restarts and --nnodes go with --nproc N (processes on this machine); "
-                          "add --nproc, e.g. --nproc 2")
+        raise ConfigError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --nproc N (processes on "
+                          "this machine); add --nproc, e.g. --nproc 2")
     return (args.nproc or 1) > 1 or bool(launcher_flags)
 
 

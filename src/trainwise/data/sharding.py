@@ -62,10 +62,15 @@ class BatchPlan:
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise DataError(f"batch_size must be > 0, got {self.batch_size}")
-        if self.world_size > 1 and (self.batch_size < self.world_size or self.num_samples < self.world_size):
+        if self.training and self.world_size > 1 and not self.every_rank_has_data():
             raise DataError(f"{self.world_size} processes need a batch size and a data set of at least "
                             f"{self.world_size} samples, got batch size {self.batch_size} and {self.num_samples} "
                             "samples; use fewer processes (--nproc) or a larger data.batch_size")
+
+    def every_rank_has_data(self) -> bool:
+        """Whether every rank gets a share of the first batch (in evaluation a rank may otherwise get
+        nothing at all: fine for ``predict``, not for figures summed over the ranks)."""
+        return min(self.batch_size, self.num_samples) >= self.world_size
 
     def global_batch_sizes(self) -> list[int]:
         """Samples in each batch over all ranks (the batches a single process would see)."""

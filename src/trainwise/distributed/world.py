@@ -22,11 +22,14 @@ import atexit
 import datetime
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
 from trainwise.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch.distributed import Store
 
 # Seconds a rank waits in a collective for the others before the job fails (torch's own default is
 # 30 minutes: a hung rank would hold the job that long). train.dist_timeout sets it.
@@ -76,6 +79,8 @@ def rank_device(device: torch.device) -> torch.device:
         raise ConfigError(f"WORLD_SIZE is {env_world_size()} on CUDA but LOCAL_RANK is not set, so this process "
                           f"cannot tell which GPU is its own; {_HOW_TO_START}")
     local_rank = _env_int("LOCAL_RANK", 0)
+    if torch.cuda.device_count() == 1 and os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return torch.device("cuda", 0)  # the launcher shows each process its own GPU
     if local_rank >= torch.cuda.device_count():
         raise ConfigError(f"LOCAL_RANK is {local_rank} but this machine has {torch.cuda.device_count()} GPUs; "
                           "start at most one process per GPU (--nproc-per-node)")
@@ -115,7 +120,7 @@ def join_world(device: torch.device, timeout: float = DEFAULT_TIMEOUT) -> World:
     return World(rank, _env_int("LOCAL_RANK", rank), world_size, device, backend, restart)
 
 
-def _attempt_store(world_size: int, restart: int, wait: datetime.timedelta) -> Optional[object]:
+def _attempt_store(world_size: int, restart: int, wait: datetime.timedelta) -> Optional["Store"]:
     """Under torch's elastic agent, the agent's store with keys of this attempt only. The agent keeps
     one store across restarts and torch 2.13 no longer prefixes the keys by attempt, so a restarted
     rank could read the previous attempt's gloo addresses ("connectFullMesh failed ... Connection

@@ -92,6 +92,11 @@ def evaluate_batches(step: EvalStep, batches: Any, *, metrics: dict[str, Callabl
                      limit: Optional[int] = None) -> tuple[dict[str, float], Any]:
     """Loss and metrics over ``batches`` (the first ``limit`` of them when given); returns
     ``(figures, meter)``."""
+    plan = getattr(batches, "plan", None)
+    if plan is not None and plan.world_size > 1 and not plan.every_rank_has_data():  # all ranks refuse alike
+        raise DataError(f"{plan.world_size} processes need at least {plan.world_size} samples to evaluate, got "
+                        f"{plan.num_samples} (evaluation batch size {plan.batch_size}); evaluate in one process, "
+                        "or on more samples")
     model = step.model
     was_training = model.training
     model.eval()

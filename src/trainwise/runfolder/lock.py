@@ -15,20 +15,18 @@ belongs to the process and is not inherited; it also works over NFS. Its one pit
 descriptor of the file releases it) is avoided by opening ``.lock`` only here.
 
 Example:
-    >>> with hold_run_folder(Path("runs/a")):
-    ...     train()                     # a second process here gets RunFolderBusyError
+    >>> acquire(Path("runs/a"))    # a second process here gets RunFolderBusyError
+    >>> release(Path("runs/a"))
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
 import json
 import os
 import socket
 from pathlib import Path
-from typing import Iterator, Optional
 
 from trainwise.errors import TrainwiseError
 
@@ -75,20 +73,6 @@ def release(run_dir: Path) -> None:
         _held[key] = (fd, count - 1)
         return
     os.close(fd)  # closing it releases the lock
-
-
-@contextlib.contextmanager
-def hold_run_folder(run_dir: Optional[Path]) -> Iterator[None]:
-    """The folder's lock for the ``with`` block; nothing when ``run_dir`` is None (a rank that does
-    not write)."""
-    if run_dir is None:
-        yield
-        return
-    acquire(run_dir)
-    try:
-        yield
-    finally:
-        release(run_dir)
 
 
 def _lock(fd: int) -> None:

@@ -110,6 +110,10 @@ def environment(device: Any = None) -> dict[str, Any]:
         env["cudnn"] = cudnn
         if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # a DDP job
+            env["processes"], env["backend"] = torch.distributed.get_world_size(), torch.distributed.get_backend()
+            if os.environ.get("TORCHELASTIC_RUN_ID"):
+                env["elastic_run_id"] = os.environ["TORCHELASTIC_RUN_ID"]
     from trainwise import __version__
 
     env["trainwise"] = __version__
