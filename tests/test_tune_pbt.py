@@ -87,3 +87,22 @@ def test_a_parents_checkpoint_gets_the_childs_values() -> None:
     state = {"optimizer": sgd.state_dict(), "config": {"optimizer": {"momentum": 0.9}}}
     give_new_values(state, {"optimizer.momentum": 0.8})
     assert [g["momentum"] for g in state["optimizer"]["param_groups"]] == [0.8, 0.8]
+
+
+def test_lineage_files(tmp_path) -> None:
+    import json
+
+    from trainwise.tune.pbt import write_lineage
+
+    trials = {0: {"reports": [{"epoch": 1, "value": 0.5, "segment": 0, "sha256": "a"},
+                              {"epoch": 2, "value": 0.6, "segment": 0, "sha256": "b"}],
+                  "perturbations": [], "restores": []},
+              1: {"reports": [{"epoch": 1, "value": 0.3, "segment": 0, "sha256": "c"},
+                              {"epoch": 2, "value": 0.62, "segment": 1, "sha256": "d"}],
+                  "perturbations": [{"segment": 1, "parent": 0, "parent_epoch": 1, "parent_sha256": "a",
+                                     "changes": "optimizer.lr: 0.01 -> 0.012", "params": {"optimizer.lr": 0.012}}],
+                  "restores": []}}
+    write_lineage(trials, tmp_path, "val_accuracy")
+    data = json.loads((tmp_path / "lineage.json").read_text())
+    assert data["metric"] == "val_accuracy" and data["trials"]["1"]["perturbations"][0]["parent_sha256"] == "a"
+    assert (tmp_path / "lineage.png").read_bytes()[:4] == b"\x89PNG"

@@ -115,13 +115,12 @@ def write_lineage(trials: dict[int, dict[str, Any]], folder: Path, metric: str) 
 
 
 def _plot_lineage(trials: dict[int, dict[str, Any]], path: Path, metric: str) -> None:
-    import matplotlib
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure = Figure(figsize=(8, 5))  # not pyplot: no global state or backend of the user's is touched
+    axes = figure.subplots()
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
     values = {n: {r["epoch"]: r["value"] for r in t["reports"]} for n, t in trials.items()}
     for i, (number, t) in enumerate(sorted(trials.items())):
         color = colors[i % len(colors)]
@@ -144,4 +143,3 @@ def _plot_lineage(trials: dict[int, dict[str, Any]], path: Path, metric: str) ->
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
-    plt.close(figure)

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -52,7 +53,9 @@ def run_ray(job: Job, *, address: Optional[str], plots: bool = True) -> Any:
         tuner = make_tuner(job, study_log)
         log.info("study %s on Ray (%s): %s trials, %s", job.place.name, address or "local",
                  s.trials if s.trials is not None else "timed", s.scheduler or f"{s.sampler}/{s.pruner}")
-        grid = tuner.fit()
+        with warnings.catch_warnings():  # Ray's advice to reuse actors: see ray_trial (each trial a new worker)
+            warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
+            grid = tuner.fit()
     finally:
         if owns:
             ray.shutdown()
