@@ -22,7 +22,6 @@ split (add-one smoothing), scored on the same validation tokens.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import tempfile
