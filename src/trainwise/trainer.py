@@ -35,7 +35,7 @@ from trainwise.engine.arguments import check_lr, resolve_device, torch_scheduler
 from trainwise.engine.fitplan import FitPlan, check_val_every
 from trainwise.engine.plan import hold_out_val
 from trainwise.engine.predict import predict_outputs
-from trainwise.data.loader import batch_length, main_output, make_batches
+from trainwise.data.loader import batch_length, make_batches
 from trainwise.engine.batch_loss import BatchLoss
 from trainwise.engine.loss_rule import TASKS, LossRule
 from trainwise.losses import IGNORE_INDEX
