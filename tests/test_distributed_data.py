@@ -193,7 +193,7 @@ def test_the_cli_refuses_a_second_writer_in_one_line_and_writes_nothing(tmp_path
     assert proc.stderr.strip().startswith(f"error: run folder {run_dir} is being written by another process (pid "
                                           f"{os.getpid()} on ")
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+    assert sorted(p.name for p in run_dir.iterdir()) == []  # the refused run wrote nothing; the holder left no .lock
 
 
 def test_world_size_without_master_addr_is_one_clear_line(tmp_path):

@@ -31,7 +31,7 @@ from pathlib import Path
 from trainwise.errors import TrainwiseError
 
 LOCK_NAME = ".lock"
-_held: dict[str, tuple[int, int]] = {}  # resolved folder -> (file descriptor, holds in this process)
+_held: dict[str, tuple[int, int, bool]] = {}  # resolved folder -> (descriptor, holds in this process, created it)
 
 
 class RunFolderBusyError(TrainwiseError, RuntimeError):
@@ -43,36 +43,58 @@ def acquire(run_dir: Path) -> None:
     ``RunFolderBusyError`` when another process holds it."""
     key = str(Path(run_dir).resolve())
     if key in _held:
-        fd, count = _held[key]
-        _held[key] = (fd, count + 1)
+        fd, count, created = _held[key]
+        _held[key] = (fd, count + 1, created)
         return
+    created = not Path(run_dir).exists()
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     path = Path(run_dir) / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        _lock(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise
+            holder = _read_holder(fd)
             os.close(fd)
-            raise
-        holder = _read_holder(fd)
-        os.close(fd)
-        raise RunFolderBusyError(f"run folder {run_dir} is being written by another process ({holder}); wait for it "
-                                 "to end or stop it, or choose another --run-dir (Python: run_dir=)") from None
+            raise RunFolderBusyError(f"run folder {run_dir} is being written by another process ({holder}); wait for "
+                                     "it to end or stop it, or choose another --run-dir (Python: run_dir=)") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # the holder removed the file between our open and our lock: lock the one there now
     _write_holder(fd)
-    _held[key] = (fd, 1)
+    _held[key] = (fd, 1, created)
 
 
 def release(run_dir: Path) -> None:
-    """Give one hold back; the last one unlocks the folder (the ``.lock`` file stays, unlocked)."""
+    """Give one hold back; the last one unlocks the folder. The ``.lock`` file stays unless nothing
+    else was written: a run refused before its first file (bad data, a bad config) leaves no folder
+    behind, or only the folder it found."""
     key = str(Path(run_dir).resolve())
     if key not in _held:
         return
-    fd, count = _held.pop(key)
+    fd, count, created = _held.pop(key)
     if count > 1:
-        _held[key] = (fd, count - 1)
+        _held[key] = (fd, count - 1, created)
         return
+    folder = Path(run_dir)
+    try:
+        if [entry.name for entry in folder.iterdir()] == [LOCK_NAME]:
+            (folder / LOCK_NAME).unlink()  # still locked: a process waiting on the old file re-opens (acquire)
+            if created:
+                folder.rmdir()
+    except OSError:  # the folder is someone else's to clean now; the lock is released below all the same
+        pass
     os.close(fd)  # closing it releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _lock(fd: int) -> None:
