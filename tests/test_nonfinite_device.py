@@ -17,6 +17,7 @@ from trainwise import checkpoint as ckpt
 from trainwise.engine import loop as loop_module
 from trainwise.engine.nonfinite import DeviceFiniteness, cpu_copy, scale_torch_scheduler
 from trainwise.trainer import Trainer
+from trainwise.callbacks import CheckpointSaver
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_a_nan_late_in_an_epoch_never_reaches_last_pt(tmp_path, accelerator_mode
 
 
 def test_a_save_of_a_non_finite_state_is_refused_and_rolled_back_from(tmp_path, accelerator_mode):
-    result = fit(tmp_path, FailsOnCalls(nan_loss_calls=[6]), checkpoint_every_n_steps=1)
+    result = fit(tmp_path, FailsOnCalls(nan_loss_calls=[6]), checkpoint=CheckpointSaver(every_n_steps=1))
     assert result.status == "completed"
     (refused, *_) = events(result, "nonfinite_not_saved")
     assert refused["message"].startswith("the state at step 6 holds NaN or Inf; no checkpoint was written")

@@ -309,7 +309,6 @@ class FitLoop:
     # ------------------------------------------------------------------ epoch end
     def _train_figures(self) -> dict[str, float]:
         """The epoch's training figures so far: the mean loss per counted position, the clipped share."""
-        t = self.t
         if not self.sync_each_step:
             self.loss_sum, self.loss_count = self.loss_sum_device.item(), self.loss_count_device.item()
         values = {"loss": self.loss_sum / max(self.loss_count, 1e-12)}
