@@ -6,10 +6,8 @@ Example:
     >>> result = trainer.fit((x, y), (x_val, y_val))
     >>> result.best_val_loss, result.best_epoch, result.run_dir
 
-Other batch shapes: ``(x, y, weight)`` and dicts with ``x``/``y`` (or ``inputs``/``targets``, ...)
-keys work as they are. For anything else override ``split_batch(batch) -> (inputs, targets,
-weights)``, or ``compute_loss(model, batch) -> loss`` when the loss needs more than outputs and
-targets (validation then reports the loss only, unless ``split_batch`` also understands the batch).
+Batches are ``(x, y)``, ``(x, y, weight)`` or dicts fed to ``forward`` by its signature
+(``engine/batch_rule.py``); override ``split_batch`` or ``compute_loss`` for anything else.
 """
 
 from __future__ import annotations
@@ -382,16 +380,14 @@ class Trainer:
         return evaluate_batches(self._eval_step(), batches, metrics=self.metrics, target_std=std, limit=limit)
 
     def predict(self, data: Any) -> Union[torch.Tensor, dict[str, torch.Tensor]]:
-        """Model outputs for ``data``, in input order, on the CPU: a tensor, an array, or a Dataset /
-        DataLoader of inputs alone or of dicts without targets (targets, when there are any, are
-        ignored). Logits for classification; regression values in original units; a dict of tensors
-        when the model returns a dict."""
+        """Outputs for ``data`` (inputs alone, or labelled data whose targets are ignored) in input order,
+        on the CPU; regression in original units; a dict of tensors when the model returns a dict."""
         split = self.split_batch if type(self).split_batch is not Trainer.split_batch else None
         result = predict_outputs(self.model, data, batch_size=self.eval_batch_size, device=self.device,
                                  autocast_dtype=self.autocast_dtype, split=split)
         if self.target_normalization and isinstance(result, torch.Tensor):
-            result = result * torch.tensor(self.target_normalization["std"]) + torch.tensor(
-                self.target_normalization["mean"])
+            norm = self.target_normalization
+            result = result * torch.tensor(norm["std"]) + torch.tensor(norm["mean"])
         return result
 
 
