@@ -57,11 +57,14 @@ def test_asha_runs_six_trials_to_completion(local_ray, tmp_path: Path) -> None:
 
 
 def _kill_first_worker(study: Path, experiment: Path, killed: dict) -> None:
-    """Once Ray holds trial 0's first checkpoint, SIGKILL the worker process running it."""
+    """Once Ray holds trial 0's first checkpoint, SIGKILL the worker process running it. A checkpoint
+    folder on disk is not enough: the driver registers it when it processes the report, and writes
+    the trial's result.json then (killed before that, the trial rightly restarts from scratch)."""
     end = time.time() + 240
     while time.time() < end:
-        record = study / "trial-0" / "run.json"
-        if list((experiment / "trial-0").glob("checkpoint_*")) and record.is_file():
+        record, results = study / "trial-0" / "run.json", experiment / "trial-0" / "result.json"
+        reported = results.is_file() and results.read_text().strip()
+        if reported and list((experiment / "trial-0").glob("checkpoint_*")) and record.is_file():
             pid = json.loads(record.read_text())["pid"]
             os.kill(pid, signal.SIGKILL)
             killed["pid"] = pid

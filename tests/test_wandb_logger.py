@@ -140,8 +140,10 @@ def test_rank_zero_alone_writes_in_a_two_process_job(tmp_path: Path) -> None:
               "train": {"epochs": 2, "report": False, "loggers": ["wandb"], "wandb": {"mode": "offline"},
                         "early_stopping": {"enabled": False}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"), OMP_NUM_THREADS="1",
-               HOME=str(tmp_path))
+    # the in-process runs of the tests above leave WANDB_SERVICE (this process's W&B service) in the
+    # environment; a job started from here must start its own, as it would from a shell
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
+    env.update(PYTHONPATH=str(Path(__file__).parents[1] / "src"), OMP_NUM_THREADS="1", HOME=str(tmp_path))
     run = subprocess.run([sys.executable, "-m", "trainwise", "train", "config.yaml", "--quiet", "--nproc", "2",
                           "--run-dir", "runs/ddp"], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
