@@ -358,8 +358,8 @@ def _check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str) -> None:
         if key not in fields:
             if model.model_config.get("extra") == "allow":
                 continue
-            where = f"{prefix}{key}"
-            hint = closest(key, fields)
+            where = f"{prefix}{key}".encode("unicode_escape").decode("ascii")  # a newline in a key stays one line
+            hint = closest(str(key), fields)
             suggestion = f"; did you mean '{prefix}{hint}'?" if hint else f"; valid keys: {', '.join(fields)}"
             raise ConfigError(f"unknown key '{where}' in config{suggestion}")
         annotation = fields[key].annotation
