@@ -34,7 +34,25 @@ def balanced_sample_weights(y: torch.Tensor) -> torch.Tensor:
     return 1.0 / counts[labels - labels.min()].double()
 
 
-class InMemoryBatches:
+class _PlannedBatches:
+    """Batch counts read from ``self.plan`` (a ``data.sharding.BatchPlan``), shared by the sources
+    that share their batches out over ranks by one plan."""
+
+    plan: BatchPlan
+
+    def __len__(self) -> int:
+        return len(self.global_batch_sizes())
+
+    def global_batch_sizes(self) -> list[int]:
+        """Samples in each batch over all ranks (the batch a single process would see)."""
+        return self.plan.global_batch_sizes()
+
+    def batch_sizes(self) -> list[int]:
+        """Samples of each batch on this rank (all of them in a single process)."""
+        return self.plan.batch_sizes()
+
+
+class InMemoryBatches(_PlannedBatches):
     """Batches by index slicing of tensors that already live on the training device.
 
     Args:
@@ -79,17 +97,6 @@ class InMemoryBatches:
     def num_samples(self) -> int:
         return len(self.x)
 
-    def __len__(self) -> int:
-        return len(self.global_batch_sizes())
-
-    def global_batch_sizes(self) -> list[int]:
-        """Samples in each batch over all ranks (the batch a single process would see)."""
-        return self.plan.global_batch_sizes()
-
-    def batch_sizes(self) -> list[int]:
-        """Samples of each batch on this rank (all of them in a single process)."""
-        return self.plan.batch_sizes()
-
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
         weights = self.sample_weights
@@ -131,7 +138,7 @@ class InMemoryBatches:
             self.aug_generator.set_state(state["aug_generator"])
 
 
-class DatasetBatches:
+class DatasetBatches(_PlannedBatches):
     """A map-style ``Dataset`` through a ``DataLoader`` with workers, batched by our own sampler
     (``sharding.ShardedBatchSampler``): the order is a function of (seed, epoch), resume can start
     mid-epoch, and in a DDP job each rank loads only its share of every global batch.
@@ -160,15 +167,6 @@ class DatasetBatches:
     @property
     def num_samples(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        return len(self.plan.global_batch_sizes())
-
-    def global_batch_sizes(self) -> list[int]:
-        return self.plan.global_batch_sizes()
-
-    def batch_sizes(self) -> list[int]:
-        return self.plan.batch_sizes()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
