@@ -6,7 +6,10 @@ Each run goes through the CLI's ``train`` command in this process. The range tes
 steps against the run's optimizer steps (a test step is a training step: forward, backward, update on
 a training batch) and, in time, the run's ``setup`` phase (data checks, model probe and the range
 test) from summary.json's timings. A second run of the same config then shows the cache: its
-range test is read, not run. Targets: range test <= 10% of the run; checkpointing <= 10%.
+range test is read, not run. Targets: range test <= 10% of the run's wall time (its own seconds, a retry
+included, from summary.json's lr_finder); checkpointing <= 10%. The share of the steps actually run is
+recorded beside it (``meets_in_steps``): the budget is 10% of the *planned* steps, so a run that early
+stopping ends sooner shows a larger step share.
 
     .venv/bin/python benchmarks/defaults_cost.py [digits|mnist ...]   # writes results/defaults_cost.json
 """
@@ -41,6 +44,9 @@ def figures(summary: dict) -> dict:
     return {"steps": summary["steps"], "range_test_steps": steps, "reused": "reused_from_cache" in finder,
             "range_test_step_share": round(steps / summary["steps"], 4) if steps and not finder.get(
                 "reused_from_cache") else 0.0,
+            "range_test_seconds": finder.get("seconds"),
+            "range_test_time_share": round(finder["seconds"] / timings["wall_seconds"], 4) if finder.get("seconds")
+            and not finder.get("reused_from_cache") else 0.0,
             "setup_share": timings["fractions"]["setup"], "checkpoint_share": timings["fractions"]["checkpoint"],
             "wall_seconds": timings["wall_seconds"], "lr": summary.get("lr"),
             "test_accuracy": summary.get("test_accuracy"), "bottleneck": timings["bottleneck"]}
@@ -53,7 +59,8 @@ def main(names: list[str]) -> int:
             first = figures(train(CONFIGS[name], Path(tmp) / f"{name}-1"))
             again = figures(train(CONFIGS[name], Path(tmp) / f"{name}-2"))
             results[name] = {"first_run": first, "rerun": again,
-                             "meets": first["range_test_step_share"] <= 0.10 and first["checkpoint_share"] <= 0.10}
+                             "meets": first["range_test_time_share"] <= 0.10 and first["checkpoint_share"] <= 0.10,
+                             "meets_in_steps": first["range_test_step_share"] <= 0.10}
             print(name, json.dumps(results[name], indent=1), flush=True)
     out = Path(__file__).parent / "results" / "defaults_cost.json"
     previous = json.loads(out.read_text()) if out.exists() else {}

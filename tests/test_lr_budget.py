@@ -59,3 +59,27 @@ def test_a_users_dataloader_is_never_fingerprinted() -> None:
     assert data_fingerprint(make_batches(loader, batch_size=8, shuffle=True, seed=0, device=torch.device("cpu"))) is None
     assert data_fingerprint(make_batches((x, y), batch_size=8, shuffle=True, seed=0, device=torch.device("cpu"))) == \
         data_fingerprint(make_batches((x.clone(), y.clone()), batch_size=8, shuffle=True, seed=0, device=torch.device("cpu")))
+
+
+class Flat(nn.Module):
+    """A model whose loss no lr changes: every range test curve is flat (no suggestion)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return 0 * self.layer(x)
+
+
+def test_a_curve_without_suggestion_is_measured_again_at_the_unbudgeted_length(tmp_path) -> None:
+    import json
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(320, 6, generator=g)
+    data = (x, (x[:, 0] > 0).long())
+    result = _fit(Flat(), data, tmp_path / "a")
+    finder = result.summary["lr_finder"]
+    assert finder["num_steps"] == 30 and finder["suggestion"] is None  # the budgeted first test read nothing
+    curve = json.loads((tmp_path / "a" / "lr_find.json").read_text())
+    assert len(curve["lrs"]) == 200  # the retry: twice the configured 100 steps, not twice the budget's 30

@@ -20,10 +20,13 @@ import hashlib
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+
+from trainwise.lr.finder import RETRY_STEPS_FACTOR
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,10 @@ def budgeted_find_lr(t: Any, batches: Any, total_steps: Optional[int], run_dir: 
     settings = dict(t.lr_find)
     configured = int(settings.get("num_steps", 100))
     settings["num_steps"] = budget_steps(configured, total_steps)
+    # A curve that gives no suggestion is a slow learner's (a recurrent net at its chance loss): its retry
+    # keeps the unbudgeted length, or lr=auto would read noise (an LSTM on MNIST-1D: 86% at the 128-step
+    # retry's lr, 93% at the 200-step one's; benchmarks/README.md).
+    settings.setdefault("retry_steps", RETRY_STEPS_FACTOR * configured)
     path = _cache_file(run_dir, cache_key(t, batches, settings))
     cached = _read(path)
     if cached is not None:
@@ -127,8 +134,10 @@ def budgeted_find_lr(t: Any, batches: Any, total_steps: Optional[int], run_dir: 
                        f"seed; {path.name}): lr {suggestion:.3g}" if suggestion else
                        "reused the range test of an identical run: it gave no suggestion")
         return suggestion, summary
+    start = time.perf_counter()
     suggestion, summary = run_test(settings)
-    summary = {**summary, "num_steps": settings["num_steps"]}
+    # the test's own seconds (a retry included): its cost against the run's in benchmarks/defaults_cost.py
+    summary = {**summary, "num_steps": settings["num_steps"], "seconds": round(time.perf_counter() - start, 3)}
     if settings["num_steps"] < configured:
         summary["budget"] = (f"{settings['num_steps']} of the configured {configured} steps: {BUDGET_SHARE:.0%} of "
                              f"the run's {total_steps} steps, at least {MIN_SWEEP_STEPS}")

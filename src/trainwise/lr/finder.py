@@ -104,14 +104,15 @@ class LRFinder:
             have to move with it).
         precision: ``fp32`` or ``bf16`` (autocast).
         retry: When the curve gives no suggestion (too flat, or diverging without first
-            falling), measure it once more with ``RETRY_STEPS_FACTOR * num_steps`` steps
-            from the same starting state, and report that second curve.
+            falling), measure it once more with ``retry_steps`` steps (default
+            ``RETRY_STEPS_FACTOR * num_steps``) from the same starting state, and report that
+            second curve.
 
     Example:
         >>> model = nn.Linear(4, 1)
         >>> finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss())
         >>> result = finder.run([(torch.randn(8, 4), torch.randn(8, 1))])
-        >>> result.rule, len(result.lrs) <= RETRY_STEPS_FACTOR * finder.num_steps
+        >>> result.rule, len(result.lrs) <= finder.retry_steps
         ('valley', True)
     """
 
@@ -132,6 +133,7 @@ class LRFinder:
         precision: str = "fp32",
         retry: bool = True,
         batch_loss: Callable[[Any], Tensor] | None = None,
+        retry_steps: int | None = None,
     ) -> None:
         for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
@@ -140,6 +142,9 @@ class LRFinder:
             raise ConfigError(f"start_lr must be < end_lr, got {start_lr} >= {end_lr}")
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < MIN_POINTS:
             raise ConfigError(f"num_steps must be an integer >= {MIN_POINTS}, got {num_steps!r}")
+        if retry_steps is not None and (isinstance(retry_steps, bool) or not isinstance(retry_steps, int)
+                                        or retry_steps < MIN_POINTS):
+            raise ConfigError(f"retry_steps must be an integer >= {MIN_POINTS} or None, got {retry_steps!r}")
         if mode not in SCHEDULE_MODES:
             raise ConfigError(f"mode must be one of {SCHEDULE_MODES}, got {mode!r}")
         if not 0 <= smoothing < 1:
@@ -162,6 +167,7 @@ class LRFinder:
         self.device = model_device
         self.precision = precision
         self.retry = retry
+        self.retry_steps = retry_steps if retry_steps is not None else RETRY_STEPS_FACTOR * num_steps
         self.batch_loss = batch_loss
 
     def lr_at(self, step: int, num_steps: int | None = None) -> float:
@@ -200,7 +206,7 @@ class LRFinder:
             lrs, losses, raw_losses = self._sweep(batches, self.num_steps)
             answers = {rule: suggest(lrs, losses, rule) for rule in SUGGESTION_RULES}
             if self.retry and answers[self.rule][0] is None:
-                steps = RETRY_STEPS_FACTOR * self.num_steps
+                steps = self.retry_steps
                 logger.info("lr range test: no suggestion from %d steps (%s); measuring again "
                             "with %d steps", len(lrs), answers[self.rule][1], steps)
                 saved.restore(self.model, self.optimizer)
