@@ -83,3 +83,20 @@ def test_a_curve_without_suggestion_is_measured_again_at_the_unbudgeted_length(t
     assert finder["num_steps"] == 30 and finder["suggestion"] is None  # the budgeted first test read nothing
     curve = json.loads((tmp_path / "a" / "lr_find.json").read_text())
     assert len(curve["lrs"]) == 200  # the retry: twice the configured 100 steps, not twice the budget's 30
+
+
+def test_under_early_stopping_the_budget_is_a_share_of_the_steps_the_run_trains_at_least(tmp_path) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1600, 6, generator=g)
+    data = (x, (x[:, 0] > 0).long())
+    val = (x[:200], data[1][:200])
+
+    def fit(**kwargs):
+        return Trainer(nn.Linear(6, 2), lr="auto", epochs=20, batch_size=16, progress=False, report=False, seed=0,
+                       run_dir=tmp_path / "-".join(kwargs), **kwargs).fit(data, val).summary["lr_finder"]
+
+    assert fit(early_stopping=False)["num_steps"] == 100  # 2,000 steps: the configured 100
+    stopped = fit(patience=3)  # it may stop after epoch 4: 400 steps are sure
+    assert stopped["num_steps"] == 40
+    assert stopped["budget"] == ("40 of the configured 100 steps: 10% of the 400 steps the run trains at least "
+                                 "(early stopping may end its 2000 sooner), at least 30")
