@@ -5,6 +5,7 @@ the run, and two processes creating one MLflow experiment do not collide. Real p
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import yaml
 from trainwise import Trainer
 from trainwise.callbacks import Callback, Logger
 from trainwise.callbacks.dispatch import MAX_CONSECUTIVE_FAILURES, dispatch_table
+from trainwise.errors import LoggerError
 
 HAS_TB = importlib.util.find_spec("tensorboard") is not None
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
@@ -64,8 +66,12 @@ def test_a_logger_failing_at_the_start_stops_the_run_before_step_0(tmp_path):
         def on_fit_start(self, trainer):
             raise ValueError("malformed tracking URI 'htp:/x'")
 
-    with pytest.raises(ValueError, match="malformed tracking URI"):
+    with pytest.raises(LoggerError, match=r"^BadURI could not start \(ValueError: malformed tracking URI 'htp:/x'\); "
+                       "fix the folder or URI it names") as raised:
         fit(tmp_path / "run", callbacks=[BadURI()])
+    assert isinstance(raised.value.__cause__, ValueError)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["steps"] == 0
 
 
 def test_rank_zero_only_callbacks_are_not_called_on_other_ranks(monkeypatch):
