@@ -52,8 +52,9 @@ class Guarded:
             try:
                 method(trainer, *args)
             except LoggerUnavailable as error:
-                self._switch_off(trainer, f"{self.name} switched off in {event}: {_one_line(error)}; training goes "
-                                          "on without it (what it logged before stays)")
+                kept = "" if event == _SETUP_EVENT else " (what it logged before stays)"
+                self._switch_off(trainer, event, f"{self.name} switched off in {event}: {_one_line(error)}; "
+                                                 f"training goes on without it{kept}")
             except Exception as error:  # contained after the start: telemetry is lost, the run is not
                 if event == _SETUP_EVENT and isinstance(error, TrainwiseError):
                     raise
@@ -79,7 +80,7 @@ class Guarded:
         self.failures += 1
         message = f"{self.name} failed in {event} ({type(error).__name__}: {_one_line(error)}); training goes on"
         if self.failures >= MAX_CONSECUTIVE_FAILURES:
-            self._switch_off(trainer, f"{message}; switched off after {self.failures} failures in a row")
+            self._switch_off(trainer, event, f"{message}; switched off after {self.failures} failures in a row")
             return
         kind = type(error).__name__
         if kind not in self.warned:  # once per kind of error
@@ -87,16 +88,16 @@ class Guarded:
             warnings.warn(message, RuntimeWarning, stacklevel=3)
             _record(trainer, "logger_failed", message)
 
-    def _switch_off(self, trainer: Trainer, message: str) -> None:
+    def _switch_off(self, trainer: Trainer, event: str, message: str) -> None:
         """Off for the rest of the run: one warning (the terminal, summary.json, the report) and a
-        ``logger_disabled`` event."""
+        ``logger_disabled`` event (short: the warning says why)."""
         self.disabled = True
         warn = getattr(trainer, "warn", None)
         if callable(warn):
             warn(message)
         else:  # a trainer of the user's own, without trainwise's verb
             warnings.warn(message, RuntimeWarning, stacklevel=3)
-        _record(trainer, "logger_disabled", message)
+        _record(trainer, "logger_disabled", f"{self.name} switched off in {event}")
 
 
 def _one_line(error: BaseException) -> str:
