@@ -98,6 +98,24 @@ def test_the_users_own_retry_setting_wins(tmp_path, attempts, monkeypatch):
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
 
 
+def test_a_server_that_accepts_and_never_answers_costs_three_timeouts(tmp_path, attempts, monkeypatch):
+    """A hung server (the port open, nothing answering): each attempt ends at the timeout, here
+    the user's own 1 s (which wins over trainwise's 10 s), and the retries stay bounded."""
+    from trainwise.callbacks.loggers import MLflowLogger
+    from trainwise.callbacks.mlflow_calls import ATTEMPTS_PER_CALL
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel accepts the connections; nobody reads or answers
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        _, result = fit(tmp_path / "run", [MLflowLogger(tracking_uri=uri)], epochs=1)
+    assert result.status == "completed" and len(attempts) == ATTEMPTS_PER_CALL
+    assert result.warnings == [f"MLflowLogger switched off in on_fit_start: MLflow tracking server {uri} cannot be "
+                               "reached (no answer in time; 3 attempts); training goes on without it"]
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1"
+
+
 def test_errors_other_than_an_outage_are_not_mistaken_for_one():
     from mlflow.exceptions import MlflowException, RestException
 

@@ -83,7 +83,10 @@ def unreachable_reason(error: BaseException) -> Optional[str]:
         if isinstance(current, (http.Timeout, TimeoutError)):
             return "no answer in time"
         if isinstance(current, (http.ConnectionError, ConnectionError)):
-            found = _OS_REASON.search(str(current))
+            text = str(current)
+            if "timed out" in text.lower():  # requests reports read timeouts after retries as a ConnectionError
+                return "no answer in time"
+            found = _OS_REASON.search(text)
             return found.group(1).strip() if found else "connection failed"
         current = current.__cause__ or current.__context__
     return None
