@@ -115,6 +115,7 @@ def test_a_failing_wandb_is_contained_and_recorded(tmp_path: Path) -> None:
     assert result.status == "completed" and result.summary["epochs_run"] == 3
     events = [e for e in result.summary.get("events", []) if e["kind"] == "logger_failed"]
     assert len(events) == 1 and "No space left on device" in events[0]["message"]
+    assert result.warnings == [events[0]["message"]]  # summary.json says the logger stopped
     assert wandb_records(tmp_path / "b")["exit"][0].exit.exit_code == 1  # the W&B run was closed, failed
 
 

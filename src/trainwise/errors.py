@@ -55,3 +55,12 @@ class ClusterError(TrainwiseError, ConnectionError):
 
 class BatchSizeError(TrainwiseError, RuntimeError):
     """The batch-size finder found no size that runs: the model does not fit at batch size 1."""
+
+
+class LoggerError(TrainwiseError, RuntimeError):
+    """A logger cannot start (a folder it cannot create, a malformed URI): the run stops before step 0."""
+
+
+class StoppedWithPeerError(TrainwiseError, RuntimeError):
+    """Another process of a DDP job failed in the setup every process goes through together (the run
+    folder's first files, the callbacks' ``on_fit_start``): this process stopped with it."""

@@ -105,6 +105,12 @@ class Logger(Callback):
     contain_errors = True
 
 
+class LoggerUnavailable(Exception):
+    """Raised by a logger whose backend cannot be reached (a tracking server that is down or does not
+    answer): the loop switches that logger off at once, in any event ``on_fit_start`` included, with
+    one warning in the run's summary; training goes on, and what the logger wrote before stays."""
+
+
 def overrides(callback: Callback, event: str) -> bool:
     """True when ``callback`` implements ``event`` itself (so the loop must call it)."""
     return getattr(type(callback), event) is not getattr(Callback, event)

@@ -13,6 +13,9 @@ its final figures.
   ``$MLFLOW_TRACKING_URI`` says otherwise; a file store (a plain folder, ``file:``) is refused
   with the fix (recent MLflow refuses it too). The MLflow run ends FINISHED, FAILED or KILLED as
   the trainwise run ended (a killed process leaves it RUNNING there; ``trainwise runs`` knows).
+  Its calls to a tracking server are bounded (``callbacks.mlflow_calls``: 3 attempts, 10 s each,
+  not MLflow's minutes of retries); a server that cannot be reached, at the start or later,
+  switches the logger off at once with one warning, and training goes on.
 
 Example:
     >>> Trainer(model, loggers=["tensorboard", MLflowLogger(experiment="digits")])  # doctest: +SKIP
@@ -29,6 +32,7 @@ from trainwise.callbacks.logger_parts import final_figures as _final_figures
 from trainwise.callbacks.logger_parts import finite_figures as _finite
 from trainwise.callbacks.logger_parts import flat_config as _flat
 from trainwise.callbacks.logger_parts import require_package as _require
+from trainwise.callbacks.mlflow_calls import call_server, unreachable_reason
 from trainwise.checks import check_choice
 from trainwise.errors import ConfigError
 
@@ -120,7 +124,7 @@ class MLflowLogger(Logger):
 
             self.tracking_uri = f"sqlite:///{writer_root(Path(trainer.run_dir)).resolve() / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        experiment_id = self._experiment_id()
+        experiment_id = self._call(self._experiment_id)
         record = getattr(getattr(trainer, "run_record", None), "data", None) or {}
         tags = {"trainwise.run_dir": str(Path(trainer.run_dir).resolve())}
         if record.get("id"):
@@ -128,11 +132,15 @@ class MLflowLogger(Logger):
         if (record.get("git") or {}).get("commit"):
             tags["mlflow.source.git.commit"] = record["git"]["commit"]
             tags["trainwise.git_dirty"] = str(record["git"]["dirty"])
-        run = self.client.create_run(experiment_id, run_name=getattr(trainer, "name", None), tags=tags)
+        run = self._call(self.client.create_run, experiment_id, run_name=getattr(trainer, "name", None), tags=tags)
         self.run_id = run.info.run_id
         params = [Param(k, str(v)[:6000]) for k, v in _flat(getattr(trainer, "config", None)).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=params[start:start + 100])
+            self._call(self.client.log_batch, self.run_id, params=params[start:start + 100])
+
+    def _call(self, action: Any, *args: Any, **kwargs: Any) -> Any:
+        """A call to the tracking store, bounded in time; an unreachable server is ``LoggerUnavailable``."""
+        return call_server(str(self.tracking_uri), action, *args, **kwargs)
 
     def _experiment_id(self) -> str:
         """The experiment's id, created when missing. Another process (a parallel trial, a second
@@ -144,7 +152,9 @@ class MLflowLogger(Logger):
             return str(found.experiment_id)
         try:
             return str(self.client.create_experiment(self.experiment))
-        except MlflowException:
+        except MlflowException as error:
+            if unreachable_reason(error) is not None:  # the server is gone: no second look
+                raise
             found = self.client.get_experiment_by_name(self.experiment)
             if found is None:  # not the race: a real error
                 raise
@@ -157,13 +167,14 @@ class MLflowLogger(Logger):
         if self.run_id is None:
             return
         self._metrics({f"final_{k}": v for k, v in _final_figures(trainer).items()}, trainer.state.step)
-        self.client.set_terminated(self.run_id, status=MLFLOW_STATUS.get(trainer.state.status, "FINISHED"))
-        self.run_id = None
+        run_id, self.run_id = self.run_id, None
+        self._call(self.client.set_terminated, run_id, status=MLFLOW_STATUS.get(trainer.state.status, "FINISHED"))
 
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         if self.run_id is not None:
-            self.client.set_terminated(self.run_id, status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-            self.run_id = None
+            run_id, self.run_id = self.run_id, None
+            self._call(self.client.set_terminated, run_id, status="KILLED" if isinstance(exc, KeyboardInterrupt)
+                       else "FAILED")
 
     def _metrics(self, values: dict[str, Any], step: int) -> None:
         if self.run_id is None:
@@ -175,7 +186,7 @@ class MLflowLogger(Logger):
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in _finite(values).items()]
         if metrics:
-            self.client.log_batch(self.run_id, metrics=metrics)
+            self._call(self.client.log_batch, self.run_id, metrics=metrics)
 
 
 def build_loggers(loggers: Sequence[Union[str, Callback]]) -> list[Callback]:

@@ -131,7 +131,8 @@ class WandbLogger(Logger):
         except Exception as exc:  # noqa: BLE001 - a logger never ends the training
             run, self.run = self.run, None
             message = f"W&B logging stopped: {type(exc).__name__}: {exc}"
-            log.warning(message)
+            warn = getattr(trainer, "warn", None)  # trainwise's Trainer: the terminal and summary.json's warnings
+            warn(message) if callable(warn) else log.warning(message)
             trainer.record_event("logger_failed", message)
             if run is not None:
                 try:

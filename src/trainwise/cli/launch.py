@@ -59,7 +59,7 @@ def launch(args: argparse.Namespace, run_dir: Path) -> int:
         monitor_interval=MONITOR_SECONDS, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS,
         logs_specs=DefaultLogsSpecs(log_dir=logs))
     _rank_environment(args.nproc)
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # trainwise says what matters
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # trainwise says what matters
     try:
         elastic_launch(config, sys.executable)(*_rank_args(args, run_dir))
     except ChildFailedError as exc:

@@ -138,6 +138,37 @@ def main_then_all(action: Callable[[], Any]) -> Any:
     return outcome
 
 
+def run_together(action: Callable[[], Any], what: str) -> Any:
+    """Run ``action`` on every rank (it may do work of rank 0 alone: a logger's setup, the run
+    folder's first files) and agree on how it went. When it raised on any rank, every rank raises
+    at once: that rank its own error, the others a ``StoppedWithPeerError`` naming it, instead of
+    waiting at their next collective for a rank that gave up until the group's timeout. One gather
+    of a few bytes; nothing in a single process."""
+    from trainwise.errors import StoppedWithPeerError
+
+    rank, world_size = world()
+    if world_size == 1:
+        return action()
+    outcome: Any = None
+    failure: Optional[Exception] = None
+    try:
+        outcome = action()
+    except Exception as exc:  # noqa: BLE001 - told to every rank below, then raised here as it was
+        failure = exc
+    reports = gather(None if failure is None else _one_line(failure))
+    if failure is not None:
+        raise failure
+    failed = [(other, report) for other, report in enumerate(reports) if report is not None]
+    if failed:
+        other, report = failed[0]
+        raise StoppedWithPeerError(f"rank {rank} stopped before training because rank {other} failed {what}: {report}")
+    return outcome
+
+
+def _one_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:400]}"
+
+
 def gather_in_input_order(chunks: list[Any], plan: Any) -> list[Any]:
     """Every rank's per-batch results (``chunks``: this rank's, one per non-empty share of
     ``plan``'s batches) put back in the order of the input: batch by batch, each batch's shares in

@@ -16,7 +16,7 @@ import torch
 
 from trainwise import checkpoint as ckpt
 from trainwise.distributed.job import agreed_run_dir, writing_run_folder
-from trainwise.distributed.ops import barrier, broadcast, is_main, main_then_all, world
+from trainwise.distributed.ops import barrier, broadcast, is_main, main_then_all, run_together, world
 from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
 from trainwise.engine.fitplan import FitPlan, StepSettings, World, decide_rules, first_batch
@@ -127,9 +127,7 @@ def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path
         t.record_event("resumed", f"resumed from {resume_path} at step {state.step}, epoch {state.epoch}"
                        + (f"; changed: {'; '.join(changes)}" if changes else "") + replayed)
     t.run_record = None
-    if rank == 0:  # rank 0 writes the run folder, run.json and the index
-        _write_description(t, sample, output_shape)
-        t.run_record = start_record(t.run_dir, name=t.name, config=t.config, device=t.device, model=t.model)
+    run_together(lambda: _start_run_folder(t, sample, output_shape), "writing the run folder")
     try:
         with training_model(t, world_size):
             loop.run()
@@ -144,6 +142,13 @@ def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path
         return _finish(t, loop, start, test_metrics, confusion)
     finally:
         loop.restore_signal_handlers()
+
+
+def _start_run_folder(t: Any, sample: Any, output_shape: Any) -> None:
+    """Rank 0 writes the run folder's first files, run.json and the index (a failure reaches every rank)."""
+    if is_main():
+        _write_description(t, sample, output_shape)
+        t.run_record = start_record(t.run_dir, name=t.name, config=t.config, device=t.device, model=t.model)
 
 
 def _length(t: Any, batch_count: Optional[int]) -> tuple[Optional[int], int]:

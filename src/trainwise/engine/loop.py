@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from trainwise.checks import did_you_mean
+from trainwise.distributed.ops import run_together
 from trainwise.errors import ConfigError
 from trainwise.data.loader import batch_length
 from trainwise.engine.nonfinite import DIVERGED_ADVICE, cpu_copy
@@ -80,7 +81,8 @@ class FitLoop:
         self.checkpoints.remember_initial()
         self.signals.install()  # restored by restore_signal_handlers(), after the run's files: a late SIGTERM is noted
         try:
-            t._fire("on_fit_start")
+            # loggers start on rank 0 alone: every rank learns at once when one of them fails
+            run_together(lambda: t._fire("on_fit_start"), "starting its callbacks")
             self._epochs()
             if self.val_every is not None and s.last_val_step != s.step and s.status == "running" \
                     and self.signals.received is None:
