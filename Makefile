@@ -27,7 +27,7 @@ demo: setup
 	$(BIN)/trainwise train examples/digits.yaml
 
 test: setup system
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -m "not slow"
