@@ -40,6 +40,7 @@ class FakeTrainer:
 
 def run(saver: CheckpointSaver, trainer: FakeTrainer, clock: FakeClock, epoch_seconds: float,
         improved_at: tuple[int, ...] = ()) -> list[tuple[int, bool]]:
+    saver.on_fit_start(trainer)
     for epoch in range(1, trainer.state.max_epochs + 1):
         clock.now += epoch_seconds
         trainer.state.epoch, trainer.state.step = epoch, epoch * 10
@@ -59,8 +60,21 @@ def test_a_save_waits_for_ten_times_its_cost_of_training(clock) -> None:
     # a save costs 0.045 s, an epoch 0.1 s: after a save, the next waits for 0.45 s of training (5 epochs)
     trainer = FakeTrainer(clock, epochs=12, save_seconds=0.045)
     saver = CheckpointSaver()
-    assert run(saver, trainer, clock, 0.1) == [(1, False), (6, False), (11, False), (12, False)]
-    assert saver.skipped == 8
+    saver.on_fit_start = lambda trainer: None  # the rule between two saves alone: no run budget
+    assert run(saver, trainer, clock, 0.1)[:3] == [(1, False), (6, False), (11, False)]
+
+
+def test_the_saves_of_a_run_fit_in_a_tenth_of_it_best_saves_included(clock) -> None:
+    # the first save put the run at 0.045 s of saving for 0.1 s of training: the next fits the run's
+    # budget at epoch 9 (0.09 <= 0.1 * 0.945; the rule between two saves alone allowed epoch 6); at epoch
+    # 13 the budget allows one more (0.135 <= 0.139) but 0.4 s since epoch 9 do not; 14 is the last
+    trainer = FakeTrainer(clock, epochs=14, save_seconds=0.045)
+    saver = CheckpointSaver()
+    assert run(saver, trainer, clock, 0.1) == [(1, False), (9, False), (14, False)]
+    assert saver.skipped == 11
+    best = FakeTrainer(clock, epochs=14, save_seconds=0.045)  # best saves at 2-4 spend the budget of the later ones
+    saved = run(CheckpointSaver(), best, clock, 0.1, improved_at=(2, 3, 4))
+    assert saved == [(1, False), (2, True), (3, True), (4, True), (14, False)]
 
 
 def test_the_best_epoch_and_the_last_always_save_and_none_saves_every_epoch(clock) -> None:

@@ -27,10 +27,12 @@ class CheckpointSaver(Callback):
             disagrees with early stopping's is refused when the Trainer is built.
         max_cost_share: the epoch-end cadence: an epoch end saves only when the last save cost at
             most this share of the training time since it (a save of 50 ms waits for 0.5 s of
-            training at 0.1), so saving never costs more than ~10% of the run and a crash loses at
-            most ``last save / max_cost_share`` seconds of training. The best epoch and the last
-            epoch always save. None saves at every epoch end, and so does a run with
-            ``every_n_steps`` (it chose its cadence).
+            training at 0.1), and when the saves so far and this one fit in this share of the run
+            so far (the best epoch's saves, which always happen, count too). Saving then costs
+            about 10% of the run at most, and a crash loses at most ``last save / max_cost_share``
+            seconds of training, more after costly best saves. The best epoch and the last epoch
+            always save. None saves at every epoch end, and so does a run with ``every_n_steps``
+            (it chose its cadence).
 
     ``best.pt`` is written at every epoch that improves on the run's best. The trainer runs this
     callback after every other one that holds state, so a checkpoint includes their state.
@@ -52,7 +54,12 @@ class CheckpointSaver(Callback):
         self._last_saved_step = -1
         self._save_seconds = 0.0  # what the last save cost
         self._saved_at: Optional[float] = None  # when it ended (perf_counter)
+        self._started: Optional[float] = None  # when the fit started
+        self._spent = 0.0  # seconds of every save of this fit
         self.skipped = 0  # epoch ends that did not save: the cadence at work
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self._started, self._spent = time.perf_counter(), 0.0
 
     def on_step_end(self, trainer: "Trainer") -> None:
         every, step = self.every_n_steps, trainer.state.step
@@ -76,13 +83,17 @@ class CheckpointSaver(Callback):
         step checkpoints chose its own cadence: its epoch ends save as they always did)."""
         if self.max_cost_share is None or self._saved_at is None or self.every_n_steps:
             return True
-        return self._save_seconds <= self.max_cost_share * (time.perf_counter() - self._saved_at)
+        now = time.perf_counter()
+        within_run = self._started is None or \
+            self._spent + self._save_seconds <= self.max_cost_share * (now - self._started)
+        return within_run and self._save_seconds <= self.max_cost_share * (now - self._saved_at)
 
     def _timed_save(self, trainer: "Trainer", *, best: bool) -> None:
         start = time.perf_counter()
         trainer.save_checkpoint(best=best)
         self._saved_at = time.perf_counter()
         self._save_seconds = self._saved_at - start
+        self._spent += self._save_seconds
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_saved_step": self._last_saved_step}
