@@ -69,6 +69,8 @@ def overhead(folder: Path, trials: int) -> dict[str, Any]:
             "per_trial_seconds": {"optuna": round(optuna_seconds / trials, 2), "ray": round(ray_seconds / trials, 2)},
             "trial_seconds_as_reported": fit,
             "ratio": round(ray_seconds / optuna_seconds, 3),
+            "ray_worker_processes": len({json.loads((Path(r["run_dir"]) / "run.json").read_text())["pid"]
+                                         for r in ray_result.rows}),  # reused workers: one for all trials
             "values": {"optuna": [r["value"] for r in optuna_result.rows],
                        "ray": [r["value"] for r in ray_result.rows]}}
 

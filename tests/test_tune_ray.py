@@ -16,6 +16,7 @@ import pytest
 from tune_helpers import cli_env, tiny_config, tune_cli
 
 import trainwise
+from trainwise.cli import main
 from trainwise.errors import ClusterError, ConfigError
 
 ray = pytest.importorskip("ray", reason="ray not installed (pip install 'trainwise[ray]')")
@@ -36,7 +37,7 @@ def summary(row: dict) -> dict:
     return json.loads((Path(row["run_dir"]) / "summary.json").read_text())
 
 
-def test_asha_runs_six_trials_to_completion(local_ray, tmp_path: Path) -> None:
+def test_asha_runs_six_trials_to_completion_and_status_reads_them(local_ray, tmp_path: Path, capsys) -> None:
     config = tiny_config(tmp_path, epochs=4, tune={"backend": "ray", "trials": 6, "pruner": "asha",
                                                    "reduction_factor": 2, "seed": 3, "sampler": "tpe"})
     result = trainwise.tune(str(config), study_dir=tmp_path / "study")
@@ -54,6 +55,36 @@ def test_asha_runs_six_trials_to_completion(local_ray, tmp_path: Path) -> None:
     assert result.best_trial == best["number"] and result.best_value == best["value"]
     assert result.best_config.is_file() and (result.folder / "trials.csv").is_file()
     assert (result.folder / "report.html").read_text().count("data:image/png;base64,") >= 3
+    pids = {json.loads((Path(r["run_dir"]) / "run.json").read_text())["pid"] for r in result.rows}
+    assert len(pids) < 6  # Ray reused its workers: a stopped trial's worker ran a later trial
+
+    capsys.readouterr()  # --status reads the same study back from Ray's experiment folder
+    assert main(["tune", str(config), "--study-dir", str(tmp_path / "study"), "--status"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"study tiny on Ray, experiment {tmp_path / 'study' / 'ray' / 'tiny'}"
+    counts = {state: states.count(state) for state in ("complete", "pruned") if state in states}
+    assert out[1] == "6 trials of 6: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+    table = {int(line.split()[0]): (float(line.split()[1]), int(line.split()[2])) for line in out[3:-1]}
+    assert table == {r["number"]: (round(r["value"], 4), 4) for r in result.rows if r["state"] == "complete"}
+    assert main(["tune", str(config), "--study-dir", str(tmp_path / "elsewhere"), "--status"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"no Ray search of study 'tiny' at {tmp_path / 'elsewhere' / 'ray' / 'tiny'}; " \
+        "start it with `trainwise tune CONFIG --backend ray`" in error[0]
+
+
+def _status_while_running(config: Path, study: Path) -> list:
+    """``ray_rows`` (what --status prints) read while the search runs, until Ray's first snapshot."""
+    from trainwise.tune.api import config_job
+    from trainwise.tune.ray_status import ray_rows
+
+    job = config_job(str(config), {}, study=None, storage=None, study_dir=study)
+    end = time.time() + 60
+    while time.time() < end:
+        try:
+            return ray_rows(job)[1]
+        except ConfigError:  # no snapshot yet
+            time.sleep(0.2)
+    return []
 
 
 def _kill_first_worker(study: Path, experiment: Path, killed: dict) -> None:
@@ -68,6 +99,7 @@ def _kill_first_worker(study: Path, experiment: Path, killed: dict) -> None:
             pid = json.loads(record.read_text())["pid"]
             os.kill(pid, signal.SIGKILL)
             killed["pid"] = pid
+            killed["status"] = _status_while_running(study.parent / "tiny.yaml", study)
             return
         time.sleep(0.05)
 
@@ -90,13 +122,15 @@ def test_a_killed_worker_restarts_from_its_checkpoint_and_stays_one_trial(local_
     assert len(resumed) == 1  # continued from its checkpoint, not started over
     pids = {json.loads((study / "trial-0" / "run.json").read_text())["pid"]}
     assert killed["pid"] not in pids
+    during = {r["number"]: r for r in killed["status"]}  # --status while trial 0 was being restarted
+    assert set(during) <= {0, 1} and during[0]["state"] in ("running", "queued") and during[0]["value"] is None
 
 
 def test_pbt_perturbed_trials_continue_from_their_parents_checkpoints(local_ray, tmp_path: Path) -> None:
     space = {"optimizer.lr": {"log_uniform": [1.0e-3, 3.0e-1]}, "model.dropout": {"uniform": [0.0, 0.5]}}
     config = tiny_config(tmp_path, epochs=4, tune={"backend": "ray", "scheduler": "pbt", "trials": 4,
                                                    "perturbation_interval": 1, "seed": 0, "space": space,
-                                                   "resources": {"cpu": 0.5}})
+                                                   "resources": {"cpu": 1}})
     result = trainwise.tune(str(config), study_dir=tmp_path / "study")
     assert [r["number"] for r in result.rows] == [0, 1, 2, 3]
     assert all(r["state"] == "complete" and summary(r)["epochs_run"] == 4 for r in result.rows)

@@ -2,7 +2,7 @@
 
 ``--workers K`` starts K worker processes on this machine (each ``trainwise tune ... --worker-only``)
 and writes the results when they are done; workers started on other machines with the same
-``--storage`` and ``--study`` join the same study. ``--status`` prints progress and runs nothing.
+``--storage`` and ``--study`` join the same study. ``--status`` prints progress and runs nothing (either backend).
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def _tune_on_ray(job: Any, args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers is the Optuna backend's; on Ray, trials run side by side as tune.resources "
                           f"allows (got --workers {args.workers})")
     if args.status:
-        raise ConfigError("--status reads an Optuna study; a Ray search's progress is in its study folder's ray/ "
-                          "folder (tensorboard --logdir) and its trials.csv when done")
+        from trainwise.tune.ray_status import print_ray_status
+
+        return print_ray_status(job)
     result = run_ray(job, address=args.address)
     _print_result(job, result)
     return 0

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import socket
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,9 +52,7 @@ def run_ray(job: Job, *, address: Optional[str], plots: bool = True) -> Any:
         tuner = make_tuner(job, study_log)
         log.info("study %s on Ray (%s): %s trials, %s", job.place.name, address or "local",
                  s.trials if s.trials is not None else "timed", s.scheduler or f"{s.sampler}/{s.pruner}")
-        with warnings.catch_warnings():  # Ray's advice to reuse actors: see ray_trial (each trial a new worker)
-            warnings.filterwarnings("ignore", message="Consider boosting PBT performance")
-            grid = tuner.fit()
+        grid = tuner.fit()
     finally:
         if owns:
             ray.shutdown()
@@ -125,8 +122,7 @@ def make_tuner(job: Job, study_log: Any) -> Any:
                      maximize=s.maximize, on_stop="interrupted" if s.scheduler == "pbt" else "pruned", seed=job.seed,
                      keys=tuple(s.space))
     trainable = tune.with_resources(make_trainable(spec), {"cpu": s.resources["cpu"], "gpu": s.resources["gpu"]})
-    storage = job.ray_storage or str((job.place.folder / "ray").absolute())
-    experiment = f"{storage.rstrip('/')}/{job.place.name}"
+    storage, experiment = experiment_path(job)
     if tune.Tuner.can_restore(experiment):
         log.info("continuing the Ray experiment in %s", experiment)
         start_numbering(Path(experiment))
@@ -136,13 +132,19 @@ def make_tuner(job: Job, study_log: Any) -> Any:
     search, scheduler = searcher(job), make_scheduler(job)
     tune_config = tune.TuneConfig(metric=s.metric, mode="max" if s.maximize else "min", search_alg=search,
                                   scheduler=scheduler, num_samples=s.trials if s.trials is not None else -1,
-                                  time_budget_s=s.timeout, reuse_actors=False,
+                                  time_budget_s=s.timeout, reuse_actors=True,  # one worker runs trial after trial
                                   trial_dirname_creator=numbered_folder)
     run_config = tune.RunConfig(
         name=job.place.name, storage_path=storage, verbose=0, callbacks=[study_log],
         failure_config=tune.FailureConfig(max_failures=s.max_retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None if s.scheduler == "pbt" else 2))
     return tune.Tuner(trainable, param_space=_param_space(job), tune_config=tune_config, run_config=run_config)
+
+
+def experiment_path(job: Job) -> tuple[str, str]:
+    """Ray's storage path and the experiment's folder (or URI) in it."""
+    storage = job.ray_storage or str((job.place.folder / "ray").absolute())
+    return storage, f"{storage.rstrip('/')}/{job.place.name}"
 
 
 def _param_space(job: Job) -> Optional[dict[str, Any]]:

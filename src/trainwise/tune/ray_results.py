@@ -82,16 +82,21 @@ def replay(study_log: StudyLog, grid: Any) -> None:
         number = trial_number(Path(result.path).name)
         if number in study_log.trials:
             continue
-        t = study_log.trials[number] = new_trial()
-        t["params"] = decoded({k: v for k, v in (result.config or {}).items() if k in study_log.keys})
-        frame = result.metrics_dataframe
-        for row in (frame.to_dict("records") if frame is not None else []):
-            if "epoch" in row and not _missing(row["epoch"]):
-                study_log.record(t, row)
+        t = replayed(study_log, number, result.config, result.metrics_dataframe)
         if result.error is not None:
             t["error"] = str(result.error).strip().splitlines()[-1] if str(result.error).strip() else "failed"
         elif not t["reports"]:
             t["error"] = "the trial failed before its first epoch"
+
+
+def replayed(study_log: StudyLog, number: int, config: Optional[dict[str, Any]], frame: Any) -> dict[str, Any]:
+    """A trial recorded from Ray's table of its reports (``frame``: a DataFrame, or None)."""
+    t = study_log.trials[number] = new_trial()
+    t["params"] = decoded({k: v for k, v in (config or {}).items() if k in study_log.keys})
+    for row in (frame.to_dict("records") if frame is not None else []):
+        if "epoch" in row and not _missing(row["epoch"]):
+            study_log.record(t, row)
+    return t
 
 
 def _last_error_line(path: Optional[str]) -> str:

@@ -10,8 +10,11 @@
   Ray holds: its own (resumed bitwise), or, under PBT, another trial's, which becomes this trial's
   with the new values written into it (trainwise.tune.pbt.give_new_values).
 - ``TrainwiseTrial`` (made by ``make_trainable``) lets a stopped run write its summary before Ray
-  ends the worker. Each trial runs in a fresh worker process (Ray's actor reuse needs a
-  ``reset_config`` that a stopped run's summary writing outlasts; not done).
+  ends the worker or reuses it for the next trial (``reuse_actors``: one worker process, torch and
+  trainwise imported once, runs trial after trial; Ray's own ``reset_config`` waits 2 s for the
+  stopped run, then gives up and fails the next trial). A trial Ray stopped ends with
+  ``SystemExit(0)`` once its folder is complete, as Ray's own ``report`` does: a stopped function
+  that returns gets reported once more by Ray and waits for an answer that never comes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -31,12 +35,14 @@ from trainwise import checkpoint as ckpt
 from trainwise.callbacks.checkpoint_saver import CheckpointSaver
 from trainwise.checks import did_you_mean
 from trainwise.errors import CheckpointError, ConfigError
+from trainwise.runfolder import lock
 from trainwise.tune.space import decoded
 from trainwise.tune.trial import TrialRun, objective_value
 
 STOP_GRACE_SECONDS = 120  # how long a stopped trial may take to write its summary
 STAGING = ".ray-checkpoint"
-_FIT_DONE = threading.Event()  # set when this worker's trial has returned (one trial per worker)
+_FIT_DONE = threading.Event()  # clear while this worker runs a trial (a reused worker runs one after another)
+_FIT_DONE.set()
 
 
 @dataclass
@@ -172,38 +178,72 @@ def run_trial(config: dict[str, Any], spec: TrialSpec) -> None:
     from ray import tune
 
     _FIT_DONE.clear()
+    stopped = False
     try:
         number = trial_number(Path(tune.get_context().get_trial_dir()).name)
-        params = decoded({k: v for k, v in config.items() if k in spec.keys})
         run_dir = spec.folder / f"trial-{number}"
-        resume: Optional[str] = None
-        told: dict[str, Any] = {}
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as folder:
-                path, told = adopt(Path(folder), run_dir, number, params)
-            resume = str(path)
-        elif (run_dir / "metrics.csv").exists():  # an earlier attempt died before its first checkpoint
-            resume = "auto"
-        reporter = RayReporter(number, spec.metric, spec.on_stop, params, told)
-        run = TrialRun(number=number, params=params, run_dir=run_dir, callback=reporter, resume=resume,  # type: ignore[arg-type]
-                       seed=spec.seed)
-        result = spec.objective(run)
-        if reporter.stopped_by_ray:
-            return
-        value = objective_value(result, spec.metric, spec.maximize)
-        status = getattr(result, "status", "completed")
-        final = {"trainwise_done": True, "trainwise_status": status, "trainwise_trial": number,
-                 "epoch": (getattr(result, "summary", None) or {}).get("epochs_run", 0),
-                 **reporter.first_report}  # a restore with no epoch left to train is told here
-        if value is not None:
-            final.update({spec.metric: value, "trainwise_value": value})
+        hold_run_folder(run_dir)
         try:
-            tune.report(final)
-        except SystemExit:
-            pass
+            stopped = _run_trial(config, spec, number, run_dir)
+        finally:
+            lock.release(run_dir)
     finally:
         _FIT_DONE.set()
+    if stopped:  # as Ray's own report would: else Ray's wrapper reports once more and waits for good
+        raise SystemExit(0)
+
+
+def hold_run_folder(run_dir: Path) -> None:
+    """Take the trial's run folder. A trial paused by PBT and continued in another reused worker may
+    find its earlier attempt still holding it: that attempt ends (writes its summary and lets go)
+    only when Ray reuses or ends its own worker, which it does once the population moves on."""
+    end = time.monotonic() + STOP_GRACE_SECONDS
+    while True:
+        try:
+            return lock.acquire(run_dir)
+        except lock.RunFolderBusyError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
+def _run_trial(config: dict[str, Any], spec: TrialSpec, number: int, run_dir: Path) -> bool:
+    """The trial's run, its folder complete on return; returns whether Ray stopped it."""
+    from ray import tune
+
+    params = decoded({k: v for k, v in config.items() if k in spec.keys})
+    resume, told = _resume_from(tune.get_checkpoint(), run_dir, number, params)
+    reporter = RayReporter(number, spec.metric, spec.on_stop, params, told)
+    run = TrialRun(number=number, params=params, run_dir=run_dir, callback=reporter, resume=resume,  # type: ignore[arg-type]
+                   seed=spec.seed)
+    result = spec.objective(run)
+    if reporter.stopped_by_ray:
+        return True
+    value = objective_value(result, spec.metric, spec.maximize)
+    status = getattr(result, "status", "completed")
+    final = {"trainwise_done": True, "trainwise_status": status, "trainwise_trial": number,
+             "epoch": (getattr(result, "summary", None) or {}).get("epochs_run", 0),
+             **reporter.first_report}  # a restore with no epoch left to train is told here
+    if value is not None:
+        final.update({spec.metric: value, "trainwise_value": value})
+    try:
+        tune.report(final)
+    except SystemExit:
+        return True
+    return False
+
+
+def _resume_from(checkpoint: Any, run_dir: Path, number: int,
+                 params: dict[str, Any]) -> tuple[Optional[str], dict[str, Any]]:
+    """What the trial's run resumes from (Ray's checkpoint made this trial's, or an earlier attempt's
+    folder) and what to tell Ray with the next report."""
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            path, told = adopt(Path(folder), run_dir, number, params)
+        return str(path), told
+    if (run_dir / "metrics.csv").exists():  # an earlier attempt died before its first checkpoint
+        return "auto", {}
+    return None, {}
 
 
 def wait_for_fit() -> None:
@@ -244,6 +284,12 @@ def make_trainable(spec: TrialSpec) -> Any:
         run_trial(config, spec)
 
     class TrainwiseTrial(wrap_function(trainwise_trial)):  # type: ignore[misc]
+        def reset_config(self, new_config: dict[str, Any]) -> bool:
+            # Ray stops the previous trial's thread here and gives it TUNE_FUNCTION_THREAD_TIMEOUT_S
+            # (2 s) to end, else the reuse fails: a stopped run writing its summary needs longer.
+            os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] = str(STOP_GRACE_SECONDS)
+            return bool(super().reset_config(new_config))
+
         def cleanup(self) -> None:
             from trainwise.tune.ray_trial import wait_for_fit  # by name: the Event stays in the worker's module
 
