@@ -111,7 +111,7 @@ def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional
                     if isinstance(sample, dict) else type(sample).__name__
                 raise DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
                                 "check that the model's input size matches the data") from exc
-            rule = trainer.batch_loss.rule_for(raw, head(targets, 2))
+            rule = trainer.batch_loss.rule_for(raw, head(targets, 2), sample)
             trainer.task = rule.task
     except (DataError, ConfigError):
         if user_loss:
