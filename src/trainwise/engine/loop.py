@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from trainwise.checks import did_you_mean
+from trainwise.distributed.ops import while_every_rank_has_a_batch
 from trainwise.errors import ConfigError
 from trainwise.data.loader import batch_length
 from trainwise.engine.nonfinite import DIVERGED_ADVICE, cpu_copy
@@ -131,6 +132,8 @@ class FitLoop:
             self.reset_epoch_stats()
         accumulate, sync = self.settings.accumulate, self.sync_each_step
         last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
+        if last_index == -2 and self.world_size > 1:  # shares of a stream may end apart: the ranks end a pass together
+            batches = while_every_rank_has_a_batch(batches, self.settings.device, self._uneven_stream)
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
         skip = t.guard.skip_batches
         scaler_on = t.scaler.is_enabled()
@@ -190,6 +193,10 @@ class FitLoop:
                 return False
             switch("other")
         return True
+
+    def _uneven_stream(self, ranks: int) -> None:
+        self.t.record_event("stream_end", f"epoch {self.state.epoch + 1}: {ranks} of {self.world_size} ranks still had "
+                            "a batch when another's share of the stream ended; those were left out of the pass")
 
     def _optimizer_step(self, index: int) -> bool:
         """Clip, step, zero the gradients, set the next step's lr. True when the epoch must end."""
