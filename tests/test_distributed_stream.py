@@ -1,8 +1,9 @@
 """A stream (``IterableDataset``) trained by a user's script under torchrun, 2 ranks on gloo: each
 rank reads a disjoint share of every global batch (with DataLoader workers too), the job follows
 the single-process curve step for step, shares that end apart end the pass together on every rank,
-and a job cut mid-epoch resumes to the uninterrupted job's weights. Each rank writes what it saw
-to its own file (two ranks' prints interleave)."""
+a job cut mid-epoch resumes to the uninterrupted job's weights, and a split too small to share is
+refused alike on every rank. Each rank writes what it saw to its own file (two ranks' prints
+interleave)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class Seen(Callback):
             raise RuntimeError("cut")
 
 
-def fit(run_dir, n, workers, epochs=2, crash_at=-1, resume=None):
+def fit(run_dir, n, workers, epochs=2, crash_at=-1, resume=None, val=61):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
     seen = Seen(crash_at)
@@ -63,7 +64,11 @@ def fit(run_dir, n, workers, epochs=2, crash_at=-1, resume=None):
                                 run_dir=run_dir, seed=0, report=False, progress=False, early_stopping=False,
                                 num_workers=workers, callbacks=[seen], checkpoint=CheckpointSaver(every_n_steps=5))
     try:
-        result = trainer.fit(Points(n, 1), Points(61, 2), resume=resume)
+        result = trainer.fit(Points(n, 1), Points(val, 2), resume=resume)
+    except trainwise.errors.DataError as exc:
+        with open(f"{run_dir}-error-{trainer.world.rank}.txt", "w") as out:
+            out.write(str(exc))
+        return None
     except RuntimeError as exc:
         if str(exc) != "cut":
             raise
@@ -81,6 +86,7 @@ if name == "double":
     fit("uneven", 201, 0, epochs=1)  # 201 = 8 x 25 + 1: rank 1's share ends one batch before rank 0's
     fit("cut", 203, 0, crash_at=13)  # stopped at step 13 of 18; the last checkpoint is at step 10
     fit("cut", 203, 0, resume="auto")
+    fit("tiny", 25, 0, epochs=1, val=1)  # one val element for two ranks: rank 1's share is empty
 '''
 
 
@@ -142,3 +148,8 @@ def test_a_stream_under_torchrun_is_shared_by_rank_and_worker_and_follows_one_pr
         whole = torch.load(tmp_path / f"double-weights-{rank}.pt")
         for key, value in torch.load(tmp_path / f"cut-weights-{rank}.pt").items():
             torch.testing.assert_close(value, whole[key], rtol=0, atol=0)
+
+    for rank in (0, 1):  # both ranks refuse alike, none waits for the other in a collective
+        assert (tmp_path / f"tiny-error-{rank}.txt").read_text() == (
+            "2 processes need at least one sample each to evaluate, and a share of this split is empty; evaluate in "
+            "one process, or on more samples")
