@@ -65,11 +65,10 @@ class BatchLoss:
                 class_weights=self.class_weights, focal_gamma=self.focal_gamma, batch_keys=keys)
             if self.rule.warning:
                 self.warn(self.rule.warning)
-            self._decide_shift(raw_outputs, targets, inputs)
+            self._decide_shift(self.rule, raw_outputs, targets, inputs)
         return self.rule
 
-    def _decide_shift(self, raw_outputs: Any, targets: Optional[torch.Tensor], inputs: Any) -> None:
-        rule = self.rule
+    def _decide_shift(self, rule: LossRule, raw_outputs: Any, targets: Optional[torch.Tensor], inputs: Any) -> None:
         try:
             shift, message = decide_shift(
                 self.shift_labels, inputs=inputs, targets=targets, outputs=predictions_or_none(raw_outputs),

@@ -59,7 +59,7 @@ def repeated_inputs(inputs: Any, targets: torch.Tensor, ignore_index: int, targe
             tokens = candidates[0] if len(candidates) == 1 else None
     else:
         tokens = inputs
-    if not _like(tokens, targets):
+    if not isinstance(tokens, torch.Tensor) or not _like(tokens, targets):
         return False
     counted, tokens = targets != ignore_index, tokens.to(targets.device)
     # a row that never changes token repeats its inputs shifted or not: such a sample cannot tell

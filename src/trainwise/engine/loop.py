@@ -24,7 +24,7 @@ from trainwise.engine.nonfinite import DIVERGED_ADVICE, cpu_copy
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
-from trainwise.engine.fitplan import FitPlan
+from trainwise.engine.fitplan import FitObjects, FitPlan
 from trainwise.engine.signals import StopSignals
 from trainwise.engine.step_mean import normalize_gradients, read_loss
 from trainwise.engine.state import RunState
@@ -41,8 +41,8 @@ class FitLoop:
     state in ``state`` and the epoch's running sums in itself.
     """
 
-    def __init__(self, trainer: Any, batches: Any, val: Any, *, plan: FitPlan, state: RunState, schedule: Schedule,
-                 schedule_start: int, metrics_log: Any, checkpoints: Any, cycle_momentum: bool,
+    def __init__(self, trainer: Any, batches: Any, val: Any, *, plan: FitPlan, objects: FitObjects, state: RunState,
+                 schedule: Schedule, schedule_start: int, metrics_log: Any, checkpoints: Any, cycle_momentum: bool,
                  evaluate: Callable[[Any], dict[str, float]], clock: Optional[PhaseClock] = None) -> None:
         self.t, self.batches, self.val, self.state, self.plan = trainer, batches, val, state, plan
         self.settings = plan.step  # accumulation, clipping, log cadence, device
@@ -62,7 +62,7 @@ class FitLoop:
         self.pending_logs: dict[str, float] = {}  # trainer.log() values for this epoch's logs
         self.best_weights: Optional[dict[str, torch.Tensor]] = None
         self.torch_scheduler = trainer.torch_scheduler  # a user's torch scheduler sets the lrs itself
-        self.checkpoints = LoopCheckpoint(self, checkpoints)
+        self.checkpoints = LoopCheckpoint(self, checkpoints, objects)
         self.clock = clock if clock is not None else PhaseClock(self.settings.device)  # where the time goes
 
     def reset_epoch_stats(self) -> None:
