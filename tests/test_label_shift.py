@@ -235,3 +235,11 @@ def test_auto_does_not_shift_on_a_first_batch_that_cannot_tell(tmp_path):
     trainer = Trainer(LogitsOnly(), loss="cross_entropy", lr=1e-9, optimizer="sgd", **quiet(tmp_path))
     trainer.evaluate((x, x.clone()))
     assert trainer.loss_rule.shift_labels is False
+
+
+def test_loss_of_scores_predictions_as_the_run_does(tmp_path):
+    data = TokenDicts(ROWS, LENGTHS)
+    trainer = Trainer(LogitsOnly(), loss="cross_entropy", lr=1e-9, optimizer="sgd", **quiet(tmp_path))
+    trainer.evaluate(data)  # decides the rule: shifted
+    logits = LogitsOnly()(data.ids)
+    assert float(trainer.loss_of(logits, data.labels, None)) == pytest.approx((5 * RIGHT + WRONG) / 6, rel=1e-6)

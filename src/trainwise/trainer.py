@@ -328,8 +328,7 @@ class Trainer:
 
     def loss_of(self, outputs: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
         """The mean loss of a batch's predictions (per counted position for token targets)."""
-        total, count = self.batch_loss.rule_for(outputs, targets).terms(outputs, targets, weights)
-        return total / count
+        return self.batch_loss.mean_loss(outputs, targets, weights)
 
     def loss_terms(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
         """``(loss_sum, count, predictions, targets)`` of one batch (``engine/batch_loss.py``)."""

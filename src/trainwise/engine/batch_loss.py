@@ -83,6 +83,15 @@ class BatchLoss:
         elif message:
             self.warn(message)
 
+    def mean_loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+                  weights: Optional[torch.Tensor]) -> torch.Tensor:
+        """The mean loss of a batch's predictions, its targets shifted when the run shifts them."""
+        rule = self.rule_for(outputs, targets)
+        if rule.shift_labels:
+            targets = shift_targets(targets, rule.ignore_index)
+        total, count = rule.terms(outputs, targets, weights)
+        return total / count
+
     def terms(self, model: nn.Module, split: Split,
               batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
         """``(loss_sum, count, predictions, targets)`` of one batch: the sum over counted positions
