@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from trainwise import Trainer
 from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping
-from trainwise.data.streams import StreamBatches, shard_of
+from trainwise.data.streams import StreamBatches
 from trainwise.errors import ConfigError, DataError, ResumeMismatchError
 
 
@@ -143,7 +143,25 @@ def test_two_workers_and_two_ranks_read_every_element_exactly_once(split_workers
         seen += [int(v) for xb, _ in batches for v in xb[:, 0]]
     assert sorted(seen) == list(range(50))
     assert batches.by_worker is not split_workers  # a self-splitting dataset is split by rank only
-    assert shard_of(1, 2, 1, 2, True) == (3, 4) and shard_of(1, 2, 1, 2, False) == (1, 2)
+
+
+def test_ranks_share_each_global_batch_and_workers_keep_the_single_reader_order():
+    x = torch.arange(23).float()[:, None]
+
+    def batches_of(rank=0, world_size=1, num_workers=0):
+        batches = StreamBatches(Stream(x, x[:, 0].long()), batch_size=5, num_workers=num_workers, rank=rank,
+                                world_size=world_size)
+        batches.set_epoch(0)
+        return [[int(v) for v in xb[:, 0]] for xb, _ in batches]
+
+    single = batches_of()
+    assert single == [list(range(i, min(i + 5, 23))) for i in range(0, 23, 5)]
+    assert batches_of(num_workers=2) == single  # worker k reads batches k, k + 2, ...: the same order
+    ranks = [batches_of(rank, 2, num_workers=2) for rank in (0, 1)]
+    assert ranks[0][0] == [0, 2, 4] and ranks[1][0] == [1, 3]  # batch_size is the global batch
+    assert [sorted(a + b) for a, b in zip(*ranks)] == single
+    with pytest.raises(DataError, match=r"a batch of 2 stream elements cannot be shared by 3 processes"):
+        StreamBatches(Stream(x, x[:, 0].long()), batch_size=2, rank=0, world_size=3)
 
 
 def test_predict_on_inputs_alone_keeps_input_order(tmp_path):

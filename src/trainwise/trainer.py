@@ -30,7 +30,7 @@ from trainwise.distributed.world import World, env_world_size, join_world, rank_
 from trainwise.errors import ConfigError, DataError
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
 from trainwise.engine.fit import FitResult, run_fit, run_lr_find
-from trainwise.engine.arguments import check_lr, resolve_device, torch_scheduler_of
+from trainwise.engine.arguments import check_lr, check_targets_args, resolve_device, torch_scheduler_of
 from trainwise.engine.fitplan import FitPlan, check_val_every
 from trainwise.engine.plan import hold_out_val
 from trainwise.engine.predict import predict_outputs
@@ -66,6 +66,9 @@ class Trainer:
             callable with integer targets of the outputs' shape); None: decided from the first batch.
         class_axis: 1 or -1 to say which outputs axis holds the classes (default: decided from the shapes,
             the last one when both fit). ignore_index: targets equal to it count nowhere (default -100).
+        shift_labels: score the output at position t against the target at t + 1 (a causal LM whose labels
+            are its input_ids, HF's way) in metrics, trainwise's loss and token counts; the model gets the labels
+            as given. "auto" (default): when the targets repeat the inputs; True/False: always/never.
         optimizer: a name (sgd, adam, adamw, rmsprop, adagrad; weight decay skips biases and norms)
             or your built ``torch.optim.Optimizer``, whose parameter groups and lrs are kept.
         lr: a number, or ``"auto"`` (an LR range test before training). Default: ``"auto"`` with an
@@ -145,6 +148,7 @@ class Trainer:
         focal_gamma: float = 2.0, sync_batchnorm: bool = False, loggers: Sequence[Union[str, Callback]] = (),
         compile: bool = False, channels_last: bool = False, task: Optional[str] = None,
         class_axis: Optional[int] = None, ignore_index: int = IGNORE_INDEX, val_every_n_steps: Optional[int] = None,
+        shift_labels: Union[bool, str] = "auto",
     ) -> None:
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps)):
@@ -177,18 +181,15 @@ class Trainer:
             check_choice("task", task, TASKS)
         self.loss_spec, self.task_hint = loss, task
         self.task = task or (task_of_loss(loss) if loss is not None else None)
-        if class_axis not in (None, 1, -1):
-            raise ConfigError(f"class_axis must be 1 (PyTorch's (N, C, ...)), -1 (the last axis, (N, T, C)) or None "
-                              f"(decided from the shapes), got {class_axis!r}")
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise ConfigError(f"ignore_index must be an integer (the target value that counts nowhere), "
-                              f"got {ignore_index!r}")
-        self.class_axis, self.ignore_index = class_axis, ignore_index
+        self.class_axis, self.ignore_index, self.shift_labels = check_targets_args(class_axis, ignore_index,
+                                                                                   shift_labels)
         self.class_weights = class_weights_of(class_weights)
         self.focal_gamma, self.label_smoothing = focal_gamma, label_smoothing
         # how batches feed the model and where the loss comes from: decided on the first batch
         self.batch_loss = BatchLoss(loss=loss, task=task, class_axis=class_axis, ignore_index=ignore_index,
-                                    label_smoothing=label_smoothing, focal_gamma=focal_gamma, warn=self.warn)
+                                    label_smoothing=label_smoothing, focal_gamma=focal_gamma, warn=self.warn,
+                                    note=lambda message: self.record_event("shift_labels", message),
+                                    shift_labels=self.shift_labels)
         self.batch_loss.class_weights = self._weights_on_device()
         self.sampler = None if sampler is None else check_choice("sampler", sampler, ("balanced",))
         self.metrics = named_metrics(metrics)
@@ -327,8 +328,7 @@ class Trainer:
 
     def loss_of(self, outputs: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
         """The mean loss of a batch's predictions (per counted position for token targets)."""
-        total, count = self.batch_loss.rule_for(outputs, targets).terms(outputs, targets, weights)
-        return total / count
+        return self.batch_loss.mean_loss(outputs, targets, weights)
 
     def loss_terms(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
         """``(loss_sum, count, predictions, targets)`` of one batch (``engine/batch_loss.py``)."""

@@ -195,6 +195,7 @@ class TrainConfig(_Section):
     device: str = "auto"
     loss: Optional[Literal["cross_entropy", "mse", "mae", "huber", "focal"]] = None
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    shift_labels: Union[bool, Literal["auto"]] = "auto"  # score output t against target t + 1 (labels = input_ids)
     on_nonfinite: Literal["skip", "rollback", "stop"] = "rollback"
     max_rollbacks: int = Field(3, ge=0)
     rollback_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)

@@ -1,12 +1,22 @@
 """Streams: an ``IterableDataset`` (or a ``DataLoader`` over one) as training or evaluation data.
 
 An epoch is one pass over the stream; its length is unknown until it ends. Every element is read
-by exactly one reader: with ``W`` processes (DDP ranks) of ``K`` DataLoader workers there are
-``W·K`` readers, and reader ``rank·K + worker`` keeps the elements ``i`` with ``i % (W·K)`` equal to
-its index (``shard_of``). A dataset that already splits itself between workers (it calls
-``torch.utils.data.get_worker_info()``, as PyTorch's documentation shows) is split only by rank,
-so it is never sharded twice: ``shards_itself`` finds out by asking the dataset for its first
-element as worker 0 and as worker 1 of 2.
+by exactly one reader, and ``batch_size`` is the global batch, as for a map-style ``Dataset``:
+
+- With ``W`` processes (DDP ranks), the stream is cut into blocks of ``batch_size`` consecutive
+  elements (one global batch each) and rank ``r`` keeps the elements at offsets ``r, r + W, ...``
+  of each block (``rank_batch_size``): the ranks share each batch of the single-process order, so
+  a DDP job follows the curve of one process.
+- With ``K`` DataLoader workers, worker ``k`` reads the rank's batches ``k, k + K, ...``, which the
+  DataLoader yields in turn: the same batches in the same order as without workers.
+- A dataset that already splits itself between workers (it calls
+  ``torch.utils.data.get_worker_info()``, as PyTorch's documentation shows) is split only by rank,
+  so it is never sharded twice: ``shards_itself`` finds out by asking the dataset for its first
+  element as worker 0 and as worker 1 of 2.
+
+Under DDP the training loop ends a pass on every rank when one rank's share ends
+(``distributed.ops.while_every_rank_has_a_batch``): a last block with fewer elements than ranks is
+left out, as the map-style plan leaves out a last batch smaller than the world.
 
 Resume replays the stream to the saved position (it skips the batches already trained on, which
 reads them again): exact for a deterministic stream, and said in the resume event.
@@ -19,21 +29,31 @@ Example:
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data._utils import worker as _worker
 
 from trainwise.data.tensors import to_device
+from trainwise.errors import DataError
 
 
-def shard_of(rank: int, world_size: int, worker: int, num_workers: int, by_worker: bool) -> tuple[int, int]:
-    """``(index, readers)``: this reader's index among all readers of a stream, and their number."""
-    if not by_worker:
-        return rank, world_size
-    return rank * num_workers + worker, world_size * num_workers
+def rank_batch_size(rank: int, world_size: int, batch_size: int) -> int:
+    """Elements of each global batch of ``batch_size`` that fall to ``rank`` (offsets ``rank, rank + W, ...``)."""
+    return len(range(rank, batch_size, world_size))
+
+
+def reader_elements(items: Iterable[Any], *, rank: int, world_size: int, batch_size: int, worker: int,
+                    num_workers: int) -> Iterator[Any]:
+    """The elements of ``items`` that one reader (``rank``, DataLoader ``worker``) keeps: by offset
+    within each global batch across ranks, then by whole rank batches across workers."""
+    if world_size > 1:
+        items = (item for position, item in enumerate(items) if position % batch_size % world_size == rank)
+    if num_workers > 1:
+        unit = rank_batch_size(rank, world_size, batch_size)
+        items = (item for position, item in enumerate(items) if position // unit % num_workers == worker)
+    return iter(items)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -61,18 +81,20 @@ def shards_itself(dataset: IterableDataset) -> bool:
 
 
 class ShardedStream(IterableDataset):
-    """``dataset`` as one reader sees it: the elements whose position falls to this rank and worker."""
+    """``dataset`` as one reader sees it (``reader_elements``). ``batch_size``: the global batch
+    (1 when the DataLoader does not batch: each element is then a unit)."""
 
-    def __init__(self, dataset: IterableDataset, *, rank: int = 0, world_size: int = 1, by_worker: bool = True) -> None:
+    def __init__(self, dataset: IterableDataset, *, rank: int = 0, world_size: int = 1, by_worker: bool = True,
+                 batch_size: int = 1) -> None:
         self.dataset, self.rank, self.world_size, self.by_worker = dataset, rank, world_size, by_worker
+        self.batch_size = batch_size
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
-        index, readers = shard_of(self.rank, self.world_size, info.id if info else 0,
-                                  info.num_workers if info else 1, self.by_worker)
-        if readers == 1:
-            return iter(self.dataset)
-        return itertools.islice(iter(self.dataset), index, None, readers)
+        workers = info.num_workers if info is not None and self.by_worker else 1
+        return reader_elements(iter(self.dataset), rank=self.rank, world_size=self.world_size,
+                               batch_size=self.batch_size, worker=info.id if info is not None else 0,
+                               num_workers=workers)
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.dataset, "set_epoch"):
@@ -92,13 +114,20 @@ class StreamBatches:
         self.device = device or torch.device("cpu")
         workers = loader.num_workers if loader is not None else num_workers
         self.by_worker = workers <= 1 or not shards_itself(dataset)
-        self.sharded = ShardedStream(dataset, rank=rank, world_size=world_size, by_worker=self.by_worker)
         options: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers,
                                    "pin_memory": self.device.type == "cuda"}
         if loader is not None:
             options = {"batch_size": loader.batch_size, "num_workers": loader.num_workers,
                        "collate_fn": loader.collate_fn, "pin_memory": loader.pin_memory, "drop_last": loader.drop_last,
                        "worker_init_fn": loader.worker_init_fn, "timeout": loader.timeout}
+        global_batch = options["batch_size"] or world_size  # a loader without batching: each element is a unit
+        if world_size > 1 and global_batch < world_size:
+            raise DataError(f"a batch of {global_batch} stream elements cannot be shared by {world_size} processes "
+                            f"(DDP): each needs at least one; use batch_size >= {world_size}")
+        self.sharded = ShardedStream(dataset, rank=rank, world_size=world_size, by_worker=self.by_worker,
+                                     batch_size=global_batch)
+        if options["batch_size"]:  # this rank's share of each global batch
+            options["batch_size"] = rank_batch_size(rank, world_size, global_batch)
         self.loader = DataLoader(self.sharded, **options)
         self.batch_size = options["batch_size"] or 1
         self.world_size = world_size
@@ -118,7 +147,9 @@ class StreamBatches:
 
     def describe(self) -> dict[str, Any]:
         return {"stream": True, "sharding": "rank x worker" if self.by_worker else "rank (the dataset splits "
-                "itself between workers)", "resume": "replays the stream to the saved position"}
+                "itself between workers)", "batch": "shared by the ranks (each keeps offsets rank, rank + world size, "
+                "... of every global batch)" if self.world_size > 1 else "the whole batch",
+                "resume": "replays the stream to the saved position"}
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position}

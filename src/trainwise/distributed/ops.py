@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -87,6 +87,29 @@ class StepSync:
         # A signal number summed over ranks is not a signal number; SIGTERM is what every rank then acts on.
         signum = 0 if signals == 0 else (signal_pending or 15)
         return total_loss / max(count, 1.0), int(count), signum
+
+
+def while_every_rank_has_a_batch(batches: Iterable[Any], device: torch.device,
+                                 on_uneven: Callable[[int], None]) -> Iterator[Any]:
+    """``batches`` as long as every rank of the job still has one: a stream's shares may end a batch
+    apart, and every rank must take every optimizer step. One all-reduce of one number per batch;
+    ``on_uneven(k)``: ``k`` ranks still had a batch when another's share ended (theirs are left out)."""
+    import torch.distributed as dist
+
+    world_size = world()[1]
+    having = torch.zeros((), dtype=torch.int64, device=device)
+    end = object()
+    items = iter(batches)
+    while True:
+        batch = next(items, end)
+        having.fill_(0 if batch is end else 1)
+        dist.all_reduce(having, op=dist.ReduceOp.SUM)
+        ranks_with_a_batch = int(having.item())
+        if ranks_with_a_batch < world_size:
+            if ranks_with_a_batch:
+                on_uneven(ranks_with_a_batch)
+            return
+        yield batch
 
 
 def all_reduce_sums(meter: Any, skip: Iterable[str] = _NOT_SUMS) -> None:

@@ -1,5 +1,5 @@
 """The Trainer's arguments checked when it is built, before any training: the device, the lr
-against a built optimizer, a user's torch scheduler."""
+against a built optimizer, a user's torch scheduler, the targets' settings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 import torch
 
 from trainwise.checks import check_choice, check_range
+from trainwise.engine.label_shift import ShiftLabels, check_shift_labels
 from trainwise.errors import ConfigError
 
 
@@ -55,3 +56,14 @@ def check_lr(lr: Any, optimizer: Any) -> Union[float, str, None]:
     return check_range("lr", lr, 0, low_open=True)
 
 
+
+
+def check_targets_args(class_axis: Any, ignore_index: Any, shift_labels: Any) -> tuple[Optional[int], int, ShiftLabels]:
+    """``class_axis`` (1, -1 or None), ``ignore_index`` (an integer) and ``shift_labels``, checked."""
+    if class_axis not in (None, 1, -1) or isinstance(class_axis, bool):
+        raise ConfigError(f"class_axis must be 1 (PyTorch's (N, C, ...)), -1 (the last axis, (N, T, C)) or None "
+                          f"(decided from the shapes), got {class_axis!r}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise ConfigError(f"ignore_index must be an integer (the target value that counts nowhere), "
+                          f"got {ignore_index!r}")
+    return class_axis, ignore_index, check_shift_labels(shift_labels)

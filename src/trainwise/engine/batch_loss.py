@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Optional
 
 import torch
@@ -18,6 +19,7 @@ from torch import nn
 
 from trainwise.data.loader import batch_length, main_output
 from trainwise.engine.batch_rule import CallRule, call_model, counted_targets, decide_call_rule, model_loss_of
+from trainwise.engine.label_shift import ShiftLabels, decide_shift, shift_targets
 from trainwise.engine.loss_rule import LossRule, decide_loss_rule
 from trainwise.errors import DataError
 from trainwise.metrics import Loss
@@ -28,12 +30,15 @@ Split = Callable[[Any], tuple[Any, Optional[torch.Tensor], Optional[torch.Tensor
 class BatchLoss:
     """The batch and loss rules of a run (None until the first batch), and the loss terms of a batch.
 
-    ``class_weights``: a tensor on the device (or None); set before the loss rule is decided."""
+    ``class_weights``: a tensor on the device (or None); set before the loss rule is decided.
+    ``shift_labels``: True, False or "auto" (``engine/label_shift.py``); ``note`` says what was decided."""
 
     def __init__(self, *, loss: Optional[Loss], task: Optional[str], class_axis: Optional[int], ignore_index: int,
-                 label_smoothing: float, focal_gamma: float, warn: Callable[[str], None]) -> None:
+                 label_smoothing: float, focal_gamma: float, warn: Callable[[str], None],
+                 note: Callable[[str], None] = print, shift_labels: ShiftLabels = "auto") -> None:
         self.loss, self.task, self.class_axis, self.ignore_index = loss, task, class_axis, ignore_index
-        self.label_smoothing, self.focal_gamma, self.warn = label_smoothing, focal_gamma, warn
+        self.label_smoothing, self.focal_gamma, self.warn, self.note = label_smoothing, focal_gamma, warn, note
+        self.shift_labels = shift_labels
         self.class_weights: Optional[torch.Tensor] = None
         self.call: Optional[CallRule] = None
         self.rule: Optional[LossRule] = None
@@ -46,8 +51,9 @@ class BatchLoss:
                           f"{type(model).__name__}.forward() nor a target; the model does not see them")
         return self.call
 
-    def rule_for(self, raw_outputs: Any, targets: Optional[torch.Tensor]) -> LossRule:
-        """The loss rule, decided on the first outputs the model gave (see ``engine/loss_rule.py``)."""
+    def rule_for(self, raw_outputs: Any, targets: Optional[torch.Tensor], inputs: Any = None) -> LossRule:
+        """The loss rule, decided on the first outputs the model gave for ``inputs`` (see
+        ``engine/loss_rule.py``), with whether its targets are shifted (``engine/label_shift.py``)."""
         if self.rule is None:
             outputs = predictions_or_none(raw_outputs)
             if outputs is None and model_loss_of(raw_outputs) is None:
@@ -59,7 +65,32 @@ class BatchLoss:
                 class_weights=self.class_weights, focal_gamma=self.focal_gamma, batch_keys=keys)
             if self.rule.warning:
                 self.warn(self.rule.warning)
+            self._decide_shift(self.rule, raw_outputs, targets, inputs)
         return self.rule
+
+    def _decide_shift(self, rule: LossRule, raw_outputs: Any, targets: Optional[torch.Tensor], inputs: Any) -> None:
+        try:
+            shift, message = decide_shift(
+                self.shift_labels, inputs=inputs, targets=targets, outputs=predictions_or_none(raw_outputs),
+                model_loss=model_loss_of(raw_outputs), source=rule.source, ignore_index=rule.ignore_index,
+                class_axis=rule.class_axis, target_key=self.call.target_key if self.call is not None else None)
+        except DataError:
+            self.rule = None  # decided again (and refused again) on the next try
+            raise
+        self.rule = dataclasses.replace(rule, shift_labels=shift)
+        if message and shift:
+            self.note(message)
+        elif message:
+            self.warn(message)
+
+    def mean_loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+                  weights: Optional[torch.Tensor]) -> torch.Tensor:
+        """The mean loss of a batch's predictions, its targets shifted when the run shifts them."""
+        rule = self.rule_for(outputs, targets)
+        if rule.shift_labels:
+            targets = shift_targets(targets, rule.ignore_index)
+        total, count = rule.terms(outputs, targets, weights)
+        return total / count
 
     def terms(self, model: nn.Module, split: Split,
               batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
@@ -67,7 +98,9 @@ class BatchLoss:
         (samples, or tokens not equal to ``ignore_index``) and their count."""
         inputs, targets, weights = split(batch)
         raw = call_model(model, inputs)
-        rule = self.rule_for(raw, targets)
+        rule = self.rule_for(raw, targets, inputs)
+        if rule.shift_labels and targets is not None:  # the model got the labels as given; metrics score t + 1
+            targets = shift_targets(targets, rule.ignore_index)
         if rule.source == "model":
             loss = model_loss_of(raw)
             if loss is None:

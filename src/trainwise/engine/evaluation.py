@@ -123,9 +123,12 @@ def evaluate_batches(step: EvalStep, batches: Any, *, metrics: dict[str, Callabl
                 user.update(outputs, targets, count)
     finally:
         model.train(was_training)
+    distributed = getattr(batches, "world_size", 1) > 1
+    if distributed and any(gather(meter is None)):  # a stream's share can be empty: every rank refuses alike
+        raise DataError(f"{batches.world_size} processes need at least one sample each to evaluate, and a share of "
+                        "this split is empty; evaluate in one process, or on more samples")
     if meter is None:
         raise DataError("cannot evaluate on an empty data set")
-    distributed = getattr(batches, "world_size", 1) > 1
     if distributed:  # DDP: each rank saw its share; the sums make the whole split
         all_reduce_sums(meter)
     figures = meter.compute()

@@ -19,7 +19,8 @@ from trainwise.distributed.job import agreed_run_dir, writing_run_folder
 from trainwise.distributed.ops import barrier, broadcast, is_main, main_then_all, run_together, world
 from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
-from trainwise.engine.fitplan import FitPlan, StepSettings, World, decide_rules, first_batch
+from trainwise.engine.fitplan import (FitObjects, FitPlan, FitSettings, StepSettings, World, decide_rules,
+                                      first_batch)
 from trainwise.engine.plan import build_run_schedule, check_targets, fallback_lr, find_lr, split_data
 from trainwise.data.loader import make_batches
 from trainwise.engine.loop import FitLoop
@@ -52,25 +53,27 @@ def run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path,
     if getattr(t, "_fits", 0) == 0:
         t.run_dir = agreed_run_dir(t.run_dir)
     with writing_run_folder(t.run_dir):
-        return _run_fit(t, train, val, test, resume=resume, allow_config_changes=allow_config_changes)
+        return _run_fit(t, FitSettings.of(t), train, val, test, resume=resume,
+                        allow_config_changes=allow_config_changes)
 
 
-def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path, None],
+def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, resume: Union[str, Path, None],
              allow_config_changes: bool) -> FitResult:
     start = time.perf_counter()
-    clock = PhaseClock(t.device, start=start)  # where the time goes (summary.json "timings")
+    clock = PhaseClock(settings.device, start=start)  # where the time goes (summary.json "timings")
     first = getattr(t, "_fits", 0) == 0
     rank, world_size = world()
     if first and resume is None:
         main_then_all(lambda: _refuse_used_run_dir(t.run_dir))
     barrier()  # every rank has looked at the folder before rank 0 writes into it
     if first:
-        torch.manual_seed(t.seed)
-        t.checkpointer = Checkpointer(t.run_dir / "checkpoints", t.keep_last, write=rank == 0)
+        torch.manual_seed(settings.seed)
+        t.checkpointer = Checkpointer(t.run_dir / "checkpoints", settings.keep_last, write=rank == 0)
     (train, sample), (val, _), (test, _) = (split_data(data, name) for data, name in
                                             ((train, "train"), (val, "val"), (test, "test")))
-    batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device,
-                           augment=t.augment, num_workers=t.num_workers, sampler=getattr(t, "sampler", None),
+    batches = make_batches(train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed,
+                           device=settings.device, augment=settings.augment, num_workers=settings.num_workers,
+                           sampler=settings.sampler,
                            rank=rank, world_size=world_size)
     batch_count = None if getattr(batches, "stream", False) else len(batches)  # a stream: unknown
     if batch_count == 0:
@@ -78,13 +81,14 @@ def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path
     output_shape = _decide(t, batches, train)
     train, val, test = (_checked(t, data, name, output_shape) for data, name in
                         ((train, "train"), (val, "val"), (test, "test")))
-    steps_per_epoch, total_steps = _length(t, batch_count)
+    steps_per_epoch, total_steps = _length(settings, batch_count)
     resume_path = broadcast(t.checkpointer.resolve_resume(resume) if resume is not None and rank == 0 else None)
-    saved = ckpt.load_checkpoint(resume_path, map_location=t.device) if resume_path is not None else None
+    saved = ckpt.load_checkpoint(resume_path, map_location=settings.device) if resume_path is not None else None
     check_world_size(saved, world_size)
     if first and saved is None:  # a fresh run, or resume="auto" that found nothing yet: init= applies
-        _initialize(t, sample)
-    reference_lr = t.reference_lr = broadcast(_settle_lr(t, batches, saved, total_steps))  # DDP: rank 0's range test
+        _initialize(t, settings, sample)
+    # DDP: rank 0's range test
+    reference_lr = t.reference_lr = broadcast(_settle_lr(t, settings, batches, saved, total_steps))
     if t.config is not None:  # the resolved config records the lr actually used
         t.config = {**t.config, "optimizer": {**t.config.get("optimizer", {}), "lr": reference_lr}}
     else:  # a Python run is described like a CLI run, so that its resume checks the config too
@@ -92,32 +96,33 @@ def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path
     state = t.state
     if first:
         state.best = replace(t.best)
-        state.max_epochs, state.max_steps = t.epochs, t.max_steps
+        state.max_epochs, state.max_steps = settings.epochs, settings.max_steps
     else:  # a second fit continues the run for `epochs` more epochs
         state.start_step, state.start_epoch = state.step, state.epoch
-        state.max_epochs = state.epoch + t.epochs
-        state.max_steps = None if t.max_steps is None else state.step + t.max_steps
+        state.max_epochs = state.epoch + settings.epochs
+        state.max_steps = None if settings.max_steps is None else state.step + settings.max_steps
         state.status, state.stop_reason, state.should_stop = "running", None, False
     state.batches_per_epoch, state.world_size = batch_count, world_size
-    schedule = build_run_schedule(t.schedule_spec, lr=reference_lr, total_steps=total_steps,
-                                  steps_per_epoch=steps_per_epoch or total_steps, warmup=t.warmup,
-                                  params=t.schedule_params,
+    schedule = build_run_schedule(settings.schedule_spec, lr=reference_lr, total_steps=total_steps,
+                                  steps_per_epoch=steps_per_epoch or total_steps, warmup=settings.warmup,
+                                  params=settings.schedule_params,
                                   record=t.record_event)
     if first:
-        _check_monitors(t, val, schedule)
+        _check_monitors(t, settings, val, schedule)
     metrics_path = t.run_dir / "metrics.csv" if rank == 0 else None  # other ranks keep their rows in memory
     metrics_log = (MetricsLog(metrics_path) if first and saved is None or metrics_path is None else
                    MetricsLog.reopen(metrics_path) if saved is not None else MetricsLog.append_to(metrics_path))
-    t.step_sync = step_sync_for(t.device, world_size)
+    t.step_sync = step_sync_for(settings.device, world_size)
     plan = t.plan = FitPlan(call=t.batch_loss.call, loss=t.loss_rule, output_shape=output_shape,
                             world=World(rank, world_size), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                            val_every_n_steps=t.val_every_n_steps, step=StepSettings(
-                                t.accumulate, t.grad_clip, t.grad_clip_mode, t.log_every_n_steps, t.device,
-                                t.schedule_monitor, t.schedule_interval),
+                            val_every_n_steps=settings.val_every_n_steps, step=StepSettings(
+                                settings.accumulate, settings.grad_clip, settings.grad_clip_mode,
+                                settings.log_every_n_steps, settings.device, settings.schedule_monitor,
+                                settings.schedule_interval),
                             source=batches.describe() if hasattr(batches, "describe") else None)
-    loop = FitLoop(t, batches, val, plan=plan, state=state, schedule=schedule, schedule_start=state.step,
-                   metrics_log=metrics_log, checkpoints=t.checkpointer, cycle_momentum=_cycle_momentum(t, schedule),
-                   evaluate=t.evaluate, clock=clock)
+    loop = FitLoop(t, batches, val, plan=plan, objects=fit_objects(t, settings), state=state, schedule=schedule,
+                   schedule_start=state.step, metrics_log=metrics_log, checkpoints=t.checkpointer,
+                   cycle_momentum=_cycle_momentum(t, settings, schedule), evaluate=t.evaluate, clock=clock)
     t._loop, t._fits = loop, getattr(t, "_fits", 0) + 1
     if saved is not None:
         changes = check_resume_config(saved.get("config"), t.config, allow_config_changes)
@@ -127,41 +132,49 @@ def _run_fit(t: Any, train: Any, val: Any, test: Any, *, resume: Union[str, Path
         t.record_event("resumed", f"resumed from {resume_path} at step {state.step}, epoch {state.epoch}"
                        + (f"; changed: {'; '.join(changes)}" if changes else "") + replayed)
     t.run_record = None
-    run_together(lambda: _start_run_folder(t, sample, output_shape), "writing the run folder")
+    run_together(lambda: _start_run_folder(t, settings, sample, output_shape), "writing the run folder")
     try:
         with training_model(t, world_size):
             loop.run()
     except BaseException as exc:
         t._fire("on_exception", exc)
         loop.restore_signal_handlers()
-        _finish(t, loop, start, test_metrics={}, confusion=None, event=None)
+        _finish(t, settings, loop, start, test_metrics={}, confusion=None, event=None)
         raise
     try:
         test_metrics, confusion = _test(t, loop, test)
         _check_trivial(t, test_metrics, confusion)
-        return _finish(t, loop, start, test_metrics, confusion)
+        return _finish(t, settings, loop, start, test_metrics, confusion)
     finally:
         loop.restore_signal_handlers()
 
 
-def _start_run_folder(t: Any, sample: Any, output_shape: Any) -> None:
+def _start_run_folder(t: Any, settings: FitSettings, sample: Any, output_shape: Any) -> None:
     """Rank 0 writes the run folder's first files, run.json and the index (a failure reaches every rank)."""
     if is_main():
         _write_description(t, sample, output_shape)
-        t.run_record = start_record(t.run_dir, name=t.name, config=t.config, device=t.device, model=t.model)
+        t.run_record = start_record(t.run_dir, name=settings.name, config=t.config, device=settings.device,
+                                    model=t.model)
 
 
-def _length(t: Any, batch_count: Optional[int]) -> tuple[Optional[int], int]:
+def fit_objects(t: Any, settings: FitSettings) -> FitObjects:
+    """The Trainer's objects this fit trains and saves, once its optimizer, config and lr are settled."""
+    return FitObjects(model=t.model, optimizer=t.optimizer, scaler=t.scaler, guard=t.guard, spikes=t.spikes,
+                      callbacks=tuple(t.callbacks), device=settings.device, config=t.config,
+                      reference_lr=t.reference_lr, record_event=t.record_event)
+
+
+def _length(settings: FitSettings, batch_count: Optional[int]) -> tuple[Optional[int], int]:
     """``(steps_per_epoch, total_steps)``; a stream has no steps per epoch, and a schedule that spans
     the whole run then needs ``max_steps`` (one clear error before training otherwise)."""
     if batch_count is not None:
-        steps_per_epoch = math.ceil(batch_count / t.accumulate)
-        total = t.epochs * steps_per_epoch
-        return steps_per_epoch, total if t.max_steps is None else min(total, t.max_steps)
-    if t.max_steps is not None:
-        return None, t.max_steps
-    spec = t.schedule_spec
-    if t.torch_scheduler is None and not (isinstance(spec, str) and spec in ("constant", "plateau")):
+        steps_per_epoch = math.ceil(batch_count / settings.accumulate)
+        total = settings.epochs * steps_per_epoch
+        return steps_per_epoch, total if settings.max_steps is None else min(total, settings.max_steps)
+    if settings.max_steps is not None:
+        return None, settings.max_steps
+    spec = settings.schedule_spec
+    if settings.torch_scheduler is None and not (isinstance(spec, str) and spec in ("constant", "plateau")):
         name = spec if isinstance(spec, str) else type(spec).__name__
         raise ConfigError(f"the training data is a stream of unknown length and schedule {name!r} spans the whole "
                           "run; pass max_steps=N (optimizer steps; config train.max_steps), or schedule='constant'")
@@ -169,58 +182,61 @@ def _length(t: Any, batch_count: Optional[int]) -> tuple[Optional[int], int]:
 
 
 def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
+    settings = FitSettings.of(t)
     train = split_data(train, "train")[0]
-    batches = make_batches(train, batch_size=t.batch_size, shuffle=True, seed=t.seed, device=t.device)
+    batches = make_batches(train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed,
+                           device=settings.device)
     _decide(t, batches, train)
-    _ensure_optimizer(t)
-    return find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device,
-                   precision=t.precision, run_dir=t.run_dir, record=lambda kind, message: None, png=True,
-                   settings=t.lr_find)[1]
+    _ensure_optimizer(t, settings)
+    return find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=settings.device,
+                   precision=settings.precision, run_dir=t.run_dir, record=lambda kind, message: None, png=True,
+                   settings=settings.lr_find)[1]
 
 
-def _settle_lr(t: Any, batches: Any, saved: Optional[dict], total_steps: Optional[int] = None) -> float:
+def _settle_lr(t: Any, settings: FitSettings, batches: Any, saved: Optional[dict],
+               total_steps: Optional[int] = None) -> float:
     """The reference lr (the largest group's) and each group's ``lr_scale`` relative to it."""
-    _ensure_optimizer(t)
+    _ensure_optimizer(t, settings)
     groups = t.optimizer.param_groups
     if not all("lr_scale" in g for g in groups):  # a user's optimizer: its groups keep their ratios
         top = max(g["lr"] for g in groups)
         for g in groups:
             g["lr_scale"] = g["lr"] / top if top > 0 else 1.0
-    if isinstance(t.lr, float):  # on resume too: a changed lr is refused, or allowed, by the config check
-        return t.lr
+    if isinstance(settings.lr, float):  # on resume too: a changed lr is refused, or allowed, by the config check
+        return settings.lr
     if saved is not None and saved.get("reference_lr") is not None:  # lr=auto resumes at the lr it found
         return float(saved["reference_lr"])
     if getattr(t, "reference_lr", None) is not None:  # a second fit starts from the first one's reference lr,
         return t.reference_lr                         # not from the lr its schedule had decayed the groups to
-    if t.lr is None and t.user_optimizer:
+    if settings.lr is None and settings.user_optimizer:
         return max(g["lr"] for g in groups)
     # the range test sized to the run and reused by a rerun (trainwise.lr.budget)
     from trainwise.lr.budget import budgeted_find_lr
 
     run_dir = t.run_dir if is_main() else None
-    suggestion, summary = budgeted_find_lr(t, batches, total_steps, run_dir, lambda settings: find_lr(
-        t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=t.device, precision=t.precision,
-        run_dir=run_dir, record=t.record_event, settings=settings))
+    suggestion, summary = budgeted_find_lr(t, batches, total_steps, run_dir, lambda finder_settings: find_lr(
+        t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=settings.device,
+        precision=settings.precision, run_dir=run_dir, record=t.record_event, settings=finder_settings))
     t.summary_extra["lr_finder"] = summary
     if suggestion is None:
-        suggestion = fallback_lr(t.optimizer_spec)
+        suggestion = fallback_lr(settings.optimizer_spec)
         t.warn(f"lr='auto': the lr range test gave no suggestion ({summary.get('reason')}); trained at lr "
                f"{suggestion:g} instead — see the range test in report.html and set lr yourself")
     t.reference_lr = suggestion
     return suggestion
 
 
-def _ensure_optimizer(t: Any) -> None:
+def _ensure_optimizer(t: Any, settings: FitSettings) -> None:
     """A named optimizer is built on first use (its lr is set by the schedule, or found by lr=auto)."""
     if t.optimizer is None:
         from trainwise.optim import build_optimizer
 
-        t.optimizer = build_optimizer(t.model, t.optimizer_spec, lr=1e-3, **t.optimizer_args)
+        t.optimizer = build_optimizer(t.model, settings.optimizer_spec, lr=1e-3, **settings.optimizer_args)
 
 
-def _cycle_momentum(t: Any, schedule: Any) -> bool:
+def _cycle_momentum(t: Any, settings: FitSettings, schedule: Any) -> bool:
     """Momentum follows the schedule (1cycle, cyclic) only when asked and the optimizer has one."""
-    if not t.cycle_momentum or schedule.momentum_at(0) is None:
+    if not settings.cycle_momentum or schedule.momentum_at(0) is None:
         return False
     if all("betas" in g or "momentum" in g for g in t.optimizer.param_groups):
         return True
@@ -229,13 +245,13 @@ def _cycle_momentum(t: Any, schedule: Any) -> bool:
     return False
 
 
-def _initialize(t: Any, sample: Optional[torch.Tensor]) -> None:
-    if t.init is None:
+def _initialize(t: Any, settings: FitSettings, sample: Optional[torch.Tensor]) -> None:
+    if settings.init is None:
         return
     from trainwise.models.init import initialize
     from trainwise.models import activation_of
 
-    initialize(t.model, t.init, activation=activation_of(t.model), sample_input=sample)
+    initialize(t.model, settings.init, activation=activation_of(t.model), sample_input=sample)
 
 
 def _decide(t: Any, batches: Any, train: Any) -> Optional[tuple[int, ...]]:
@@ -275,7 +291,7 @@ def _checked(t: Any, data: Any, split: str, output_shape: Optional[tuple[int, ..
                          num_classes=classes, ignore_index=rule.ignore_index)
 
 
-def _check_monitors(t: Any, val: Any, schedule: Any) -> None:
+def _check_monitors(t: Any, settings: FitSettings, val: Any, schedule: Any) -> None:
     """Lightning's sanity pass: two validation batches, so that a monitor this run will never log
     (a typo) fails now with the names it does log, not after the first epoch."""
     from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -283,14 +299,14 @@ def _check_monitors(t: Any, val: Any, schedule: Any) -> None:
     from trainwise.checks import did_you_mean
     from trainwise.schedules import PlateauSchedule
 
-    clipped = t.grad_clip is not None and t.grad_clip_mode == "norm"
+    clipped = settings.grad_clip is not None and settings.grad_clip_mode == "norm"
     names = {"train_loss"} | ({"train_clip_fraction"} if clipped else set())
     if val is not None:
         names |= {f"val_{name}" for name in t.evaluate_split(val, limit=2)[0]}
     watched = [("early stopping / best checkpoint", t.state.best.monitor)]
     plateau = isinstance(schedule, PlateauSchedule) or isinstance(getattr(schedule, "schedule", None), PlateauSchedule)
-    if plateau or isinstance(t.torch_scheduler, ReduceLROnPlateau):
-        watched.append(("the reduce-on-plateau schedule (schedule_monitor)", t.schedule_monitor))
+    if plateau or isinstance(settings.torch_scheduler, ReduceLROnPlateau):
+        watched.append(("the reduce-on-plateau schedule (schedule_monitor)", settings.schedule_monitor))
     for who, name in watched:
         if name.startswith(("train_", "val_")) and name not in names:
             raise ConfigError(f"{who} monitors {name!r}, which this run does not log{did_you_mean(name, names)}; "
@@ -327,16 +343,16 @@ def _check_trivial(t: Any, test_metrics: dict[str, float], confusion: Any) -> No
         t.warn(warning)
 
 
-def _finish(t: Any, loop: FitLoop, start: float, test_metrics: dict[str, float], confusion: Any,
+def _finish(t: Any, settings: FitSettings, loop: FitLoop, start: float, test_metrics: dict[str, float], confusion: Any,
             event: Optional[str] = "on_fit_end") -> FitResult:
     s = loop.state
-    extra = {"lr": t.reference_lr, "precision": t.precision, "device": str(t.device),
+    extra = {"lr": t.reference_lr, "precision": settings.precision, "device": str(settings.device),
              "loss_spikes": t.spikes.count, "nonfinite_rollbacks": t.guard.rollbacks,
              "nonfinite_skipped": t.guard.skipped, **t.summary_extra}
     if confusion is not None:
         extra["confusion_matrix"] = confusion.tolist()
-    if t.class_names:
-        extra.setdefault("class_names", list(t.class_names))
+    if settings.class_names:
+        extra.setdefault("class_names", list(settings.class_names))
     now = time.perf_counter()
     extra["timings"] = loop.clock.finish(now)
     summary = build_summary(s, task=t.task, test_metrics=test_metrics, wall_seconds=now - start, extra=extra)

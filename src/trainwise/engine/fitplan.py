@@ -12,9 +12,10 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
+from torch import nn
 
 from trainwise.distributed.ops import world
 from trainwise.engine.batch_rule import CallRule, call_model, head
@@ -81,6 +82,76 @@ class FitPlan:
                 "source": self.source}
 
 
+SETTING_NAMES = ("name", "seed", "device", "batch_size", "num_workers", "sampler", "augment", "epochs", "max_steps",
+                 "accumulate", "grad_clip", "grad_clip_mode", "log_every_n_steps", "val_every_n_steps", "precision",
+                 "lr", "lr_find", "optimizer_spec", "optimizer_args", "user_optimizer", "schedule_spec",
+                 "schedule_params", "warmup", "schedule_monitor", "schedule_interval", "torch_scheduler",
+                 "cycle_momentum", "init", "keep_last", "class_names")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The Trainer's arguments that one fit reads, as they are when it starts (``of``): setup
+    (``engine/fit.py``) reads these typed values, never the Trainer's attributes."""
+
+    name: str
+    seed: int
+    device: torch.device
+    batch_size: int
+    num_workers: int
+    sampler: Optional[str]
+    augment: Optional[Callable[..., Any]]
+    epochs: int
+    max_steps: Optional[int]
+    accumulate: int
+    grad_clip: Optional[float]
+    grad_clip_mode: str
+    log_every_n_steps: int
+    val_every_n_steps: Optional[int]
+    precision: str
+    lr: Union[float, str, None]
+    lr_find: dict[str, Any]
+    optimizer_spec: Any  # a name, or the user's torch.optim.Optimizer
+    optimizer_args: dict[str, Any]
+    user_optimizer: bool
+    schedule_spec: Any  # a name or a Schedule
+    schedule_params: dict[str, Any]
+    warmup: float
+    schedule_monitor: str
+    schedule_interval: str
+    torch_scheduler: Any  # a user's torch.optim.lr_scheduler scheduler, or None
+    cycle_momentum: bool
+    init: Optional[str]
+    keep_last: int
+    class_names: Optional[tuple[str, ...]]
+
+    @classmethod
+    def of(cls, trainer: Any) -> "FitSettings":
+        values: dict[str, Any] = {name: getattr(trainer, name, None) for name in SETTING_NAMES}
+        if values["class_names"] is not None:
+            values["class_names"] = tuple(values["class_names"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class FitObjects:
+    """The objects one fit trains, steps and saves, handed over by the Trainer once its optimizer
+    exists (``Trainer.fit_objects``): the loop's checkpoints (``engine/resume.py``) save, restore and
+    roll them back without reaching into the Trainer. ``config`` and ``reference_lr``: what this fit
+    runs with (a checkpoint records them; a resume compares its config with them)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any  # torch.amp.GradScaler (disabled unless fp16)
+    guard: Any  # engine.nonfinite.NonFiniteGuard: rollbacks, lr scale, batches to skip
+    spikes: Any  # engine.nonfinite.SpikeCounter
+    callbacks: tuple[Any, ...]
+    device: torch.device
+    config: Optional[dict[str, Any]]
+    reference_lr: Optional[float]
+    record_event: Callable[[str, str], None]
+
+
 def first_batch(batches: Any) -> Any:
     """The first batch of a pass (the batches are put back to the start of epoch 0)."""
     batches.set_epoch(0)
@@ -111,7 +182,7 @@ def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional
                     if isinstance(sample, dict) else type(sample).__name__
                 raise DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
                                 "check that the model's input size matches the data") from exc
-            rule = trainer.batch_loss.rule_for(raw, head(targets, 2))
+            rule = trainer.batch_loss.rule_for(raw, head(targets, 2), sample)
             trainer.task = rule.task
     except (DataError, ConfigError):
         if user_loss:

@@ -17,14 +17,14 @@ from typing import Any, Callable, Optional
 import torch
 
 from trainwise.checks import did_you_mean
-from trainwise.distributed.ops import run_together
+from trainwise.distributed.ops import run_together, while_every_rank_has_a_batch
 from trainwise.errors import ConfigError
 from trainwise.data.loader import batch_length
 from trainwise.engine.nonfinite import DIVERGED_ADVICE, cpu_copy
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
-from trainwise.engine.fitplan import FitPlan
+from trainwise.engine.fitplan import FitObjects, FitPlan
 from trainwise.engine.signals import StopSignals
 from trainwise.engine.step_mean import normalize_gradients, read_loss
 from trainwise.engine.state import RunState
@@ -34,18 +34,18 @@ log = logging.getLogger(__name__)
 
 
 class FitLoop:
-    """Trains ``trainer.model`` on ``batches`` for ``state.max_epochs`` epochs (or ``max_steps``).
+    """Trains ``objects.model`` on ``batches`` for ``state.max_epochs`` epochs (or ``max_steps``).
 
-    ``plan`` holds the fit's decisions (batch and loss rules, world, length, validation cadence);
-    the trainer gives the optimizer, accumulation, clipping and callbacks; the loop keeps the run's
-    state in ``state`` and the epoch's running sums in itself.
+    ``plan`` holds the fit's decisions; ``objects`` the model, optimizer, scaler, guard and spike
+    counter it steps; the trainer gives the callbacks and its verbs (``stop``, ``save_checkpoint``);
+    the loop keeps the run's state in ``state`` and the epoch's running sums in itself.
     """
 
-    def __init__(self, trainer: Any, batches: Any, val: Any, *, plan: FitPlan, state: RunState, schedule: Schedule,
-                 schedule_start: int, metrics_log: Any, checkpoints: Any, cycle_momentum: bool,
+    def __init__(self, trainer: Any, batches: Any, val: Any, *, plan: FitPlan, objects: FitObjects, state: RunState,
+                 schedule: Schedule, schedule_start: int, metrics_log: Any, checkpoints: Any, cycle_momentum: bool,
                  evaluate: Callable[[Any], dict[str, float]], clock: Optional[PhaseClock] = None) -> None:
-        self.t, self.batches, self.val, self.state, self.plan = trainer, batches, val, state, plan
-        self.settings = plan.step  # accumulation, clipping, log cadence, device
+        self.t, self.objects, self.batches, self.val = trainer, objects, batches, val
+        self.state, self.plan, self.settings = state, plan, plan.step  # settings: accumulation, clipping, ...
         self.schedule, self.schedule_start, self.total_steps = schedule, schedule_start, plan.total_steps
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
         self.step_sync = trainer.step_sync  # DDP: the ranks agree on each micro-batch's loss and on signals
@@ -62,7 +62,7 @@ class FitLoop:
         self.pending_logs: dict[str, float] = {}  # trainer.log() values for this epoch's logs
         self.best_weights: Optional[dict[str, torch.Tensor]] = None
         self.torch_scheduler = trainer.torch_scheduler  # a user's torch scheduler sets the lrs itself
-        self.checkpoints = LoopCheckpoint(self, checkpoints)
+        self.checkpoints = LoopCheckpoint(self, checkpoints, objects)
         self.clock = clock if clock is not None else PhaseClock(self.settings.device)  # where the time goes
 
     def reset_epoch_stats(self) -> None:
@@ -90,7 +90,7 @@ class FitLoop:
             if self.signals.received is not None and not s.should_stop:  # a run that had ended stays ended
                 s.status = "interrupted"
                 s.stop_reason = f"received {self.signals.name()}; saved a checkpoint to resume from"
-                t.record_event("interrupted", s.stop_reason)
+                self.objects.record_event("interrupted", s.stop_reason)
                 t.save_checkpoint()
         except BaseException as exc:
             s.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -126,16 +126,18 @@ class FitLoop:
 
     def _train_epoch(self) -> bool:
         """One pass over the training batches; False when it ended early (signal, stop, max_steps)."""
-        s, t, batches = self.state, self.t, self.batches
-        t.model.train()
+        s, t, o, batches = self.state, self.t, self.objects, self.batches
+        o.model.train()
         if s.batch == 0:  # a fresh epoch (a resumed one continues where its checkpoint was)
             batches.set_epoch(s.epoch)
             self.reset_epoch_stats()
         accumulate, sync = self.settings.accumulate, self.sync_each_step
         last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
+        if last_index == -2 and self.world_size > 1:  # shares of a stream may end apart: the ranks end a pass together
+            batches = while_every_rank_has_a_batch(batches, self.settings.device, self._uneven_stream)
         fire_start, fire_end = t._dispatch["on_batch_start"], t._dispatch["on_batch_end"]
-        skip = t.guard.skip_batches
-        scaler_on = t.scaler.is_enabled()
+        skip = o.guard.skip_batches
+        scaler_on = o.scaler.is_enabled()
         training_terms = t._training_terms
         switch = self.clock.switch  # four switches per micro-batch: data, forward/backward, optimizer, other
         switch("data")
@@ -158,9 +160,9 @@ class FitLoop:
                     else:
                         self.loss_sum += value * count
                         self.window_loss += value
-                        if t.spikes.observe(value):
-                            t.record_event("loss_spike", f"loss {value:.4g} at step {s.step} is over "
-                                           f"{t.spikes.factor}x the recent median")
+                        if o.spikes.observe(value):
+                            o.record_event("loss_spike", f"loss {value:.4g} at step {s.step} is over "
+                                           f"{o.spikes.factor}x the recent median")
                 else:
                     self.loss_sum_device += loss_sum.detach()
                     self.loss_count_device += count
@@ -169,7 +171,7 @@ class FitLoop:
                 self.step_count = self.step_count + count
                 self.window_count += 1
                 s.epoch_samples += batch_length(batch)
-                t.scaler.scale(loss_sum).backward() if scaler_on else loss_sum.backward()
+                o.scaler.scale(loss_sum).backward() if scaler_on else loss_sum.backward()
                 self.group_size += 1
             if boundary and self.group_size:
                 self.group_size = 0
@@ -193,17 +195,21 @@ class FitLoop:
             switch("other")
         return True
 
+    def _uneven_stream(self, ranks: int) -> None:
+        self.objects.record_event("stream_end", f"epoch {self.state.epoch + 1}: {ranks} of {self.world_size} ranks "
+                                  "still had a batch when another's share of the stream ended; those were left out")
+
     def _optimizer_step(self, index: int) -> bool:
         """Clip, step, zero the gradients, set the next step's lr. True when the epoch must end."""
-        s, t, optimizer = self.state, self.t, self.t.optimizer
-        scaler_on = t.scaler.is_enabled()
+        s, t, o, optimizer = self.state, self.t, self.objects, self.objects.optimizer
+        scaler_on = o.scaler.is_enabled()
         if scaler_on:
-            t.scaler.unscale_(optimizer)
-        normalize_gradients(t.model.parameters(), self.step_count, self.world_size)
+            o.scaler.unscale_(optimizer)
+        normalize_gradients(o.model.parameters(), self.step_count, self.world_size)
         self.step_count = 0.0
         if self.settings.grad_clip is not None:
             if self.settings.grad_clip_mode == "norm":
-                norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.settings.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(o.model.parameters(), self.settings.grad_clip)
                 if not self.sync_each_step:  # no host sync per step: read at log time, caught like the loss
                     self.last_grad_norm = norm
                     self.checkpoints.finiteness.observe(norm)
@@ -216,14 +222,14 @@ class FitLoop:
                         return self._on_nonfinite(f"gradient norm is {norm_value}", index)
                     self.clipped_steps += norm_value > self.settings.grad_clip
             else:
-                torch.nn.utils.clip_grad_value_(t.model.parameters(), self.settings.grad_clip)
+                torch.nn.utils.clip_grad_value_(o.model.parameters(), self.settings.grad_clip)
         for callback in t._dispatch["on_before_optimizer_step"]:
             callback.on_before_optimizer_step(t, optimizer)
         if scaler_on:
-            scale = t.scaler.get_scale()
-            t.scaler.step(optimizer)
-            t.scaler.update()
-            stepped = t.scaler.get_scale() >= scale  # a lowered scale means fp16 overflowed and the step was skipped
+            scale = o.scaler.get_scale()
+            o.scaler.step(optimizer)
+            o.scaler.update()
+            stepped = o.scaler.get_scale() >= scale  # a lowered scale means fp16 overflowed and the step was skipped
         else:
             optimizer.step()
             stepped = True
@@ -247,17 +253,17 @@ class FitLoop:
 
     def apply_schedule(self, force: bool = False) -> None:
         """Set the lr (and momentum, when cycled) of the current step; each group keeps its ratio."""
-        s, t = self.state, self.t
+        s, o = self.state, self.objects
         if self.torch_scheduler is not None:
-            s.lr = t.optimizer.param_groups[0]["lr"]
+            s.lr = o.optimizer.param_groups[0]["lr"]
             return
         step = min(max(s.step - self.schedule_start, 0), self.total_steps - 1)
-        lr = self.schedule.lr_at(step) * t.guard.lr_scale
+        lr = self.schedule.lr_at(step) * o.guard.lr_scale
         if force or lr != s.lr:
-            set_lr(t.optimizer, lr)
+            set_lr(o.optimizer, lr)
             s.lr = lr
         if self.cycle_momentum:
-            set_momentum(t.optimizer, self.schedule.momentum_at(step))
+            set_momentum(o.optimizer, self.schedule.momentum_at(step))
 
     def _log_step(self) -> None:
         s = self.state
@@ -275,14 +281,14 @@ class FitLoop:
 
         ``gradients_touched``: the bad value reached the gradients (a non-finite gradient norm), so
         the whole accumulation group is dropped; a bad loss is caught before backward."""
-        s, t, guard = self.state, self.t, self.t.guard
+        s, t, guard = self.state, self.t, self.objects.guard
         if gradients_touched or guard.policy != "skip":
-            t.optimizer.zero_grad(set_to_none=True)
+            self.objects.optimizer.zero_grad(set_to_none=True)
             self.group_size, self.step_count = 0, 0.0
         where = f"{what} at step {s.step} (epoch {s.current_epoch}, batch {index + 1})"
         if guard.policy == "skip":
             guard.skipped += 1
-            t.record_event("nonfinite_skip", f"{where}; skipped that batch")
+            self.objects.record_event("nonfinite_skip", f"{where}; skipped that batch")
             return False
         if guard.policy == "rollback" and guard.can_roll_back():
             self.checkpoints.roll_back(where, (s.epoch, index))
@@ -295,11 +301,11 @@ class FitLoop:
     def _on_late_nonfinite(self, index: int) -> bool:
         """On accelerators the loss is read only at log steps (no sync per step), so a bad update
         is found after it was applied: it cannot be skipped, only rolled back (or the run stopped)."""
-        s, t, guard = self.state, self.t, self.t.guard
+        s, t, guard = self.state, self.t, self.objects.guard
         where = (f"the loss became non-finite in the {self.settings.log_every_n_steps} steps before step {s.step} "
                  f"(epoch {s.current_epoch}; on {self.settings.device.type} the loss is read every "
                  "train.log_every_n_steps steps)")
-        t.optimizer.zero_grad(set_to_none=True)
+        self.objects.optimizer.zero_grad(set_to_none=True)
         self.group_size, self.step_count = 0, 0.0
         if guard.policy != "stop" and guard.can_roll_back():
             self.checkpoints.roll_back(where, None)
@@ -381,13 +387,13 @@ class FitLoop:
             raise ConfigError(f"early stopping / best checkpoint monitors {best.monitor!r}, which this run does not "
                           f"log{did_you_mean(best.monitor, logs)}; available metrics: {available}")
         if best.update(value, self.state.current_epoch, self.state.step) and best.restore:
-            self.best_weights = cpu_copy(self.t.model.state_dict())  # off the device
+            self.best_weights = cpu_copy(self.objects.model.state_dict())  # off the device
 
     def _restore_best(self) -> None:
         s, best = self.state, self.state.best
         if best.restore and self.best_weights is not None and best.step != s.step:
-            self.t.model.load_state_dict(self.best_weights)
+            self.objects.model.load_state_dict(self.best_weights)
             where = f"step {best.step}" if self.val_every is not None else f"epoch {best.epoch}"
             of = f"of {s.step} steps" if self.val_every is not None else f"of {s.epoch}"
-            self.t.record_event("restore_best", f"restored the weights of {where} "
-                                f"({best.monitor} {best.value:.6g}), the best {of}")
+            self.objects.record_event("restore_best", f"restored the weights of {where} "
+                                      f"({best.monitor} {best.value:.6g}), the best {of}")

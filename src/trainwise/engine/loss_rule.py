@@ -48,6 +48,7 @@ class LossRule:
     weighted_fn: Optional[Callable[..., torch.Tensor]] = None
     reshape_targets: bool = False  # a named or torch loss of known shape contract: targets like the outputs
     warning: Optional[str] = None  # said once when the class axis was a choice (T == V)
+    shift_labels: bool = False  # targets scored one position on (a causal LM's labels = input_ids)
 
     def terms(self, outputs: torch.Tensor, targets: torch.Tensor,
               weights: Optional[torch.Tensor]) -> tuple[torch.Tensor, Any]:
@@ -84,7 +85,7 @@ class LossRule:
         """What data.json records of the rule."""
         return {"loss": self.label, "source": self.source, "task": self.task,
                 "class_axis": self.class_axis, "positions": self.positions, "soft_labels": self.soft_labels,
-                "ignore_index": self.ignore_index, "warning": self.warning}
+                "ignore_index": self.ignore_index, "shift_labels": self.shift_labels, "warning": self.warning}
 
 
 def _shapes(outputs: Any, targets: Any) -> str:

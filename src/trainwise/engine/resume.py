@@ -11,6 +11,7 @@ from typing import Any, Iterable, Optional
 
 from trainwise import checkpoint as ckpt
 from trainwise.distributed.ops import gather, world
+from trainwise.engine.fitplan import FitObjects
 from trainwise.engine.nonfinite import DeviceFiniteness, cpu_copy, scale_torch_scheduler
 from trainwise.errors import CheckpointError, ResumeMismatchError
 from trainwise.runfolder.files import history_from_rows
@@ -161,10 +162,10 @@ class LoopCheckpoint:
     rollbacks. Nothing in it grows with the run: the metrics history is in metrics.csv, and a
     checkpoint records only how many of its rows it covers."""
 
-    def __init__(self, loop: Any, checkpointer: Checkpointer) -> None:
-        self.loop, self.checkpointer = loop, checkpointer
+    def __init__(self, loop: Any, checkpointer: Checkpointer, objects: FitObjects) -> None:
+        self.loop, self.checkpointer, self.objects = loop, checkpointer, objects
         self.initial_state: Optional[dict[str, Any]] = None
-        self.finiteness = DeviceFiniteness(loop.t.device)
+        self.finiteness = DeviceFiniteness(objects.device)
         self.refused_save = False  # a save found the state non-finite: the loop rolls back at its next check
 
     def remember_initial(self) -> None:
@@ -179,7 +180,7 @@ class LoopCheckpoint:
         return self.finiteness.all_finite(self.loop.loss_sum_device) and not refused
 
     def state_dict(self) -> dict[str, Any]:
-        loop, t, s = self.loop, self.loop.t, self.loop.state
+        loop, t, s = self.loop, self.objects, self.loop.state
         return {
             "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
             "schedule": loop.schedule.state_dict(), "scaler": t.scaler.state_dict(),
@@ -198,7 +199,7 @@ class LoopCheckpoint:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        loop, t, s = self.loop, self.loop.t, self.loop.state
+        loop, t, s = self.loop, self.objects, self.loop.state
         t.model.load_state_dict(state["model"])
         t.optimizer.load_state_dict(state["optimizer"])
         loop.schedule.load_state_dict(state["schedule"])
@@ -236,7 +237,7 @@ class LoopCheckpoint:
     def save(self, *, best: bool = False) -> Optional[Path]:
         """Write a checkpoint, unless the state is not finite: then nothing is written (``last.pt`` keeps
         the last finite state, which a rollback returns to) and None is returned."""
-        s, t = self.loop.state, self.loop.t
+        s, t = self.loop.state, self.objects
         if not self.finiteness.all_finite(self.loop.loss_sum_device, t.model):
             self.refused_save = True
             kept = self.checkpointer.latest.name if self.checkpointer.latest is not None else "no checkpoint yet"
@@ -277,7 +278,7 @@ class LoopCheckpoint:
 
     def roll_back(self, where: str, bad_batch: Optional[tuple[int, int]]) -> None:
         """Back to the last checkpoint (or the start) with a lower lr, skipping ``bad_batch``."""
-        loop, t, s = self.loop, self.loop.t, self.loop.state
+        loop, t, s = self.loop, self.objects, self.loop.state
         guard = t.guard
         path = self.checkpointer.latest
         state = ckpt.load_checkpoint(path) if path is not None else copy.deepcopy(self.initial_state)
