@@ -13,7 +13,7 @@ from trainwise.data.loader import make_batches
 
 
 def test_budget_steps_are_a_tenth_of_the_run_within_the_configured_and_the_minimum() -> None:
-    assert [budget_steps(100, n) for n in (40, 300, 840, 1000, 10_000)] == [30, 30, 84, 100, 100]
+    assert [budget_steps(100, n) for n in (40, 300, 840, 1000, 10_000)] == [50, 50, 84, 100, 100]
     assert budget_steps(200, 1500) == 150 and budget_steps(20, 10) == 20 and budget_steps(100, None) == 100
 
 
@@ -42,7 +42,7 @@ def test_a_rerun_reuses_the_range_test_and_trains_the_same_run(tmp_path) -> None
     x = torch.randn(320, 6, generator=g)
     data = (x, (x[:, 0] > 0).long())
     first, second = _fit(Skip(True), data, tmp_path / "a"), _fit(Skip(True), data, tmp_path / "b")
-    assert first.summary["lr_finder"]["num_steps"] == 30  # 20 steps of training: the minimum sweep
+    assert first.summary["lr_finder"]["num_steps"] == 50  # 20 steps of training: the minimum sweep
     assert "reused_from_cache" not in first.summary["lr_finder"]
     assert second.summary["lr_finder"]["reused_from_cache"].startswith(str(tmp_path / ".lr_cache"))
     assert second.summary["lr"] == first.summary["lr"] and second.history == first.history
@@ -80,9 +80,9 @@ def test_a_curve_without_suggestion_is_measured_again_at_the_unbudgeted_length(t
     data = (x, (x[:, 0] > 0).long())
     result = _fit(Flat(), data, tmp_path / "a")
     finder = result.summary["lr_finder"]
-    assert finder["num_steps"] == 30 and finder["suggestion"] is None  # the budgeted first test read nothing
+    assert finder["num_steps"] == 50 and finder["suggestion"] is None  # the budgeted first test read nothing
     curve = json.loads((tmp_path / "a" / "lr_find.json").read_text())
-    assert len(curve["lrs"]) == 200  # the retry: twice the configured 100 steps, not twice the budget's 30
+    assert len(curve["lrs"]) == 200  # the retry: twice the configured 100 steps, not twice the budget's 50
 
 
 def test_under_early_stopping_the_budget_is_a_share_of_the_steps_the_run_trains_at_least(tmp_path) -> None:
@@ -96,7 +96,7 @@ def test_under_early_stopping_the_budget_is_a_share_of_the_steps_the_run_trains_
                        run_dir=tmp_path / "-".join(kwargs), **kwargs).fit(data, val).summary["lr_finder"]
 
     assert fit(early_stopping=False)["num_steps"] == 100  # 2,000 steps: the configured 100
-    stopped = fit(patience=3)  # it may stop after epoch 4: 400 steps are sure
-    assert stopped["num_steps"] == 40
-    assert stopped["budget"] == ("40 of the configured 100 steps: 10% of the 400 steps the run trains at least "
-                                 "(early stopping may end its 2000 sooner), at least 30")
+    stopped = fit(patience=5)  # it may stop after epoch 6: 600 steps are sure
+    assert stopped["num_steps"] == 60
+    assert stopped["budget"] == ("60 of the configured 100 steps: 10% of the 600 steps the run trains at least "
+                                 "(early stopping may end its 2000 sooner), at least 50")

@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 from tune_helpers import (load_study, postgres_server, postgres_url, start_tune, tiny_config, tune_cli,  # noqa: F401
                           wait_for)
 
@@ -49,7 +50,7 @@ def test_three_workers_on_postgres_run_exactly_the_budget(tmp_path: Path, postgr
 def _running_trial_with_checkpoint(url: str, study: str, pid: int):
     try:
         trials = load_study(study, url).get_trials(deepcopy=False)
-    except KeyError:
+    except (KeyError, DBAPIError):  # no study yet, or the workers are creating its tables right now
         return None
     for t in trials:
         if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{pid}"):
@@ -91,7 +92,7 @@ def test_every_worker_killed_then_restarted_resumes_the_study(tmp_path: Path) ->
             return False
         try:
             trials = load_study("tiny", url).get_trials(deepcopy=False)
-        except KeyError:
+        except (KeyError, DBAPIError):  # no study yet, or the workers are creating its tables right now
             return False
         running = [t for t in trials if t.state.name == "RUNNING"]
         return len(running) == 2 and all(
