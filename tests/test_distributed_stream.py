@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from test_distributed_data import env  # a torchrun job's environment, without a parent job's variables
 
 TIMEOUT = 240
 
@@ -88,14 +88,6 @@ if name == "double":
     fit("cut", 203, 0, resume="auto")
     fit("tiny", 25, 0, epochs=1, val=1)  # one val element for two ranks: rank 1's share is empty
 '''
-
-
-def env(tmp: Path) -> dict[str, str]:
-    variables = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"), OMP_NUM_THREADS="1",
-                     TMPDIR=str(tmp))
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
-        variables.pop(key, None)
-    return variables
 
 
 def rows(run_dir: Path) -> list[tuple[str, str, str, float]]:
