@@ -69,6 +69,8 @@ def class_axis_for(outputs_shape: Sequence[int], targets_shape: Sequence[int],
 
 def _flat(outputs: torch.Tensor, targets: torch.Tensor, class_axis: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(positions, C)`` logits and ``(positions,)`` targets; no copy for the last axis."""
+    if outputs.dim() == 2 and targets.dim() == 1:  # (N, C) and (N,): already flat (the common case; no op)
+        return outputs, targets
     if class_axis != -1 and outputs.dim() > 2:
         outputs = outputs.movedim(class_axis, -1)
     return outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1)

@@ -345,11 +345,16 @@ class Trainer:
 
     def _training_terms(self, batch: Any) -> tuple[torch.Tensor, Any]:
         """``(loss_sum, count)`` of a training micro-batch, under autocast when asked."""
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            if _overrides_compute_loss(self):
-                n = batch_length(batch)
-                return self.compute_loss(self.train_model, batch) * n, n
-            return self.loss_terms(self.train_model, batch)[:2]
+        if self.autocast_dtype is None:  # fp32: no autocast context to enter and leave every step
+            return self._micro_batch_terms(batch)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+            return self._micro_batch_terms(batch)
+
+    def _micro_batch_terms(self, batch: Any) -> tuple[torch.Tensor, Any]:
+        if _overrides_compute_loss(self):
+            n = batch_length(batch)
+            return self.compute_loss(self.train_model, batch) * n, n
+        return self.loss_terms(self.train_model, batch)[:2]
 
     def _overrides_loss(self) -> bool:
         """A ``compute_loss`` override trains: batches only it understands are no error."""

@@ -26,7 +26,7 @@ from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
 from trainwise.engine.fitplan import FitObjects, FitPlan
 from trainwise.engine.signals import StopSignals
-from trainwise.engine.step_mean import normalize_gradients, read_loss
+from trainwise.engine.step_mean import normalize_gradients, read_loss, whole_step_loss
 from trainwise.engine.state import RunState
 from trainwise.engine.timing import PhaseClock
 
@@ -132,6 +132,7 @@ class FitLoop:
             batches.set_epoch(s.epoch)
             self.reset_epoch_stats()
         accumulate, sync = self.settings.accumulate, self.sync_each_step
+        world_size, whole_step = self.world_size, accumulate == 1  # a micro-batch is a whole step: its mean is known
         last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
         if last_index == -2 and self.world_size > 1:  # shares of a stream may end apart: the ranks end a pass together
             batches = while_every_rank_has_a_batch(batches, self.settings.device, self._uneven_stream)
@@ -171,7 +172,8 @@ class FitLoop:
                 self.step_count = self.step_count + count
                 self.window_count += 1
                 s.epoch_samples += batch_length(batch)
-                o.scaler.scale(loss_sum).backward() if scaler_on else loss_sum.backward()
+                loss = whole_step_loss(loss_sum, count, world_size) if whole_step else loss_sum
+                o.scaler.scale(loss).backward() if scaler_on else loss.backward()
                 self.group_size += 1
             if boundary and self.group_size:
                 self.group_size = 0
@@ -179,8 +181,8 @@ class FitLoop:
                 if self._optimizer_step(index) or self.restart_epoch:
                     return False
             switch("other")
-            if loss_sum is not None and fire_end:
-                mean = loss_sum.detach() / count  # one for all callbacks: the micro-batch's mean loss
+            if loss_sum is not None and fire_end:  # one for all callbacks: the micro-batch's mean loss
+                mean = loss.detach() if whole_step and world_size == 1 else loss_sum.detach() / count
                 for callback in fire_end:
                     callback.on_batch_end(t, mean)
             if boundary and (s.should_stop or self.signals.received is not None or
@@ -205,7 +207,8 @@ class FitLoop:
         scaler_on = o.scaler.is_enabled()
         if scaler_on:
             o.scaler.unscale_(optimizer)
-        normalize_gradients(o.model.parameters(), self.step_count, self.world_size)
+        if self.settings.accumulate > 1:  # else the loss was divided before the backward pass
+            normalize_gradients(o.model.parameters(), self.step_count, self.world_size)
         self.step_count = 0.0
         if self.settings.grad_clip is not None:
             if self.settings.grad_clip_mode == "norm":

@@ -3,7 +3,9 @@ to ``ignore_index``) divided by their count over the whole step — every accumu
 every rank — never a mean of micro-batch means.
 
 Each micro-batch backpropagates its loss *sum*; at the step, the gradients are divided once by the
-step's count (``normalize_gradients``). Under DDP, whose gradients are the ranks' average, the count
+step's count (``normalize_gradients``). Without accumulation the step's count is known before the
+backward pass, and the loss itself is divided (``whole_step_loss``): one scalar operation instead of
+a pass over every gradient. Under DDP, whose gradients are the ranks' average, the count
 is the global one (agreed per micro-batch by ``distributed.ops.StepSync``) and the division is by
 count / world size.
 """
@@ -30,6 +32,14 @@ def read_loss(loss_sum: torch.Tensor, count: Any, step_sync: Optional[StepSync],
     if signum and signals.received is None:
         signals.received = signum
     return value, float(total)
+
+
+def whole_step_loss(loss_sum: torch.Tensor, count: Any, world_size: int) -> torch.Tensor:
+    """The loss to backpropagate when one micro-batch is the whole step (no accumulation): the
+    division ``normalize_gradients`` would make on every gradient, made once on the scalar."""
+    if isinstance(count, torch.Tensor):
+        return loss_sum * (world_size / count.to(loss_sum.dtype).clamp_min(1e-12))
+    return loss_sum if count == world_size else loss_sum * (world_size / max(count, 1e-12))
 
 
 def normalize_gradients(parameters: Iterable[torch.nn.Parameter], count: Any, world_size: int) -> None:
