@@ -22,6 +22,7 @@ from torch import nn
 from trainwise import checkpoint as ckpt
 from trainwise.callbacks import Callback, CheckpointSaver
 from trainwise.engine.nonfinite import NonFiniteGuard
+from trainwise.errors import RunEndedBadlyWarning
 from trainwise.trainer import FitResult, Trainer
 
 BATCHES_PER_EPOCH, EPOCHS = 4, 4  # 128 samples in batches of 32
@@ -242,3 +243,26 @@ def test_without_a_per_step_read_a_late_nan_still_rolls_back(tmp_path, monkeypat
     assert "that batch will be skipped" not in event["message"]
     assert all(math.isfinite(row["train_loss"]) for row in result.history)
     assert_best_is_finite(tmp_path)
+
+
+def test_a_model_nan_from_its_first_forward_is_told_the_lr_plays_no_part(tmp_path):
+    """At step 0 no lr has touched the weights: the message names the forward pass, not the lr, and a
+    Python caller is warned (a diverged fit returns; it must not pass unnoticed)."""
+    with pytest.warns(RunEndedBadlyWarning, match="FailsOnCalls returns NaN or Inf for finite inputs"):
+        result = fit(tmp_path, FailsOnCalls(nan_loss_calls=range(1, 10_000)))
+    message = result.summary["message"]
+    assert result.status == "diverged" and result.summary["steps"] == 0
+    assert message.startswith("training diverged: loss is nan at step 0 (epoch 1, batch 4) after 3 rollbacks; "
+                              "the loss was non-finite at the model's initial weights, before any optimizer step")
+    assert "check its forward pass" in message and not any(advice in message for advice in ADVICE)
+
+
+def test_finite_outputs_with_a_nan_loss_at_step_0_point_at_the_loss(tmp_path):
+    def log_of_negative(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return torch.log(outputs.sum(dim=1) - 1e6).mean()  # NaN for every finite output of this model
+
+    with pytest.warns(RunEndedBadlyWarning):
+        result = fit(tmp_path, FailsOnCalls(), policy="stop", loss=log_of_negative)
+    assert result.summary["message"].endswith(
+        "the model's outputs are finite but the loss is not; check the loss against the targets (a log of 0 or "
+        "of a negative value in a custom loss, targets outside the loss's range)")

@@ -64,3 +64,9 @@ class LoggerError(TrainwiseError, RuntimeError):
 class StoppedWithPeerError(TrainwiseError, RuntimeError):
     """Another process of a DDP job failed in the setup every process goes through together (the run
     folder's first files, the callbacks' ``on_fit_start``): this process stopped with it."""
+
+
+class RunEndedBadlyWarning(RuntimeWarning):
+    """``Trainer.fit`` returned a run that diverged or failed (its ``summary.json`` says why): said
+    once, so that a script or notebook does not go on as if it had trained. The CLI prints the same
+    line itself and silences this."""

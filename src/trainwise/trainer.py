@@ -13,6 +13,7 @@ Batches are ``(x, y)``, ``(x, y, weight)`` or dicts fed to ``forward`` by its si
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -27,7 +28,7 @@ from trainwise.checks import check_choice, check_int, check_range
 from trainwise.distributed.ops import world
 from trainwise.distributed.launch import check_sync_batchnorm
 from trainwise.distributed.world import World, env_world_size, join_world, rank_device
-from trainwise.errors import ConfigError, DataError
+from trainwise.errors import ConfigError, DataError, RunEndedBadlyWarning
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
 from trainwise.engine.fit import FitResult, run_fit, run_lr_find
 from trainwise.engine.arguments import check_lr, check_targets_args, resolve_device, torch_scheduler_of
@@ -298,7 +299,11 @@ class Trainer:
         self.world = join_world(self.device)  # under torchrun: joins the job (DDP, data sharded, rank 0 writes)
         if self._fits == 0:  # the first fit settles the callbacks
             self.use_callbacks(has_val=val is not None)
-        return run_fit(self, train, val, test, resume=resume, allow_config_changes=allow_config_changes)
+        result = run_fit(self, train, val, test, resume=resume, allow_config_changes=allow_config_changes)
+        if result.summary.get("status") in ("diverged", "failed"):
+            reason = result.summary.get("stop_reason") or f"the run {result.summary['status']}"
+            warnings.warn(f"trainwise: {reason} (run folder {result.run_dir})", RunEndedBadlyWarning, stacklevel=2)
+        return result
 
     def find_lr(self, train: Any) -> dict[str, Any]:
         """Run the LR range test on ``train`` without training (the model, optimizer and RNG are

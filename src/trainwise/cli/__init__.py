@@ -10,9 +10,10 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from typing import Callable, Optional, Sequence
 
-from trainwise.errors import TrainwiseError
+from trainwise.errors import RunEndedBadlyWarning, TrainwiseError
 
 EXIT_USER_ERROR = 2
 EXIT_RUN_FAILED = 1
@@ -251,6 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
                         format="%(message)s")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=RunEndedBadlyWarning)  # the CLI prints the run's ending itself
     try:
         return _handler(args)(args)
     except TrainwiseError as exc:

@@ -20,7 +20,7 @@ from trainwise.checks import did_you_mean
 from trainwise.distributed.ops import run_together, while_every_rank_has_a_batch
 from trainwise.errors import ConfigError
 from trainwise.data.loader import batch_length
-from trainwise.engine.nonfinite import DIVERGED_ADVICE, cpu_copy
+from trainwise.engine.nonfinite import DIVERGED_ADVICE, cpu_copy, initial_weights_advice
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
@@ -155,7 +155,7 @@ class FitLoop:
                 if sync:
                     value, count = read_loss(loss_sum, count, self.step_sync, self.signals)
                     if not math.isfinite(value):
-                        if self._on_nonfinite(f"loss is {value}", index, gradients_touched=False):
+                        if self._on_nonfinite(f"loss is {value}", index, gradients_touched=False, batch=batch):
                             return False
                         loss_sum = None  # skipped: this batch adds nothing to the step
                     else:
@@ -279,11 +279,11 @@ class FitLoop:
         self.window_loss, self.window_count = 0.0, 0
 
     # ------------------------------------------------------------------ non-finite values
-    def _on_nonfinite(self, what: str, index: int, *, gradients_touched: bool = True) -> bool:
+    def _on_nonfinite(self, what: str, index: int, *, gradients_touched: bool = True, batch: Any = None) -> bool:
         """Apply the policy. True when the current epoch must end (rolled back or diverged).
 
         ``gradients_touched``: the bad value reached the gradients (a non-finite gradient norm), so
-        the whole accumulation group is dropped; a bad loss is caught before backward."""
+        the whole accumulation group is dropped; a bad loss is caught before backward (``batch``)."""
         s, t, guard = self.state, self.t, self.objects.guard
         if gradients_touched or guard.policy != "skip":
             self.objects.optimizer.zero_grad(set_to_none=True)
@@ -298,7 +298,9 @@ class FitLoop:
             self.restart_epoch = True
             return True
         gave_up = f" after {guard.rollbacks} rollbacks" if guard.policy == "rollback" else ""
-        t.stop(f"training diverged: {where}{gave_up}; {DIVERGED_ADVICE}", status="diverged")
+        # at step 0 the weights are the initial ones (a rollback restores them too): the lr played no part
+        advice = initial_weights_advice(t, batch) if s.step == 0 and batch is not None else DIVERGED_ADVICE
+        t.stop(f"training diverged: {where}{gave_up}; {advice}", status="diverged")
         return True
 
     def _on_late_nonfinite(self, index: int) -> bool:

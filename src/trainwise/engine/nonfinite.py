@@ -21,6 +21,40 @@ DIVERGED_ADVICE = ("try a lower learning rate (optimizer.lr, or lr=auto), gradie
                    "warmup (schedule.warmup=0.05), or bf16 instead of fp16")
 
 
+def _finite(value: Any) -> bool:
+    """Every floating tensor in ``value`` (a tensor, or a tuple/list/dict of them) is finite."""
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, (tuple, list)):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def initial_weights_advice(trainer: Any, batch: Any) -> str:
+    """What to fix when the loss was non-finite before any optimizer step: the learning rate played
+    no part, so say which of the batch's inputs, the model's outputs and the loss went wrong first
+    (one forward pass of the batch, without gradients)."""
+    lead = "the loss was non-finite at the model's initial weights, before any optimizer step, so the learning " \
+           "rate plays no part: "
+    try:
+        with torch.no_grad():
+            inputs, targets, _ = trainer.split_batch(batch)
+            if not _finite(inputs):
+                return lead + "the batch's inputs contain NaN or Inf; clean the data (or fill the missing values)"
+            _, _, outputs, _ = trainer.loss_terms(trainer.train_model, batch)
+    except Exception as error:  # the diagnosis must never hide the divergence it explains
+        return lead + f"check the model's forward pass and the loss (diagnosis failed: {type(error).__name__})"
+    if outputs is not None and not _finite(outputs):
+        return lead + (f"{type(trainer.model).__name__} returns NaN or Inf for finite inputs; check its forward pass "
+                       "(a log or sqrt of a negative value, a division by zero, an overflow, an uninitialized weight)")
+    if targets is not None and not _finite(targets):
+        return lead + "the batch's targets contain NaN or Inf; clean the data"
+    return lead + ("the model's outputs are finite but the loss is not; check the loss against the targets "
+                   "(a log of 0 or of a negative value in a custom loss, targets outside the loss's range)")
+
+
 class NonFiniteGuard:
     """The policy for a NaN/Inf loss or gradient, and its bookkeeping.
 
