@@ -101,3 +101,48 @@ def _interval(low: float | None, high: float | None, low_open: bool, high_open: 
     if low is None:
         return f"{'<' if high_open else '<='} {high:g}"
     return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+# What other tools call a Trainer argument (Lightning, Keras, the Hugging Face Trainer): a user's
+# habit gets the trainwise name, not a bare TypeError.
+OTHER_TOOLS_NAMES = {
+    "max_epochs": ("epochs", "Lightning's max_epochs"), "num_train_epochs": ("epochs", "the HF Trainer's"),
+    "nb_epoch": ("epochs", "Keras'"), "n_epochs": ("epochs", None),
+    "learning_rate": ("lr", "Keras' and the HF Trainer's learning_rate"),
+    "gradient_clip_val": ("grad_clip", "Lightning's gradient_clip_val"),
+    "max_grad_norm": ("grad_clip", "the HF Trainer's max_grad_norm"),
+    "gradient_clip_algorithm": ("grad_clip_mode", "Lightning's"),
+    "accumulate_grad_batches": ("accumulate", "Lightning's accumulate_grad_batches"),
+    "gradient_accumulation_steps": ("accumulate", "the HF Trainer's gradient_accumulation_steps"),
+    "per_device_train_batch_size": ("batch_size", "the HF Trainer's"),
+    "per_device_eval_batch_size": ("eval_batch_size", "the HF Trainer's"),
+    "default_root_dir": ("run_dir", "Lightning's default_root_dir"), "output_dir": ("run_dir", "the HF Trainer's"),
+    "accelerator": ("device", "Lightning's accelerator"), "devices": ("device", "Lightning's devices; "
+                                                                      "several GPUs: run under torchrun"),
+    "enable_progress_bar": ("progress", "Lightning's"), "verbose": ("progress", "Keras'"),
+    "check_val_every_n_epoch": ("val_every_n_steps", "Lightning's check_val_every_n_epoch: validation runs every "
+                                                      "epoch; val_every_n_steps adds more"),
+    "val_check_interval": ("val_every_n_steps", "Lightning's"), "eval_steps": ("val_every_n_steps", "the HF Trainer's"),
+    "lr_scheduler": ("schedule", None), "lr_scheduler_type": ("schedule", "the HF Trainer's"),
+    "scheduler": ("schedule", None), "warmup_ratio": ("warmup", "the HF Trainer's warmup_ratio (a share of the steps)"),
+    "warmup_steps": ("warmup", "a share of the steps, e.g. 0.05, not a count"),
+    "logging_steps": ("log_every_n_steps", "the HF Trainer's"), "seed_everything": ("seed", None),
+    "fp16": ("precision", "precision='fp16'"), "bf16": ("precision", "precision='bf16'"),
+    "loss_fn": ("loss", None), "criterion": ("loss", None), "optim": ("optimizer", None),
+    "max_iters": ("max_steps", None), "steps": ("max_steps", None),
+}
+
+
+def unknown_arguments(owner: str, given: Iterable[str], known: Iterable[str]) -> str:
+    """One line naming each unknown keyword argument of ``owner`` with what to pass instead."""
+    known = tuple(known)
+    hints = []
+    for name in given:
+        if name in OTHER_TOOLS_NAMES:
+            ours, note = OTHER_TOOLS_NAMES[name]
+            hints.append(f"{name}= is {ours}= here" + (f" ({note})" if note else ""))
+        else:
+            match = closest(name, known)
+            hints.append(f"{name}=" + (f": did you mean {match}=?" if match else " is not one"))
+    noun = "argument" if len(hints) == 1 else "arguments"
+    return f"{owner} got unknown {noun}: {'; '.join(hints)} (help({owner}) lists them)"

@@ -70,3 +70,8 @@ class RunEndedBadlyWarning(RuntimeWarning):
     """``Trainer.fit`` returned a run that diverged or failed (its ``summary.json`` says why): said
     once, so that a script or notebook does not go on as if it had trained. The CLI prints the same
     line itself and silences this."""
+
+
+class UnknownArgumentError(TrainwiseError, TypeError):
+    """A keyword argument the function does not take (with the name to use instead, when another
+    tool's habit is recognised)."""

@@ -12,6 +12,7 @@ Batches are ``(x, y)``, ``(x, y, weight)`` or dicts fed to ``forward`` by its si
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from pathlib import Path
@@ -24,11 +25,11 @@ from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, Progre
 from trainwise.callbacks.assembly import assemble_callbacks
 from trainwise.callbacks.dispatch import dispatch_table
 from trainwise.callbacks.loggers import build_loggers
-from trainwise.checks import check_choice, check_int, check_range
+from trainwise.checks import check_choice, check_int, check_range, unknown_arguments
 from trainwise.distributed.ops import world
 from trainwise.distributed.launch import check_sync_batchnorm
 from trainwise.distributed.world import World, env_world_size, join_world, rank_device
-from trainwise.errors import ConfigError, DataError, RunEndedBadlyWarning
+from trainwise.errors import ConfigError, DataError, RunEndedBadlyWarning, UnknownArgumentError
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
 from trainwise.engine.fit import FitResult, run_fit, run_lr_find
 from trainwise.engine.arguments import check_lr, check_targets_args, resolve_device, torch_scheduler_of
@@ -149,8 +150,11 @@ class Trainer:
         focal_gamma: float = 2.0, sync_batchnorm: bool = False, loggers: Sequence[Union[str, Callback]] = (),
         compile: bool = False, channels_last: bool = False, task: Optional[str] = None,
         class_axis: Optional[int] = None, ignore_index: int = IGNORE_INDEX, val_every_n_steps: Optional[int] = None,
-        shift_labels: Union[bool, str] = "auto",
+        shift_labels: Union[bool, str] = "auto", **unknown: Any,
     ) -> None:
+        if unknown:  # Lightning's max_epochs, Keras' learning_rate...: the trainwise name, not a bare TypeError
+            known = [name for name in inspect.signature(Trainer.__init__).parameters if name not in ("self", "unknown")]
+            raise UnknownArgumentError(unknown_arguments("Trainer", unknown, known))
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate),
                            ("log_every_n_steps", log_every_n_steps)):
             check_int(key, value, 1)

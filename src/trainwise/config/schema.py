@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainwise.checks import closest, did_you_mean
+from trainwise.checks import OTHER_TOOLS_NAMES, closest, did_you_mean
 from trainwise.errors import ConfigError
 
 PositiveInt = int
@@ -360,8 +360,10 @@ def _check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str) -> None:
             if model.model_config.get("extra") == "allow":
                 continue
             where = f"{prefix}{key}".encode("unicode_escape").decode("ascii")  # a newline in a key stays one line
-            hint = closest(str(key), fields)
+            ours, note = OTHER_TOOLS_NAMES.get(str(key), (None, None))  # Lightning's max_epochs, Keras' learning_rate
+            hint = ours if ours in fields else closest(str(key), fields)
             suggestion = f"; did you mean '{prefix}{hint}'?" if hint else f"; valid keys: {', '.join(fields)}"
+            suggestion += f" ({note})" if ours == hint and note else ""
             raise ConfigError(f"unknown key '{where}' in config{suggestion}")
         annotation = fields[key].annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):

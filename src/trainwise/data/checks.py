@@ -111,4 +111,6 @@ def check_labels(y: torch.Tensor, *, num_classes: int | None, where: str) -> Non
         raise DataError(
             f"{where}: label {int(y[row])} in row {row} is out of range for "
             f"num_classes={num_classes}; labels must be in [0, {num_classes - 1}]"
+            + ("; a model with one output per sample and 0/1 labels is binary: pass task='binary' (BCE on logits)"
+               if num_classes == 1 else "")
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
+from torch import nn
 
 from trainwise.errors import ConfigError, DataError
 from trainwise.losses import (IGNORE_INDEX, class_axis_for, cross_entropy_sum, per_sample_cross_entropy,
@@ -114,6 +115,22 @@ def decide_task(hint: Optional[str], outputs: torch.Tensor, targets: torch.Tenso
                     "task='binary'")
 
 
+def default_loss(task: Optional[str], outputs: torch.Tensor, targets: torch.Tensor) -> Any:
+    """The loss when none is named: by ``task=`` (MSE for regression, BCE on logits for binary), else
+    MSE for float targets with one value per output (refused when they are all 0 or 1: binary labels
+    and regression targets look alike), else cross-entropy."""
+    if task == "regression":
+        return "mse"
+    if task == "binary":
+        return nn.BCEWithLogitsLoss()
+    if task is None and targets.is_floating_point() and outputs.numel() == targets.numel():
+        if bool(((targets == 0) | (targets == 1)).all()):
+            raise DataError(f"cannot tell the task from {_shapes(outputs, targets)} whose values are all 0 or 1; "
+                            "pass task='binary' (one logit per label, BCE) or task='regression' (MSE), or name a loss")
+        return "mse"
+    return "cross_entropy"
+
+
 def decide_loss_rule(loss: Any, *, outputs: Optional[torch.Tensor], targets: Optional[torch.Tensor],
                      model_loss: Optional[torch.Tensor], task: Optional[str], class_axis: Optional[int],
                      ignore_index: int, label_smoothing: float, class_weights: Optional[torch.Tensor],
@@ -131,9 +148,9 @@ def decide_loss_rule(loss: Any, *, outputs: Optional[torch.Tensor], targets: Opt
         keys = f" (keys {batch_keys})" if batch_keys else ""
         raise DataError(f"the batches carry no target{keys} and the model returned no loss; give (inputs, targets) "
                         "batches or a 'labels' key, or return {'loss': ...} (or outputs.loss) from forward")
-    loss = "cross_entropy" if loss is None else loss
     if not _tensor(outputs):
         raise DataError(f"the model returned {type(outputs).__name__}, not a tensor of predictions")
+    loss = default_loss(task, outputs, targets) if loss is None else loss
     known = task_of_loss(loss)
     if isinstance(loss, str):
         build_loss(loss, label_smoothing=label_smoothing, focal_gamma=focal_gamma)  # checks name and values

@@ -1,0 +1,82 @@
+"""What users of other tools type first: Keras' fit(x, y) on regression data, Lightning's and the
+HF Trainer's argument names, a one-logit model on 0/1 labels. Each either trains as they meant or
+gets one line naming the trainwise way."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trainwise import Trainer
+from trainwise.errors import DataError, UnknownArgumentError
+
+
+def regression_data(n: int = 240) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 5)).astype("float32")
+    return x, (x @ np.arange(5) + 0.1 * rng.normal(size=n)).astype("float32")
+
+
+def one_output_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 1))
+
+
+@pytest.mark.parametrize("task", [None, "regression"])
+def test_float_targets_without_a_loss_train_as_regression_with_mse(tmp_path, task):
+    x, y = regression_data()
+    trainer = Trainer(one_output_model(), epochs=10, batch_size=16, lr=1e-2, task=task, run_dir=tmp_path, progress=False,
+                      report=False)
+    result = trainer.fit((x[:200], y[:200]), (x[200:], y[200:]))
+    assert result.status == "completed"
+    assert json.loads((tmp_path / "data.json").read_text())["loss_rule"]["loss"] == "mse"
+    variance = float(np.var(y[200:]))
+    assert result.summary["best_val_loss"] < 0.2 * variance  # it learned the linear map, in MSE units
+
+
+def test_float_zero_one_targets_without_a_task_are_refused_with_the_two_readings(tmp_path):
+    x, _ = regression_data()
+    y = (x[:, 0] > 0).astype("float32")
+    with pytest.raises(DataError, match="values are all 0 or 1; pass task='binary' .* or task='regression'"):
+        Trainer(one_output_model(), epochs=1, lr=1e-2, run_dir=tmp_path, progress=False).fit(x, y)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_integer_zero_one_labels_with_one_output_point_at_task_binary(tmp_path):
+    x, _ = regression_data()
+    y = (x[:, 0] > 0).astype("int64")
+    with pytest.raises(DataError, match="is binary: pass task='binary'"):
+        Trainer(one_output_model(), epochs=1, lr=1e-2, run_dir=tmp_path / "a", progress=False).fit(x, y)
+    result = Trainer(one_output_model(), epochs=10, batch_size=16, lr=1e-2, task="binary", run_dir=tmp_path / "b",
+                     progress=False, report=False).fit((x[:200], y[:200]), (x[200:], y[200:]))
+    assert result.status == "completed" and result.summary["best_val_accuracy"] > 0.85
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"max_epochs": 3}, "Trainer got unknown argument: max_epochs= is epochs= here (Lightning's max_epochs)"),
+    ({"learning_rate": 1e-3, "gradient_accumulation_steps": 2},
+     "learning_rate= is lr= here (Keras' and the HF Trainer's learning_rate); gradient_accumulation_steps= is "
+     "accumulate= here (the HF Trainer's gradient_accumulation_steps)"),
+    ({"epocs": 3}, "epocs=: did you mean epochs=?"),
+])
+def test_other_tools_argument_names_get_the_trainwise_name(tmp_path, arguments, message):
+    with pytest.raises(UnknownArgumentError) as caught:
+        Trainer(nn.Linear(2, 2), run_dir=tmp_path / "run", **arguments)
+    assert message in str(caught.value) and isinstance(caught.value, TypeError)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_config_with_another_tools_key_names_the_trainwise_key(tmp_path):
+    (tmp_path / "c.yaml").write_text("name: t\ndata: {dataset: digits}\nmodel: {name: mlp}\n"
+                                     "optimizer: {learning_rate: 0.01}\n")
+    proc = subprocess.run([sys.executable, "-m", "trainwise", "train", "c.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == ("error: unknown key 'optimizer.learning_rate' in config; did you mean "
+                                   "'optimizer.lr'? (Keras' and the HF Trainer's learning_rate)")
