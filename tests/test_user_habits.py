@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from trainwise import Trainer
-from trainwise.errors import DataError, UnknownArgumentError
+from trainwise.errors import ConfigError, DataError, UnknownArgumentError
 
 
 def regression_data(n: int = 240) -> tuple[np.ndarray, np.ndarray]:
@@ -80,3 +80,37 @@ def test_a_config_with_another_tools_key_names_the_trainwise_key(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == ("error: unknown key 'optimizer.learning_rate' in config; did you mean "
                                    "'optimizer.lr'? (Keras' and the HF Trainer's learning_rate)")
+
+
+class LightningStyle(nn.Module):
+    """A LightningModule's habits on a plain module: its loss in training_step, its optimizer in
+    configure_optimizers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001 - Lightning's signature
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x), y) + self.net.weight.abs().sum()  # not trainwise's loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_training_step_trainwise_would_not_call_is_refused_not_silently_replaced(tmp_path):
+    x, _ = regression_data()
+    y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0).astype("int64")
+    with pytest.raises(ConfigError) as caught:
+        Trainer(LightningStyle(), epochs=1, run_dir=tmp_path / "a", progress=False).fit(x, y)
+    assert str(caught.value).startswith("LightningStyle defines training_step(), which trainwise does not call")
+    assert "pass optimizer=model.configure_optimizers()" in str(caught.value)
+    assert not (tmp_path / "a").exists()
+    model = LightningStyle()  # said on purpose: trainwise's loss, the module's optimizer
+    result = Trainer(model, loss="cross_entropy", optimizer=model.configure_optimizers(), epochs=1,
+                     run_dir=tmp_path / "b", progress=False, report=False).fit(x, y)
+    assert result.status == "completed"

@@ -184,6 +184,7 @@ def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional
                                 "check that the model's input size matches the data") from exc
             rule = trainer.batch_loss.rule_for(raw, head(targets, 2), sample)
             trainer.task = rule.task
+            refuse_unused_training_step(model, rule, trainer.loss_spec)
     except (DataError, ConfigError):
         if user_loss:
             return None, None
@@ -205,3 +206,17 @@ def check_val_every(value: Any) -> Optional[int]:
         raise ConfigError(f"val_every_n_steps must be a whole number of optimizer steps >= 1, or None to validate "
                           f"at the end of each epoch, got {value!r}")
     return value
+
+
+def refuse_unused_training_step(model: Any, rule: Any, loss: Any) -> None:
+    """A model with a LightningModule's ``training_step`` keeps its loss there: training ``forward()``'s
+    outputs with trainwise's default loss instead would silently train another objective."""
+    if rule.source == "model" or loss is not None or not callable(getattr(model, "training_step", None)):
+        return
+    raise ConfigError(
+        f"{type(model).__name__} defines training_step(), which trainwise does not call: it trains forward()'s "
+        "outputs against the batch's targets with its own loss. Pass loss= (e.g. loss='cross_entropy') to train "
+        "that way, return {'loss': ...} from forward(), or subclass Trainer with compute_loss(model, batch) "
+        "returning training_step's loss"
+        + ("; configure_optimizers() is not called either: pass optimizer=model.configure_optimizers()"
+           if callable(getattr(model, "configure_optimizers", None)) else ""))
