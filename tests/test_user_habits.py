@@ -114,3 +114,16 @@ def test_a_training_step_trainwise_would_not_call_is_refused_not_silently_replac
     result = Trainer(model, loss="cross_entropy", optimizer=model.configure_optimizers(), epochs=1,
                      run_dir=tmp_path / "b", progress=False, report=False).fit(x, y)
     assert result.status == "completed"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"epochs": 10, "batch_size": 32}, "Trainer.fit got epochs=, which is set in Trainer(...) here: "
+                                       "Trainer(model, epochs=...).fit(...); Trainer.fit got batch_size="),
+    ({"validation_split": 0.2}, "Trainer.fit got unknown argument: validation_split= is val_fraction= here (Keras')"),
+])
+def test_keras_fit_arguments_get_the_trainwise_way(tmp_path, arguments, message):
+    x, y = regression_data(40)
+    with pytest.raises(UnknownArgumentError) as caught:
+        Trainer(one_output_model(), run_dir=tmp_path / "run").fit(x, y, **arguments)
+    assert str(caught.value).startswith(message)
+    assert not (tmp_path / "run").exists()

@@ -130,6 +130,10 @@ OTHER_TOOLS_NAMES = {
     "fp16": ("precision", "precision='fp16'"), "bf16": ("precision", "precision='bf16'"),
     "loss_fn": ("loss", None), "criterion": ("loss", None), "optim": ("optimizer", None),
     "max_iters": ("max_steps", None), "steps": ("max_steps", None),
+    "validation_data": ("val", "Keras' validation_data"), "validation_split": ("val_fraction", "Keras'"),
+    "eval_dataset": ("val", "the HF Trainer's"), "train_dataset": ("train", "the HF Trainer's"),
+    "val_dataloaders": ("val", "Lightning's"), "train_dataloaders": ("train", "Lightning's"),
+    "ckpt_path": ("resume", "Lightning's ckpt_path"), "resume_from_checkpoint": ("resume", "the HF Trainer's"),
 }
 
 

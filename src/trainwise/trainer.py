@@ -282,7 +282,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- fit
     def fit(self, train: Any, val: Any = None, *, test: Any = None, val_fraction: Optional[float] = None,
-            resume: Union[str, Path, None] = None, allow_config_changes: bool = False) -> FitResult:
+            resume: Union[str, Path, None] = None, allow_config_changes: bool = False, **unknown: Any) -> FitResult:
         """Train on ``train``, validate on ``val`` after each epoch, test on ``test`` at the end.
 
         Each may be an ``(inputs, targets)`` or ``(inputs, targets, weights)`` pair of tensors or
@@ -293,6 +293,8 @@ class Trainer:
         Calling ``fit`` again continues training the same model in the same run folder for
         ``epochs`` more epochs, with a fresh schedule over them.
         """
+        if unknown:  # Keras' fit(x, y, epochs=10, validation_data=...): the trainwise way in one line
+            raise UnknownArgumentError(unknown_fit_arguments(unknown))
         if _is_array(train) and _is_array(val) and len(train) == len(val):  # Keras' fit(x, y)
             train, val = (train, val), None
         elif _is_array(train):
@@ -411,3 +413,13 @@ def _is_array(value: Any) -> bool:
 
 def _overrides_compute_loss(trainer: Trainer) -> bool:
     return type(trainer).compute_loss is not Trainer.compute_loss
+
+
+def unknown_fit_arguments(unknown: Mapping[str, Any]) -> str:
+    """``fit``'s unknown keywords: Keras passes epochs and batch size to fit, trainwise to Trainer."""
+    settings = [name for name in unknown if name in inspect.signature(Trainer.__init__).parameters]
+    rest = [name for name in unknown if name not in settings]
+    known = [name for name in inspect.signature(Trainer.fit).parameters if name not in ("self", "unknown")]
+    lines = [f"Trainer.fit got {name}=, which is set in Trainer(...) here: Trainer(model, {name}=...).fit(...)"
+             for name in settings]
+    return "; ".join(lines + ([unknown_arguments("Trainer.fit", rest, known)] if rest else []))
