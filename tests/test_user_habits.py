@@ -127,3 +127,11 @@ def test_keras_fit_arguments_get_the_trainwise_way(tmp_path, arguments, message)
         Trainer(one_output_model(), run_dir=tmp_path / "run").fit(x, y, **arguments)
     assert str(caught.value).startswith(message)
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_takes_x_and_y_as_keras_does(tmp_path):
+    x, _ = regression_data()
+    y = (x[:, 0] > 0).astype("int64")
+    trainer = Trainer(nn.Linear(5, 2), epochs=2, run_dir=tmp_path, progress=False, report=False)
+    trainer.fit((x[:200], y[:200]), (x[200:], y[200:]))
+    assert trainer.evaluate(x[200:], y[200:]) == trainer.evaluate((x[200:], y[200:]))

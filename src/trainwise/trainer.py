@@ -380,11 +380,11 @@ class Trainer:
         return None if not isinstance(self.class_weights, torch.Tensor) else self.class_weights.to(self.device)
 
     # ----------------------------------------------------------------------------- evaluate / predict
-    def evaluate(self, data: Any) -> dict[str, float]:
-        """Loss and metrics on ``data`` (eval mode, no gradients). Classification: loss, accuracy,
-        macro_f1, top5_accuracy (more than 5 classes); regression: loss, rmse, mae, r2 (in the
-        original units when ``target_normalization`` is set); plus your ``metrics``."""
-        return self.evaluate_split(data)[0]
+    def evaluate(self, data: Any, targets: Any = None) -> dict[str, float]:
+        """Loss and metrics on ``data`` (eval mode, no gradients); ``evaluate(x, y)`` as in Keras.
+        Classification: loss, accuracy, macro_f1, top5_accuracy (more than 5 classes); regression:
+        loss, rmse, mae, r2 (in the original units when ``target_normalization`` is set); plus your ``metrics``."""
+        return self.evaluate_split(data if targets is None else (data, targets))[0]
 
     def evaluate_split(self, data: Any, limit: Optional[int] = None) -> tuple[dict[str, float], Any]:
         """``(metrics, meter)``; the meter has the confusion matrix of a classification split. In a DDP
