@@ -204,7 +204,7 @@ class LRFinder:
         try:
             self.model.train()
             lrs, losses, raw_losses = self._sweep(batches, self.num_steps)
-            answers = {rule: suggest(lrs, losses, rule) for rule in SUGGESTION_RULES}
+            answers = {rule: suggest(lrs, losses, rule, raw_losses) for rule in SUGGESTION_RULES}
             if self.retry and answers[self.rule][0] is None:
                 steps = self.retry_steps
                 logger.info("lr range test: no suggestion from %d steps (%s); measuring again "
@@ -212,7 +212,7 @@ class LRFinder:
                 saved.restore(self.model, self.optimizer)
                 self.model.train()
                 lrs, losses, raw_losses = self._sweep(batches, steps)
-                answers = {rule: suggest(lrs, losses, rule) for rule in SUGGESTION_RULES}
+                answers = {rule: suggest(lrs, losses, rule, raw_losses) for rule in SUGGESTION_RULES}
         finally:
             saved.restore(self.model, self.optimizer)
             if stateful:
