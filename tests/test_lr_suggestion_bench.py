@@ -69,7 +69,7 @@ def test_the_held_out_recipes_bring_another_model_family_to_each_data_set_the_ru
     assert {dataset for dataset, _ in fitted} == {"digits", "mnist", "mnist1d"}
     assert {dataset for dataset, _ in held_out} == {"digits", "mnist", "mnist1d"}
     assert not fitted & held_out  # another model on each data set, never one the rule was fitted on
-    assert {recipe.fitted for recipe in script.RECIPES.values()} == {"valley position", "retry", ""}
+    assert {recipe.fitted for recipe in script.RECIPES.values()} == {"edge rule", "retry and edge rule", ""}
     assert sum(recipe.fitted == "" for recipe in script.RECIPES.values()) >= 3
 
 
@@ -111,8 +111,8 @@ def test_quick_run_writes_its_json_and_prints_its_table(tmp_path: Path) -> None:
     assert result["quick"] is True and result["sweep_lrs"] == [1e-3, 1e-2, 1e-1]
     assert isinstance(result["meets_target"], bool)
     (digits,) = result["datasets"]
-    assert digits["dataset"] == "digits" and digits["rule"] == "valley" and digits["seeds"] == 1
-    assert digits["rule_fitted_on_it"] == "valley position"
+    assert digits["dataset"] == "digits" and digits["rule"] == "edge" and digits["seeds"] == 1
+    assert digits["rule_fitted_on_it"] == "edge rule"
     curve = digits["suggested_runs"][0]["curve"]
     assert curve["first_lr"] == 1e-7 and curve["lr_factor"] > 1 and len(curve["losses"]) >= 10
     assert 1e-7 <= digits["suggested_lr"] <= 10.0

@@ -113,7 +113,7 @@ class LRFinder:
         >>> finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss())
         >>> result = finder.run([(torch.randn(8, 4), torch.randn(8, 1))])
         >>> result.rule, len(result.lrs) <= finder.retry_steps
-        ('valley', True)
+        ('edge', True)
     """
 
     def __init__(
@@ -128,7 +128,7 @@ class LRFinder:
         mode: str = "exp",
         smoothing: float = 0.98,
         diverge_factor: float = 4.0,
-        rule: str = "valley",
+        rule: str = "edge",
         device: torch.device | str | None = None,
         precision: str = "fp32",
         retry: bool = True,

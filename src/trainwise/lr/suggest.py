@@ -63,8 +63,8 @@ VALLEY_POSITION = 3 / 4
 # MNIST-1D MLP/CNN; GRU on MNIST-1D; LSTM and GRU on digits' rows; LSTM on MNIST's rows), never on the held-out
 # ones that report the figure (among them the LSTM on MNIST-1D): see benchmarks/README.md.
 EDGE_WINDOW_DECADES = 0.4
-EDGE_RISE = 0.2
-EDGE_BACKOFF = 2.0
+EDGE_RISE = 0.15
+EDGE_BACKOFF = 3.0
 # The minimum rule backs off tenfold from the loss minimum, which sits at the edge of
 # divergence (fastai's "minimum / 10").
 MINIMUM_BACKOFF = 10.0
