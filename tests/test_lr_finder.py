@@ -452,6 +452,13 @@ def test_edge_reads_the_raw_losses_and_not_the_test_length() -> None:
     assert long == suggest(long_lrs, long_raw, "edge")[0]
 
 
+def test_a_curve_without_an_edge_gets_the_valley_rules_lr() -> None:
+    # the test ended before the loss rose again (a low end_lr, or a floor at zero): no edge to read
+    falling = 2.3 - 2.0 / (1 + np.exp(-3 * (LOG_LRS + 4)))
+    assert suggest(LRS, falling, "edge") == suggest(LRS, falling, "valley")
+    assert suggest(LRS, falling, "edge")[0] < LRS[-1] / EDGE_BACKOFF
+
+
 def test_edge_refuses_raw_losses_that_do_not_match() -> None:
     with pytest.raises(ConfigError, match="raw_losses must have the length of losses, got 99 and 100"):
         suggest(LRS, U_SHAPE, "edge", raw_losses=U_SHAPE[:-1])

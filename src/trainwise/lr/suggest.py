@@ -139,13 +139,14 @@ def smooth_in_decades(lrs: np.ndarray, losses: np.ndarray, sigma: float = EDGE_W
     return smoothed
 
 
-def _floor_edge(losses: np.ndarray) -> int:
+def _floor_edge(losses: np.ndarray) -> int | None:
     """Index of the floor's upper edge: the last point, from the minimum on, before the loss rises more
-    than ``EDGE_RISE`` of its drop (from its highest point before the minimum) above the minimum."""
+    than ``EDGE_RISE`` of its drop (from its highest point before the minimum) above the minimum; None
+    when it never does (the test ended before the edge: a loss still falling, or a floor at zero)."""
     lowest = int(np.argmin(losses))
     drop = float(np.max(losses[: lowest + 1]) - losses[lowest])
     above = np.flatnonzero(losses[lowest:] > losses[lowest] + EDGE_RISE * drop)
-    return lowest + int(above[0]) - 1 if len(above) else len(losses) - 1
+    return lowest + int(above[0]) - 1 if len(above) else None
 
 
 def _suggest_index(log_lrs: np.ndarray, losses: np.ndarray, rule: str) -> int:
@@ -177,7 +178,8 @@ def suggest(
             ignoring the first and last 10% of points) or ``minimum`` (lr of the lowest
             loss, divided by 10).
         raw_losses: The unsmoothed loss at each learning rate, which the ``edge`` rule reads
-            (it reads ``losses`` when these are not given).
+            (it reads ``losses`` when these are not given). A curve whose loss never rises past
+            its floor shows no edge: the ``edge`` rule then gives the ``valley`` rule's lr.
 
     Returns:
         ``(lr, None)``, or ``(None, reason)`` when the curve has too few points, is flat,
@@ -209,7 +211,10 @@ def suggest(
         return None, reason
     if rule == "edge":
         raw = loss_array if raw_losses is None else _finite_like(raw_losses, loss_array, "raw_losses")
-        return float(lr_array[_floor_edge(smooth_in_decades(lr_array, raw))]) / EDGE_BACKOFF, None
+        edge = _floor_edge(smooth_in_decades(lr_array, raw))
+        if edge is not None:
+            return float(lr_array[edge]) / EDGE_BACKOFF, None
+        rule = "valley"  # no edge in the curve: the last lr tested / 3 could be anything, the valley is read
     index = _suggest_index(np.log(lr_array), loss_array, rule)
     lr = float(lr_array[index])
     return (lr / MINIMUM_BACKOFF if rule == "minimum" else lr), None
