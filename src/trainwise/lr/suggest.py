@@ -50,7 +50,7 @@ STEEPEST_EDGE_FRACTION = 0.1
 # sweep lr on 4 of 5 recipes; an LSTM on MNIST-1D gets 3.1 points less (needs ~3e-2, gets
 # ~1e-2). No position serves it and the others together (read off the same curves and
 # interpolated in the sweeps: 4/5 costs the GRU 4.8 points, 0.85 costs digits and MNIST ~2),
-# so 3/4 stays.
+# so 3/4 stays. (Since issue 22's round 3 the default rule is ``edge``, which gives that LSTM ~1.6e-2.)
 VALLEY_POSITION = 3 / 4
 # The edge rule (issue 22, round 3): 1cycle's peak lr is where the loss stops improving and starts to rise
 # (Smith 2018, "A disciplined approach...", 4.1), read off the raw losses smoothed by a centered Gaussian whose
