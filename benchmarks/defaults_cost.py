@@ -12,11 +12,13 @@ recorded beside it (``meets_in_steps``): the budget is 10% of the *planned* step
 stopping ends sooner shows a larger step share.
 
     .venv/bin/python benchmarks/defaults_cost.py [digits|mnist ...]   # writes results/defaults_cost.json
+    MNIST_ROOT=/path/to/mnist .venv/bin/python benchmarks/defaults_cost.py mnist
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -29,8 +31,10 @@ CONFIGS = {"digits": ROOT / "examples" / "digits.yaml", "mnist": ROOT / "example
 def train(config: Path, run_dir: Path) -> dict:
     from trainwise.cli import main
 
+    # examples/mnist.yaml finds the data relative to itself; a worktree elsewhere names it with MNIST_ROOT
+    root = [f"data.root={os.environ['MNIST_ROOT']}"] if config.stem == "mnist" and os.environ.get("MNIST_ROOT") else []
     start = time.perf_counter()
-    code = main(["train", str(config), "optimizer.lr=auto", "--run-dir", str(run_dir), "--quiet"])
+    code = main(["train", str(config), "optimizer.lr=auto", *root, "--run-dir", str(run_dir), "--quiet"])
     if code != 0:
         raise SystemExit(f"{config.name}: train exited {code}")
     summary = json.loads((run_dir / "summary.json").read_text())

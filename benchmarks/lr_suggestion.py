@@ -73,6 +73,10 @@ MLP_MNIST = (*MNIST_BEFORE, "model.name=mlp", "model.hidden=[256,128]", "model.c
 RESNET_DIGITS = ("model.name=resnet", "model.channels=[16,32,64]", "model.hidden=[]", "model.norm=batch")
 GRU_MNIST1D = ("model.name=gru", "model.hidden=[64]", "model.channels=null", "model.norm=none")
 LSTM_MNIST1D = ("model.name=lstm", "model.hidden=[64]", "model.channels=null", "model.norm=none")
+LSTM_DIGITS = ("model.name=lstm", "model.hidden=[64]", "model.channels=null", "model.norm=none", "train.epochs=30")
+GRU_DIGITS = ("model.name=gru", "model.hidden=[64]", "model.channels=null", "model.norm=none", "train.epochs=30")
+LSTM_MNIST = (*MNIST_BEFORE, "model.name=lstm", "model.hidden=[64]", "model.channels=null", "model.norm=none",
+              "model.dropout=0.0", "train.epochs=3")
 WINE = ("data.dataset=csv", "data.target=class", "model.name=mlp", "model.hidden=[64]", "data.batch_size=16",
         "train.epochs=30")
 
@@ -102,12 +106,14 @@ class Recipe:
     csv_table: str | None = None
 
 
-VALLEY, RETRY, HELD_OUT = "valley position", "retry", ""
+# What of the rule a recipe shaped: the edge rule's window, rise and backoff (round 3 of issue 22; the valley
+# rule's position before), the retry of a curve without suggestion; "" is held out (reports the figure).
+SHAPED, RETRY, HELD_OUT = "edge rule", "retry and edge rule", ""
 RECIPES = {
-    "digits": Recipe("digits.yaml", (), 5, "examples/digits.yaml: MLP 256-128, AdamW, 1cycle, 40 epochs", VALLEY),
+    "digits": Recipe("digits.yaml", (), 5, "examples/digits.yaml: MLP 256-128, AdamW, 1cycle, 40 epochs", SHAPED),
     "mnist": Recipe("mnist.yaml", (*MLP_MNIST, "train.epochs=3"), 2,
-                    "examples/mnist.yaml with an MLP 256-128 (dropout 0.1), AdamW, 1cycle, 3 epochs", VALLEY),
-    "mnist1d": Recipe("mnist1d.yaml", (), 3, "examples/mnist1d.yaml: CNN 32-64-128, AdamW, 1cycle, 20 epochs", VALLEY),
+                    "examples/mnist.yaml with an MLP 256-128 (dropout 0.1), AdamW, 1cycle, 3 epochs", SHAPED),
+    "mnist1d": Recipe("mnist1d.yaml", (), 3, "examples/mnist1d.yaml: CNN 32-64-128, AdamW, 1cycle, 20 epochs", SHAPED),
     "mnist1d_gru": Recipe("mnist1d.yaml", GRU_MNIST1D, 3, "examples/mnist1d.yaml with a GRU 64 instead of the CNN",
                           RETRY),
     "digits_cnn": Recipe("digits.yaml", (*CNN_DIGITS, "train.epochs=20"), 5,
@@ -121,8 +127,16 @@ RECIPES = {
                            HELD_OUT),
     "wine_mlp": Recipe(None, WINE, 10, "scikit-learn's wine as a CSV: MLP 64, batch 16, 30 epochs, defaults otherwise",
                        HELD_OUT, csv_table="wine"),
+    # Recurrent recipes added to shape the edge rule on slow learners (round 3 of issue 22); the reporting LSTM
+    # (mnist1d_lstm) played no part in it.
+    "digits_lstm": Recipe("digits.yaml", LSTM_DIGITS, 3, "examples/digits.yaml with an LSTM 64 over the 8 rows, 30 epochs",
+                          SHAPED),
+    "digits_gru": Recipe("digits.yaml", GRU_DIGITS, 3, "examples/digits.yaml with a GRU 64 over the 8 rows, 30 epochs",
+                         SHAPED),
+    "mnist_lstm": Recipe("mnist.yaml", LSTM_MNIST, 2, "examples/mnist.yaml with an LSTM 64 over the 28 rows, first "
+                         "12,000 training images, 3 epochs", SHAPED, train_subset=12_000),
 }
-QUICK_RECIPES = {"digits": Recipe("digits.yaml", ("train.epochs=1",), 1, "examples/digits.yaml, 1 epoch", VALLEY)}
+QUICK_RECIPES = {"digits": Recipe("digits.yaml", ("train.epochs=1",), 1, "examples/digits.yaml, 1 epoch", SHAPED)}
 
 
 def write_toy_csv(name: str, path: Path) -> None:
@@ -208,10 +222,14 @@ def compact_curve(curve: dict[str, Any]) -> dict[str, Any]:
             "losses": [float(f"{loss:.4g}") for loss in losses]}
 
 
-def compare(suggested: list[dict[str, Any]], sweep: dict[float, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The figures of one recipe from its per-seed runs: means over seeds, in percent."""
+def sweep_means(sweep: dict[float, list[dict[str, Any]]]) -> dict[float, float]:
+    """Each sweep lr's test accuracy in percent, the mean over seeds."""
+    return {lr: 100 * statistics.fmean(run["accuracy"] for run in runs) for lr, runs in sweep.items()}
+
+
+def compare(suggested: list[dict[str, Any]], sweep_accuracy: dict[float, float]) -> dict[str, Any]:
+    """The figures of one recipe from its per-seed lr=auto runs and the sweep's mean accuracies, in percent."""
     suggested_accuracy = 100 * statistics.fmean(run["accuracy"] for run in suggested)
-    sweep_accuracy = {lr: 100 * statistics.fmean(run["accuracy"] for run in runs) for lr, runs in sweep.items()}
     best_lr = max(sweep_accuracy, key=sweep_accuracy.__getitem__)
     gap = sweep_accuracy[best_lr] - suggested_accuracy
     lrs = [run["lr"] for run in suggested if run["lr"] is not None]
@@ -228,19 +246,26 @@ def compare(suggested: list[dict[str, Any]], sweep: dict[float, list[dict[str, A
 
 
 def run_recipe(name: str, recipe: Recipe, *, lrs: tuple[float, ...], seeds: int, device: str,
-               mnist_root: Path) -> dict[str, Any]:
+               mnist_root: Path, earlier_sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """lr=auto and the sweep on one recipe; with ``earlier_sweep`` (a recipe's entry of an earlier result) only
+    lr=auto runs and the sweep's figures are that entry's (the sweep does not depend on the suggestion rule)."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         runner = Runner(recipe, device=device, mnist_root=mnist_root, scratch=Path(scratch))
         suggested = [runner.suggest_and_train(seed) for seed in range(seeds)]
-        sweep = {lr: [runner.train(seed, lr) for seed in range(seeds)] for lr in lrs}
+        if earlier_sweep is None:
+            sweep = {lr: [runner.train(seed, lr) for seed in range(seeds)] for lr in lrs}
+            sweep_runs: Any = {f"{lr:g}": runs for lr, runs in sweep.items()}
+            sweep_accuracy = sweep_means(sweep)
+        else:
+            sweep_runs = "reused from an earlier run of this script (see sweep_from)"
+            sweep_accuracy = {float(lr): value for lr, value in earlier_sweep["sweep_accuracy"].items()}
         rule = next((run["rule"] for run in suggested if run.get("rule")), None)
-    figures = compare(suggested, sweep)
+    figures = compare(suggested, sweep_accuracy)
     wall = time.perf_counter() - start
-    print(f"{name}: {(1 + len(lrs)) * seeds} runs in {wall:.0f} s", flush=True)
+    print(f"{name}: {len(suggested) + (0 if earlier_sweep else len(lrs) * seeds)} runs in {wall:.0f} s", flush=True)
     return {"dataset": name, "recipe": recipe.description, "rule_fitted_on_it": recipe.fitted or None, "rule": rule, "seeds": seeds,
-            **figures, "suggested_runs": suggested, "sweep_runs": {f"{lr:g}": runs for lr, runs in sweep.items()},
-            "wall_seconds": round(wall, 1)}
+            **figures, "suggested_runs": suggested, "sweep_runs": sweep_runs, "wall_seconds": round(wall, 1)}
 
 
 def print_tables(results: list[dict[str, Any]], lrs: tuple[float, ...]) -> None:
@@ -269,20 +294,36 @@ def defaults_in_effect() -> dict[str, Any]:
                           if parameter.default is not inspect.Parameter.empty and name != "device"}}
 
 
+def load_sweeps(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """Each recipe's entry in the first of ``paths`` that has it (a sweep measured by an earlier run)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for entry in json.loads(Path(path).read_text())["datasets"]:
+            entries.setdefault(entry["dataset"], entry)
+    return entries
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=None, help="seeds per recipe (default: the recipe's; quick 1)")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=None,
                         help="which recipes to run (default all; --quick runs digits)")
+    parser.add_argument("--sweep-from", type=Path, nargs="*", default=[],
+                        help="earlier result files whose sweeps to reuse: a recipe found in one runs lr=auto only")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for every run (e.g. train.lr_find.rule=valley to measure another rule)")
+    parser.add_argument("--name", default="lr_suggestion", help="the result file's name (default lr_suggestion)")
     args = parser.parse_args(argv)
     common.quiet_logs()
     common.pin_threads(args.threads)
     device = common.resolve_device(args.device)
     recipes = QUICK_RECIPES if args.quick else {name: RECIPES[name] for name in args.recipes or RECIPES}
+    recipes = {name: dataclasses.replace(recipe, overrides=(*recipe.overrides, *args.set)) for name, recipe in recipes.items()}
     lrs = QUICK_SWEEP if args.quick else SWEEP
     start, cpu_start = time.perf_counter(), time.process_time()
+    earlier = load_sweeps(args.sweep_from)
     results = [run_recipe(name, recipe, lrs=lrs, seeds=args.seeds or recipe.seeds, device=args.device,
-                          mnist_root=args.mnist_root) for name, recipe in recipes.items()]
+                          mnist_root=args.mnist_root, earlier_sweep=earlier.get(name)) for name, recipe in recipes.items()]
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     print_tables(results, lrs)
     meets = all(r["within_1pt"] for r in results)
@@ -295,9 +336,10 @@ def main(argv: list[str] | None = None) -> int:
                "meets_target": meets, "sweep_lrs": list(lrs), "datasets": results, "wall_seconds": round(wall, 1),
                # CPU time of this process (all its threads): on a machine shared with other jobs, wall time overstates the cost.
                "cpu_seconds": round(cpu, 1), "machine": common.machine_info(), "quick": args.quick,
-               "defaults": defaults_in_effect(),
+               "defaults": defaults_in_effect(), "sweep_from": [str(path) for path in args.sweep_from],
+               "overrides": args.set,
                "device": str(device)}
-    common.write_result(args.out, common.result_name("lr_suggestion", device), payload)
+    common.write_result(args.out, common.result_name(args.name, device), payload)
     return 0
 
 

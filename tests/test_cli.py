@@ -195,7 +195,7 @@ def test_lr_find_and_lr_auto(tmp_path):
     assert proc.returncode == 0, proc.stderr
     run = tmp_path / "auto"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["lr_finder"]["rule"] == "valley"
+    assert summary["lr_finder"]["rule"] == "edge"
     assert summary["lr"] == summary["lr_finder"]["suggestion"]
     import yaml
 

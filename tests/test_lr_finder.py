@@ -24,6 +24,7 @@ from trainwise.lr.finder import (
     save_lr_find,
     suggest,
 )
+from trainwise.lr.suggest import EDGE_BACKOFF, EDGE_RISE, smooth_in_decades
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -179,7 +180,9 @@ def test_param_groups_keep_their_ratios_and_the_suggestion_is_the_largest_groups
     expected = [lr * base / 0.05 for lr in result.lrs for base in base_lrs]
     seen = [lr for step in group_lrs_seen[: len(result.lrs)] for lr in step]
     assert seen == pytest.approx(expected, rel=1e-12)
-    assert result.suggestion is not None and result.suggestion in result.lrs
+    # the edge rule's point is a recorded lr (the largest group's), backed off
+    assert result.suggestion is not None
+    assert any(math.isclose(result.suggestion * EDGE_BACKOFF, lr, rel_tol=1e-12) for lr in result.lrs)
     assert [group["lr"] for group in optimizer.param_groups] == base_lrs
 
 
@@ -413,6 +416,56 @@ def test_valley_is_three_quarters_down_a_clean_descent() -> None:
     assert suggest(LRS, U_SHAPE, "valley") == (LRS[50], None)
 
 
+# A plateau at 2.3 below lr 1e-4, a floor at 1.0 up to 1e-1, then 3.5: the shape of a slow learner's curve
+# (a recurrent net's), whose flat floor makes its minimum noise.
+STEP_FLOOR = np.where(LOG_LRS < -4, 2.3, np.where(LOG_LRS < -1, 1.0, 3.5))
+
+
+def test_edge_is_the_upper_edge_of_the_floor_backed_off() -> None:
+    # Smoothed over EDGE_WINDOW_DECADES (0.4), the step of +2.5 at log lr -1 (between indices 82 and 83) reads
+    # 1.0 + 2.5 * Phi((x + 1.0) / 0.4); the floor ends where that passes its minimum + EDGE_RISE (0.15) of the
+    # drop 1.3 (1.195), i.e. Phi = 0.078, x = -1.567: index 73 (log lr -1.576) is the last point below.
+    assert suggest(LRS, STEP_FLOOR, "edge") == (LRS[73] / EDGE_BACKOFF, None)
+    smoothed = smooth_in_decades(LRS, STEP_FLOOR)
+    assert smoothed[73] < 1.0 + EDGE_RISE * 1.3 < smoothed[74]
+
+
+def test_edge_reads_the_raw_losses_and_not_the_test_length() -> None:
+    # The moving average of a range test lags by ~50 steps: the same curve measured with 50 or 200 steps
+    # reads differently through it; the edge rule's window is in decades, so both lengths give one lr.
+    def measured(steps: int) -> tuple[np.ndarray, np.ndarray]:
+        lrs = np.geomspace(1e-6, 1.0, steps)
+        x = np.log10(lrs)
+        raw = 2.3 - 1.3 / (1 + np.exp(-4 * (x + 3))) + np.exp(3 * (x + 1))
+        return lrs, raw
+
+    (short_lrs, short_raw), (long_lrs, long_raw) = measured(50), measured(200)
+    lagged = np.empty(len(long_raw))  # the range test's moving average (0.98 a step, bias-corrected)
+    average = 0.0
+    for step, raw in enumerate(long_raw):
+        average = 0.98 * average + 0.02 * raw
+        lagged[step] = average / (1 - 0.98 ** (step + 1))
+    short = suggest(short_lrs, short_raw, "edge")[0]
+    long = suggest(long_lrs, lagged, "edge", raw_losses=long_raw)[0]
+    assert short is not None and long is not None
+    assert abs(np.log10(short / long)) <= np.log10(short_lrs[1] / short_lrs[0])  # within one step of the short test
+    assert long == suggest(long_lrs, long_raw, "edge")[0]
+
+
+def test_a_curve_without_an_edge_gets_the_valley_rules_lr() -> None:
+    # the test ended before the loss rose again (a low end_lr, or a floor at zero): no edge to read
+    falling = 2.3 - 2.0 / (1 + np.exp(-3 * (LOG_LRS + 4)))
+    assert suggest(LRS, falling, "edge") == suggest(LRS, falling, "valley")
+    assert suggest(LRS, falling, "edge")[0] < LRS[-1] / EDGE_BACKOFF
+
+
+def test_edge_refuses_raw_losses_that_do_not_match() -> None:
+    with pytest.raises(ConfigError, match="raw_losses must have the length of losses, got 99 and 100"):
+        suggest(LRS, U_SHAPE, "edge", raw_losses=U_SHAPE[:-1])
+    with pytest.raises(ConfigError, match="raw_losses must be finite, got nan at index 99"):
+        suggest(LRS, U_SHAPE, "edge", raw_losses=NAN_AT_END)
+
+
 @CURVES
 def test_minimum_is_the_lr_of_the_lowest_loss_divided_by_ten(losses: np.ndarray) -> None:
     assert suggest(LRS, losses, "minimum") == (LRS[np.argmin(losses)] / 10, None)
@@ -441,7 +494,7 @@ def test_unusable_curves_give_no_suggestion_and_say_why(
     ("lrs", "losses", "rule", "message"),
     [
         (LRS, U_SHAPE, "vally", "unknown suggestion rule 'vally'; did you mean 'valley'"),
-        (LRS, U_SHAPE, "best", r"expected one of \('valley', 'steepest', 'minimum'\)"),
+        (LRS, U_SHAPE, "best", r"expected one of \('edge', 'valley', 'steepest', 'minimum'\)"),
         (LRS, U_SHAPE[:-1], "valley", "same length, got 100 and 99"),
         (LRS[::-1], U_SHAPE, "valley", "lrs must be finite, > 0 and increasing, got .* at index 1"),
         (LRS, NAN_AT_END, "valley", "losses must be finite, got nan at index 99"),
@@ -482,7 +535,7 @@ def test_range_test_on_digits_suggests_an_adam_lr_that_trains_well() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     result = LRFinder(model, optimizer, nn.CrossEntropyLoss()).run(batches)
 
-    assert result.rule == "valley" and result.suggestion == result.suggestions["valley"]
+    assert result.rule == "edge" and result.suggestion == result.suggestions["edge"]
     assert set(result.suggestions) == set(SUGGESTION_RULES)
     assert all(1e-4 <= lr <= 1e-1 for lr in result.suggestions.values())
     for group in optimizer.param_groups:

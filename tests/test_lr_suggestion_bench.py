@@ -41,7 +41,8 @@ def test_compare_averages_seeds_and_measures_the_gap_to_the_best_sweep_lr(
     suggested: tuple[float, float], gap: float, within: bool
 ) -> None:
     sweep = {1e-3: runs(0.90, 0.92), 1e-2: runs(0.98, 0.97), 1e-1: runs(0.0, 0.10)}
-    figures = load_script().compare(runs(*suggested, lr=4e-3), sweep)
+    script = load_script()
+    figures = script.compare(runs(*suggested, lr=4e-3), script.sweep_means(sweep))
     assert figures["best_sweep_lr"] == 1e-2 and figures["best_sweep_accuracy"] == 97.5
     assert figures["gap_points"] == pytest.approx(gap)
     assert figures["within_1pt"] is within
@@ -51,7 +52,8 @@ def test_compare_averages_seeds_and_measures_the_gap_to_the_best_sweep_lr(
 
 def test_compare_has_no_suggested_lr_when_a_seed_got_no_suggestion() -> None:
     suggested = runs(0.95) + [{"seed": 1, "lr": None, "accuracy": 0.0}]
-    figures = load_script().compare(suggested, {1e-2: runs(0.96, 0.96)})
+    script = load_script()
+    figures = script.compare(suggested, script.sweep_means({1e-2: runs(0.96, 0.96)}))
     assert figures["suggested_lr"] is None
     assert figures["suggested_accuracy"] == 47.5 and figures["within_1pt"] is False
 
@@ -69,7 +71,7 @@ def test_the_held_out_recipes_bring_another_model_family_to_each_data_set_the_ru
     assert {dataset for dataset, _ in fitted} == {"digits", "mnist", "mnist1d"}
     assert {dataset for dataset, _ in held_out} == {"digits", "mnist", "mnist1d"}
     assert not fitted & held_out  # another model on each data set, never one the rule was fitted on
-    assert {recipe.fitted for recipe in script.RECIPES.values()} == {"valley position", "retry", ""}
+    assert {recipe.fitted for recipe in script.RECIPES.values()} == {"edge rule", "retry and edge rule", ""}
     assert sum(recipe.fitted == "" for recipe in script.RECIPES.values()) >= 3
 
 
@@ -111,8 +113,8 @@ def test_quick_run_writes_its_json_and_prints_its_table(tmp_path: Path) -> None:
     assert result["quick"] is True and result["sweep_lrs"] == [1e-3, 1e-2, 1e-1]
     assert isinstance(result["meets_target"], bool)
     (digits,) = result["datasets"]
-    assert digits["dataset"] == "digits" and digits["rule"] == "valley" and digits["seeds"] == 1
-    assert digits["rule_fitted_on_it"] == "valley position"
+    assert digits["dataset"] == "digits" and digits["rule"] == "edge" and digits["seeds"] == 1
+    assert digits["rule_fitted_on_it"] == "edge rule"
     curve = digits["suggested_runs"][0]["curve"]
     assert curve["first_lr"] == 1e-7 and curve["lr_factor"] > 1 and len(curve["losses"]) >= 10
     assert 1e-7 <= digits["suggested_lr"] <= 10.0
@@ -121,3 +123,14 @@ def test_quick_run_writes_its_json_and_prints_its_table(tmp_path: Path) -> None:
     assert "digits" in completed.stdout and "within 1pt" in completed.stdout
     assert result["headline"].startswith("1/1 recipes within 1 pt (0 held out)") is digits["within_1pt"]
     assert result["defaults"]["lr_finder"]["retry"] is True
+
+
+def test_an_earlier_sweep_is_taken_from_the_first_file_that_has_the_recipe(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"datasets": [{"dataset": "digits", "sweep_accuracy": {"0.01": 90.0}}]}))
+    second.write_text(json.dumps({"datasets": [{"dataset": "digits", "sweep_accuracy": {"0.01": 50.0}},
+                                               {"dataset": "wine_mlp", "sweep_accuracy": {"0.003": 98.0}}]}))
+    sweeps = load_script().load_sweeps([first, second])
+    assert sweeps["digits"]["sweep_accuracy"] == {"0.01": 90.0}
+    assert sweeps["wine_mlp"]["sweep_accuracy"] == {"0.003": 98.0}
+    assert load_script().load_sweeps([]) == {}

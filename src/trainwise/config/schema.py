@@ -170,7 +170,7 @@ class LRFindConfig(_Section):
     start_lr: float = Field(1.0e-7, gt=0.0)
     end_lr: float = Field(10.0, gt=0.0)
     num_steps: int = Field(100, ge=10)
-    rule: str = "valley"
+    rule: str = "edge"
 
 
 class MLflowConfig(_Section):

@@ -18,6 +18,7 @@ testing again: the test restores every state it touches, so skipping it trains t
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -27,7 +28,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from trainwise.lr.finder import RETRY_STEPS_FACTOR
+from trainwise.lr import suggest as rules
+from trainwise.lr.finder import RETRY_STEPS_FACTOR, LRFinder
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,10 @@ def cache_key(t: Any, batches: Any, settings: dict[str, Any]) -> Optional[str]:
     parts = {"model": repr(t.model), "code": _code_fingerprint(t.model), "params": [(n, tuple(p.shape), str(p.dtype)) for n, p in t.model.named_parameters()],
              "optimizer": type(optimizer).__qualname__, "groups": groups, "loss": repr(getattr(t, "loss_spec", None)),
              "batch_size": t.batch_size, "precision": t.precision, "device": t.device.type, "seed": t.seed,
-             "settings": settings, "data": data, "version": __version__}
+             "settings": settings, "data": data, "version": __version__,
+             # a cached lr read by another rule (or the same rule with other constants) is not this run's
+             "rules": [rules.EDGE_WINDOW_DECADES, rules.EDGE_RISE, rules.EDGE_BACKOFF, rules.VALLEY_POSITION,
+                       rules.MINIMUM_BACKOFF, inspect.signature(LRFinder).parameters["rule"].default]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:24]
 
 

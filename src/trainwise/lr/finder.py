@@ -113,7 +113,7 @@ class LRFinder:
         >>> finder = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss())
         >>> result = finder.run([(torch.randn(8, 4), torch.randn(8, 1))])
         >>> result.rule, len(result.lrs) <= finder.retry_steps
-        ('valley', True)
+        ('edge', True)
     """
 
     def __init__(
@@ -128,7 +128,7 @@ class LRFinder:
         mode: str = "exp",
         smoothing: float = 0.98,
         diverge_factor: float = 4.0,
-        rule: str = "valley",
+        rule: str = "edge",
         device: torch.device | str | None = None,
         precision: str = "fp32",
         retry: bool = True,
@@ -204,7 +204,7 @@ class LRFinder:
         try:
             self.model.train()
             lrs, losses, raw_losses = self._sweep(batches, self.num_steps)
-            answers = {rule: suggest(lrs, losses, rule) for rule in SUGGESTION_RULES}
+            answers = {rule: suggest(lrs, losses, rule, raw_losses) for rule in SUGGESTION_RULES}
             if self.retry and answers[self.rule][0] is None:
                 steps = self.retry_steps
                 logger.info("lr range test: no suggestion from %d steps (%s); measuring again "
@@ -212,7 +212,7 @@ class LRFinder:
                 saved.restore(self.model, self.optimizer)
                 self.model.train()
                 lrs, losses, raw_losses = self._sweep(batches, steps)
-                answers = {rule: suggest(lrs, losses, rule) for rule in SUGGESTION_RULES}
+                answers = {rule: suggest(lrs, losses, rule, raw_losses) for rule in SUGGESTION_RULES}
         finally:
             saved.restore(self.model, self.optimizer)
             if stateful:

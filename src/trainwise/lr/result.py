@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from trainwise.lr.suggest import SUGGESTION_RULES
+from trainwise.lr.suggest import SUGGESTION_RULES, smooth_in_decades
 
 __all__ = ["LRFinderResult", "save_lr_find"]
 
@@ -85,12 +85,18 @@ def _draw_curve(axes: Any, result: LRFinderResult) -> None:
     # Clip the divergence tail, which would otherwise flatten the part worth reading.
     lowest = int(np.argmin(result.losses))
     bottom, top = result.losses[lowest], max(result.losses[: lowest + 1])
+    curves = {}  # the curve each rule reads, where it is not the moving average
+    if result.rule == "edge" and len(result.raw_losses) == len(result.lrs):
+        # what the edge rule reads: the raw losses smoothed over decades of lr, without the moving average's lag
+        read = smooth_in_decades(np.asarray(result.lrs), np.asarray(result.raw_losses))
+        axes.plot(result.lrs, read, color="C0", linestyle=":", label="raw loss, smoothed over decades")
+        bottom, curves["edge"] = min(bottom, float(read.min())), read
     span = (top - bottom) or abs(top) or 1.0
     axes.set_ylim(bottom - 0.1 * span, top + 0.3 * span)
     colors = {rule: f"C{number}" for number, rule in enumerate(SUGGESTION_RULES, start=1)}
     for rule, lr in result.suggestions.items():
         if lr is not None:
-            loss = float(np.interp(np.log(lr), np.log(result.lrs), result.losses))
+            loss = float(np.interp(np.log(lr), np.log(result.lrs), curves.get(rule, result.losses)))
             is_chosen = rule == result.rule
             axes.plot(lr, loss, "o", color=colors.get(rule, "C9"), markersize=9 if is_chosen else 6,
                       markeredgecolor="black" if is_chosen else None, label=f"{rule}: {lr:.2e}")

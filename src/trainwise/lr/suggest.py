@@ -15,6 +15,9 @@ from trainwise.checks import closest
 from trainwise.errors import ConfigError
 
 __all__ = [
+    "EDGE_BACKOFF",
+    "EDGE_RISE",
+    "EDGE_WINDOW_DECADES",
     "MINIMUM_BACKOFF",
     "MIN_POINTS",
     "MIN_RELATIVE_DROP",
@@ -22,11 +25,12 @@ __all__ = [
     "SUGGESTION_RULES",
     "VALLEY_POSITION",
     "check_rule",
+    "smooth_in_decades",
     "suggest",
     "unusable_curve_reason",
 ]
 
-SUGGESTION_RULES = ("valley", "steepest", "minimum")
+SUGGESTION_RULES = ("edge", "valley", "steepest", "minimum")
 
 # Below this many recorded points no rule can tell noise from a trend.
 MIN_POINTS = 10
@@ -46,8 +50,21 @@ STEEPEST_EDGE_FRACTION = 0.1
 # sweep lr on 4 of 5 recipes; an LSTM on MNIST-1D gets 3.1 points less (needs ~3e-2, gets
 # ~1e-2). No position serves it and the others together (read off the same curves and
 # interpolated in the sweeps: 4/5 costs the GRU 4.8 points, 0.85 costs digits and MNIST ~2),
-# so 3/4 stays.
+# so 3/4 stays. (Since issue 22's round 3 the default rule is ``edge``, which gives that LSTM ~1.6e-2.)
 VALLEY_POSITION = 3 / 4
+# The edge rule (issue 22, round 3): 1cycle's peak lr is where the loss stops improving and starts to rise
+# (Smith 2018, "A disciplined approach...", 4.1), read off the raw losses smoothed by a centered Gaussian whose
+# width is in decades of lr, not in steps: the range test's moving average (0.98 a step) lags by ~50 steps,
+# 4 decades of a 100-step test, 8 of the budget's 50-step one, and 2 of a 200-step retry, so where it puts the
+# descent depends on the test's length. The floor is the stretch after the minimum where the loss stays within
+# EDGE_RISE of the curve's drop above it; its upper edge, backed off by EDGE_BACKOFF, is the suggestion (the
+# minimum of a flat floor is noise; where the floor ends is not). Shaped on the recipes of
+# benchmarks/lr_suggestion.py marked "valley position", "retry" and "recurrent reading" (digits, MNIST and
+# MNIST-1D MLP/CNN; GRU on MNIST-1D; LSTM and GRU on digits' rows; LSTM on MNIST's rows), never on the held-out
+# ones that report the figure (among them the LSTM on MNIST-1D): see benchmarks/README.md.
+EDGE_WINDOW_DECADES = 0.4
+EDGE_RISE = 0.15
+EDGE_BACKOFF = 3.0
 # The minimum rule backs off tenfold from the loss minimum, which sits at the edge of
 # divergence (fastai's "minimum / 10").
 MINIMUM_BACKOFF = 10.0
@@ -104,6 +121,34 @@ def _longest_descent(losses: np.ndarray) -> list[int]:
     return members[::-1]
 
 
+def smooth_in_decades(lrs: np.ndarray, losses: np.ndarray, sigma: float = EDGE_WINDOW_DECADES) -> np.ndarray:
+    """Losses smoothed by a centered Gaussian of ``sigma`` decades of lr (no lag; the ends average
+    the points they have). Points beyond 3 sigma are left out, so a long test costs O(n * window).
+
+    Example:
+        >>> smooth_in_decades(np.array([1e-3, 1e-2, 1e-1]), np.array([1.0, 2.0, 3.0]), 0.1).round(3).tolist()
+        [1.0, 2.0, 3.0]
+    """
+    x = np.log10(lrs)
+    smoothed = np.empty(len(losses))
+    low = np.searchsorted(x, x - 3 * sigma)
+    high = np.searchsorted(x, x + 3 * sigma, side="right")
+    for i in range(len(losses)):
+        weights = np.exp(-0.5 * ((x[low[i]:high[i]] - x[i]) / sigma) ** 2)
+        smoothed[i] = weights @ losses[low[i]:high[i]] / weights.sum()
+    return smoothed
+
+
+def _floor_edge(losses: np.ndarray) -> int | None:
+    """Index of the floor's upper edge: the last point, from the minimum on, before the loss rises more
+    than ``EDGE_RISE`` of its drop (from its highest point before the minimum) above the minimum; None
+    when it never does (the test ended before the edge: a loss still falling, or a floor at zero)."""
+    lowest = int(np.argmin(losses))
+    drop = float(np.max(losses[: lowest + 1]) - losses[lowest])
+    above = np.flatnonzero(losses[lowest:] > losses[lowest] + EDGE_RISE * drop)
+    return lowest + int(above[0]) - 1 if len(above) else None
+
+
 def _suggest_index(log_lrs: np.ndarray, losses: np.ndarray, rule: str) -> int:
     """Index of the point the rule picks; the minimum rule's backoff is applied later."""
     if rule == "valley":
@@ -119,17 +164,22 @@ def _suggest_index(log_lrs: np.ndarray, losses: np.ndarray, rule: str) -> int:
 
 
 def suggest(
-    lrs: Iterable[float], losses: Iterable[float], rule: str
+    lrs: Iterable[float], losses: Iterable[float], rule: str, raw_losses: Iterable[float] | None = None
 ) -> tuple[float | None, str | None]:
     """Read a learning rate off a range-test curve.
 
     Args:
         lrs: Learning rates, positive and increasing.
-        losses: Smoothed loss at each learning rate, finite.
-        rule: ``valley`` (3/4 of the way down the longest descending stretch, after fastai),
+        losses: Smoothed loss at each learning rate, finite (the range test's moving average): whether
+            the curve is usable is judged on these.
+        rule: ``edge`` (the upper edge of the loss's floor, backed off by ``EDGE_BACKOFF``, on
+            the raw losses smoothed over ``EDGE_WINDOW_DECADES`` decades), ``valley`` (3/4 of the way down the longest descending stretch, after fastai),
             ``steepest`` (most negative slope of loss against log lr before the minimum,
             ignoring the first and last 10% of points) or ``minimum`` (lr of the lowest
             loss, divided by 10).
+        raw_losses: The unsmoothed loss at each learning rate, which the ``edge`` rule reads
+            (it reads ``losses`` when these are not given). A curve whose loss never rises past
+            its floor shows no edge: the ``edge`` rule then gives the ``valley`` rule's lr.
 
     Returns:
         ``(lr, None)``, or ``(None, reason)`` when the curve has too few points, is flat,
@@ -159,6 +209,22 @@ def suggest(
     reason = unusable_curve_reason(loss_array)
     if reason is not None:
         return None, reason
+    if rule == "edge":
+        raw = loss_array if raw_losses is None else _finite_like(raw_losses, loss_array, "raw_losses")
+        edge = _floor_edge(smooth_in_decades(lr_array, raw))
+        if edge is not None:
+            return float(lr_array[edge]) / EDGE_BACKOFF, None
+        rule = "valley"  # no edge in the curve: the last lr tested / 3 could be anything, the valley is read
     index = _suggest_index(np.log(lr_array), loss_array, rule)
     lr = float(lr_array[index])
     return (lr / MINIMUM_BACKOFF if rule == "minimum" else lr), None
+
+
+def _finite_like(values: Iterable[float], like: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(list(values), dtype=np.float64)
+    if array.shape != like.shape:
+        raise ConfigError(f"{name} must have the length of losses, got {len(array)} and {len(like)}")
+    if not np.isfinite(array).all():
+        index = int(np.argmax(~np.isfinite(array)))
+        raise ConfigError(f"{name} must be finite, got {array[index]} at index {index}")
+    return array
