@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from trainwise.errors import ConfigError, DataError
 from trainwise.lr.finder import (
     MIN_POINTS,
+    NONFINITE_AT_START,
     SUGGESTION_RULES,
     LRFinder,
     LRFinderResult,
@@ -604,3 +605,21 @@ def test_save_lr_find_writes_json_and_png(tmp_path: Any, losses: np.ndarray) -> 
 def test_bad_arguments_raise_config_error(arguments: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         sgd_finder(**arguments)
+
+
+def test_a_loss_non_finite_at_the_first_step_gives_its_reason_and_no_retry() -> None:
+    class NaNOut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear, self.calls = nn.Linear(3, 1), 0
+
+        def forward(self, x: Tensor) -> Tensor:
+            self.calls += 1
+            return self.linear(x) * math.nan
+
+    model = NaNOut()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    batches = [(torch.randn(8, 3), torch.randn(8, 1)) for _ in range(4)]
+    result = LRFinder(model, optimizer, nn.MSELoss(), num_steps=20, retry=True).run(batches)
+    assert (result.suggestion, result.reason) == (None, NONFINITE_AT_START)
+    assert model.calls == 1  # stopped at its first step, and not measured again

@@ -32,6 +32,9 @@ __all__ = ["MIN_POINTS", "SUGGESTION_RULES", "LRFinder", "LRFinderResult", "save
 
 logger = logging.getLogger(__name__)
 
+NONFINITE_AT_START = ("the loss was non-finite at the test's first step, before any update: the model's outputs or "
+                      "the loss are NaN or Inf at its initial weights, which no lr changes")
+
 SCHEDULE_MODES = ("exp", "linear")
 PRECISIONS = ("fp32", "bf16")
 # A curve that gives no suggestion is measured once more, this many times as long, from the
@@ -164,6 +167,7 @@ class LRFinder:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.start_lr, self.end_lr, self.num_steps, self.mode = start_lr, end_lr, num_steps, mode
         self.smoothing, self.diverge_factor, self.rule = smoothing, diverge_factor, rule
+        self.nonfinite_at_start = False
         self.device = model_device
         self.precision = precision
         self.retry = retry
@@ -197,6 +201,7 @@ class LRFinder:
                 iterator runs out before ``num_steps``. The model is restored all the same.
         """
         saved = _SavedState(self.model, self.optimizer)
+        self.nonfinite_at_start = False
         # A loader with a state (trainwise's InMemoryBatches, torchdata's StatefulDataLoader)
         # is put back too: the run that follows starts where it would have started.
         stateful = hasattr(batches, "state_dict") and hasattr(batches, "load_state_dict")
@@ -205,7 +210,9 @@ class LRFinder:
             self.model.train()
             lrs, losses, raw_losses = self._sweep(batches, self.num_steps)
             answers = {rule: suggest(lrs, losses, rule, raw_losses) for rule in SUGGESTION_RULES}
-            if self.retry and answers[self.rule][0] is None:
+            if self.nonfinite_at_start:  # a retry would start from the same weights and meet the same value
+                answers = {rule: (None, NONFINITE_AT_START) for rule in SUGGESTION_RULES}
+            elif self.retry and answers[self.rule][0] is None:
                 steps = self.retry_steps
                 logger.info("lr range test: no suggestion from %d steps (%s); measuring again "
                             "with %d steps", len(lrs), answers[self.rule][1], steps)
@@ -255,6 +262,7 @@ class LRFinder:
             smoothed = average / (1 - self.smoothing ** (step + 1))
             if not (math.isfinite(raw) and math.isfinite(smoothed)):
                 logger.info("lr range test stopped at step %d: non-finite loss, lr %.3g", step, lr)
+                self.nonfinite_at_start = step == 0  # the initial weights' loss: no lr plays a part yet
                 break
             lrs.append(lr)
             losses.append(smoothed)
