@@ -92,11 +92,11 @@ def ray_phase_clock() -> Iterator[dict[str, float]]:
 
 
 def _process_start(pid_start: Optional[int]) -> Optional[float]:
-    """A run.json ``pid_start`` (clock ticks since boot, Linux) as epoch seconds."""
+    """A run.json ``pid_start`` (clock ticks since boot, Linux) as epoch seconds (to ~10 ms: the boot
+    time from /proc/uptime, not /proc/stat's whole seconds)."""
     try:
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-    except (OSError, StopIteration):
+        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
         return None
     return None if pid_start is None else boot + pid_start / os.sysconf("SC_CLK_TCK")
 
