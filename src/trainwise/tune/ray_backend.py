@@ -83,7 +83,7 @@ def connect(address: Optional[str]) -> bool:
 
 # Ray starts one idle worker process per CPU for the first driver. Tune never uses them (its trial
 # actors carry their own runtime env, so Ray starts a new process for each), so on a local Ray they
-# only compete with the trial's worker for the CPUs while it starts (measured in benchmarks/tune_ray.py).
+# only compete with the trial's worker for the CPUs while it starts (docs/notes/issue-23.md, round 3).
 _NO_PRESTART = {"RAY_prestart_worker_first_driver": "0", "RAY_enable_worker_prestart": "0"}
 
 
