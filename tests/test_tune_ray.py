@@ -1,7 +1,11 @@
 """trainwise tune on the Ray backend, on one local Ray of 2 CPUs shared by the module: ASHA runs
 a study to completion, a trial whose worker is SIGKILLed continues from its checkpoint as the
 same trial, PBT's perturbed trials continue from their parents' checkpoints (read from the
-lineage), and bad input is one clear line."""
+lineage), and bad input is one clear line.
+
+Every Ray worker process imports torch, Ray Tune and trainwise afresh, which is most of this file's
+time on a loaded machine: the searches train on the built-in synthetic set (no scikit-learn to
+import per worker, as the digits set needs) and the module's Ray starts no idle workers."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from tune_helpers import cli_env, tiny_config, tune_cli
 
 import trainwise
@@ -27,10 +32,21 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def local_ray():
     """One Ray session for the module (starting Ray takes seconds): the backend uses it as it is."""
+    from trainwise.tune.ray_backend import start_local_ray
+
     os.environ.update({k: v for k, v in cli_env().items() if k in ("PYTHONPATH", "OMP_NUM_THREADS")})
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray(num_cpus=2)  # as the backend starts one: no idle workers, which Tune never uses
     yield
     ray.shutdown()
+
+
+def ray_config(tmp_path: Path, **kwargs) -> Path:
+    """``tiny_config`` on the built-in synthetic set (2,000 samples, 10 classes)."""
+    path = tiny_config(tmp_path, **kwargs)
+    config = yaml.safe_load(path.read_text())
+    config["data"]["dataset"] = "synthetic"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def summary(row: dict) -> dict:
@@ -38,7 +54,7 @@ def summary(row: dict) -> dict:
 
 
 def test_asha_runs_six_trials_to_completion_and_status_reads_them(local_ray, tmp_path: Path, capsys) -> None:
-    config = tiny_config(tmp_path, epochs=4, tune={"backend": "ray", "trials": 6, "pruner": "asha",
+    config = ray_config(tmp_path, epochs=4, tune={"backend": "ray", "trials": 6, "pruner": "asha",
                                                    "reduction_factor": 2, "seed": 3, "sampler": "tpe"})
     result = trainwise.tune(str(config), study_dir=tmp_path / "study")
     assert [r["number"] for r in result.rows] == list(range(6))
@@ -105,7 +121,7 @@ def _kill_first_worker(study: Path, experiment: Path, killed: dict) -> None:
 
 
 def test_a_killed_worker_restarts_from_its_checkpoint_and_stays_one_trial(local_ray, tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, epochs=4, tune={"backend": "ray", "trials": 2, "pruner": "none", "seed": 1})
+    config = ray_config(tmp_path, epochs=4, tune={"backend": "ray", "trials": 2, "pruner": "none", "seed": 1})
     study = tmp_path / "study"
     killed: dict = {}
     killer = threading.Thread(target=_kill_first_worker, args=(study, study / "ray" / "tiny", killed), daemon=True)
@@ -128,7 +144,7 @@ def test_a_killed_worker_restarts_from_its_checkpoint_and_stays_one_trial(local_
 
 def test_pbt_perturbed_trials_continue_from_their_parents_checkpoints(local_ray, tmp_path: Path) -> None:
     space = {"optimizer.lr": {"log_uniform": [1.0e-3, 3.0e-1]}, "model.dropout": {"uniform": [0.0, 0.5]}}
-    config = tiny_config(tmp_path, epochs=4, tune={"backend": "ray", "scheduler": "pbt", "trials": 4,
+    config = ray_config(tmp_path, epochs=4, tune={"backend": "ray", "scheduler": "pbt", "trials": 4,
                                                    "perturbation_interval": 1, "seed": 0, "space": space,
                                                    "resources": {"cpu": 1}})
     result = trainwise.tune(str(config), study_dir=tmp_path / "study")

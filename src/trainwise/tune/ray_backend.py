@@ -68,7 +68,7 @@ def connect(address: Optional[str]) -> bool:
         return False
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if address is None:
-        ray.init(**options)
+        start_local_ray()
         return True
     if address != "auto":
         _reachable(address)
@@ -79,6 +79,26 @@ def connect(address: Optional[str]) -> bool:
         raise ClusterError(f"could not join the Ray cluster at {address!r}: {first}; start one with `ray start "
                            "--head`, or leave --address out for a local Ray") from None
     return True
+
+
+# Ray starts one idle worker process per CPU for the first driver. Tune never uses them (its trial
+# actors carry their own runtime env, so Ray starts a new process for each), so on a local Ray they
+# only compete with the trial's worker for the CPUs while it starts (docs/notes/issue-23.md, round 3).
+_NO_PRESTART = {"RAY_prestart_worker_first_driver": "0", "RAY_enable_worker_prestart": "0"}
+
+
+def start_local_ray(**init: Any) -> None:
+    """Start a local Ray as the backend does (no dashboard, no worker logs on the console, no idle
+    workers started in advance); ``init``: more ``ray.init`` arguments (``num_cpus=2``)."""
+    import ray
+
+    added = {k: v for k, v in _NO_PRESTART.items() if k not in os.environ}  # a user's own setting wins
+    os.environ.update(added)  # read by the raylet that ray.init starts, which inherits this environment
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **init)
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def _reachable(address: str) -> None:
