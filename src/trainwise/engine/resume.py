@@ -268,13 +268,33 @@ class LoopCheckpoint:
         best, path = self.loop.state.best, self.checkpointer.folder / "best.pt"
         if not best.restore or best.epoch is None or not path.is_file():
             return
-        saved = ckpt.load_checkpoint(path, map_location="cpu")  # kept on the CPU until restored
+        saved = self._best_checkpoint(path, best.step)  # kept on the CPU until restored
+        if saved is None:
+            return
         held = saved["run_state"]["best"]
         if held["epoch"] == best.epoch and held.get("step") == best.step:
             self.loop.best_weights = saved["model"]
         else:
             log.warning("best.pt holds epoch %s, not the best epoch %s; the best weights will not be restored",
                         saved["run_state"]["best"]["epoch"], best.epoch)
+
+    def _best_checkpoint(self, path: Path, step: Optional[int]) -> Optional[dict[str, Any]]:
+        """best.pt, or — when a kill landed while it was being replaced (on disk, not yet in the
+        manifest) — the step file it was being linked to, which best.pt then names again."""
+        try:
+            return ckpt.load_checkpoint(path, map_location="cpu")
+        except CheckpointError as error:
+            step_file = path.parent / ckpt.step_checkpoint_name(step) if step is not None else None
+            try:
+                if step_file is None or not step_file.is_file():
+                    raise error
+                saved = ckpt.load_checkpoint(step_file, map_location="cpu")
+            except CheckpointError as reason:
+                log.warning("%s; the best weights will not be restored at the end", reason)
+                return None
+            if self.checkpointer.write:
+                ckpt.link_checkpoint(step_file, "best.pt")
+            return saved
 
     def roll_back(self, where: str, bad_batch: Optional[tuple[int, int]]) -> None:
         """Back to the last checkpoint (or the start) with a lower lr, skipping ``bad_batch``."""
