@@ -203,9 +203,7 @@ def suggest(
         raise ConfigError(
             f"lrs must be finite, > 0 and increasing, got {lr_array[index]} at index {index}"
         )
-    if not np.isfinite(loss_array).all():
-        index = int(np.argmax(~np.isfinite(loss_array)))
-        raise ConfigError(f"losses must be finite, got {loss_array[index]} at index {index}")
+    _check_finite(loss_array, "losses")
     reason = unusable_curve_reason(loss_array)
     if reason is not None:
         return None, reason
@@ -224,6 +222,11 @@ def _finite_like(values: Iterable[float], like: np.ndarray, name: str) -> np.nda
     array = np.asarray(list(values), dtype=np.float64)
     if array.shape != like.shape:
         raise ConfigError(f"{name} must have the length of losses, got {len(array)} and {len(like)}")
+    return _check_finite(array, name)
+
+
+def _check_finite(array: np.ndarray, name: str) -> np.ndarray:
+    """``array`` when every value is finite, else one ConfigError naming the first that is not."""
     if not np.isfinite(array).all():
         index = int(np.argmax(~np.isfinite(array)))
         raise ConfigError(f"{name} must be finite, got {array[index]} at index {index}")
