@@ -135,3 +135,18 @@ def test_evaluate_takes_x_and_y_as_keras_does(tmp_path):
     trainer = Trainer(nn.Linear(5, 2), epochs=2, run_dir=tmp_path, progress=False, report=False)
     trainer.fit((x[:200], y[:200]), (x[200:], y[200:]))
     assert trainer.evaluate(x[200:], y[200:]) == trainer.evaluate((x[200:], y[200:]))
+
+
+@pytest.mark.parametrize("kind", ["one_hot", "mixed"])
+def test_float_class_probabilities_without_a_loss_stay_soft_label_cross_entropy(tmp_path, kind):
+    x, _ = regression_data()
+    labels = torch.from_numpy((x[:, 0] > 0).astype("int64") + (x[:, 1] > 0).astype("int64"))
+    targets = torch.nn.functional.one_hot(labels, 3).float()
+    if kind == "mixed":  # mixup-style: each row mixed with the next, still a distribution
+        targets = 0.7 * targets + 0.3 * targets.roll(1, 0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+    result = Trainer(model, epochs=2, lr=1e-2, run_dir=tmp_path, progress=False, report=False).fit(
+        (torch.from_numpy(x), targets))
+    rule = json.loads((tmp_path / "data.json").read_text())["loss_rule"]
+    assert result.status == "completed"
+    assert (rule["loss"], rule["task"], rule["soft_labels"]) == ("cross_entropy", "classification", True)

@@ -117,18 +117,29 @@ def decide_task(hint: Optional[str], outputs: torch.Tensor, targets: torch.Tenso
 
 def default_loss(task: Optional[str], outputs: torch.Tensor, targets: torch.Tensor) -> Any:
     """The loss when none is named: by ``task=`` (MSE for regression, BCE on logits for binary), else
-    MSE for float targets with one value per output (refused when they are all 0 or 1: binary labels
-    and regression targets look alike), else cross-entropy."""
+    cross-entropy for float targets that are class probabilities (soft labels), MSE for other float
+    targets with one value per output (refused when they are all 0 or 1: binary labels and regression
+    targets look alike), else cross-entropy."""
     if task == "regression":
         return "mse"
     if task == "binary":
         return nn.BCEWithLogitsLoss()
     if task is None and targets.is_floating_point() and outputs.numel() == targets.numel():
+        if _class_probabilities(outputs, targets):  # soft labels (one-hot, mixup): cross-entropy, as always
+            return "cross_entropy"
         if bool(((targets == 0) | (targets == 1)).all()):
             raise DataError(f"cannot tell the task from {_shapes(outputs, targets)} whose values are all 0 or 1; "
                             "pass task='binary' (one logit per label, BCE) or task='regression' (MSE), or name a loss")
         return "mse"
     return "cross_entropy"
+
+
+def _class_probabilities(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
+    """Targets of the outputs' shape that are a distribution over a class axis (1 or -1) of 2 or more."""
+    if outputs.shape != targets.shape or outputs.dim() < 2 or bool(((targets < 0) | (targets > 1)).any()):
+        return False
+    return any(outputs.shape[axis] >= 2 and bool(torch.allclose(targets.sum(axis), torch.ones(()), atol=1e-3))
+               for axis in (1, -1))
 
 
 def decide_loss_rule(loss: Any, *, outputs: Optional[torch.Tensor], targets: Optional[torch.Tensor],
