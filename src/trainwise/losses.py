@@ -112,6 +112,13 @@ def cross_entropy_sum(outputs: torch.Tensor, targets: torch.Tensor, *, class_axi
     return loss.sum(), weight.sum()
 
 
+def cross_entropy_mean(outputs: torch.Tensor, targets: torch.Tensor, *, class_axis: int = 1) -> tuple[torch.Tensor, int]:
+    """``(mean, count)`` of hard-label cross-entropy over targets that hold no ignored position (the
+    caller knows it): the mean in one kernel and the count from the shape, with no op to count them."""
+    logits, flat_targets = _flat(outputs, targets, class_axis)
+    return F.cross_entropy(logits, flat_targets), flat_targets.numel()
+
+
 def per_sample_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor, *, class_axis: int = 1,
                              ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0,
                              class_weights: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -354,18 +354,23 @@ class Trainer:
         total, count = self.loss_terms(model, batch)[:2]
         return total / count
 
-    def _training_terms(self, batch: Any) -> tuple[torch.Tensor, Any]:
-        """``(loss_sum, count)`` of a training micro-batch, under autocast when asked."""
+    def _training_terms(self, batch: Any, whole_step: bool) -> tuple[torch.Tensor, Any, bool]:
+        """``(loss, count, is_mean)`` of a training micro-batch, under autocast when asked: its mean where
+        the batch is a whole step (``whole_step``: no accumulation, one process) and the mean comes
+        without extra ops, else its sum over the counted positions."""
         if self.autocast_dtype is None:  # fp32: no autocast context to enter and leave every step
-            return self._micro_batch_terms(batch)
+            return self._micro_batch_terms(batch, whole_step)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-            return self._micro_batch_terms(batch)
+            return self._micro_batch_terms(batch, whole_step)
 
-    def _micro_batch_terms(self, batch: Any) -> tuple[torch.Tensor, Any]:
+    def _micro_batch_terms(self, batch: Any, whole_step: bool) -> tuple[torch.Tensor, Any, bool]:
         if _overrides_compute_loss(self):
             n = batch_length(batch)
-            return self.compute_loss(self.train_model, batch) * n, n
-        return self.loss_terms(self.train_model, batch)[:2]
+            mean = self.compute_loss(self.train_model, batch)
+            return (mean, n, True) if whole_step else (mean * n, n, False)
+        if whole_step and self.batch_loss.rule is not None and _plain_terms(self):
+            return self.batch_loss.step_terms(self.train_model, self.split_batch, batch)
+        return (*self.loss_terms(self.train_model, batch)[:2], False)
 
     def _overrides_loss(self) -> bool:
         """A ``compute_loss`` override trains: batches only it understands are no error."""
@@ -413,6 +418,12 @@ def _is_array(value: Any) -> bool:
 
 def _overrides_compute_loss(trainer: Trainer) -> bool:
     return type(trainer).compute_loss is not Trainer.compute_loss
+
+
+def _plain_terms(trainer: Trainer) -> bool:
+    """Neither ``loss_terms`` nor ``split_batch`` overridden: the batch loss's own step terms apply."""
+    kind = type(trainer)
+    return kind.loss_terms is Trainer.loss_terms and kind.split_batch is Trainer.split_batch
 
 
 def unknown_fit_arguments(unknown: Mapping[str, Any]) -> str:

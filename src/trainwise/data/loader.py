@@ -97,6 +97,12 @@ class InMemoryBatches(_PlannedBatches):
     def num_samples(self) -> int:
         return len(self.x)
 
+    def integers_lack(self, value: int) -> bool:
+        """No integer tensor of the data holds ``value`` (every target position counts when ``value`` is
+        the ignore index): one scan per fit, so that no batch needs an op to count its positions."""
+        integers = [t for t in self.tensors if not t.is_floating_point() and not t.is_complex()]
+        return not any(bool((t == value).any()) for t in integers)
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
         weights = self.sample_weights

@@ -40,6 +40,7 @@ class BatchLoss:
         self.label_smoothing, self.focal_gamma, self.warn, self.note = label_smoothing, focal_gamma, warn, note
         self.shift_labels = shift_labels
         self.class_weights: Optional[torch.Tensor] = None
+        self.all_counted = False  # the training targets hold no ignore_index (set by fit, read by step_terms)
         self.call: Optional[CallRule] = None
         self.rule: Optional[LossRule] = None
 
@@ -96,21 +97,42 @@ class BatchLoss:
               batch: Any) -> tuple[torch.Tensor, Any, Any, Optional[torch.Tensor]]:
         """``(loss_sum, count, predictions, targets)`` of one batch: the sum over counted positions
         (samples, or tokens not equal to ``ignore_index``) and their count."""
+        rule, raw, targets, weights = self._forward(model, split, batch)
+        if rule.source == "model":
+            loss, count = self._model_loss(raw, targets, batch)
+            return loss * count, count, predictions_or_none(raw), targets
+        outputs = main_output(raw)
+        total, count = rule.terms(outputs, targets, weights)
+        return total, count, outputs, targets
+
+    def step_terms(self, model: nn.Module, split: Split, batch: Any) -> tuple[torch.Tensor, Any, bool]:
+        """``(loss, count, is_mean)`` of a training batch that is a whole optimizer step (no accumulation,
+        one process): its mean where that comes without extra ops, else its sum (``is_mean`` False)."""
+        rule, raw, targets, weights = self._forward(model, split, batch)
+        if rule.source == "model":
+            return (*self._model_loss(raw, targets, batch), True)
+        outputs = main_output(raw)
+        mean = rule.mean_terms(outputs, targets, weights, all_counted=self.all_counted and not rule.shift_labels)
+        if mean is not None:
+            return (*mean, True)
+        return (*rule.terms(outputs, targets, weights), False)
+
+    def _forward(self, model: nn.Module, split: Split, batch: Any) -> tuple[LossRule, Any, Any, Any]:
+        """``(rule, raw outputs, targets, weights)``: the model called on the batch's inputs."""
         inputs, targets, weights = split(batch)
         raw = call_model(model, inputs)
         rule = self.rule_for(raw, targets, inputs)
         if rule.shift_labels and targets is not None:  # the model got the labels as given; metrics score t + 1
             targets = shift_targets(targets, rule.ignore_index)
-        if rule.source == "model":
-            loss = model_loss_of(raw)
-            if loss is None:
-                raise DataError("the model returned no loss for this batch (outputs['loss'] / outputs.loss), "
-                                "though it did for the first; return one for every batch, or pass loss=")
-            count = counted_targets(targets, rule.ignore_index, batch_length(batch))
-            return loss * count, count, predictions_or_none(raw), targets
-        outputs = main_output(raw)
-        total, count = rule.terms(outputs, targets, weights)
-        return total, count, outputs, targets
+        return rule, raw, targets, weights
+
+    def _model_loss(self, raw: Any, targets: Optional[torch.Tensor], batch: Any) -> tuple[torch.Tensor, Any]:
+        """The model's own mean loss and the count it averages over."""
+        loss = model_loss_of(raw)
+        if loss is None:
+            raise DataError("the model returned no loss for this batch (outputs['loss'] / outputs.loss), "
+                            "though it did for the first; return one for every batch, or pass loss=")
+        return loss, counted_targets(targets, self.rule.ignore_index, batch_length(batch))
 
 
 def predictions_or_none(outputs: Any) -> Optional[torch.Tensor]:

@@ -76,6 +76,8 @@ def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, 
                            sampler=settings.sampler,
                            rank=rank, world_size=world_size)
     batch_count = None if getattr(batches, "stream", False) else len(batches)  # a stream: unknown
+    lacks = getattr(batches, "integers_lack", None)  # in-memory data: are all target positions counted?
+    t.batch_loss.all_counted = lacks is not None and lacks(t.batch_loss.ignore_index)
     if batch_count == 0:
         raise DataError("the training data is empty; give at least one sample")
     output_shape = _decide(t, batches, train)

@@ -133,6 +133,7 @@ class FitLoop:
             self.reset_epoch_stats()
         accumulate, sync = self.settings.accumulate, self.sync_each_step
         world_size, whole_step = self.world_size, accumulate == 1  # a micro-batch is a whole step: its mean is known
+        mean_form = whole_step and world_size == 1 and sync  # the loss may come as the step's mean (no count op)
         last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
         if last_index == -2 and self.world_size > 1:  # shares of a stream may end apart: the ranks end a pass together
             batches = while_every_rank_has_a_batch(batches, self.settings.device, self._uneven_stream)
@@ -151,9 +152,9 @@ class FitLoop:
             if not (skip and (s.epoch, index) in skip):
                 for callback in fire_start:
                     callback.on_batch_start(t, batch)
-                loss_sum, count = training_terms(batch)
+                loss_sum, count, is_mean = training_terms(batch, mean_form)
                 if sync:
-                    value, count = read_loss(loss_sum, count, self.step_sync, self.signals)
+                    value, count = read_loss(loss_sum, count, self.step_sync, self.signals, is_mean)
                     if not math.isfinite(value):
                         if self._on_nonfinite(f"loss is {value}", index, gradients_touched=False, batch=batch):
                             return False
@@ -172,7 +173,7 @@ class FitLoop:
                 self.step_count = self.step_count + count
                 self.window_count += 1
                 s.epoch_samples += batch_length(batch)
-                loss = whole_step_loss(loss_sum, count, world_size) if whole_step else loss_sum
+                loss = loss_sum if is_mean or not whole_step else whole_step_loss(loss_sum, count, world_size)
                 o.scaler.scale(loss).backward() if scaler_on else loss.backward()
                 self.group_size += 1
             if boundary and self.group_size:

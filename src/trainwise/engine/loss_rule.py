@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from trainwise.errors import ConfigError, DataError
-from trainwise.losses import (IGNORE_INDEX, class_axis_for, cross_entropy_sum, per_sample_cross_entropy,
-                              soft_cross_entropy_sum)
+from trainwise.losses import (IGNORE_INDEX, class_axis_for, cross_entropy_mean, cross_entropy_sum,
+                              per_sample_cross_entropy, soft_cross_entropy_sum)
 from trainwise.metrics import REGRESSION_LOSSES, build_loss, build_weighted_loss, loss_label, task_of_loss
 
 TASKS = ("classification", "regression", "binary")
@@ -56,17 +56,35 @@ class LossRule:
         """``(loss_sum, count)`` of one batch."""
         if self.label == "cross_entropy":
             return self._cross_entropy(outputs, targets, weights)
-        if self.reshape_targets:  # torch's regression and BCE losses want float targets of the outputs' shape
-            if outputs.shape != targets.shape and outputs.numel() == targets.numel():
-                targets = targets.reshape(outputs.shape)
-            if not targets.is_floating_point():
-                targets = targets.to(outputs.dtype)
+        targets = self._shaped_targets(outputs, targets)
         if weights is not None:
             weights = weights.reshape(-1).to(outputs.dtype if outputs.is_floating_point() else torch.float32)
             mean = self.weighted_fn(outputs, targets, weights)
             return mean * weights.sum(), weights.sum()
         n = outputs.shape[0] if outputs.dim() else 1
         return self.mean_fn(outputs, targets) * n, n
+
+    def mean_terms(self, outputs: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor], *,
+                   all_counted: bool) -> Optional[tuple[torch.Tensor, Any]]:
+        """``(mean, count)`` of a batch that is a whole optimizer step, where the mean comes without extra
+        ops (no multiply by the count, no division back, no count of ignored positions); None where only
+        ``terms`` gives it exactly. ``all_counted``: the batch's targets hold no ``ignore_index``."""
+        if weights is not None:
+            return None
+        if self.label == "cross_entropy":
+            if self.soft_labels or self.label_smoothing or self.class_weights is not None or not all_counted:
+                return None
+            return cross_entropy_mean(outputs, targets if not targets.is_floating_point() else targets.long(),
+                                      class_axis=self.class_axis or 1)
+        return self.mean_fn(outputs, self._shaped_targets(outputs, targets)), outputs.shape[0] if outputs.dim() else 1
+
+    def _shaped_targets(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.reshape_targets:  # torch's regression and BCE losses want float targets of the outputs' shape
+            if outputs.shape != targets.shape and outputs.numel() == targets.numel():
+                targets = targets.reshape(outputs.shape)
+            if not targets.is_floating_point():
+                targets = targets.to(outputs.dtype)
+        return targets
 
     def _cross_entropy(self, outputs: torch.Tensor, targets: torch.Tensor,
                        weights: Optional[torch.Tensor]) -> tuple[torch.Tensor, Any]:

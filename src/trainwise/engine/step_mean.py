@@ -20,12 +20,13 @@ from trainwise.distributed.ops import StepSync
 from trainwise.engine.signals import StopSignals
 
 
-def read_loss(loss_sum: torch.Tensor, count: Any, step_sync: Optional[StepSync],
-              signals: StopSignals) -> tuple[float, float]:
+def read_loss(loss: torch.Tensor, count: Any, step_sync: Optional[StepSync],
+              signals: StopSignals, is_mean: bool = False) -> tuple[float, float]:
     """The micro-batch's mean loss and count, read on the host; under DDP the whole global
-    micro-batch's, alike on all ranks (and a signal any rank received is noted in ``signals``)."""
+    micro-batch's, alike on all ranks (and a signal any rank received is noted in ``signals``).
+    ``loss``: the micro-batch's summed loss, or its mean (``is_mean``)."""
     count = float(count)
-    mean = loss_sum.item() / count if count else 0.0
+    mean = loss.item() if is_mean else loss.item() / count if count else 0.0
     if step_sync is None:
         return mean, count
     value, total, signum = step_sync(torch.tensor(mean), count, signals.pending)
