@@ -23,7 +23,7 @@ the same seed, before each contestant's turn). One round runs the three contesta
 the order rotating from round to round; a first, untimed round warms up (imports such as
 matplotlib's happen there: ``dry_run.py`` measures start-up separately). Figure: median over rounds
 of each Trainer run's wall seconds / the hand script's in the same round (the same ratio of process
-CPU seconds is recorded beside it). Targets: (a) <= 1.10, (b) <= 1.25. Where the time goes (setup,
+CPU seconds is recorded beside it). Targets: (a) <= 1.10, (b) <= 1.10 (issue 22: report included). Where the time goes (setup,
 training, validation, checkpoint, the end of the run) is recorded per contestant from callback and
 verb timestamps, and each contestant's validation loss, which shows they trained the same model.
 
@@ -49,7 +49,8 @@ import torch.nn.functional as F  # noqa: E402
 
 import common  # noqa: E402
 
-TARGETS = {"trainwise": 1.10, "trainwise_report": 1.25}
+FIXED_COST_TARGET = 0.1  # seconds: issue 22's "fixed cost of a fit (everything but the steps and evaluations)"
+TARGETS = {"trainwise": 1.10, "trainwise_report": 1.10}  # issue 22: a whole 1-epoch fit <= 1.10x, report included
 FULL = (9, 1)  # timed rounds, untimed warm-up rounds
 QUICK = (1, 0)
 NAMES = ["hand", "trainwise", "trainwise_report"]
@@ -212,17 +213,23 @@ def main(argv: list[str] | None = None) -> int:
     median_phases = {name: {phase: round(statistics.median(p[phase] for p in runs) * 1e3, 1) for phase in runs[0]}
                      for name, runs in phases.items()}
     median_seconds = {name: round(statistics.median(values), 3) for name, values in seconds.items()}
+    # The fixed cost: everything but the steps and the evaluations (setup, checkpoint, end of run, report)
+    fixed = {name: round(statistics.median(sum(v for phase, v in p.items() if phase not in ("train", "validation"))
+                                           for p in phases[name]), 4) for name in TARGETS}
+    meets_fixed = all(value <= FIXED_COST_TARGET for value in fixed.values())
     headline = (f"(a) report=False {figures['trainwise']['median']:.3f}x  (b) with report "
                 f"{figures['trainwise_report']['median']:.3f}x  (CPU time {cpu_ratios['trainwise']['median']:.3f}x / "
                 f"{cpu_ratios['trainwise_report']['median']:.3f}x; hand {median_seconds['hand']:.2f} s, Trainer "
-                f"{median_seconds['trainwise']:.2f} s / {median_seconds['trainwise_report']:.2f} s)")
+                f"{median_seconds['trainwise']:.2f} s / {median_seconds['trainwise_report']:.2f} s); fixed cost "
+                f"{fixed['trainwise']:.3f} s / {fixed['trainwise_report']:.3f} s")
     payload = {
         "figure": "seconds of one whole Trainer(...).fit of one MNIST-MLP epoch / seconds of the hand-written "
                   "script doing the same epoch",
         "headline": headline,
         "target": f"(a) <= {TARGETS['trainwise']} with report=False, (b) <= {TARGETS['trainwise_report']} "
-                  "with the report",
-        "meets_target": all(meets.values()), "meets": meets, "ratios": figures, "cpu_ratios": cpu_ratios,
+                  f"with the report; fixed cost (all but steps and evaluations) <= {FIXED_COST_TARGET} s",
+        "meets_target": all(meets.values()) and meets_fixed, "meets": {**meets, "fixed_cost": meets_fixed},
+        "fixed_cost_seconds": fixed, "ratios": figures, "cpu_ratios": cpu_ratios,
         "round_ratios": {name: [round(r, 4) for r in values] for name, values in ratios.items()},
         "seconds": {name: [round(s, 3) for s in values] for name, values in seconds.items()},
         "cpu_seconds": {name: [round(s, 3) for s in values] for name, values in cpu_seconds.items()},

@@ -5,7 +5,9 @@ every rank — never a mean of micro-batch means.
 Each micro-batch backpropagates its loss *sum*; at the step, the gradients are divided once by the
 step's count (``normalize_gradients``). Without accumulation the step's count is known before the
 backward pass, and the loss itself is divided (``whole_step_loss``): one scalar operation instead of
-a pass over every gradient. Under DDP, whose gradients are the ranks' average, the count
+a pass over every gradient. In one process, where the mean comes without extra ops (a named loss's
+own mean; cross-entropy over in-memory targets that hold no ``ignore_index``), the micro-batch gives
+its mean directly (``BatchLoss.step_terms``): no count op, no multiply, no division back. Under DDP, whose gradients are the ranks' average, the count
 is the global one (agreed per micro-batch by ``distributed.ops.StepSync``) and the division is by
 count / world size.
 """
