@@ -150,3 +150,55 @@ def test_float_class_probabilities_without_a_loss_stay_soft_label_cross_entropy(
     rule = json.loads((tmp_path / "data.json").read_text())["loss_rule"]
     assert result.status == "completed"
     assert (rule["loss"], rule["task"], rule["soft_labels"]) == ("cross_entropy", "classification", True)
+
+
+def table_data(n: int = 120):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.integers(0, 5, n), "flag": rng.normal(size=n) > 0})
+    labels = pd.Series((frame["a"] > 0).astype("int64"))
+    return pd, frame, labels
+
+
+def test_pandas_tables_train_evaluate_and_predict_like_arrays(tmp_path):
+    pd, frame, labels = table_data()
+    torch.manual_seed(0)
+    trainer = Trainer(nn.Linear(3, 2), epochs=3, lr=1e-2, run_dir=tmp_path, progress=False, report=False)
+    assert trainer.fit(frame, labels).status == "completed"
+    as_array = torch.tensor(frame.to_numpy(dtype="float32"))
+    assert torch.equal(trainer.predict(frame), trainer.predict(as_array))  # bool and int columns as float32
+    assert trainer.evaluate(frame, labels) == trainer.evaluate(as_array, torch.tensor(labels.to_numpy()))
+
+
+@pytest.mark.parametrize("what, message", [
+    ("string column", r"inputs: columns \['name'\] are not numbers; encode them first"),
+    ("string labels", r"targets hold object values \('(cat|dog)', \.\.\.\), not numbers"),
+    ("category labels", r"targets is a categorical series; pass its integer codes"),
+])
+def test_tables_that_are_not_numbers_are_refused_with_the_encoding_to_use(tmp_path, what, message):
+    pd, frame, labels = table_data()
+    if what == "string column":
+        frame = frame.assign(name="x")
+    elif what == "string labels":
+        labels = labels.map({0: "cat", 1: "dog"})
+    else:
+        labels = labels.map({0: "cat", 1: "dog"}).astype("category")
+    with pytest.raises(DataError, match=message):
+        Trainer(nn.Linear(frame.shape[1], 2), epochs=1, run_dir=tmp_path, progress=False, report=False).fit(frame, labels)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_list_of_samples_trains_as_a_dataset_and_predicts(tmp_path):
+    torch.manual_seed(0)
+    samples = [(torch.randn(3), i % 2) for i in range(40)]
+    trainer = Trainer(nn.Linear(3, 2), epochs=2, batch_size=8, run_dir=tmp_path, progress=False, report=False)
+    result = trainer.fit(samples)
+    assert result.status == "completed" and result.summary["steps"] == 10
+    stacked = torch.stack([x for x, _ in samples])
+    assert torch.allclose(trainer.predict(samples), trainer.predict(stacked))
+
+
+def test_keras_column_labels_of_shape_n_1_get_the_reshape_to_use(tmp_path):
+    x, y = np.random.default_rng(0).normal(size=(50, 4)).astype("float32"), np.arange(50)[:, None] % 3
+    with pytest.raises(DataError, match=r"one class index per sample in a trailing axis of size 1.*y.reshape\(-1\)"):
+        Trainer(nn.Linear(4, 3), epochs=1, run_dir=tmp_path, progress=False, report=False).fit(x, y)

@@ -61,6 +61,10 @@ def class_axis_for(outputs_shape: Sequence[int], targets_shape: Sequence[int],
         return -1, None
     if first:
         return 1, None
+    if len(targets) == len(outputs) and targets[-1] == 1 and targets[:-1] == outputs[:-1]:  # Keras' (N, 1) labels
+        raise DataError(f"integer targets of shape {targets} hold one class index per sample in a trailing axis of "
+                        f"size 1, against outputs of shape {outputs}: give one index per sample without that axis, "
+                        "(N,) for a batch of N (y.reshape(-1), or y.squeeze(-1))")
     raise DataError(f"integer targets of shape {targets} do not fit outputs of shape {outputs}: cross-entropy needs "
                     "outputs with one more axis of classes, last ((N, T, C) for targets (N, T)) or at 1 "
                     "((N, C, H, W) for targets (N, H, W)); fix the model's output or the targets, or pass a loss "

@@ -36,6 +36,7 @@ from trainwise.engine.arguments import check_lr, check_targets_args, resolve_dev
 from trainwise.engine.fitplan import FitPlan, check_val_every
 from trainwise.engine.plan import hold_out_val
 from trainwise.engine.predict import predict_outputs
+from trainwise.data.arrays import is_array_like
 from trainwise.data.loader import batch_length, make_batches
 from trainwise.engine.batch_loss import BatchLoss
 from trainwise.engine.loss_rule import TASKS, LossRule
@@ -285,8 +286,9 @@ class Trainer:
             resume: Union[str, Path, None] = None, allow_config_changes: bool = False, **unknown: Any) -> FitResult:
         """Train on ``train``, validate on ``val`` after each epoch, test on ``test`` at the end.
 
-        Each may be an ``(inputs, targets)`` or ``(inputs, targets, weights)`` pair of tensors or
-        arrays, a dict of them, a ``TensorDataset``, a map-style ``Dataset`` or a ``DataLoader``.
+        Each may be an ``(inputs, targets)`` or ``(inputs, targets, weights)`` pair of tensors,
+        arrays or pandas tables, a dict of them, a list of ``(input, target)`` samples, a
+        ``TensorDataset``, a map-style ``Dataset`` or a ``DataLoader``.
         ``val_fraction`` holds out that share of in-memory training data as validation (seeded by
         ``seed``, stratified by class; Keras' ``validation_split``) when no ``val`` is given.
         ``resume`` is a checkpoint path or ``"auto"`` (the newest verified checkpoint in ``run_dir``).
@@ -413,7 +415,7 @@ class Trainer:
 
 
 def _is_array(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) or (hasattr(value, "__array__") and hasattr(value, "shape"))
+    return is_array_like(value) or (hasattr(value, "__array__") and hasattr(value, "shape"))
 
 
 def _overrides_compute_loss(trainer: Trainer) -> bool:

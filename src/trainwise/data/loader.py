@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
+from trainwise.data.arrays import is_array_like, to_tensor
 from trainwise.data.sharding import BatchPlan, ShardedBatchSampler, epoch_permutation, loader_settings
 from trainwise.data.tensors import to_device
 from trainwise.errors import DataError
@@ -268,10 +268,9 @@ def batch_length(batch: Any) -> int:
 
 def as_tensors(source: Any) -> Optional[tuple[torch.Tensor, ...]]:
     """The tensors of an in-memory source — ``(inputs, targets)`` or ``(inputs, targets, weights)``
-    as tensors or arrays, or a TensorDataset of those — or None for anything else."""
-    if isinstance(source, (tuple, list)) and len(source) in (2, 3) and all(
-            isinstance(v, (torch.Tensor, np.ndarray)) for v in source):
-        return tuple(_to_tensor(v, what) for v, what in zip(source, ("inputs", "targets", "weights")))
+    as tensors, arrays or pandas tables, or a TensorDataset of those — or None for anything else."""
+    if isinstance(source, (tuple, list)) and len(source) in (2, 3) and all(is_array_like(v) for v in source):
+        return tuple(to_tensor(v, what) for v, what in zip(source, ("inputs", "targets", "weights")))
     if isinstance(source, TensorDataset) and len(source.tensors) in (2, 3):
         return tuple(source.tensors)
     return None
@@ -279,18 +278,9 @@ def as_tensors(source: Any) -> Optional[tuple[torch.Tensor, ...]]:
 
 def as_tensor_dict(source: Any) -> Optional[dict[str, torch.Tensor]]:
     """A dict of equally long tensors or arrays (each batch is then a dict), or None."""
-    if isinstance(source, dict) and source and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in source.values()):
-        return {str(k): _to_tensor(v, f"data[{k!r}]") for k, v in source.items()}
+    if isinstance(source, dict) and source and all(is_array_like(v) for v in source.values()):
+        return {str(k): to_tensor(v, f"data[{k!r}]") for k, v in source.items()}
     return None
-
-
-def _to_tensor(value: Any, what: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(value))
-        return tensor.float() if tensor.is_floating_point() else tensor
-    raise DataError(f"{what} must be a torch.Tensor or numpy.ndarray, got {type(value).__name__}")
 
 
 def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, device: torch.device,

@@ -16,6 +16,7 @@ from trainwise.data.checks import check_labels
 from trainwise.engine.loss_rule import decide_task
 from trainwise.errors import ConfigError, DataError, TrainwiseError
 from trainwise.data.loader import as_tensors, as_tensor_dict, main_output, to_device
+from trainwise.data.arrays import describe_types, samples_dataset
 from trainwise.schedules import Schedule, build_schedule
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,13 @@ def split_data(source: Any, split: str) -> tuple[Any, Optional[torch.Tensor]]:
         return named, None
     tensors = as_tensors(source)
     if tensors is None:
+        samples = samples_dataset(source)  # a list of (input, target) samples: a map-style Dataset
+        if samples is not None:
+            return samples, None
         if isinstance(source, (tuple, list)):
             raise DataError(f"{split} data must be (inputs, targets) or (inputs, targets, weights) of tensors or "
-                            f"arrays, got a {type(source).__name__} of {len(source)} "
-                            f"{', '.join(type(v).__name__ for v in source)}")
+                            f"arrays, or a list of (input, target) samples, got a {type(source).__name__} of "
+                            f"{describe_types(source)}")
         return source, None
     if len(tensors[0]) == 0:
         raise DataError(f"the {split} data is empty; give at least one sample")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Optional, Union
 
+import numpy as np
 import torch
 from torch import nn
 
 from trainwise.distributed.ops import gather_in_input_order, world
+from trainwise.data.arrays import describe_types, is_array_like, samples_dataset, to_tensor
 from trainwise.data.loader import as_tensor_dict, as_tensors, main_output, make_batches
 from trainwise.engine.batch_rule import call_model, decide_call_rule
 from trainwise.errors import DataError
@@ -27,15 +29,17 @@ def input_batches(data: Any, *, batch_size: int, device: torch.device) -> tuple[
     (labelled or not: a Dataset of inputs, dicts without targets, a DataLoader) is read as is. In a
     DDP job each rank gets its share of every batch (``ops.gather_in_input_order`` puts them back)."""
     rank, world_size = world()
-    if isinstance(data, torch.Tensor) or (hasattr(data, "__array__") and hasattr(data, "shape")):
-        x = data if isinstance(data, torch.Tensor) else torch.as_tensor(data)
-        x = x.float() if x.is_floating_point() else x
+    if is_array_like(data) or (hasattr(data, "__array__") and hasattr(data, "shape")):
+        x = to_tensor(data if is_array_like(data) else np.asarray(data), "inputs")
         if world_size == 1:
             return (x[start:start + batch_size].to(device) for start in range(0, len(x), batch_size)), None
         data = (x, torch.zeros(len(x)))  # sharded like labelled data; the placeholder targets are ignored
     elif as_tensors(data) is None and as_tensor_dict(data) is None and isinstance(data, (tuple, list)):
-        raise DataError(f"predict takes a tensor, an array, a dict of tensors, a Dataset or a DataLoader, got a "
-                        f"{type(data).__name__} of {len(data)} items")
+        samples = samples_dataset(data)
+        if samples is None:
+            raise DataError(f"predict takes a tensor, an array, a dict of tensors, a list of samples, a Dataset or "
+                            f"a DataLoader, got a {type(data).__name__} of {describe_types(data)}")
+        data = samples
     batches = make_batches(data, batch_size=batch_size, shuffle=False, seed=0, device=device, rank=rank,
                            world_size=world_size)
     batches.set_epoch(0)
