@@ -56,6 +56,8 @@ def test_lr_auto_is_accepted():
     (["data.val_fraction=1.5"], r"data.val_fraction: Input should be less than 1, got 1.5"),
     (["train.precision=fp8"], r"train.precision: Input should be 'fp32', 'bf16' or 'fp16', got 'fp8'"),
     (["train.epochs=many"], r"train.epochs: Input should be a valid integer.*got 'many'"),
+    (["optimizer.lr=abc"], r"^invalid config: optimizer.lr: must be a number or 'auto', got 'abc'$"),  # one line, not one per branch
+    (["data.batch_size=abc"], r"^invalid config: data.batch_size: must be an integer or 'auto', got 'abc'$"),
     (["data.val_fraction=0.5", "data.test_fraction=0.5"], r"val_fraction \+ data.test_fraction must be < 1"),
     (["train.device=tpu"], r"train.device: must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
     (["model.hidden=[0]"], r"every hidden size must be > 0"),

@@ -370,9 +370,40 @@ def _check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str) -> None:
             _check_unknown_keys(value, annotation, prefix=f"{prefix}{key}.")
 
 
+_UNION_BRANCH = re.compile(r"^(float|int|str|bool|none|literal\[.*\]|list\[.*\]|dict\[.*\]|tuple\[.*\])$")
+_BRANCH_WORDS = {"float": "a number", "int": "an integer", "str": "a string", "bool": "true or false", "none": "null"}
+
+
+def _branch_phrase(tag: str) -> str:
+    if tag.startswith("literal["):
+        return " or ".join(re.findall(r"'[^']*'", tag)) or tag
+    return _BRANCH_WORDS.get(tag, "a list" if tag.startswith(("list[", "tuple[")) else tag)
+
+
+def _merged_unions(errors: list[dict[str, Any]]) -> tuple[list[str], set[int]]:
+    """One message per field whose every union branch failed (``lr: must be a number or 'auto'``), not
+    one per branch; and the indices of the errors merged."""
+    groups: dict[tuple, list[int]] = {}
+    for index, error in enumerate(errors):
+        loc = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
+        if len(loc) > 1 and _UNION_BRANCH.match(loc[-1]):
+            groups.setdefault(tuple(loc[:-1]), []).append(index)
+    messages, merged = [], set()
+    for where, members in groups.items():
+        if len(members) < 2:
+            continue
+        phrases = [_branch_phrase(str(errors[i]["loc"][-1])) for i in members]
+        messages.append(f"{'.'.join(where)}: must be {' or '.join(phrases)}, got {errors[members[0]].get('input')!r}")
+        merged.update(members)
+    return messages, merged
+
+
 def _describe_validation_error(exc: ValidationError) -> str:
-    messages = []
-    for error in exc.errors():
+    errors = exc.errors()
+    messages, merged = _merged_unions(errors)
+    for index, error in enumerate(errors):
+        if index in merged:
+            continue
         where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
         message = error["msg"].removeprefix("Value error, ")
         given = error.get("input")
