@@ -202,3 +202,26 @@ def test_keras_column_labels_of_shape_n_1_get_the_reshape_to_use(tmp_path):
     x, y = np.random.default_rng(0).normal(size=(50, 4)).astype("float32"), np.arange(50)[:, None] % 3
     with pytest.raises(DataError, match=r"one class index per sample in a trailing axis of size 1.*y.reshape\(-1\)"):
         Trainer(nn.Linear(4, 3), epochs=1, run_dir=tmp_path, progress=False, report=False).fit(x, y)
+
+
+def test_a_configure_optimizers_trainwise_does_not_call_is_named_with_the_optimizer_it_uses(tmp_path):
+    class LitLike(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.layer(x)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = (torch.randn(40, 4), torch.randint(0, 3, (40,)))
+    result = Trainer(LitLike(), epochs=1, run_dir=tmp_path / "a", progress=False, report=False).fit(data)
+    assert [w for w in result.warnings if "configure_optimizers()" in w] == [
+        "LitLike defines configure_optimizers(), which trainwise does not call: it trains with optimizer='adamw'; "
+        "pass optimizer=model.configure_optimizers() (an optimizer) to train with yours"]
+    model = LitLike()
+    result = Trainer(model, optimizer=model.configure_optimizers(), epochs=1, run_dir=tmp_path / "b", progress=False,
+                     report=False).fit(data)
+    assert not any("configure_optimizers" in w for w in result.warnings)

@@ -185,6 +185,7 @@ def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional
             rule = trainer.batch_loss.rule_for(raw, head(targets, 2), sample)
             trainer.task = rule.task
             refuse_unused_training_step(model, rule, trainer.loss_spec)
+            warn_unused_configure_optimizers(trainer)
     except (DataError, ConfigError):
         if user_loss:
             return None, None
@@ -220,3 +221,15 @@ def refuse_unused_training_step(model: Any, rule: Any, loss: Any) -> None:
         "returning training_step's loss"
         + ("; configure_optimizers() is not called either: pass optimizer=model.configure_optimizers()"
            if callable(getattr(model, "configure_optimizers", None)) else ""))
+
+
+def warn_unused_configure_optimizers(trainer: Any) -> None:
+    """A LightningModule's ``configure_optimizers`` is not called: say which optimizer trains instead."""
+    model = trainer.model
+    if trainer.user_optimizer or not callable(getattr(model, "configure_optimizers", None)):
+        return
+    message = (f"{type(model).__name__} defines configure_optimizers(), which trainwise does not call: it trains "
+               f"with optimizer={trainer.optimizer_spec!r}; pass optimizer=model.configure_optimizers() (an "
+               "optimizer) to train with yours")
+    if message not in trainer.state.warnings:
+        trainer.warn(message)
