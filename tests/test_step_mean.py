@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import trainwise.engine.loss_rule as loss_rule
+from trainwise.engine import loop as loop_module
 from trainwise.trainer import Trainer
 
 
@@ -42,7 +43,21 @@ def frozen_fit(tmp_path, x, y, **options):
     return result, expected
 
 
-def test_in_memory_labels_without_ignored_positions_train_on_the_mean(tmp_path, monkeypatch):
+def accelerator_mode(monkeypatch) -> None:
+    """The loop as on a GPU: no host sync per step (the loss summed on the device)."""
+    original = loop_module.FitLoop.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.sync_each_step = False
+
+    monkeypatch.setattr(loop_module.FitLoop, "__init__", init)
+
+
+@pytest.mark.parametrize("mode", ["host", "accelerator"])
+def test_in_memory_labels_without_ignored_positions_train_on_the_mean(tmp_path, monkeypatch, mode):
+    if mode == "accelerator":
+        accelerator_mode(monkeypatch)
     calls = counting_mean(monkeypatch)
     x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
     result, expected = frozen_fit(tmp_path, x, y)
@@ -50,7 +65,10 @@ def test_in_memory_labels_without_ignored_positions_train_on_the_mean(tmp_path, 
     assert result.history[-1]["train_loss"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_ignored_labels_keep_the_summed_form_and_count_only_the_counted(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["host", "accelerator"])
+def test_ignored_labels_keep_the_summed_form_and_count_only_the_counted(tmp_path, monkeypatch, mode):
+    if mode == "accelerator":
+        accelerator_mode(monkeypatch)
     calls = counting_mean(monkeypatch)
     x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
     y[::3] = -100

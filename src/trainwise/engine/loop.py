@@ -133,7 +133,7 @@ class FitLoop:
             self.reset_epoch_stats()
         accumulate, sync = self.settings.accumulate, self.sync_each_step
         world_size, whole_step = self.world_size, accumulate == 1  # a micro-batch is a whole step: its mean is known
-        mean_form = whole_step and world_size == 1 and sync  # the loss may come as the step's mean (no count op)
+        mean_form = whole_step and world_size == 1  # the loss may come as the step's mean (no count op, no multiply)
         last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
         if last_index == -2 and self.world_size > 1:  # shares of a stream may end apart: the ranks end a pass together
             batches = while_every_rank_has_a_batch(batches, self.settings.device, self._uneven_stream)
@@ -166,7 +166,7 @@ class FitLoop:
                             o.record_event("loss_spike", f"loss {value:.4g} at step {s.step} is over "
                                            f"{o.spikes.factor}x the recent median")
                 else:
-                    self.loss_sum_device += loss_sum.detach()
+                    self.loss_sum_device += loss_sum.detach() * count if is_mean else loss_sum.detach()
                     self.loss_count_device += count
             if loss_sum is not None:
                 self.loss_count += count if sync else 0
