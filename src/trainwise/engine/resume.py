@@ -48,12 +48,10 @@ class Checkpointer:
             self.latest = path
             return path
         self.folder.mkdir(parents=True, exist_ok=True)
-        ckpt.save_checkpoint(state, path, step=step, epoch=epoch)
-        ckpt.link_checkpoint(path, "last.pt")
-        if best:
-            ckpt.link_checkpoint(path, "best.pt")
+        # One commit: the step file, its links and retention (see checkpoint/_commit.py).
+        ckpt.save_checkpoint(state, path, step=step, epoch=epoch, links=("last.pt", "best.pt") if best else ("last.pt",),
+                             keep_last=self.keep_last, protect=self.protect)
         self.latest = path
-        ckpt.apply_retention(self.folder, self.keep_last, protect=self.protect | {path})
         return path
 
     def adopt(self, resumed_from: Path) -> None:
