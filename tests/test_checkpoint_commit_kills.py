@@ -162,3 +162,44 @@ def test_a_save_that_moves_best_records_its_step_file_before_best_pt_is_dropped(
     assert sorted(first) == ["step-00000003.pt", "step-00000004.pt"]  # links dropped, the new file in
     assert sorted(last) == ["best.pt", "last.pt", "step-00000004.pt"]  # retention dropped step 3
     assert last["best.pt"] == last["last.pt"] == last["step-00000004.pt"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"links": "last.pt"}, r"checkpoint links must be a list of file names, e\.g\. \['last\.pt'\], got 'last\.pt'"),
+        ({"links": ["last.pt", "last.pt"]}, r"links must be distinct names other than 'step-00000001\.pt'"),
+        ({"links": ["step-00000001.pt"]}, r"links must be distinct names other than 'step-00000001\.pt'"),
+        ({"links": ["manifest.json"]}, r"plain file name other than 'manifest\.json'"),
+        ({"keep_last": -1}, r"keep_last must be an int >= 0, got -1"),
+    ],
+)
+def test_bad_links_or_keep_last_are_refused_before_anything_is_written(tmp_path: Path, kwargs: dict[str, Any],
+                                                                     message: str) -> None:
+    from trainwise.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        save_checkpoint(state(1, 1), tmp_path / step_checkpoint_name(1), step=1, epoch=1, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_retention_delete_that_fails_says_so_and_leaves_the_new_checkpoint_recorded(tmp_path: Path) -> None:
+    from trainwise.errors import CheckpointError
+
+    save(tmp_path, 1, 1)
+    real_unlink = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).name == step_checkpoint_name(1):
+            raise PermissionError(13, "Permission denied")
+        real_unlink(path, *args, **kwargs)
+
+    os.unlink = unlink
+    try:
+        with pytest.raises(CheckpointError, match=r"cannot delete old checkpoint .*step-00000001\.pt: Permission "
+                                                  r"denied; check the folder's permissions \(the new checkpoint is saved"):
+            save(tmp_path, 2, 1)
+    finally:
+        os.unlink = real_unlink
+    assert assert_consistent(tmp_path) == (2, 1)
+    assert sorted(read_manifest(tmp_path)) == ["best.pt", "last.pt", "step-00000002.pt"]

@@ -41,7 +41,8 @@ def commit(
     """Rename each ``tmps[name]`` over ``folder / name``, record ``entries[name]``, drop ``doomed``.
 
     ``tmps`` is in order: a link's temporary file comes after the file it links to. ``doomed``
-    files are dropped from the manifest in its last write and deleted after it.
+    files are dropped from the manifest in its last write; the caller deletes them after it (a
+    kill before that leaves unrecorded files, which retention deletes first).
 
     On OSError nothing recorded is left describing other bytes: before the first manifest write
     the new names renamed in are removed again; after it, the manifest that lists only complete
@@ -75,8 +76,6 @@ def commit(
     except OSError:
         _undo(folder, tmps, entries, manifest, checkpoints, done, existed, fsync=fsync)
         raise
-    for path in doomed:  # unrecorded now: a kill before this leaves debris retention clears first
-        path.unlink(missing_ok=True)
 
 
 def _only_record_lost(checkpoints: dict[str, Any], kept: dict[str, Any]) -> bool:

@@ -31,7 +31,13 @@ from trainwise.checkpoint._manifest import (
     write_error,
     write_tmp,
 )
-from trainwise.checkpoint._retention import STEP_NAME_PATTERN, check_keep_last, doomed_files, step_files
+from trainwise.checkpoint._retention import (
+    STEP_NAME_PATTERN,
+    check_keep_last,
+    delete_unrecorded,
+    doomed_files,
+    step_files,
+)
 from trainwise.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -100,6 +106,8 @@ def save_checkpoint(
             the manifest could not be written is left unrecorded.
     """
     path = Path(path)
+    if isinstance(links, (str, bytes)):
+        raise ConfigError(f"checkpoint links must be a list of file names, e.g. ['last.pt'], got {links!r}")
     for name in (path.name, *links):
         _check_file_name(name)
     if path.name in links or len(set(links)) != len(links):
@@ -142,6 +150,7 @@ def _write_and_commit(path: Path, data: memoryview, entry: dict[str, Any], links
             remove_quietly(tmp)
         raise
     commit(folder, tmps, {name: dict(entry) for name in tmps}, checkpoints, doomed=doomed, fsync=fsync)
+    delete_unrecorded(doomed, note=" (the new checkpoint is saved and recorded)")
 
 
 def link_checkpoint(src: Path, dst_name: str) -> None:

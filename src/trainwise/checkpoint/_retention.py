@@ -58,6 +58,18 @@ def doomed_files(
     return [path for _, path in old if path.name != adding and path.resolve() not in protected]
 
 
+def delete_unrecorded(doomed: Iterable[Path], *, note: str = "") -> None:
+    """Delete retention's files once the manifest no longer lists them."""
+    for path in doomed:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            raise CheckpointError(
+                f"cannot delete old checkpoint {path}: {error.strerror or error}; check the "
+                f"folder's permissions{note}"
+            ) from error
+
+
 def apply_retention(
     folder: str | Path, keep_last: int, *, protect: Iterable[Path] = ()
 ) -> list[Path]:
@@ -88,12 +100,11 @@ def apply_retention(
         if doomed_names & checkpoints.keys():
             kept = {name: entry for name, entry in checkpoints.items() if name not in doomed_names}
             write_manifest(folder, kept, fsync=True)
-        for path in doomed:
-            path.unlink(missing_ok=True)
     except OSError as error:
         raise CheckpointError(
             f"cannot delete old checkpoint in {folder}: {error.strerror or error}; check the "
             "folder's permissions"
         ) from error
+    delete_unrecorded(doomed)
     logger.debug("retention deleted %s", ", ".join(path.name for path in doomed))
     return doomed
