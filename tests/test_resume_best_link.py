@@ -68,7 +68,7 @@ def test_an_unrecorded_best_pt_is_named_again_when_the_best_weights_are_not_rest
     the resume and nothing is left to train; best.pt must still end recorded, naming the best epoch."""
     from trainwise.callbacks import EarlyStopping
 
-    def run(callbacks, **kwargs):  # noqa: ANN001, ANN202
+    def run(callbacks, **kwargs):
         x, y = blobs()
         trainer = Trainer(mlp(), lr=3e-3, epochs=4, batch_size=32, run_dir=tmp_path / "run", progress=False,
                           report=False, early_stopping=EarlyStopping(patience=5, restore_best=False),

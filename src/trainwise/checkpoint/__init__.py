@@ -38,7 +38,12 @@ from trainwise.checkpoint._files import (
     save_checkpoint,
     step_checkpoint_name,
 )
-from trainwise.checkpoint._manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest, remove_stale_tmp_files
+from trainwise.checkpoint._manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    read_manifest,
+    remove_stale_tmp_files,
+)
 from trainwise.checkpoint._retention import apply_retention
 from trainwise.checkpoint._rng import capture_rng_state, restore_rng_state
 
