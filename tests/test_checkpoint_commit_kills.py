@@ -197,8 +197,9 @@ def test_a_retention_delete_that_fails_says_so_and_leaves_the_new_checkpoint_rec
 
     os.unlink = unlink
     try:
-        with pytest.raises(CheckpointError, match=r"cannot delete old checkpoint .*step-00000001\.pt: Permission "
-                                                  r"denied; check the folder's permissions \(the new checkpoint is saved"):
+        message = (r"cannot delete old checkpoint .*step-00000001\.pt: Permission denied; check the folder's "
+                   r"permissions \(the new checkpoint is saved")
+        with pytest.raises(CheckpointError, match=message):
             save(tmp_path, 2, 1)
     finally:
         os.unlink = real_unlink

@@ -49,8 +49,9 @@ class Checkpointer:
             return path
         self.folder.mkdir(parents=True, exist_ok=True)
         # One commit: the step file, its links and retention (see checkpoint/_commit.py).
-        ckpt.save_checkpoint(state, path, step=step, epoch=epoch, links=("last.pt", "best.pt") if best else ("last.pt",),
-                             keep_last=self.keep_last, protect=self.protect)
+        links = ("last.pt", "best.pt") if best else ("last.pt",)
+        ckpt.save_checkpoint(state, path, step=step, epoch=epoch, links=links, keep_last=self.keep_last,
+                             protect=self.protect)
         self.latest = path
         return path
 
