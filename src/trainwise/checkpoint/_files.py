@@ -108,6 +108,7 @@ def save_checkpoint(
     path = Path(path)
     if isinstance(links, (str, bytes)):
         raise ConfigError(f"checkpoint links must be a list of file names, e.g. ['last.pt'], got {links!r}")
+    links = tuple(links)
     for name in (path.name, *links):
         _check_file_name(name)
     if path.name in links or len(set(links)) != len(links):
