@@ -61,3 +61,27 @@ def test_resume_after_a_kill_mid_best_link_restores_the_best_weights_and_repairs
         assert torch.equal(mine, theirs)  # the restored best weights, bit for bit
     assert best_step is not None
     ckpt.load_checkpoint(folder / "best.pt")  # recorded again: it verifies
+
+
+def test_an_unrecorded_best_pt_is_named_again_when_the_best_weights_are_not_restored(tmp_path):
+    """The same window with restore_best off, killed in the last epoch's save: nothing reads best.pt at
+    the resume and nothing is left to train; best.pt must still end recorded, naming the best epoch."""
+    from trainwise.callbacks import EarlyStopping
+
+    def run(callbacks, **kwargs):
+        x, y = blobs()
+        trainer = Trainer(mlp(), lr=3e-3, epochs=4, batch_size=32, run_dir=tmp_path / "run", progress=False,
+                          report=False, early_stopping=EarlyStopping(patience=5, restore_best=False),
+                          callbacks=list(callbacks))
+        return trainer.fit((x[:160], y[:160]), (x[160:], y[160:]), **kwargs)
+
+    first = run([])
+    folder = tmp_path / "run" / "checkpoints"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["checkpoints"]["best.pt"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    resumed = run([], resume="auto")
+    assert resumed.status == "completed"
+    best = ckpt.load_checkpoint(folder / "best.pt")  # recorded again: it verifies
+    assert best["run_state"]["step"] == resumed.summary["best_step"]
+    assert first.summary["best_step"] is not None

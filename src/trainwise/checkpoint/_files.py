@@ -8,36 +8,41 @@ import logging
 import math
 import os
 import pickle
-import re
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from trainwise.checkpoint._commit import commit
 from trainwise.checkpoint._manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     TMP_SUFFIX,
-    commit,
     content_problem,
     entry_problem,
     link_or_copy_to_tmp,
     manifest_entry,
     read_manifest,
+    remove_quietly,
     remove_stale_tmp_files,
     verify_file,
     write_error,
-    write_manifest,
     write_tmp,
+)
+from trainwise.checkpoint._retention import (
+    STEP_NAME_PATTERN,
+    check_keep_last,
+    delete_unrecorded,
+    doomed_files,
+    step_files,
 )
 from trainwise.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
 LAST_NAME = "last.pt"
-STEP_NAME_PATTERN = re.compile(r"step-(\d{8,})\.pt")
 
 
 def step_checkpoint_name(step: int) -> str:
@@ -52,13 +57,24 @@ def step_checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(
-    state: dict[str, Any], path: str | Path, *, step: int, epoch: int, fsync: bool = True
+    state: dict[str, Any],
+    path: str | Path,
+    *,
+    step: int,
+    epoch: int,
+    fsync: bool = True,
+    links: Sequence[str] = (),
+    keep_last: int | None = None,
+    protect: Iterable[Path] = (),
 ) -> str:
     """Write ``state`` to ``path`` atomically and record it in the folder's manifest.
 
     The state is serialized once into memory, hashed, written to a temporary file in the
     same folder, flushed, fsynced and renamed over ``path``; the manifest is written last.
     ``"format_version"`` is added to the saved dict (``state`` itself is not changed).
+    ``links`` and retention (``keep_last``) are committed with the file: one manifest write
+    when no recorded name is replaced, two when one is (it is dropped from the manifest
+    before its bytes change), instead of one or two writes per link and one for retention.
 
     Args:
         state: Tensors, numbers, strings, lists and dicts; anything else is refused,
@@ -68,6 +84,11 @@ def save_checkpoint(
         epoch: Epochs completed when the state was captured.
         fsync: Force the bytes to disk before renaming; turn off only where durability
             across a power cut does not matter (a kill of the process is safe either way).
+        links: Plain file names (``"last.pt"``, ``"best.pt"``) made hard links of ``path``
+            (copies where the file system has none), as ``link_checkpoint`` would.
+        keep_last: Apply retention in the same commit, as ``apply_retention`` would; the
+            new file is never deleted. None: no retention.
+        protect: Paths retention keeps (the checkpoint resumed from).
 
     Returns:
         The SHA-256 of the written file, as hex.
@@ -85,9 +106,17 @@ def save_checkpoint(
             the manifest could not be written is left unrecorded.
     """
     path = Path(path)
-    _check_file_name(path.name)
+    if isinstance(links, (str, bytes)):
+        raise ConfigError(f"checkpoint links must be a list of file names, e.g. ['last.pt'], got {links!r}")
+    links = tuple(links)
+    for name in (path.name, *links):
+        _check_file_name(name)
+    if path.name in links or len(set(links)) != len(links):
+        raise ConfigError(f"checkpoint links must be distinct names other than {path.name!r}, got {list(links)}")
     _check_count("step", step)
     _check_count("epoch", epoch)
+    if keep_last is not None:
+        check_keep_last(keep_last)
     if not isinstance(state, dict):
         raise ConfigError(f"checkpoint state must be a dict, got {type(state).__name__}")
     payload = {**state, "format_version": FORMAT_VERSION}
@@ -98,15 +127,31 @@ def save_checkpoint(
         sha256 = hashlib.sha256(data).hexdigest()
         entry = manifest_entry(sha256, data.nbytes, step=step, epoch=epoch)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_tmp_files(path.parent)
-            checkpoints = read_manifest(path.parent)
-            tmp = write_tmp(path, data, fsync=fsync)
-            commit(tmp, path, entry, checkpoints, fsync=fsync)
+            _write_and_commit(path, data, entry, links, keep_last, protect, fsync=fsync)
         except OSError as error:
             raise write_error(path, error) from error
     logger.debug("saved %s (step %d, %d bytes, sha256 %s)", path, step, entry["size"], sha256)
     return sha256
+
+
+def _write_and_commit(path: Path, data: memoryview, entry: dict[str, Any], links: Sequence[str],
+                      keep_last: int | None, protect: Iterable[Path], *, fsync: bool) -> None:
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp_files(folder)
+    checkpoints = read_manifest(folder)
+    doomed = [] if keep_last is None else doomed_files(
+        folder, keep_last, checkpoints, protect=protect, adding=path.name)
+    tmps = {path.name: write_tmp(path, data, fsync=fsync)}
+    try:
+        for name in links:  # links of the temporary file: the same bytes, renamed in after it
+            tmps[name] = link_or_copy_to_tmp(tmps[path.name], folder / name)
+    except OSError:
+        for tmp in tmps.values():
+            remove_quietly(tmp)
+        raise
+    commit(folder, tmps, {name: dict(entry) for name in tmps}, checkpoints, doomed=doomed, fsync=fsync)
+    delete_unrecorded(doomed, note=" (the new checkpoint is saved and recorded)")
 
 
 def link_checkpoint(src: Path, dst_name: str) -> None:
@@ -137,7 +182,7 @@ def link_checkpoint(src: Path, dst_name: str) -> None:
         )
     try:
         tmp = link_or_copy_to_tmp(src, dst)
-        commit(tmp, dst, dict(checkpoints[src.name]), checkpoints, fsync=True)
+        commit(src.parent, {dst_name: tmp}, {dst_name: dict(checkpoints[src.name])}, checkpoints, fsync=True)
     except OSError as error:
         raise write_error(dst, error) from error
 
@@ -227,52 +272,6 @@ def find_resumable(folder: str | Path) -> tuple[Path | None, list[tuple[Path, st
     return None, skipped
 
 
-def apply_retention(
-    folder: str | Path, keep_last: int, *, protect: Iterable[Path] = ()
-) -> list[Path]:
-    """Delete the oldest step-numbered checkpoints in ``folder`` beyond the newest ``keep_last``.
-
-    Only regular files named ``step-<8 or more digits>.pt`` directly inside ``folder``
-    are ever deleted: never ``best.pt``, ``last.pt``, a path in ``protect`` (pass the
-    checkpoint resumed from), another file or anything outside. Files the manifest does
-    not record (left by a crash mid-save) go first, then the lowest steps; protected
-    files do not count toward ``keep_last``. The manifest is updated before files go.
-
-    Returns:
-        The deleted paths, unrecorded ones first, then oldest first.
-
-    Example:
-        >>> apply_retention(folder, keep_last=3, protect=[resumed_from])
-        [PosixPath('.../step-00000040.pt')]
-    """
-    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-        raise ConfigError(f"keep_last must be an int >= 0, got {keep_last!r}")
-    folder = Path(folder)
-    protected = {Path(path).resolve() for path in protect}
-    checkpoints = read_manifest(folder)
-    step_files = sorted(
-        _step_files(folder), key=lambda step_path: (step_path[1].name in checkpoints, step_path[0])
-    )
-    old_files = step_files[: max(len(step_files) - keep_last, 0)]
-    doomed = [path for _, path in old_files if path.resolve() not in protected]
-    if not doomed:
-        return []
-    doomed_names = {path.name for path in doomed}
-    try:
-        if doomed_names & checkpoints.keys():
-            kept = {name: entry for name, entry in checkpoints.items() if name not in doomed_names}
-            write_manifest(folder, kept, fsync=True)
-        for path in doomed:
-            path.unlink(missing_ok=True)
-    except OSError as error:
-        raise CheckpointError(
-            f"cannot delete old checkpoint in {folder}: {error.strerror or error}; check the "
-            "folder's permissions"
-        ) from error
-    logger.debug("retention deleted %s", ", ".join(path.name for path in doomed))
-    return doomed
-
-
 _LOADABLE_LEAF_TYPES = frozenset(
     {str, bytes, bytearray, int, float, complex, bool, type(None), torch.Tensor,
      torch.nn.Parameter, torch.Size, torch.dtype, torch.device, torch.layout}
@@ -324,21 +323,9 @@ def _check_file_name(name: str) -> None:
         )
 
 
-def _step_files(folder: Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of the regular step-numbered files directly inside ``folder``."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for entry in os.scandir(folder):
-        match = STEP_NAME_PATTERN.fullmatch(entry.name)
-        if match and entry.is_file(follow_symlinks=False):
-            found.append((int(match.group(1)), Path(entry.path)))
-    return found
-
-
 def _resume_candidates(folder: Path, checkpoints: dict[str, dict[str, Any]]) -> list[Path]:
     """Step-numbered files and ``last.pt``, on disk or in the manifest, newest first."""
-    names = {path.name for _, path in _step_files(folder)} | {
+    names = {path.name for _, path in step_files(folder)} | {
         name for name in checkpoints if STEP_NAME_PATTERN.fullmatch(name)
     }
     if (folder / LAST_NAME).is_file() or LAST_NAME in checkpoints:

@@ -86,38 +86,6 @@ def link_or_copy_to_tmp(src: Path, dst: Path) -> Path:
     return tmp
 
 
-def commit(
-    tmp: Path, path: Path, entry: dict[str, Any], checkpoints: dict[str, Any], *, fsync: bool
-) -> None:
-    """Rename ``tmp`` over ``path`` and record ``entry``; on OSError undo what can be undone.
-
-    An entry is dropped from the manifest before its file is replaced, so the manifest
-    never describes bytes that are no longer there.
-    """
-    folder = path.parent
-    previous = checkpoints.get(path.name)
-    path_existed = os.path.lexists(path)
-    renamed = False
-    try:
-        if previous is not None:
-            without = {name: item for name, item in checkpoints.items() if name != path.name}
-            write_manifest(folder, without, fsync=fsync)
-        os.replace(tmp, path)
-        renamed = True
-        if os.path.lexists(tmp):  # tmp and path were links to one file: rename() did nothing
-            remove_quietly(tmp)
-        fsync_folder(folder, fsync=fsync)
-        write_manifest(folder, {**checkpoints, path.name: entry}, fsync=fsync)
-    except OSError:
-        remove_quietly(tmp)
-        if not renamed and previous is not None:
-            with contextlib.suppress(OSError):
-                write_manifest(folder, checkpoints, fsync=fsync)
-        elif renamed and not path_existed:
-            remove_quietly(path)
-        raise
-
-
 def write_manifest(folder: Path, checkpoints: dict[str, Any], *, fsync: bool) -> None:
     """Replace the manifest atomically; on OSError the old one is untouched and no tmp is left."""
     manifest = {"format_version": FORMAT_VERSION, "checkpoints": checkpoints}

@@ -48,12 +48,11 @@ class Checkpointer:
             self.latest = path
             return path
         self.folder.mkdir(parents=True, exist_ok=True)
-        ckpt.save_checkpoint(state, path, step=step, epoch=epoch)
-        ckpt.link_checkpoint(path, "last.pt")
-        if best:
-            ckpt.link_checkpoint(path, "best.pt")
+        # One commit: the step file, its links and retention (see checkpoint/_commit.py).
+        links = ("last.pt", "best.pt") if best else ("last.pt",)
+        ckpt.save_checkpoint(state, path, step=step, epoch=epoch, links=links, keep_last=self.keep_last,
+                             protect=self.protect)
         self.latest = path
-        ckpt.apply_retention(self.folder, self.keep_last, protect=self.protect | {path})
         return path
 
     def adopt(self, resumed_from: Path) -> None:
@@ -255,12 +254,24 @@ class LoopCheckpoint:
         s = self.loop.state
         self.load_state_dict(state)
         self.checkpointer.adopt(Path(path))
+        self._repair_best_link()
         self._reload_best_weights()
         # Early stopping had ended the run: it stays ended (resuming only finishes it); any other
         # saved status (interrupted) continues.
         s.should_stop = s.status in ("stopped_early", "pruned")
         if not s.should_stop:
             s.status, s.stop_reason = "running", None
+
+    def _repair_best_link(self) -> None:
+        """A kill inside a save that moves best.pt can leave it unrecorded (dropped from the manifest
+        before its bytes change); the best step's file, recorded, is what it names again, whether or
+        not the best weights are restored at the end."""
+        folder, step = self.checkpointer.folder, self.loop.state.best.step
+        if not self.checkpointer.write or step is None or not folder.is_dir():
+            return
+        checkpoints, step_name = ckpt.read_manifest(folder), ckpt.step_checkpoint_name(step)
+        if "best.pt" not in checkpoints and step_name in checkpoints:
+            ckpt.link_checkpoint(folder / step_name, "best.pt")
 
     def _reload_best_weights(self) -> None:
         """The best epoch's weights, for restoring at the end, come from best.pt (a checkpoint does
