@@ -64,8 +64,9 @@ def run_method(method: str, seed: int, configs: int, epochs: int, folder: Path) 
         if row["state"] == "complete" and row["value"] is not None:
             best = max(best, row["value"])
         curve.append((spent, best))
+    trials = [[r["state"][0], r["epochs"], None if r["value"] is None else round(r["value"], 4)] for r in result.rows]
     return {"curve": curve, "compute": spent, "best": best, "seconds": round(time.perf_counter() - began, 1),
-            "pruned": sum(r["state"] == "pruned" for r in result.rows)}
+            "pruned": sum(r["state"] == "pruned" for r in result.rows), "trials": trials}
 
 
 def best_at(curve: list[tuple[int, float]], compute: float) -> float:
@@ -136,7 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             for method in METHODS:
                 runs[method].append(run_method(method, seed, configs, epochs, Path(tmp)))
                 print(f"{method} seed {seed}: best {runs[method][-1]['best']:.4f}, "
-                      f"{runs[method][-1]['compute']} epochs", flush=True)
+                      f"{runs[method][-1]['compute']} epochs, {runs[method][-1]['seconds']} s", flush=True)
+            # every finished seed is written, so that a long run cut short keeps what it measured
+            write(args, runs, configs, epochs, began)
+    return 0
+
+
+def write(args: Any, runs: dict[str, list[dict[str, Any]]], configs: int, epochs: int, began: float) -> None:
+    seeds = len(runs["random"])
     summary = summarize(runs)
     png = (args.out if args.out != RESULTS_DIR else RESULTS_DIR) / "search_efficiency.png"
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -152,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         "figure": summary, "headline": headline, "meets_target": bool(meets),
         "target": "ASHA/HyperBand within 0.5 pt of random's best at <= 1/3 of its compute; TPE+HyperBand best "
                   "at equal compute",
-        "config": {"configs": configs, "max_epochs": epochs, "seeds": seeds, "space": SPACE, "grid": GRID,
+        "config": {"configs": configs, "max_epochs": epochs, "seeds": seeds, "seeds_planned": args.seeds,
+                   "space": SPACE, "grid": GRID,
                    "model": "MLP on MNIST-1D (3,600 train / 400 val)", "reduction_factor": 3, "min_resource": 1},
         "runs": {m: [{k: v for k, v in r.items()} for r in rs] for m, rs in runs.items()},
         "plot": str(png), "seconds": round(time.perf_counter() - began, 1), "quick": args.quick,
         "machine": machine_info()})
-    return 0
 
 
 if __name__ == "__main__":
