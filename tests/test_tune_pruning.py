@@ -15,7 +15,7 @@ import trainwise
 
 
 def scripted_search(tmp_path: Path, scores: dict[int, list[float]], *, pruner: str, epochs: int,
-                    study: str = "rungs") -> list[dict]:
+                    min_resource: int = 1, study: str = "rungs") -> list[dict]:
     """A search whose trial ``n`` logs ``val_score = scores[n][epoch - 1]`` after each epoch."""
     torch.manual_seed(0)
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
@@ -31,7 +31,7 @@ def scripted_search(tmp_path: Path, scores: dict[int, list[float]], *, pruner: s
 
     result = trainwise.tune(objective, space={"unused": {"choice": [0, 1]}}, n_trials=len(scores),
                             metric="val_score", direction="maximize", sampler="random", pruner=pruner,
-                            min_resource=1, reduction_factor=3, max_epochs=epochs, study=study,
+                            min_resource=min_resource, reduction_factor=3, max_epochs=epochs, study=study,
                             study_dir=tmp_path / study, seed=0, plots=False)
     return result.rows
 
@@ -68,3 +68,11 @@ def test_a_run_ended_by_max_steps_is_not_pruned_at_its_end(tmp_path: Path) -> No
     assert last_epoch(RunState(epoch=3, max_epochs=3)) and not last_epoch(RunState(epoch=2, max_epochs=3))
     assert last_epoch(RunState(epoch=1, max_epochs=9, step=10, max_steps=10))
     assert not last_epoch(RunState(epoch=1, max_epochs=9, step=5, max_steps=10))
+
+
+def test_the_median_pruner_lets_every_trial_train_min_resource_epochs(tmp_path: Path) -> None:
+    # min_resource 3: trial 3 trails the median of trials 0-2 from its first epoch, and may be pruned
+    # after its third epoch at the earliest (the halving pruners' first rung is at epoch 3 too).
+    scores = {0: [0.5, 0.6, 0.7, 0.8], 1: [0.5, 0.6, 0.7, 0.8], 2: [0.5, 0.6, 0.7, 0.8], 3: [0.1, 0.1, 0.1, 0.1]}
+    rows = scripted_search(tmp_path, scores, pruner="median", epochs=4, min_resource=3)
+    assert [(r["state"], r["epochs"]) for r in rows] == [("complete", 4)] * 3 + [("pruned", 3)]
