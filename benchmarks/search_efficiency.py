@@ -129,10 +129,13 @@ def plot(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
         xs = list(range(1, top + 1))
         ys = [100 * statistics.mean(best_at(r["curve"], x) for r in seeds) for x in xs]
         axes.step(xs, ys, where="post", label=method)
+    third = statistics.mean(r["compute"] for r in runs["random"]) / 3
+    axes.axvline(third, color="grey", linestyle=":", label="1/3 of random's compute")
     axes.set_xlabel("epochs of training spent (all trials)")
     axes.set_ylabel("best val accuracy so far (%), mean of seeds")
     axes.set_title("MNIST-1D search: accuracy vs compute")
-    axes.set_ylim(bottom=max(0, axes.get_ylim()[0]))
+    finals = [100 * statistics.mean(r["best"] for r in seeds) for seeds in runs.values()]
+    axes.set_ylim(bottom=max(0.0, min(finals) - 12), top=max(finals) + 2)  # the curves' end, not their start
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
