@@ -210,7 +210,9 @@ def make_pruner(settings: TuneSettings, max_epochs: int) -> Any:
     if p == "none":
         return optuna.pruners.NopPruner()
     if p == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=eta, n_warmup_steps=r - 1)
+        # steps are epochs counted from 1, and Optuna's earliest pruning step is n_warmup_steps:
+        # a trial trains min_resource epochs before it can be pruned (as the halving pruners' first rung)
+        return optuna.pruners.MedianPruner(n_startup_trials=eta, n_warmup_steps=r)
     if p == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=r, reduction_factor=eta)
     return optuna.pruners.HyperbandPruner(min_resource=r, max_resource=max(max_epochs, r), reduction_factor=eta)

@@ -43,9 +43,20 @@ class TrialReporter(Callback):
         if not math.isfinite(value):
             return
         self.trial.report(value, epoch)
-        if self.trial.should_prune():
+        # The pruner is asked at every epoch (it records the trial's value at its rung), but the
+        # last epoch is the top rung, never a pruning point: Li et al.'s ASHA and HyperBand complete
+        # the trials that reach R, Ray's ASHA ends them at max_t as finished. Optuna's halving
+        # pruners know no maximum and judge a trial there too: pruning it saves nothing and drops a
+        # fully trained trial's value (HyperBand's last bracket, which prunes nothing, would
+        # prune 2/3 of its trials at R).
+        if self.trial.should_prune() and not last_epoch(trainer.state):
             trainer.stop(f"pruned by the {self.pruner} pruner after epoch {epoch}: {self.metric} {value:.4g} "
                          "trails the trials that reached this epoch", status="pruned")
+
+
+def last_epoch(state: Any) -> bool:
+    """Whether the epoch that just ended is the run's last (its epochs or its max_steps reached)."""
+    return state.epoch >= state.max_epochs or (state.max_steps is not None and state.step >= state.max_steps)
 
 
 @dataclass
