@@ -225,3 +225,41 @@ def test_a_configure_optimizers_trainwise_does_not_call_is_named_with_the_optimi
     result = Trainer(model, optimizer=model.configure_optimizers(), epochs=1, run_dir=tmp_path / "b", progress=False,
                      report=False).fit(data)
     assert not any("configure_optimizers" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"loss": "sparse_categorical_crossentropy"}, r"unknown loss 'sparse_categorical_crossentropy'; that is 'cross_entropy' here"),
+    ({"loss": "binary_crossentropy"}, r"that is task='binary' \(its default loss is BCE on logits\) here"),
+    ({"precision": "16-mixed"}, r"unknown precision '16-mixed'; that is 'fp16' here"),
+    ({"optimizer": torch.optim.Adam}, r"optimizer=Adam is a class; pass it built on the model's parameters"),
+    ({"metrics": ["accuracy", "precision"]}, r"metric 'precision' is not a built-in figure"),
+])
+def test_other_tools_values_get_the_trainwise_value(tmp_path, arguments, message):
+    with pytest.raises(ConfigError, match=message):
+        Trainer(nn.Linear(4, 3), epochs=1, run_dir=tmp_path, progress=False, report=False, **arguments).fit(
+            torch.randn(20, 4), torch.randint(0, 3, (20,)))
+
+
+def test_keras_metric_names_of_built_in_figures_are_accepted_and_reported(tmp_path):
+    x, y = torch.randn(60, 4), torch.randint(0, 3, (60,))
+    result = Trainer(nn.Linear(4, 3), metrics=["accuracy", "acc"], epochs=1, run_dir=tmp_path, progress=False,
+                     report=False).fit((x[:40], y[:40]), (x[40:], y[40:]))
+    assert "val_accuracy" in result.history[-1] and "val_acc" not in result.history[-1]
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.int8])
+def test_narrow_integer_labels_train_in_memory_and_from_a_dataloader(tmp_path, dtype):
+    from torch.utils.data import DataLoader, TensorDataset
+    x, y = torch.randn(60, 4), torch.randint(0, 3, (60,)).to(dtype)
+    trainer = Trainer(nn.Linear(4, 3), epochs=1, batch_size=16, run_dir=tmp_path / "a", progress=False, report=False)
+    assert trainer.fit(x, y).status == "completed"
+    assert trainer.evaluate(x, y)["loss"] == pytest.approx(trainer.evaluate(x, y.long())["loss"])
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    assert Trainer(nn.Linear(4, 3), epochs=1, run_dir=tmp_path / "b", progress=False,
+                   report=False).fit(loader, (x, y)).status == "completed"
+
+
+def test_a_float64_model_on_float32_data_is_named_as_a_dtype_mismatch(tmp_path):
+    with pytest.raises(DataError, match=r"must share a dtype: model.float\(\)"):
+        Trainer(nn.Linear(4, 3).double(), epochs=1, run_dir=tmp_path, progress=False, report=False).fit(
+            torch.randn(20, 4), torch.randint(0, 3, (20,)))

@@ -24,13 +24,13 @@ def did_you_mean(value: Any, choices: Iterable[str]) -> str:
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise a ConfigError naming them."""
+    """Return ``value`` if it is one of ``choices``, else raise a ConfigError naming them (and, for
+    another tool's name of a value, Keras' ``sparse_categorical_crossentropy``, the trainwise one)."""
     options = tuple(choices)
     if value not in options:
-        raise ConfigError(
-            f"unknown {name} {value!r}{did_you_mean(value, options)} "
-            f"(valid: {', '.join(options)})"
-        )
+        ours = OTHER_TOOLS_VALUES.get(name, {}).get(str(value))
+        hint = f"; that is {ours} here" if ours else did_you_mean(value, options)
+        raise ConfigError(f"unknown {name} {value!r}{hint} (valid: {', '.join(options)})")
     return str(value)
 
 
@@ -150,3 +150,17 @@ def unknown_arguments(owner: str, given: Iterable[str], known: Iterable[str]) ->
             hints.append(f"{name}=" + (f": did you mean {match}=?" if match else " is not one"))
     noun = "argument" if len(hints) == 1 else "arguments"
     return f"{owner} got unknown {noun}: {'; '.join(hints)} (help({owner}) lists them)"
+
+# Other tools' names of a value (Keras' losses, torch's loss classes, Lightning's precision strings).
+_CROSS_ENTROPY, _BINARY = "'cross_entropy'", "task='binary' (its default loss is BCE on logits)"
+OTHER_TOOLS_VALUES = {
+    "loss": {"sparse_categorical_crossentropy": _CROSS_ENTROPY, "categorical_crossentropy": _CROSS_ENTROPY,
+             "CrossEntropyLoss": _CROSS_ENTROPY, "nll": _CROSS_ENTROPY, "crossentropy": _CROSS_ENTROPY,
+             "mean_squared_error": "'mse'", "MSELoss": "'mse'", "l2": "'mse'",
+             "mean_absolute_error": "'mae'", "L1Loss": "'mae'", "l1": "'mae'",
+             "huber_loss": "'huber'", "SmoothL1Loss": "'huber'", "HuberLoss": "'huber'",
+             "binary_crossentropy": _BINARY, "BCEWithLogitsLoss": _BINARY, "bce": _BINARY, "BCELoss": _BINARY},
+    "precision": {"16-mixed": "'fp16'", "16": "'fp16'", "bf16-mixed": "'bf16'", "bf16-true": "'bf16'",
+                  "32": "'fp32'", "32-true": "'fp32'", "float16": "'fp16'", "bfloat16": "'bf16'",
+                  "float32": "'fp32'"},
+}

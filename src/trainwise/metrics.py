@@ -292,10 +292,27 @@ def class_weights_of(weights: Any) -> Union[torch.Tensor, str, None]:
                           f"got {weights!r}") from exc
 
 
+# The figures every run reports (Keras' names for them too): asking for one by name changes nothing.
+BUILT_IN_FIGURES = {"accuracy": "accuracy", "acc": "accuracy", "sparse_categorical_accuracy": "accuracy",
+                    "categorical_accuracy": "accuracy", "macro_f1": "macro_f1", "f1": "macro_f1",
+                    "top5_accuracy": "top5_accuracy", "rmse": "rmse", "mae": "mae", "mean_absolute_error": "mae",
+                    "r2": "r2", "loss": "loss"}
+
+
 def named_metrics(metrics: Any) -> dict[str, Callable]:
-    """``{name: fn(outputs, targets)}`` from a dict, or a list named by ``__name__``."""
+    """``{name: fn(outputs, targets)}`` from a dict, or a list named by ``__name__``; the names of
+    built-in figures (``"accuracy"``, as Keras users write them) are reported anyway and add nothing."""
     if metrics is None:
         return {}
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, Mapping):
+        unknown = [m for m in metrics if isinstance(m, str) and m not in BUILT_IN_FIGURES]
+        if unknown:
+            raise ConfigError(f"metric {unknown[0]!r} is not a built-in figure (every run reports accuracy, macro_f1, "
+                              "top5_accuracy for classification; rmse, mae, r2 for regression); pass a callable "
+                              "fn(outputs, targets) for others, e.g. metrics={'name': fn}")
+        metrics = [m for m in metrics if not isinstance(m, str)]
     items = metrics.items() if isinstance(metrics, Mapping) else ((getattr(f, "__name__", None), f) for f in metrics)
     named = {}
     for name, fn in items:

@@ -175,6 +175,10 @@ class Trainer:
         if not self.user_optimizer:
             from trainwise.optim import OPTIMIZER_NAMES
 
+            if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+                raise ConfigError(f"optimizer={optimizer.__name__} is a class; pass it built on the model's "
+                                  f"parameters, optimizer={optimizer.__name__}(model.parameters(), lr=...), or a "
+                                  f"name ({', '.join(OPTIMIZER_NAMES)})")
             check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
         self.lr = check_lr(lr, optimizer)
         self.lr_find = dict(lr_find or {})  # LRFinder settings for lr="auto": start_lr, end_lr, num_steps, rule

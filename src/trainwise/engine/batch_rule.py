@@ -141,3 +141,13 @@ def head(batch: Any, n: int) -> Any:
     if isinstance(batch, (tuple, list)):
         return type(batch)(head(value, n) for value in batch)
     return batch
+
+
+def cannot_take(exc: Exception, shape: Any) -> DataError:
+    """The one-line error for a model that failed on a sample of the inputs: a dtype mismatch named as
+    such (a float64 model, float32 data), anything else as a size mismatch."""
+    if "dtype" in str(exc) or "Double" in str(exc):
+        return DataError(f"the model cannot take the inputs: {exc}; the model's parameters and the inputs must "
+                         "share a dtype: model.float() for float32 inputs (trainwise gives float arrays as float32)")
+    return DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
+                     "check that the model's input size matches the data")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from trainwise.distributed.ops import world
-from trainwise.engine.batch_rule import CallRule, call_model, head
+from trainwise.engine.batch_rule import CallRule, call_model, cannot_take, head
 from trainwise.engine.loss_rule import LossRule
 from trainwise.errors import ConfigError, DataError
 from trainwise.data.loader import to_device
@@ -180,8 +180,7 @@ def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional
                 shape = tuple(sample.shape[1:]) if isinstance(sample, torch.Tensor) else \
                     {k: tuple(v.shape[1:]) for k, v in sample.items() if isinstance(v, torch.Tensor)} \
                     if isinstance(sample, dict) else type(sample).__name__
-                raise DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
-                                "check that the model's input size matches the data") from exc
+                raise cannot_take(exc, shape) from exc
             rule = trainer.batch_loss.rule_for(raw, head(targets, 2), sample)
             trainer.task = rule.task
             refuse_unused_training_step(model, rule, trainer.loss_spec)

@@ -74,7 +74,7 @@ class LossRule:
         if self.label == "cross_entropy":
             if self.soft_labels or self.label_smoothing or self.class_weights is not None or not all_counted:
                 return None
-            return cross_entropy_mean(outputs, targets if not targets.is_floating_point() else targets.long(),
+            return cross_entropy_mean(outputs, targets if targets.dtype in (torch.long, torch.uint8) else targets.long(),
                                       class_axis=self.class_axis or 1)
         return self.mean_fn(outputs, self._shaped_targets(outputs, targets)), outputs.shape[0] if outputs.dim() else 1
 
@@ -91,7 +91,7 @@ class LossRule:
         axis = self.class_axis or 1
         if self.soft_labels:
             return soft_cross_entropy_sum(outputs, targets, class_axis=axis, label_smoothing=self.label_smoothing)
-        if targets.is_floating_point():
+        if targets.dtype not in (torch.long, torch.uint8):  # float class indices, int32 labels: torch takes int64
             targets = targets.long()
         options = dict(class_axis=axis, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing,
                        class_weights=self.class_weights)

@@ -13,6 +13,7 @@ from torch import nn
 
 from trainwise.data import check_arrays
 from trainwise.data.checks import check_labels
+from trainwise.engine.batch_rule import cannot_take
 from trainwise.engine.loss_rule import decide_task
 from trainwise.errors import ConfigError, DataError, TrainwiseError
 from trainwise.data.loader import as_tensors, as_tensor_dict, main_output, to_device
@@ -35,8 +36,7 @@ def probe(model: nn.Module, inputs: Any, device: torch.device) -> torch.Tensor:
             outputs = model(to_device(inputs, device))
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-        raise DataError(f"the model cannot take inputs of shape {shape}: {exc}; "
-                        "check that the model's input size matches the data") from exc
+        raise cannot_take(exc, shape) from exc
     finally:
         model.train(was_training)
     return main_output(outputs)
@@ -85,6 +85,8 @@ def check_targets(data: Any, split: str, *, task: Optional[str], positions: bool
             if not torch.equal(y, y.round()):
                 raise DataError(f"{split} targets are fractional but the loss is a classification loss; "
                                 "use integer class labels, or a regression loss (mse, mae, huber)")
+            y = y.long()
+        elif y.dtype not in (torch.long, torch.uint8):  # int32/int16 labels (numpy, pandas): torch's losses take int64
             y = y.long()
         counted = y != ignore_index
         if positions or not bool(counted.all()):  # per-position labels, or ignored ones: the counted labels
