@@ -193,7 +193,8 @@ class Runner:
         run, finder, curve = self._fit(seed, "auto")
         # suggestion is None when the test gave none: the Trainer then trained at its fallback lr.
         return {"seed": seed, "lr": finder.get("suggestion"), "trained_lr": run.pop("trained_lr"),
-                "rule": finder.get("rule"), "suggestions": finder.get("suggestions"), "reason": finder.get("reason"), **run,
+                "rule": finder.get("rule"), "suggestions": finder.get("suggestions"), "reason": finder.get("reason"),
+                "tests_averaged": finder.get("tests_averaged", 1), **run,
                 "curve": compact_curve(curve)}
 
     def train(self, seed: int, lr: float) -> dict[str, Any]:
@@ -251,15 +252,16 @@ def compare(suggested: list[dict[str, Any]], sweep_accuracy: dict[float, float])
 
 
 def run_recipe(name: str, recipe: Recipe, *, lrs: tuple[float, ...], seeds: int, device: str,
-               mnist_root: Path, earlier_sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+               mnist_root: Path, earlier_sweep: dict[str, Any] | None = None, first_seed: int = 0) -> dict[str, Any]:
     """lr=auto and the sweep on one recipe; with ``earlier_sweep`` (a recipe's entry of an earlier result) only
     lr=auto runs and the sweep's figures are that entry's (the sweep does not depend on the suggestion rule)."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         runner = Runner(recipe, device=device, mnist_root=mnist_root, scratch=Path(scratch))
-        suggested = [runner.suggest_and_train(seed) for seed in range(seeds)]
+        seed_list = range(first_seed, first_seed + seeds)
+        suggested = [runner.suggest_and_train(seed) for seed in seed_list]
         if earlier_sweep is None:
-            sweep = {lr: [runner.train(seed, lr) for seed in range(seeds)] for lr in lrs}
+            sweep = {lr: [runner.train(seed, lr) for seed in seed_list] for lr in lrs}
             sweep_runs: Any = {f"{lr:g}": runs for lr, runs in sweep.items()}
             sweep_accuracy = sweep_means(sweep)
         else:
@@ -318,17 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides for every run (e.g. train.lr_find.rule=valley to measure another rule)")
     parser.add_argument("--name", default="lr_suggestion", help="the result file's name (default lr_suggestion)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (fresh seeds: e.g. 5)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=None, help="the sweep's lrs (default the 7 of SWEEP)")
     args = parser.parse_args(argv)
     common.quiet_logs()
     common.pin_threads(args.threads)
     device = common.resolve_device(args.device)
     recipes = QUICK_RECIPES if args.quick else {name: RECIPES[name] for name in args.recipes or RECIPES}
     recipes = {name: dataclasses.replace(recipe, overrides=(*recipe.overrides, *args.set)) for name, recipe in recipes.items()}
-    lrs = QUICK_SWEEP if args.quick else SWEEP
+    lrs = QUICK_SWEEP if args.quick else tuple(args.lrs or SWEEP)
     start, cpu_start = time.perf_counter(), time.process_time()
     earlier = load_sweeps(args.sweep_from)
     results = [run_recipe(name, recipe, lrs=lrs, seeds=args.seeds or recipe.seeds, device=args.device,
-                          mnist_root=args.mnist_root, earlier_sweep=earlier.get(name)) for name, recipe in recipes.items()]
+                          mnist_root=args.mnist_root, earlier_sweep=earlier.get(name), first_seed=args.first_seed)
+               for name, recipe in recipes.items()]
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     print_tables(results, lrs)
     meets = all(r["within_1pt"] for r in results)
@@ -342,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                # CPU time of this process (all its threads): on a machine shared with other jobs, wall time overstates the cost.
                "cpu_seconds": round(cpu, 1), "machine": common.machine_info(), "quick": args.quick,
                "defaults": defaults_in_effect(), "sweep_from": [str(path) for path in args.sweep_from],
-               "overrides": args.set,
+               "overrides": args.set, "first_seed": args.first_seed,
                "device": str(device)}
     common.write_result(args.out, common.result_name(args.name, device), payload)
     return 0

@@ -97,10 +97,15 @@ def recorded() -> dict:
 
 
 def test_a_recorded_slow_learner_read_far_too_low_by_one_test_is_outvoted_by_the_mean(recorded: dict) -> None:
-    curves = [(recorded["lrs"], losses, raw) for losses, raw in zip(recorded["losses"], recorded["raw"])]
-    alone = [suggest(*curve[:2], "edge", curve[2])[0] for curve in curves]
-    mean = suggest(*_mean_curve(curves)[:2], "edge", _mean_curve(curves)[2])[0]
-    assert [round(lr, 5) for lr in alone] == recorded["alone"]
-    assert round(mean, 5) == recorded["mean"]
-    low, high = recorded["good_band"]  # the lrs within a point of the recipe's best in its sweep
-    assert min(alone) < low <= mean <= high
+    """Three retries of one shaping recipe's range test, from the same weights: one alone reads 5.1e-3 (where the
+    recipe trains to ~70%), the mean of the three reads 1.29e-2. That is not the recipe's best lr (3e-2): the mean
+    halves the spread of the reading, it does not move its centre (docs/notes/issue-22-r4-lr.md)."""
+    lrs = recorded["lrs"]
+    curves = [(lrs[: len(losses)], losses, raw) for losses, raw in zip(recorded["losses"], recorded["raw"])]
+    alone = [round(suggest(*curve[:2], "edge", curve[2])[0], 5) for curve in curves]
+    mean_curve = _mean_curve(curves)
+    mean = round(suggest(mean_curve[0], mean_curve[1], "edge", mean_curve[2])[0], 5)
+    assert alone == recorded["alone"] == [0.01869, 0.00511, 0.02969]
+    assert mean == recorded["mean"] == 0.01291
+    assert len(mean_curve[0]) == min(len(losses) for losses in recorded["losses"]) == 198
+    assert min(alone) < mean / 2 and sorted(alone)[1] / 1.5 < mean < max(alone)
