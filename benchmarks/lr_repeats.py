@@ -2,7 +2,8 @@
 
 ``--collect RECIPE[,RECIPE] FIRST-LAST`` runs the range test as ``lr=auto`` does (the budgeted test, then, when it
 gave no suggestion, the retry's length) ``--restarts`` times per seed from the same weights, each over another
-batch order (a source's epochs shifted by ``REPEAT_EPOCH_SHIFT``), and adds the raw curves to
+batch order (a source's epochs shifted by ``REPEAT_EPOCH_SHIFT``; lr=auto's repeats also reseed the RNGs, so
+its draws are like these, not the same), and adds the raw curves to
 ``results/lr_repeats_curves.json``. Without it the script reads that file and prints, per recipe, how the edge
 rule's reading spreads (log10 lr) when read off one test, off the mean of 3 (every 3 of a seed's restarts) and as
 the median of 3 single readings, with the gap to the recipe's best sweep lr (sweep accuracy interpolated in log
