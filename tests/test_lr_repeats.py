@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from trainwise.data.loader import InMemoryBatches
-from trainwise.lr.finder import RETRY_REPEATS, LRFinder, _mean_curve
+from trainwise.lr.finder import LRFinder, _mean_curve
 from trainwise.lr.result import save_lr_find
 from trainwise.lr.suggest import suggest
 
@@ -38,11 +38,11 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, 1 + 0.01 * torch.randn(96, 1, generator=g)
 
 
-def run(source, **arguments):
+def run(source, retry_repeats=3, **arguments):
     torch.manual_seed(3)
     model = Silent()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    return LRFinder(model, optimizer, nn.MSELoss(), num_steps=20, **arguments).run(source)
+    return LRFinder(model, optimizer, nn.MSELoss(), num_steps=20, retry_repeats=retry_repeats, **arguments).run(source)
 
 
 def test_a_retry_is_the_mean_of_tests_over_other_batch_orders_and_its_first_is_the_single_retry() -> None:
@@ -50,7 +50,7 @@ def test_a_retry_is_the_mean_of_tests_over_other_batch_orders_and_its_first_is_t
     loader.set_epoch(2)  # the run that follows starts at epoch 2
     state = copy.deepcopy(loader.state_dict())
     result = run(loader)
-    assert result.suggestion is None and len(result.lrs) == 40 and len(result.repeats) == RETRY_REPEATS == 3
+    assert result.suggestion is None and len(result.lrs) == 40 and len(result.repeats) == 3
     np.testing.assert_allclose(result.raw_losses, np.mean(result.repeats, axis=0), rtol=1e-12)
     # the first test is the one a single retry measures, bit for bit; the others saw other batches
     assert result.repeats[0] == run(loader, retry_repeats=1).raw_losses
@@ -73,7 +73,8 @@ def test_a_single_retry_keeps_no_repeats_and_a_curve_with_a_suggestion_is_never_
     assert run(loader, retry_repeats=1).repeats == []
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
-    result = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), num_steps=60).run(loader)
+    result = LRFinder(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), num_steps=60,
+                      retry_repeats=3).run(loader)
     assert result.suggestion is not None and result.repeats == [] and len(result.lrs) <= 60
 
 
