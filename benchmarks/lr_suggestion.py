@@ -291,7 +291,9 @@ def print_tables(results: list[dict[str, Any]], lrs: tuple[float, ...]) -> None:
     print("\nsweep: mean test accuracy % by lr")
     print(f"{'recipe':<13} " + " ".join(f"{lr:>7g}" for lr in lrs))
     for r in results:
-        print(f"{r['dataset']:<13} " + " ".join(f"{r['sweep_accuracy'][f'{lr:g}']:>7.2f}" for lr in lrs))
+        # a sweep reused from an earlier file may have other lrs: those it lacks print as "-"
+        print(f"{r['dataset']:<13} " + " ".join(f"{r['sweep_accuracy'][f'{lr:g}']:>7.2f}" if f"{lr:g}" in r["sweep_accuracy"]
+                                                else f"{'-':>7}" for lr in lrs))
 
 
 def defaults_in_effect() -> dict[str, Any]:
