@@ -99,6 +99,7 @@ def _draw_curve(axes: Any, result: LRFinderResult) -> None:
             alone = smooth_in_decades(np.asarray(result.lrs), np.asarray(raw))
             axes.plot(result.lrs, alone, color="0.6", linewidth=0.8, linestyle=":",
                       label="each test (batch orders), smoothed" if number == 0 else None)
+            bottom = min(bottom, float(alone.min()))  # each test's floor stays in view
     span = (top - bottom) or abs(top) or 1.0
     axes.set_ylim(bottom - 0.1 * span, top + 0.3 * span)
     colors = {rule: f"C{number}" for number, rule in enumerate(SUGGESTION_RULES, start=1)}
