@@ -33,6 +33,7 @@ DIGITS = str(ROOT / "examples" / "digits.yaml")
     ("train.loss=cross_entopy", "got 'cross_entopy'; did you mean 'cross_entropy'?"),
     ("train.precision=bf61", "got 'bf61'; did you mean 'bf16'?"),
     ("train.lr_find.rule=valey", "unknown train.lr_find.rule 'valey'; did you mean 'valley'?"),
+    ("train.lr_find.retry_repeats=0", "train.lr_find.retry_repeats: Input should be greater than or equal to 1, got 0"),
 ])
 def test_dry_run_rejects_unknown_names(override: str, message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", DIGITS, override, "--dry-run"]) == 2

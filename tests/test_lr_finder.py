@@ -19,6 +19,7 @@ from trainwise.errors import ConfigError, DataError
 from trainwise.lr.finder import (
     MIN_POINTS,
     NONFINITE_AT_START,
+    RETRY_REPEATS,
     SUGGESTION_RULES,
     LRFinder,
     LRFinderResult,
@@ -276,7 +277,8 @@ def test_a_curve_without_suggestion_is_measured_again_twice_as_long() -> None:
     weights_before = copy.deepcopy(model.state_dict())
     result = finder.run(regression_batches())
 
-    assert len(calls) == 20 + 2 * 20 and len(result.lrs) == 40
+    # the retry: RETRY_REPEATS tests of twice the steps, averaged over the steps all recorded
+    assert len(calls) == 20 + RETRY_REPEATS * 2 * 20 and len(result.lrs) == 40
     # The second test's schedule spans the same range in twice the steps.
     assert result.lrs[0] == 1e-7 and result.lrs[-1] == pytest.approx(10.0, rel=1e-12)
     assert result.reason is None and result.suggestion is not None
@@ -296,7 +298,7 @@ def test_a_curve_that_never_gives_a_suggestion_says_why_after_the_second_test() 
     calls: list[int] = []
     _, finder = sgd_finder(scripted_loss(lambda call: 2.3, calls), num_steps=20)
     result = finder.run(regression_batches())
-    assert len(calls) == 20 + 40 and len(result.lrs) == 40
+    assert len(calls) == 20 + RETRY_REPEATS * 40 and len(result.lrs) == 40
     assert result.suggestion is None and result.reason.startswith("loss curve is flat")
 
 
@@ -574,7 +576,7 @@ def test_save_lr_find_writes_json_and_png(tmp_path: Any, losses: np.ndarray) -> 
 
     assert (json_path, png_path) == (tmp_path / "run/lr_find.json", tmp_path / "run/lr_find.png")
     saved = json.loads(json_path.read_text())
-    keys = {"lrs", "losses", "raw_losses", "suggestion", "rule", "reason", "suggestions"}
+    keys = {"lrs", "losses", "raw_losses", "suggestion", "rule", "reason", "suggestions", "repeats"}
     assert set(saved) == keys
     assert saved == result.to_json()
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -600,6 +602,7 @@ def test_save_lr_find_writes_json_and_png(tmp_path: Any, losses: np.ndarray) -> 
         ({"rule": "steep"}, "unknown suggestion rule 'steep'; did you mean 'steepest'"),
         ({"precision": "fp16"}, r"precision must be one of \('fp32', 'bf16'\), got 'fp16'"),
         ({"device": "meta"}, "device is 'meta' but the model is on cpu"),
+        ({"retry_repeats": 0}, "retry_repeats must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_arguments_raise_config_error(arguments: dict[str, Any], message: str) -> None:

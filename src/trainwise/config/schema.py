@@ -171,6 +171,7 @@ class LRFindConfig(_Section):
     end_lr: float = Field(10.0, gt=0.0)
     num_steps: int = Field(100, ge=10)
     rule: str = "edge"
+    retry_repeats: int = Field(1, ge=1)  # retried tests averaged over other batch orders (lr/finder.py RETRY_REPEATS)
 
 
 class MLflowConfig(_Section):

@@ -156,6 +156,8 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
     except (OSError, TrainwiseError) as exc:  # the plot is a convenience; the lr is what matters
         log.warning("could not save the lr range test plot: %s", exc)
     summary = {"suggestion": result.suggestion, "rule": result.rule, "suggestions": result.suggestions}
+    if result.repeats:  # a retried curve, read off the mean of several tests (issue 22, round 4)
+        summary["tests_averaged"] = len(result.repeats)
     if result.suggestion is None:
         summary["reason"] = result.reason
         return None, summary

@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from trainwise.lr import suggest as rules
-from trainwise.lr.finder import RETRY_STEPS_FACTOR, LRFinder
+from trainwise.lr.finder import REPEAT_EPOCH_SHIFT, RETRY_STEPS_FACTOR, LRFinder
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ def cache_key(t: Any, batches: Any, settings: dict[str, Any]) -> Optional[str]:
              "settings": settings, "data": data, "version": __version__,
              # a cached lr read by another rule (or the same rule with other constants) is not this run's
              "rules": [rules.EDGE_WINDOW_DECADES, rules.EDGE_RISE, rules.EDGE_BACKOFF, rules.VALLEY_POSITION,
-                       rules.MINIMUM_BACKOFF, inspect.signature(LRFinder).parameters["rule"].default]}
+                       rules.MINIMUM_BACKOFF, inspect.signature(LRFinder).parameters["rule"].default,
+                       # a retry read off one test is not one read off the mean of several (issue 22, round 4)
+                       inspect.signature(LRFinder).parameters["retry_repeats"].default, REPEAT_EPOCH_SHIFT]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:24]
 
 

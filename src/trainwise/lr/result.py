@@ -32,6 +32,8 @@ class LRFinderResult:
         reason: Why ``suggestion`` is None (too few points, flat curve, divergence from
             the start); None when there is a suggestion.
         suggestions: Every rule's suggestion, for the report and the plot.
+        repeats: When the curve is the mean of several tests over different batch orders (a
+            retry), the raw losses of each, cut to the steps all recorded; empty otherwise.
     """
 
     lrs: list[float]
@@ -41,9 +43,10 @@ class LRFinderResult:
     rule: str
     reason: str | None
     suggestions: dict[str, float | None] = field(default_factory=dict)
+    repeats: list[list[float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: lrs, losses, raw_losses, suggestion, rule, reason, suggestions."""
+        """A JSON-ready dict: lrs, losses, raw_losses, suggestion, rule, reason, suggestions, repeats."""
         return asdict(self)
 
 
@@ -81,7 +84,8 @@ def _draw_curve(axes: Any, result: LRFinderResult) -> None:
         axes.text(0.5, 0.5, "no step recorded", ha="center", va="center", transform=axes.transAxes)
         return
     axes.set_xscale("log")
-    axes.plot(result.lrs, result.losses, color="C0")
+    mean_of = f"mean of {len(result.repeats)} tests, " if result.repeats else ""
+    axes.plot(result.lrs, result.losses, color="C0", label=f"loss ({mean_of}moving average)")
     # Clip the divergence tail, which would otherwise flatten the part worth reading.
     lowest = int(np.argmin(result.losses))
     bottom, top = result.losses[lowest], max(result.losses[: lowest + 1])
@@ -89,8 +93,13 @@ def _draw_curve(axes: Any, result: LRFinderResult) -> None:
     if result.rule == "edge" and len(result.raw_losses) == len(result.lrs):
         # what the edge rule reads: the raw losses smoothed over decades of lr, without the moving average's lag
         read = smooth_in_decades(np.asarray(result.lrs), np.asarray(result.raw_losses))
-        axes.plot(result.lrs, read, color="C0", linestyle=":", label="raw loss, smoothed over decades")
+        axes.plot(result.lrs, read, color="C0", linestyle=":", label=f"{mean_of}raw loss, smoothed over decades")
         bottom, curves["edge"] = min(bottom, float(read.min())), read
+        for number, raw in enumerate(result.repeats):  # the tests averaged, each as the rule would read it alone
+            alone = smooth_in_decades(np.asarray(result.lrs), np.asarray(raw))
+            axes.plot(result.lrs, alone, color="0.6", linewidth=0.8, linestyle=":",
+                      label="each test (batch orders), smoothed" if number == 0 else None)
+            bottom = min(bottom, float(alone.min()))  # each test's floor stays in view
     span = (top - bottom) or abs(top) or 1.0
     axes.set_ylim(bottom - 0.1 * span, top + 0.3 * span)
     colors = {rule: f"C{number}" for number, rule in enumerate(SUGGESTION_RULES, start=1)}
@@ -104,5 +113,4 @@ def _draw_curve(axes: Any, result: LRFinderResult) -> None:
                 axes.axvline(lr, color=colors.get(rule, "C9"), linestyle="--", linewidth=1)
                 axes.annotate(f"suggestion ({rule}): {lr:.2e}", (lr, loss),
                               textcoords="offset points", xytext=(8, 8))
-    if any(lr is not None for lr in result.suggestions.values()):
-        axes.legend(loc="best")
+    axes.legend(loc="best", fontsize=8)

@@ -92,7 +92,9 @@ def lr_find_svg(info: Mapping[str, Any]) -> str | None:
     except (TypeError, ValueError):
         return None
     suggestion = info.get("suggestion")
-    panel = Panel("smoothed loss", [Series("smoothed loss", xs, ys, FINDER_COLOR)],
+    repeats = info.get("repeats")
+    name = f"smoothed loss, mean of {len(repeats)} tests" if isinstance(repeats, list) and repeats else "smoothed loss"
+    panel = Panel(name, [Series(name, xs, ys, FINDER_COLOR)],
                   x_label="learning rate", y_label="smoothed training loss", x_scale="log",
                   y_scale=y_scale(ys))
     if isinstance(suggestion, (int, float)) and not isinstance(suggestion, bool) and suggestion > 0:

@@ -46,6 +46,9 @@ def lr_finder_text(info: Mapping[str, Any]) -> str:
         text = "the range test gave no suggestion"
         return f"{text}: {reason}" if reason else text
     text = f"suggested lr {format_lr(suggestion)}" + (f" by the {rule} rule" if rule else "")
+    averaged = info.get("tests_averaged") or len(info.get("repeats") or [])
+    if averaged:
+        text += f" on the mean of {averaged} range tests over different batch orders (the first test gave no suggestion)"
     suggestions = info.get("suggestions")
     others = []
     if isinstance(suggestions, Mapping):
