@@ -171,7 +171,9 @@ def cpu(marks: dict[str, float]) -> float:
 
 # ---------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    args = common.base_parser(__doc__.splitlines()[0]).parse_args(argv)
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=FULL[0], help=f"timed rounds (default {FULL[0]})")
+    args = parser.parse_args(argv)
     common.quiet_logs()
     common.pin_threads(args.threads)
     if args.device != "cpu":
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     case = common.CASES["mlp"]
     bundle = common.load_mnist(args.mnist_root)
     train, val = bundle.train, bundle.val
-    rounds, warmups = QUICK if args.quick else FULL
+    rounds, warmups = QUICK if args.quick else (args.rounds, FULL[1])
     seconds: dict[str, list[float]] = {name: [] for name in NAMES}
     cpu_seconds: dict[str, list[float]] = {name: [] for name in NAMES}
     phases: dict[str, list[dict[str, float]]] = {name: [] for name in NAMES}
