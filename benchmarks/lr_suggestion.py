@@ -211,9 +211,12 @@ class Runner:
         bundle = self.bundle(cfg)
         model = build.make_model(cfg, bundle)
         with tempfile.TemporaryDirectory() as folder:
-            trainer = build.make_trainer(cfg, bundle, model, Path(folder), progress=False)
+            # the run folder inside the scratch folder: the lr cache (<run folder>/../.lr_cache) goes with it, so no
+            # run reads another's range test (a shared /tmp/.lr_cache hid changes that the cache key does not see)
+            run_dir = Path(folder) / "run"
+            trainer = build.make_trainer(cfg, bundle, model, run_dir, progress=False)
             result = trainer.fit(bundle.train, bundle.val, test=bundle.test)
-            curve_file = Path(folder) / "lr_find.json"
+            curve_file = run_dir / "lr_find.json"
             curve = json.loads(curve_file.read_text()) if curve_file.exists() else {}
         # A diverged run has no test metrics: it counts as 0% so it can never be "best".
         run = {"accuracy": result.test_metrics.get("accuracy", 0.0), "status": result.status,
@@ -327,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="lr_suggestion", help="the result file's name (default lr_suggestion)")
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed (fresh seeds: e.g. 5)")
     parser.add_argument("--lrs", type=float, nargs="+", default=None, help="the sweep's lrs (default the 7 of SWEEP)")
+    parser.add_argument("--merge-into", type=Path, default=None,
+                        help="an earlier result file whose other recipes complete this run's table (their entries "
+                             "are kept as they are, and say so): the headline counts them all")
     args = parser.parse_args(argv)
     common.quiet_logs()
     common.pin_threads(args.threads)
@@ -340,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
                           mnist_root=args.mnist_root, earlier_sweep=earlier.get(name), first_seed=args.first_seed)
                for name, recipe in recipes.items()]
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    if args.merge_into is not None:
+        ran = {r["dataset"] for r in results}
+        kept = [{**r, "kept_from": str(args.merge_into)} for r in json.loads(args.merge_into.read_text())["datasets"]
+                if r["dataset"] not in ran]
+        results = kept + results
     print_tables(results, lrs)
     meets = all(r["within_1pt"] for r in results)
     worst = max(results, key=lambda r: r["gap_points"])

@@ -158,6 +158,8 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
     summary = {"suggestion": result.suggestion, "rule": result.rule, "suggestions": result.suggestions}
     if result.repeats:  # a retried curve, read off the mean of several tests (issue 22, round 4)
         summary["tests_averaged"] = len(result.repeats)
+    if result.calm_edge:  # a slow learner that never diverged: the floor's edge read without backoff (round 5)
+        summary["calm_edge"] = True
     if result.suggestion is None:
         summary["reason"] = result.reason
         return None, summary

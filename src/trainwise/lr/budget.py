@@ -117,7 +117,9 @@ def cache_key(t: Any, batches: Any, settings: dict[str, Any]) -> Optional[str]:
              "rules": [rules.EDGE_WINDOW_DECADES, rules.EDGE_RISE, rules.EDGE_BACKOFF, rules.VALLEY_POSITION,
                        rules.MINIMUM_BACKOFF, inspect.signature(LRFinder).parameters["rule"].default,
                        # a retry read off one test is not one read off the mean of several (issue 22, round 4)
-                       inspect.signature(LRFinder).parameters["retry_repeats"].default, REPEAT_EPOCH_SHIFT]}
+                       inspect.signature(LRFinder).parameters["retry_repeats"].default, REPEAT_EPOCH_SHIFT,
+                       # a calm slow learner's edge read without backoff (round 5)
+                       rules.CALM_EDGE_BACKOFF, rules.CALM_DECADES]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:24]
 
 

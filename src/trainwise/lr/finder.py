@@ -4,7 +4,8 @@ The test is a schedule plus a stop rule: train for ``num_steps`` steps while the
 rate rises from ``start_lr`` to ``end_lr``, record the smoothed training loss, stop when it
 blows up, then read a learning rate off the curve with one of several suggestion rules
 (``trainwise.lr.suggest``). A curve that gives no suggestion is measured once more, twice as
-long. The model, the optimizer and every random number generator are put back exactly as
+long; when that slow learner's loss then never diverges past its floor, the edge rule reads the
+floor's edge without backing off (``trainwise.lr.suggest.CALM_EDGE_BACKOFF``). The model, the optimizer and every random number generator are put back exactly as
 they were, so the test can run before training without changing the run it precedes. The
 result and its files (``lr_find.json``, ``lr_find.png``) live in ``trainwise.lr.result``.
 """
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 
 from trainwise.errors import ConfigError, DataError
 from trainwise.lr.result import LRFinderResult, save_lr_find
-from trainwise.lr.suggest import MIN_POINTS, SUGGESTION_RULES, check_rule, suggest
+from trainwise.lr.suggest import CALM_EDGE_BACKOFF, MIN_POINTS, SUGGESTION_RULES, calm_edge, check_rule, suggest
 
 __all__ = ["MIN_POINTS", "SUGGESTION_RULES", "LRFinder", "LRFinderResult", "save_lr_find", "suggest"]
 
@@ -219,6 +220,7 @@ class LRFinder:
         saved = _SavedState(self.model, self.optimizer)
         self.nonfinite_at_start = False
         repeats: list[list[float]] = []  # each averaged test's raw losses, when the retry averaged several
+        calm = False
         # A loader with a state (trainwise's InMemoryBatches, torchdata's StatefulDataLoader)
         # is put back too: the run that follows starts where it would have started.
         stateful = hasattr(batches, "state_dict") and hasattr(batches, "load_state_dict")
@@ -240,14 +242,18 @@ class LRFinder:
                 lrs, losses, raw_losses = _mean_curve(curves)
                 if len(curves) > 1:
                     repeats = [raw[: len(lrs)] for _, _, raw in curves if len(raw) >= len(lrs)]
-                answers = {rule: suggest(lrs, losses, rule, raw_losses) for rule in SUGGESTION_RULES}
+                # a slow learner whose loss never diverged past its floor: the edge itself (see CALM_EDGE_BACKOFF)
+                calm = calm_edge(lrs, raw_losses, reached_end=len(lrs) == self.retry_steps)
+                backoff = {"edge_backoff": CALM_EDGE_BACKOFF} if calm else {}
+                answers = {rule: suggest(lrs, losses, rule, raw_losses, **backoff) for rule in SUGGESTION_RULES}
+                calm = calm and self.rule == "edge" and answers["edge"][0] is not None
         finally:
             saved.restore(self.model, self.optimizer)
             if stateful:
                 batches.load_state_dict(source_state)  # type: ignore[union-attr]
         suggestion, reason = answers[self.rule]
         suggestions = {rule: lr for rule, (lr, _) in answers.items()}
-        result = LRFinderResult(lrs, losses, raw_losses, suggestion, self.rule, reason, suggestions, repeats)
+        result = LRFinderResult(lrs, losses, raw_losses, suggestion, self.rule, reason, suggestions, repeats, calm)
         logger.info("lr range test: %d steps; %s: %s", len(lrs), self.rule, suggestion or reason)
         return result
 

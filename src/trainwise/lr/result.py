@@ -34,6 +34,8 @@ class LRFinderResult:
         suggestions: Every rule's suggestion, for the report and the plot.
         repeats: When the curve is the mean of several tests over different batch orders (a
             retry), the raw losses of each, cut to the steps all recorded; empty otherwise.
+        calm_edge: The curve needed the retry and its loss never diverged past the floor's edge, so
+            the ``edge`` rule read that edge without backing off (``suggest.CALM_EDGE_BACKOFF``).
     """
 
     lrs: list[float]
@@ -44,9 +46,10 @@ class LRFinderResult:
     reason: str | None
     suggestions: dict[str, float | None] = field(default_factory=dict)
     repeats: list[list[float]] = field(default_factory=list)
+    calm_edge: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: lrs, losses, raw_losses, suggestion, rule, reason, suggestions, repeats."""
+        """A JSON-ready dict: lrs, losses, raw_losses, suggestion, rule, reason, suggestions, repeats, calm_edge."""
         return asdict(self)
 
 

@@ -49,6 +49,9 @@ def lr_finder_text(info: Mapping[str, Any]) -> str:
     averaged = info.get("tests_averaged") or len(info.get("repeats") or [])
     if averaged:
         text += f" on the mean of {averaged} range tests over different batch orders (the first test gave no suggestion)"
+    if info.get("calm_edge"):
+        text += (" at the edge of the loss's floor itself: a slow learner (the first test gave no suggestion) whose "
+                 "loss never diverged past it")
     suggestions = info.get("suggestions")
     others = []
     if isinstance(suggestions, Mapping):

@@ -1,0 +1,127 @@
+"""A slow learner's floor that ends without a cliff is read at its edge (issue 22, round 5): the curve check, the
+finder's branch on scripted curves (a retried curve that creeps up, one that diverges, a first test that creeps),
+and a whole fit through the Trainer with the summary, lr_find.json and the report's sentence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trainwise.lr.finder import LRFinder
+from trainwise.lr.suggest import CALM_DECADES, EDGE_BACKOFF, calm_edge, suggest
+from trainwise.report.lr_text import lr_finder_text
+from trainwise.trainer import Trainer
+
+CHANCE = 2.3
+
+
+def creep(lr: float) -> float:
+    """Falls from the chance loss to 1.9 at lr 1e-2, then creeps up 0.1 a decade: never 4x its best."""
+    decades = math.log10(lr / 1e-2)
+    return 1.9 + 0.1 * decades if decades > 0 else min(CHANCE, 1.9 - 0.2 * decades)
+
+
+def cliff(lr: float) -> float:
+    """The same descent, then a loss that triples every half decade: the stop rule ends the test."""
+    decades = math.log10(lr / 1e-2)
+    return 1.9 * 9 ** decades if decades > 0 else creep(lr)
+
+
+class Scripted:
+    """``batch_loss`` for the finder: each test (a new one starts when the lr falls back) gets its curve, the first
+    one flat at the chance loss (a slow learner: no suggestion), the retry the profile. A tiny noise per step keeps
+    the curve from being exactly flat; the product with 0 gives the weights a gradient."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, profiles: list) -> None:
+        self.model, self.optimizer, self.profiles = model, optimizer, profiles
+        self.test, self.last_lr, self.rng = -1, math.inf, np.random.default_rng(0)
+
+    def __call__(self, batch: object) -> torch.Tensor:
+        lr = self.optimizer.param_groups[0]["lr"]
+        if lr < self.last_lr:
+            self.test += 1
+        self.last_lr = lr
+        profile = self.profiles[min(self.test, len(self.profiles) - 1)]
+        value = (CHANCE if profile is None else profile(lr)) + 1e-4 * self.rng.standard_normal()
+        return torch.tensor(value) + 0 * sum(p.sum() for p in self.model.parameters())
+
+
+def find(profiles: list) -> object:
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    finder = LRFinder(model, optimizer, None, num_steps=60, batch_loss=Scripted(model, optimizer, profiles))
+    return finder.run([torch.zeros(1)])
+
+
+def test_a_retried_curve_that_creeps_past_its_floor_is_read_at_the_edge_itself() -> None:
+    result = find([None, creep])
+    assert len(result.lrs) == 120 and result.calm_edge  # the retry ran all its steps: no divergence
+    edge_over_three = suggest(result.lrs, result.losses, "edge", result.raw_losses)[0]
+    assert result.suggestion == pytest.approx(EDGE_BACKOFF * edge_over_three, rel=1e-12)
+    # the creep has risen 15% of the drop (0.06) 0.6 decades past the floor's lowest point (1e-2): ~4e-2, widened by
+    # the decade smoothing
+    assert 3e-2 < result.suggestion < 1.2e-1
+    assert result.to_json()["calm_edge"] is True
+
+
+def test_a_retried_curve_that_diverges_keeps_the_backoff() -> None:
+    result = find([None, cliff])
+    assert len(result.lrs) < 120 and not result.calm_edge  # the stop rule ended the retry
+    assert result.suggestion == suggest(result.lrs, result.losses, "edge", result.raw_losses)[0]
+    assert result.suggestion < 1e-2
+
+
+def test_a_curve_read_on_its_first_test_keeps_the_backoff_even_when_it_never_diverges() -> None:
+    # a CNN on MNIST-1D never diverges up to lr 10 either, and trains well at edge / 3: only slow learners change
+    result = find([creep])
+    assert len(result.lrs) == 60 and not result.calm_edge
+    assert result.suggestion == suggest(result.lrs, result.losses, "edge", result.raw_losses)[0]
+
+
+def test_calm_edge_needs_the_whole_test_and_a_decade_past_the_edge() -> None:
+    lrs = np.geomspace(1e-7, 10, 120)
+    losses = np.array([creep(lr) for lr in lrs])
+    assert calm_edge(lrs, losses, reached_end=True) is True
+    assert not calm_edge(lrs, losses, reached_end=False)  # the stop rule fired: a cliff, not a creep
+    short = lrs <= 1e-2 * 10 ** (CALM_DECADES * 0.8)  # the test ended less than a decade past the edge
+    assert not calm_edge(lrs[short], losses[short], reached_end=True)
+    falling = np.linspace(CHANCE, 1.0, 120)  # no floor edge at all: nothing to read at
+    assert not calm_edge(lrs, falling, reached_end=True)
+    assert suggest(lrs, losses, "edge", edge_backoff=1.0)[0] == pytest.approx(
+        EDGE_BACKOFF * suggest(lrs, losses, "edge")[0], rel=1e-12)
+
+
+class SlowLearner(Trainer):
+    """A Trainer whose loss is a slow learner's creeping curve during the range test (then the model's own MSE)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.script: Scripted | None = None
+
+    def compute_loss(self, model: nn.Module, batch: object) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        real = nn.functional.mse_loss(model(x), y)
+        if self.reference_lr is not None:  # the range test is over: train on the real loss
+            return real
+        if self.script is None:
+            self.script = Scripted(model, self.optimizer, [None, creep])
+        return self.script(batch) + 0 * real
+
+
+def test_a_fit_records_the_calm_edge_and_the_report_says_why(tmp_path) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(256, 4)
+    y = x.sum(dim=1, keepdim=True)
+    trainer = SlowLearner(nn.Linear(4, 1), lr="auto", epochs=20, batch_size=8, run_dir=tmp_path / "run",
+                          progress=False, report=False)
+    result = trainer.fit((x, y), (x, y))
+    info = result.summary["lr_finder"]
+    assert info["calm_edge"] is True and info["suggestion"] == result.summary["lr"]
+    assert json.loads((tmp_path / "run" / "lr_find.json").read_text())["calm_edge"] is True
+    assert "edge of the loss's floor itself" in lr_finder_text(info)
+    assert "edge of the loss's floor" not in lr_finder_text({**info, "calm_edge": False})
