@@ -124,4 +124,5 @@ def test_a_fit_records_the_calm_edge_and_the_report_says_why(tmp_path) -> None:
     assert info["calm_edge"] is True and info["suggestion"] == result.summary["lr"]
     assert json.loads((tmp_path / "run" / "lr_find.json").read_text())["calm_edge"] is True
     assert "edge of the loss's floor itself" in lr_finder_text(info)
+    assert any("read at its floor's edge" in str(event) for event in result.summary.get("events", []))
     assert "edge of the loss's floor" not in lr_finder_text({**info, "calm_edge": False})

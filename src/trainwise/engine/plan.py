@@ -163,7 +163,8 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
     if result.suggestion is None:
         summary["reason"] = result.reason
         return None, summary
-    record("lr_find", f"the lr range test suggests lr {result.suggestion:.3g} (rule {result.rule})")
+    calm = ", read at its floor's edge: a slow learner whose loss never diverged" if result.calm_edge else ""
+    record("lr_find", f"the lr range test suggests lr {result.suggestion:.3g} (rule {result.rule}{calm})")
     return float(result.suggestion), summary
 
 
