@@ -232,8 +232,9 @@ class LRFinder:
             if self.nonfinite_at_start:  # a retry would start from the same weights and meet the same value
                 answers = {rule: (None, NONFINITE_AT_START) for rule in SUGGESTION_RULES}
             elif self.retry and answers[self.rule][0] is None:
-                logger.info("lr range test: no suggestion from %d steps (%s); measuring again %d times with %d "
-                            "steps", len(lrs), answers[self.rule][1], self.retry_repeats, self.retry_steps)
+                times = f"{self.retry_repeats} times " if self.retry_repeats > 1 else ""
+                logger.info("lr range test: no suggestion from %d steps (%s); measuring again %swith %d steps", len(lrs),
+                            answers[self.rule][1], times, self.retry_steps)
                 curves = []
                 for repeat in range(self.retry_repeats):
                     saved.restore(self.model, self.optimizer)
