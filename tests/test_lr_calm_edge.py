@@ -51,10 +51,11 @@ class Scripted:
         return torch.tensor(value) + 0 * sum(p.sum() for p in self.model.parameters())
 
 
-def find(profiles: list) -> object:
+def find(profiles: list, retry_repeats: int = 1) -> object:
     model = nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    finder = LRFinder(model, optimizer, None, num_steps=60, batch_loss=Scripted(model, optimizer, profiles))
+    finder = LRFinder(model, optimizer, None, num_steps=60, batch_loss=Scripted(model, optimizer, profiles),
+                      retry_repeats=retry_repeats)
     return finder.run([torch.zeros(1)])
 
 
@@ -67,6 +68,15 @@ def test_a_retried_curve_that_creeps_past_its_floor_is_read_at_the_edge_itself()
     # the decade smoothing
     assert 3e-2 < result.suggestion < 1.2e-1
     assert result.to_json()["calm_edge"] is True
+
+
+def test_the_mean_of_several_retries_is_calm_only_when_every_one_ran_its_whole_length() -> None:
+    result = find([None, creep], retry_repeats=3)
+    assert len(result.repeats) == 3 and result.calm_edge
+    assert result.suggestion == pytest.approx(
+        EDGE_BACKOFF * suggest(result.lrs, result.losses, "edge", result.raw_losses)[0], rel=1e-12)
+    mixed = find([None, creep, cliff, creep], retry_repeats=3)  # one of the three falls off a cliff
+    assert len(mixed.lrs) < 120 and not mixed.calm_edge
 
 
 def test_a_retried_curve_that_diverges_keeps_the_backoff() -> None:

@@ -5,9 +5,9 @@ rate rises from ``start_lr`` to ``end_lr``, record the smoothed training loss, s
 blows up, then read a learning rate off the curve with one of several suggestion rules
 (``trainwise.lr.suggest``). A curve that gives no suggestion is measured once more, twice as
 long; when that slow learner's loss then never diverges past its floor, the edge rule reads the
-floor's edge without backing off (``trainwise.lr.suggest.CALM_EDGE_BACKOFF``). The model, the optimizer and every random number generator are put back exactly as
-they were, so the test can run before training without changing the run it precedes. The
-result and its files (``lr_find.json``, ``lr_find.png``) live in ``trainwise.lr.result``.
+floor's edge without backing off (``trainwise.lr.suggest.CALM_EDGE_BACKOFF``). The model, the
+optimizer and every random number generator are put back exactly as they were, so the test can
+run before training without changing the run it precedes. The result and its files (``lr_find.json``, ``lr_find.png``) live in ``trainwise.lr.result``.
 """
 
 from __future__ import annotations
@@ -233,8 +233,8 @@ class LRFinder:
                 answers = {rule: (None, NONFINITE_AT_START) for rule in SUGGESTION_RULES}
             elif self.retry and answers[self.rule][0] is None:
                 times = f"{self.retry_repeats} times " if self.retry_repeats > 1 else ""
-                logger.info("lr range test: no suggestion from %d steps (%s); measuring again %swith %d steps", len(lrs),
-                            answers[self.rule][1], times, self.retry_steps)
+                logger.info("lr range test: no suggestion from %d steps (%s); measuring again %swith %d steps",
+                            len(lrs), answers[self.rule][1], times, self.retry_steps)
                 curves = []
                 for repeat in range(self.retry_repeats):
                     saved.restore(self.model, self.optimizer)
