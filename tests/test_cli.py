@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import cli_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "examples" / "digits.yaml")
@@ -87,7 +88,7 @@ def test_dry_run_prints_config_and_callback_order(tmp_path):
     (["model.name=mlpp"], "did you mean 'mlp'"),
 ])
 def test_bad_input_exits_nonzero_with_one_message(args, message, tmp_path):
-    proc = trainwise("train", DIGITS, *args, cwd=tmp_path)
+    proc = cli_in_process("train", DIGITS, *args, cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from cli_helpers import cli_in_process
 from test_cli import DIGITS, trainwise
 
 SPECIES = ("setosa", "versicolor", "virginica")
@@ -121,7 +121,7 @@ def test_predict_mistakes_get_one_error_line(work, tmp_path, files, args, fragme
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     np.savez(tmp_path / "x.npz", x=np.zeros((4, 5), dtype=np.float32))
-    assert_one_error(trainwise("predict", str(work / "cls"), *args, cwd=tmp_path), *fragments)
+    assert_one_error(cli_in_process("predict", str(work / "cls"), *args, cwd=tmp_path), *fragments)
 
 
 def test_not_a_run_folder(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import cli_in_process
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -158,12 +159,12 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(tmp_path):
     bad.write_text("optimzer: {lr: 0.1}\n")
     for args in ([str(bad)], [str(tmp_path / "missing.yaml")], [str(tmp_path)],
                  [str(ROOT / "examples" / "digits.yaml"), "--threshold", "imbalance_ration=3"]):
-        done = run_cli("doctor", *args, cwd=tmp_path)
+        done = cli_in_process("doctor", *args, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "summary.json").write_text("{}")
-    done = run_cli("doctor", str(tmp_path / "run"), cwd=tmp_path)
+    done = cli_in_process("doctor", str(tmp_path / "run"), cwd=tmp_path)
     assert done.returncode == 2 and "no metrics.csv" in done.stderr
 
 

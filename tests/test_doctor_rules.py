@@ -6,13 +6,13 @@ imbalanced, regression) PASS every check of the whole report."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import cli_in_process
 from torch import nn
 
 from trainwise import Trainer, doctor
@@ -46,8 +46,8 @@ def test_a_threshold_out_of_range_is_refused_with_its_range(change, message):
 
 
 def test_cli_threshold_out_of_range_is_one_line_and_exit_2(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "trainwise", "doctor", str(ROOT / "examples" / "digits.yaml"),
-                           "--threshold", "leakage_score=3"], cwd=tmp_path, capture_output=True, text=True)
+    done = cli_in_process("doctor", str(ROOT / "examples" / "digits.yaml"), "--threshold", "leakage_score=3",
+                          cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: doctor threshold leakage_score must be between 0 and 1, got '3'")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from cli_helpers import cli_in_process
 from test_cli import DIGITS, trainwise
 from test_cli_inference import assert_one_error
 
@@ -110,7 +110,7 @@ def test_output_in_a_missing_folder_is_one_clear_error(exported):
     (["--format", "onnx", "--atol", "-1"], ["atol must be a number >= 0"]),
 ])
 def test_argument_mistakes_are_one_clear_error(exported, args, fragments):
-    proc = trainwise("export", "run", *args, cwd=exported)
+    proc = cli_in_process("export", "run", *args, cwd=exported)
     assert_one_error(proc, *fragments)
 
 
