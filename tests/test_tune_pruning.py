@@ -76,3 +76,44 @@ def test_the_median_pruner_lets_every_trial_train_min_resource_epochs(tmp_path: 
     scores = {0: [0.5, 0.6, 0.7, 0.8], 1: [0.5, 0.6, 0.7, 0.8], 2: [0.5, 0.6, 0.7, 0.8], 3: [0.1, 0.1, 0.1, 0.1]}
     rows = scripted_search(tmp_path, scores, pruner="median", epochs=4, min_resource=3)
     assert [(r["state"], r["epochs"]) for r in rows] == [("complete", 4)] * 3 + [("pruned", 3)]
+
+
+def test_tpe_under_hyperband_models_every_trial_of_the_study_not_only_its_bracket(monkeypatch) -> None:
+    """What benchmarks/README.md's search-efficiency section rests on: with trainwise's sampler and
+    pruner (Optuna 5.x), TPE's start-up is the study's first 10 trials and its model reads every finished
+    trial, whichever HyperBand bracket it ran in. (Round 4 had read Optuna's bracket filter as hiding the
+    other brackets from TPE; it filters only what the pruner compares.) Fails if an Optuna release
+    narrows TPE to one bracket."""
+    import optuna
+
+    from trainwise.tune.settings import TuneSettings, make_pruner, make_sampler
+
+    seen: list[tuple[int, int, set[int]]] = []
+    sample = optuna.samplers.TPESampler._sample
+
+    def spy(self, study, trial, search_space):
+        finished = study._get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                             optuna.trial.TrialState.PRUNED), use_cache=True)
+        pruner = study.pruner
+        brackets = {pruner._get_bracket_id(study, t) for t in finished}
+        seen.append((trial.number, len(finished), brackets))
+        return sample(self, study, trial, search_space)
+
+    monkeypatch.setattr(optuna.samplers.TPESampler, "_sample", spy)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = TuneSettings(sampler="tpe", pruner="hyperband", min_resource=1, reduction_factor=3)
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(settings, seed=0),
+                                pruner=make_pruner(settings, max_epochs=27))
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for epoch in range(1, 28):
+            trial.report(x * epoch / 27, epoch)
+            if epoch < 27 and trial.should_prune():
+                raise optuna.TrialPruned()
+        return x
+
+    study.optimize(objective, n_trials=30)
+    assert [number for number, _, _ in seen] == list(range(10, 30))  # start-up: the study's first 10 trials
+    assert all(count == number for number, count, _ in seen)  # every finished trial, not one bracket's
+    assert len(seen[-1][2]) >= 3  # trials of several brackets are in the model
