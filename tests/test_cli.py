@@ -97,7 +97,7 @@ def test_bad_input_exits_nonzero_with_one_message(args, message, tmp_path):
 
 
 def test_missing_config_file(tmp_path):
-    proc = trainwise("train", "nope.yaml", cwd=tmp_path)
+    proc = cli_in_process("train", "nope.yaml", cwd=tmp_path)
     assert proc.returncode == 2
     assert "config file not found: nope.yaml" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -105,7 +105,7 @@ def test_missing_config_file(tmp_path):
 
 def test_bad_csv_label_exits_cleanly(tmp_path):
     (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n3,nan,1\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(40)))
-    proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=d.csv", "data.target=label", cwd=tmp_path)
+    proc = cli_in_process("train", DIGITS, "data.dataset=csv", "data.path=d.csv", "data.target=label", cwd=tmp_path)
     assert proc.returncode == 2
     assert "NaN" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -93,13 +93,13 @@ def test_predict_with_an_artifact_gives_the_run_folders_classes(exported, artifa
 def test_no_best_checkpoint_is_one_clear_error(exported, tmp_path):
     shutil.copytree(exported / "run", tmp_path / "run", ignore=shutil.ignore_patterns("export"))
     (tmp_path / "run" / "checkpoints" / "best.pt").unlink()
-    proc = trainwise("export", "run", "--format", "onnx", cwd=tmp_path)
+    proc = cli_in_process("export", "run", "--format", "onnx", cwd=tmp_path)
     assert_one_error(proc, "no best.pt", "--checkpoint last.pt")
     assert not (tmp_path / "run" / "export").exists()
 
 
 def test_output_in_a_missing_folder_is_one_clear_error(exported):
-    proc = trainwise("export", "run", "--format", "onnx", "--out", "nowhere/model.onnx", cwd=exported)
+    proc = cli_in_process("export", "run", "--format", "onnx", "--out", "nowhere/model.onnx", cwd=exported)
     assert_one_error(proc, "does not exist", "nowhere")
     assert not (exported / "nowhere").exists()
 
@@ -116,7 +116,7 @@ def test_argument_mistakes_are_one_clear_error(exported, args, fragments):
 
 def test_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    proc = trainwise("export", "empty", cwd=tmp_path)
+    proc = cli_in_process("export", "empty", cwd=tmp_path)
     assert_one_error(proc, "not a trainwise run folder")
 
 
