@@ -75,6 +75,8 @@ GRU_MNIST1D = ("model.name=gru", "model.hidden=[64]", "model.channels=null", "mo
 LSTM_MNIST1D = ("model.name=lstm", "model.hidden=[64]", "model.channels=null", "model.norm=none")
 LSTM128_MNIST1D = ("model.name=lstm", "model.hidden=[128]", "model.channels=null", "model.norm=none")
 LSTM2_MNIST1D = ("model.name=lstm", "model.hidden=[32,32]", "model.channels=null", "model.norm=none")
+GRU128_MNIST1D = ("model.name=gru", "model.hidden=[128]", "model.channels=null", "model.norm=none")
+LSTM96_MNIST1D = ("model.name=lstm", "model.hidden=[96]", "model.channels=null", "model.norm=none")
 LSTM_DIGITS = ("model.name=lstm", "model.hidden=[64]", "model.channels=null", "model.norm=none", "train.epochs=30")
 GRU_DIGITS = ("model.name=gru", "model.hidden=[64]", "model.channels=null", "model.norm=none", "train.epochs=30")
 LSTM_MNIST = (*MNIST_BEFORE, "model.name=lstm", "model.hidden=[64]", "model.channels=null", "model.norm=none",
@@ -116,6 +118,10 @@ SHAPED, RETRY, HELD_OUT = "edge rule", "retry and edge rule", ""
 # LSTM on MNIST-1D, so the reporting LSTMs on MNIST-1D check those two within the same family
 # (docs/notes/issue-22-r4-lr.md, issue-22-r5-lr.md).
 CALM = "retry repeats and calm edge"
+FAR_CLIFF = "calm edge past a far cliff"
+# Held out from the far-cliff condition only: recurrent nets on MNIST-1D, the family of the recipes that shaped the retry
+# and the calm edge (the edge rule's own hold-out brings other families).
+FAR_CLIFF_HELD_OUT = ("mnist1d_gru128", "mnist1d_lstm96")
 RECIPES = {
     "digits": Recipe("digits.yaml", (), 5, "examples/digits.yaml: MLP 256-128, AdamW, 1cycle, 40 epochs", SHAPED),
     "mnist": Recipe("mnist.yaml", (*MLP_MNIST, "train.epochs=3"), 2,
@@ -144,10 +150,17 @@ RECIPES = {
     # seed 4 read 8x too low; no shaping recipe did): two LSTM layers of 32 on MNIST-1D's 40 samples.
     "mnist1d_lstm2": Recipe("mnist1d.yaml", LSTM2_MNIST1D, 3, "examples/mnist1d.yaml with two LSTM layers of 32 instead "
                             "of the CNN", CALM),
-    # Held out from the calm-edge rule (round 5; added after the rule was fixed): a wider LSTM on MNIST-1D, a slow
-    # learner whose retried tests may diverge late (then the backoff of 3 stays).
+    # Held out from the calm-edge rule in round 5 (added after the rule was fixed), then the recipe that shaped its
+    # far-cliff condition (round 6: trainwise.lr.suggest.CALM_STOP_DECADES): a wider LSTM on MNIST-1D whose retried
+    # tests diverge, but only ~2.9 decades past their edge.
     "mnist1d_lstm128": Recipe("mnist1d.yaml", LSTM128_MNIST1D, 3, "examples/mnist1d.yaml with an LSTM 128 instead of "
-                              "the CNN", HELD_OUT),
+                              "the CNN", FAR_CLIFF),
+    # Held out from the far-cliff condition (round 6; named before it ran on this code): a wider GRU, whose retried
+    # tests could diverge near their edge as the GRU 64's or far past it, and an LSTM between the 64 and the 128.
+    "mnist1d_gru128": Recipe("mnist1d.yaml", GRU128_MNIST1D, 3, "examples/mnist1d.yaml with a GRU 128 instead of "
+                             "the CNN", HELD_OUT),
+    "mnist1d_lstm96": Recipe("mnist1d.yaml", LSTM96_MNIST1D, 3, "examples/mnist1d.yaml with an LSTM 96 instead of "
+                             "the CNN", HELD_OUT),
     "mnist_lstm": Recipe("mnist.yaml", LSTM_MNIST, 2, "examples/mnist.yaml with an LSTM 64 over the 28 rows, first "
                          "12,000 training images, 3 epochs", SHAPED, train_subset=12_000),
 }

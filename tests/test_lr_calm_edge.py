@@ -1,6 +1,7 @@
-"""A slow learner's floor that ends without a cliff is read at its edge (issue 22, round 5): the curve check, the
-finder's branch on scripted curves (a retried curve that creeps up, one that diverges, a first test that creeps),
-and a whole fit through the Trainer with the summary, lr_find.json and the report's sentence."""
+"""A slow learner's floor that ends without a cliff near it is read at its edge (issue 22, rounds 5-6): the curve
+check, the finder's branch on scripted curves (a retried curve that creeps up, one that diverges near its edge, one
+that diverges only far past it, a first test that creeps), and a whole fit through the Trainer with the summary,
+lr_find.json and the report's sentence."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from trainwise.lr.finder import LRFinder
-from trainwise.lr.suggest import CALM_DECADES, EDGE_BACKOFF, calm_edge, suggest
+from trainwise.lr.suggest import CALM_DECADES, CALM_STOP_DECADES, EDGE_BACKOFF, calm_edge, suggest
 from trainwise.report.lr_text import lr_finder_text
 from trainwise.trainer import Trainer
 
@@ -30,6 +31,18 @@ def cliff(lr: float) -> float:
     """The same descent, then a loss that triples every half decade: the stop rule ends the test."""
     decades = math.log10(lr / 1e-2)
     return 1.9 * 9 ** decades if decades > 0 else creep(lr)
+
+
+def early_creep(lr: float) -> float:
+    """The creep a decade lower: its floor's edge (~8e-3) leaves three decades of the test's lrs past it."""
+    return creep(10 * lr)
+
+
+def far_cliff(lr: float) -> float:
+    """The early creep, then a cliff 2.55 decades past its floor's edge (the stop rule ends the test ~0.3 decades
+    later, the smoothed loss lagging), as an LSTM 128's on MNIST-1D."""
+    decades = math.log10(lr / 8e-3)
+    return early_creep(lr) * (1 + 1e9 ** (decades - 2.55) if decades > 2.55 else 1)
 
 
 class Scripted:
@@ -86,6 +99,13 @@ def test_a_retried_curve_that_diverges_keeps_the_backoff() -> None:
     assert result.suggestion < 1e-2
 
 
+def test_a_retried_curve_that_diverges_only_far_past_its_edge_is_read_at_the_edge() -> None:
+    result = find([None, far_cliff])
+    assert len(result.lrs) < 120 and result.calm_edge  # the stop rule fired, but far past the edge
+    assert result.suggestion == pytest.approx(
+        EDGE_BACKOFF * suggest(result.lrs, result.losses, "edge", result.raw_losses)[0], rel=1e-12)
+
+
 def test_a_curve_read_on_its_first_test_keeps_the_backoff_even_when_it_never_diverges() -> None:
     # a CNN on MNIST-1D never diverges up to lr 10 either, and trains well at edge / 3: only slow learners change
     result = find([creep])
@@ -93,12 +113,17 @@ def test_a_curve_read_on_its_first_test_keeps_the_backoff_even_when_it_never_div
     assert result.suggestion == suggest(result.lrs, result.losses, "edge", result.raw_losses)[0]
 
 
-def test_calm_edge_needs_the_whole_test_and_a_decade_past_the_edge() -> None:
+def test_calm_edge_needs_a_decade_past_the_edge_or_a_cliff_far_from_it() -> None:
     lrs = np.geomspace(1e-7, 10, 120)
-    losses = np.array([creep(lr) for lr in lrs])
+    losses = np.array([early_creep(lr) for lr in lrs])
+    edge = suggest(lrs, losses, "edge", edge_backoff=1.0)[0]
+    assert 3e-3 < edge < 3e-2 and lrs[-1] > edge * 10 ** CALM_STOP_DECADES
     assert calm_edge(lrs, losses, reached_end=True) is True
-    assert not calm_edge(lrs, losses, reached_end=False)  # the stop rule fired: a cliff, not a creep
-    short = lrs <= 1e-2 * 10 ** (CALM_DECADES * 0.8)  # the test ended less than a decade past the edge
+    assert calm_edge(lrs, losses, reached_end=False) is True  # the stop rule fired 3 decades past the edge: far
+    near = lrs <= edge * 10 ** (CALM_STOP_DECADES - 0.3)  # ... or 2.2 decades past it: a cliff near the floor
+    assert not calm_edge(lrs[near], losses[near], reached_end=False)
+    assert calm_edge(lrs[near], losses[near], reached_end=True)  # the same span, run to its end: no cliff at all
+    short = lrs <= edge * 10 ** (CALM_DECADES - 0.2)  # the test ended less than a decade past the edge
     assert not calm_edge(lrs[short], losses[short], reached_end=True)
     falling = np.linspace(CHANCE, 1.0, 120)  # no floor edge at all: nothing to read at
     assert not calm_edge(lrs, falling, reached_end=True)

@@ -66,16 +66,21 @@ def test_the_held_out_recipes_bring_another_model_family_to_each_data_set_the_ru
     def families(held_out: bool) -> set[tuple[str, str]]:
         # the edge rule's hold-out; the round-4 recipe that shaped only the retry's averaging is named apart
         return {(configs[name].data.dataset, configs[name].model.name) for name, recipe in script.RECIPES.items()
-                if name in configs and recipe.fitted != script.CALM and (recipe.fitted == "") is held_out}
+                if name in configs and recipe.fitted not in (script.CALM, script.FAR_CLIFF)
+                and name not in script.FAR_CLIFF_HELD_OUT and (recipe.fitted == "") is held_out}
 
     fitted, held_out = families(False), families(True)
     assert {dataset for dataset, _ in fitted} == {"digits", "mnist", "mnist1d"}
     assert {dataset for dataset, _ in held_out} == {"digits", "mnist", "mnist1d"}
     assert not fitted & held_out  # another model on each data set, never one the rule was fitted on
     assert {recipe.fitted for recipe in script.RECIPES.values()} == {
-        "edge rule", "retry and edge rule", "retry repeats and calm edge", ""}
+        "edge rule", "retry and edge rule", "retry repeats and calm edge", "calm edge past a far cliff", ""}
     # the recipe that shaped the retry's averaging and the calm edge is an LSTM on MNIST-1D, the held-out LSTMs' family
     assert [name for name, recipe in script.RECIPES.items() if recipe.fitted == script.CALM] == ["mnist1d_lstm2"]
+    # the far-cliff condition (round 6): shaped on the LSTM 128, reported on recurrent nets of MNIST-1D named before
+    assert [name for name, recipe in script.RECIPES.items() if recipe.fitted == script.FAR_CLIFF] == ["mnist1d_lstm128"]
+    assert all(script.RECIPES[name].fitted == "" and configs[name].data.dataset == "mnist1d"
+               and configs[name].model.name in ("gru", "lstm") for name in script.FAR_CLIFF_HELD_OUT)
     assert sum(recipe.fitted == "" for recipe in script.RECIPES.values()) >= 3
 
 

@@ -158,12 +158,12 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
     summary = {"suggestion": result.suggestion, "rule": result.rule, "suggestions": result.suggestions}
     if result.repeats:  # a retried curve, read off the mean of several tests (issue 22, round 4)
         summary["tests_averaged"] = len(result.repeats)
-    if result.calm_edge:  # a slow learner that never diverged: the floor's edge read without backoff (round 5)
+    if result.calm_edge:  # a slow learner with no cliff near its floor: the edge read without backoff (rounds 5-6)
         summary["calm_edge"] = True
     if result.suggestion is None:
         summary["reason"] = result.reason
         return None, summary
-    calm = ", read at its floor's edge: a slow learner whose loss never diverged" if result.calm_edge else ""
+    calm = ", read at its floor's edge: a slow learner whose loss did not diverge near it" if result.calm_edge else ""
     record("lr_find", f"the lr range test suggests lr {result.suggestion:.3g} (rule {result.rule}{calm})")
     return float(result.suggestion), summary
 

@@ -243,7 +243,7 @@ class LRFinder:
                 lrs, losses, raw_losses = _mean_curve(curves)
                 if len(curves) > 1:
                     repeats = [raw[: len(lrs)] for _, _, raw in curves if len(raw) >= len(lrs)]
-                # a slow learner whose loss never diverged past its floor: the edge itself (see CALM_EDGE_BACKOFF)
+                # a slow learner with no cliff near its floor's edge: the edge itself (see CALM_EDGE_BACKOFF)
                 calm = calm_edge(lrs, raw_losses, reached_end=len(lrs) == self.retry_steps)
                 backoff = {"edge_backoff": CALM_EDGE_BACKOFF} if calm else {}
                 answers = {rule: suggest(lrs, losses, rule, raw_losses, **backoff) for rule in SUGGESTION_RULES}

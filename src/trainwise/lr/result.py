@@ -34,8 +34,9 @@ class LRFinderResult:
         suggestions: Every rule's suggestion, for the report and the plot.
         repeats: When the curve is the mean of several tests over different batch orders (a
             retry), the raw losses of each, cut to the steps all recorded; empty otherwise.
-        calm_edge: The curve needed the retry and its loss never diverged past the floor's edge, so
-            the ``edge`` rule read that edge without backing off (``suggest.CALM_EDGE_BACKOFF``).
+        calm_edge: The curve needed the retry and its loss did not diverge near the floor's edge
+            (``suggest.calm_edge``), so the ``edge`` rule read that edge without backing off
+            (``suggest.CALM_EDGE_BACKOFF``).
     """
 
     lrs: list[float]

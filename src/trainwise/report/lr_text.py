@@ -51,7 +51,7 @@ def lr_finder_text(info: Mapping[str, Any]) -> str:
         text += f" on the mean of {averaged} range tests over different batch orders (the first test gave no suggestion)"
     if info.get("calm_edge"):
         text += (" at the edge of the loss's floor itself: a slow learner (the first test gave no suggestion) whose "
-                 "loss never diverged past it")
+                 "loss did not diverge near it")
     suggestions = info.get("suggestions")
     others = []
     if isinstance(suggestions, Mapping):
