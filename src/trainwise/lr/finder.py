@@ -4,10 +4,11 @@ The test is a schedule plus a stop rule: train for ``num_steps`` steps while the
 rate rises from ``start_lr`` to ``end_lr``, record the smoothed training loss, stop when it
 blows up, then read a learning rate off the curve with one of several suggestion rules
 (``trainwise.lr.suggest``). A curve that gives no suggestion is measured once more, twice as
-long; when that slow learner's loss then never diverges past its floor, the edge rule reads the
-floor's edge without backing off (``trainwise.lr.suggest.CALM_EDGE_BACKOFF``). The model, the
+long; when that slow learner's loss then does not diverge near its floor, the edge rule reads
+the floor's edge without backing off (``trainwise.lr.suggest.calm_edge``). The model, the
 optimizer and every random number generator are put back exactly as they were, so the test can
-run before training without changing the run it precedes. The result and its files (``lr_find.json``, ``lr_find.png``) live in ``trainwise.lr.result``.
+run before training without changing the run it precedes. The result and its files
+(``lr_find.json``, ``lr_find.png``) live in ``trainwise.lr.result``.
 """
 
 from __future__ import annotations

@@ -73,17 +73,17 @@ EDGE_BACKOFF = 3.0
 # decades of lr, that edge is where progress stops, not where training breaks, and it is read without backoff. The
 # two MNIST-1D slow learners among the shaping recipes part exactly there: a GRU 64's retried tests diverge 1.4-1.8
 # decades past the edge (the stop rule: 4x the best loss) and a 1cycle run at 3x its reading falls off a cliff
-# (5.6e-2: 84.5%), while two LSTM layers of 32 never diverge up to lr 10 (their loss creeps from 1.9 to 2.0-2.9: saturating gates) and
-# train best near the edge itself: 95.8% at it against 92.0% at edge / 3 (sweep best 96.4% at 3e-2). Held out, the
-# LSTM 64 on MNIST-1D, seeds 0-7: 96.6% against 96.9% at its best fixed lr (89.2% with the backoff of 3):
-# benchmarks/README.md, docs/notes/issue-22-r5-lr.md.
+# (5.6e-2: 84.5%), while two LSTM layers of 32 never diverge up to lr 10 (their loss creeps from 1.9 to 2.0-2.9:
+# saturating gates) and train best near the edge itself: 95.8% at it against 92.0% at edge / 3 (sweep best 96.4% at
+# 3e-2). Held out, the LSTM 64 on MNIST-1D, seeds 0-7: 96.6% against 96.9% at its best fixed lr (89.2% with the
+# backoff of 3): benchmarks/README.md, docs/notes/issue-22-r5-lr.md.
 CALM_EDGE_BACKOFF = 1.0
 CALM_DECADES = 1.0
 # A retried test that diverges only far past its floor's edge is calm too (round 6): the cliff is too far from the
 # edge to be what ends progress there. Where the stop rule fired, in decades of lr past the edge: a GRU 64 on
 # MNIST-1D 1.41-1.81 (39 tests, 12 seeds; its cliff is real: 3x its reading fails), an LSTM 128's 2.9 and 2.9 (seeds
 # 0 and 2: read at edge / 3, 67.7% and 90.4% against 98.0% at its best lr; its seed 1, which never diverged, 97.1%
-# at its edge). 2.5 sits between them with 0.7 decades to the GRU's farthest (docs/notes/issue-22-r6-lr.md).
+# at its edge). 2.5 sits between them with 0.7 decades to the GRU's farthest (docs/notes/issue-22-r6.md).
 CALM_STOP_DECADES = 2.5
 # The minimum rule backs off tenfold from the loss minimum, which sits at the edge of
 # divergence (fastai's "minimum / 10").
