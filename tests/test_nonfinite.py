@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -266,3 +267,54 @@ def test_finite_outputs_with_a_nan_loss_at_step_0_point_at_the_loss(tmp_path):
     assert result.summary["message"].endswith(
         "the model's outputs are finite but the loss is not; check the loss against the targets (a log of 0 or "
         "of a negative value in a custom loss, targets outside the loss's range)")
+
+
+
+class PoisonedRows(torch.utils.data.Dataset):
+    """Dict samples; once ``poisoned``, sample 5's inputs are NaN (a Dataset: nothing scans it in advance)."""
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(64, 4, generator=generator), torch.randint(0, 2, (64,), generator=generator)
+        self.poisoned = False
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        x = self.x[i] * math.nan if self.poisoned and i == 5 else self.x[i]
+        return {"x": x, "y": self.y[i]}
+
+
+class Poison(Callback):
+    def __init__(self, data: PoisonedRows) -> None:
+        self.data = data
+
+    def on_epoch_end(self, trainer, logs) -> None:
+        self.data.poisoned = True  # from epoch 2 on: the NaN is met mid-run, after optimizer steps
+
+
+@pytest.mark.parametrize("policy", ["rollback", "stop", "skip"])
+def test_a_nan_in_a_datasets_inputs_mid_run_is_named_as_a_data_error_not_rolled_back(tmp_path, policy):
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x)
+
+    data = PoisonedRows()
+    trainer = Trainer(Net(), lr=1e-2, epochs=3, batch_size=16, progress=False, report=False, on_nonfinite=policy,
+                      callbacks=[Poison(data)], run_dir=tmp_path / "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunEndedBadlyWarning)
+        result = trainer.fit(data, PoisonedRows())
+    if policy == "skip":  # dropped as asked, once per epoch that meets it
+        assert result.status == "completed" and result.summary["nonfinite_skipped"] == 2
+        return
+    assert result.status == "diverged" and result.summary["nonfinite_rollbacks"] == 0
+    assert result.summary["stop_reason"].startswith("training stopped: loss is nan at step ")
+    assert "(epoch 2, batch " in result.summary["stop_reason"]
+    assert "the batch's inputs contain NaN or Inf; clean the data (or fill the missing values), or set " \
+           "on_nonfinite='skip'" in result.summary["stop_reason"]

@@ -20,7 +20,7 @@ from trainwise.checks import did_you_mean
 from trainwise.distributed.ops import run_together, while_every_rank_has_a_batch
 from trainwise.errors import ConfigError
 from trainwise.data.loader import batch_length
-from trainwise.engine.nonfinite import DIVERGED_ADVICE, cpu_copy, initial_weights_advice
+from trainwise.engine.nonfinite import DIVERGED_ADVICE, bad_data, cpu_copy, initial_weights_advice
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
@@ -290,6 +290,11 @@ class FitLoop:
             self.objects.optimizer.zero_grad(set_to_none=True)
             self.group_size, self.step_count = 0, 0.0
         where = f"{what} at step {s.step} (epoch {s.current_epoch}, batch {index + 1})"
+        data = bad_data(t, batch) if batch is not None and guard.policy != "skip" else None
+        if data is not None:  # a data error: a rollback (and its smaller lr) would only hide it
+            t.stop(f"training stopped: {where}: {data}, or set on_nonfinite='skip' (train.on_nonfinite: skip) to "
+                   "drop such batches", status="diverged")
+            return True
         if guard.policy == "skip":
             guard.skipped += 1
             self.objects.record_event("nonfinite_skip", f"{where}; skipped that batch")

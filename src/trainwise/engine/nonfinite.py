@@ -32,25 +32,38 @@ def _finite(value: Any) -> bool:
     return True
 
 
+def bad_data(trainer: Any, batch: Any) -> str | None:
+    """What is wrong with a batch whose loss was non-finite, when the data itself holds NaN or Inf (the lr and the
+    weights play no part: a rollback and a smaller lr would only hide it); None when its inputs and targets are
+    finite or cannot be told apart."""
+    try:
+        inputs, targets, _ = trainer.split_batch(batch)
+    except Exception:  # noqa: BLE001 - the diagnosis must never hide the non-finite loss it explains
+        return None
+    if not _finite(inputs):
+        return "the batch's inputs contain NaN or Inf; clean the data (or fill the missing values)"
+    if targets is not None and not _finite(targets):
+        return "the batch's targets contain NaN or Inf; clean the data"
+    return None
+
+
 def initial_weights_advice(trainer: Any, batch: Any) -> str:
     """What to fix when the loss was non-finite before any optimizer step: the learning rate played
     no part, so say which of the batch's inputs, the model's outputs and the loss went wrong first
     (one forward pass of the batch, without gradients)."""
     lead = "the loss was non-finite at the model's initial weights, before any optimizer step, so the learning " \
            "rate plays no part: "
+    data = bad_data(trainer, batch)
+    if data is not None:
+        return lead + data
     try:
         with torch.no_grad():
-            inputs, targets, _ = trainer.split_batch(batch)
-            if not _finite(inputs):
-                return lead + "the batch's inputs contain NaN or Inf; clean the data (or fill the missing values)"
             _, _, outputs, _ = trainer.loss_terms(trainer.train_model, batch)
     except Exception as error:  # the diagnosis must never hide the divergence it explains
         return lead + f"check the model's forward pass and the loss (diagnosis failed: {type(error).__name__})"
     if outputs is not None and not _finite(outputs):
         return lead + (f"{type(trainer.model).__name__} returns NaN or Inf for finite inputs; check its forward pass "
                        "(a log or sqrt of a negative value, a division by zero, an overflow, an uninitialized weight)")
-    if targets is not None and not _finite(targets):
-        return lead + "the batch's targets contain NaN or Inf; clean the data"
     return lead + ("the model's outputs are finite but the loss is not; check the loss against the targets "
                    "(a log of 0 or of a negative value in a custom loss, targets outside the loss's range)")
 
