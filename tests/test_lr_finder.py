@@ -576,7 +576,8 @@ def test_save_lr_find_writes_json_and_png(tmp_path: Any, losses: np.ndarray) -> 
 
     assert (json_path, png_path) == (tmp_path / "run/lr_find.json", tmp_path / "run/lr_find.png")
     saved = json.loads(json_path.read_text())
-    keys = {"lrs", "losses", "raw_losses", "suggestion", "rule", "reason", "suggestions", "repeats", "calm_edge"}
+    keys = {"lrs", "losses", "raw_losses", "suggestion", "rule", "reason", "suggestions", "repeats", "calm_edge",
+            "unread_curve"}
     assert set(saved) == keys
     assert saved == result.to_json()
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -149,5 +149,8 @@ def lr_find(args: argparse.Namespace) -> int:
         print(f"no suggestion: {result.get('reason')}")
     else:
         print(f"suggested lr: {result['suggestion']:.3g} (rule {result['rule']})")
+    if result.get("unread_curve"):  # the curve gave no reading; the lr was read under where the test diverged
+        print(f"  the curve gave no reading ({result['unread_curve']}): read {result['decades_under_divergence']:g} "
+              f"decades of lr under where the retried test diverged ({result['diverged_at']:.3g})")
     print(f"curve: {run_dir / 'lr_find.png'}")
     return 0

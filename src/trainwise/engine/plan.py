@@ -139,6 +139,7 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
     Writes lr_find.json (the report draws it); lr_find.png too with ``png`` (it costs matplotlib);
     nothing with ``run_dir`` None (the ranks of a DDP job other than rank 0)."""
     from trainwise.lr.finder import LRFinder, save_lr_find
+    from trainwise.lr.suggest import DIVERGENCE_DECADES
 
     finder = LRFinder(model, optimizer, None, device=device,
                       # fp16 needs a grad scaler the range test does not have; bf16 behaves alike without one
@@ -160,10 +161,16 @@ def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *,
         summary["tests_averaged"] = len(result.repeats)
     if result.calm_edge:  # a slow learner with no cliff near its floor: the edge read without backoff (rounds 5-6)
         summary["calm_edge"] = True
+    if result.unread_curve:  # no reading from the curve: read under where the retried test diverged (round 7)
+        summary["unread_curve"] = result.unread_curve
+        summary["diverged_at"], summary["decades_under_divergence"] = result.lrs[-1], DIVERGENCE_DECADES
     if result.suggestion is None:
         summary["reason"] = result.reason
         return None, summary
     calm = ", read at its floor's edge: a slow learner whose loss did not diverge near it" if result.calm_edge else ""
+    if result.unread_curve:
+        calm = (f": the curve gave no reading ({result.unread_curve}), so {DIVERGENCE_DECADES:g} decades of lr under "
+                f"where the test diverged, {result.lrs[-1]:.3g}")
     record("lr_find", f"the lr range test suggests lr {result.suggestion:.3g} (rule {result.rule}{calm})")
     return float(result.suggestion), summary
 

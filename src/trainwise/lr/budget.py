@@ -119,7 +119,8 @@ def cache_key(t: Any, batches: Any, settings: dict[str, Any]) -> Optional[str]:
                        # a retry read off one test is not one read off the mean of several (issue 22, round 4)
                        inspect.signature(LRFinder).parameters["retry_repeats"].default, REPEAT_EPOCH_SHIFT,
                        # a calm slow learner's edge read without backoff (round 5)
-                       rules.CALM_EDGE_BACKOFF, rules.CALM_DECADES, rules.CALM_STOP_DECADES]}
+                       rules.CALM_EDGE_BACKOFF, rules.CALM_DECADES, rules.CALM_STOP_DECADES,
+                       rules.DIVERGENCE_DECADES]}  # a curve without reading read under its divergence (round 7)
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:24]
 
 

@@ -28,7 +28,9 @@ from torch import Tensor, nn
 
 from trainwise.errors import ConfigError, DataError
 from trainwise.lr.result import LRFinderResult, save_lr_find
-from trainwise.lr.suggest import CALM_EDGE_BACKOFF, MIN_POINTS, SUGGESTION_RULES, calm_edge, check_rule, suggest
+from trainwise.lr.suggest import (
+    CALM_EDGE_BACKOFF, MIN_POINTS, SUGGESTION_RULES, calm_edge, check_rule, divergence_reading, suggest,
+)
 
 __all__ = ["MIN_POINTS", "SUGGESTION_RULES", "LRFinder", "LRFinderResult", "save_lr_find", "suggest"]
 
@@ -221,7 +223,7 @@ class LRFinder:
         saved = _SavedState(self.model, self.optimizer)
         self.nonfinite_at_start = False
         repeats: list[list[float]] = []  # each averaged test's raw losses, when the retry averaged several
-        calm = False
+        calm, unread, below = False, None, None
         # A loader with a state (trainwise's InMemoryBatches, torchdata's StatefulDataLoader)
         # is put back too: the run that follows starts where it would have started.
         stateful = hasattr(batches, "state_dict") and hasattr(batches, "load_state_dict")
@@ -249,13 +251,19 @@ class LRFinder:
                 backoff = {"edge_backoff": CALM_EDGE_BACKOFF} if calm else {}
                 answers = {rule: suggest(lrs, losses, rule, raw_losses, **backoff) for rule in SUGGESTION_RULES}
                 calm = calm and self.rule == "edge" and answers["edge"][0] is not None
+                unread = answers[self.rule][1]
+                # no reading even from the longer test, which diverged: read under where (see DIVERGENCE_DECADES)
+                below = divergence_reading(lrs, stopped=len(lrs) < self.retry_steps) if unread else None
+                if below is not None:
+                    answers[self.rule] = (below, None)
         finally:
             saved.restore(self.model, self.optimizer)
             if stateful:
                 batches.load_state_dict(source_state)  # type: ignore[union-attr]
         suggestion, reason = answers[self.rule]
         suggestions = {rule: lr for rule, (lr, _) in answers.items()}
-        result = LRFinderResult(lrs, losses, raw_losses, suggestion, self.rule, reason, suggestions, repeats, calm)
+        result = LRFinderResult(lrs, losses, raw_losses, suggestion, self.rule, reason, suggestions, repeats, calm,
+                                unread if below is not None else None)
         logger.info("lr range test: %d steps; %s: %s", len(lrs), self.rule, suggestion or reason)
         return result
 

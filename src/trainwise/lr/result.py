@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from trainwise.lr.suggest import SUGGESTION_RULES, smooth_in_decades
+from trainwise.lr.suggest import DIVERGENCE_DECADES, SUGGESTION_RULES, smooth_in_decades
 
 __all__ = ["LRFinderResult", "save_lr_find"]
 
@@ -37,6 +37,9 @@ class LRFinderResult:
         calm_edge: The curve needed the retry and its loss did not diverge near the floor's edge
             (``suggest.calm_edge``), so the ``edge`` rule read that edge without backing off
             (``suggest.CALM_EDGE_BACKOFF``).
+        unread_curve: Why the curve itself gave no reading when ``suggestion`` was instead read
+            ``suggest.DIVERGENCE_DECADES`` decades of lr under where the retried test diverged (the
+            last of ``lrs``); None otherwise.
     """
 
     lrs: list[float]
@@ -48,9 +51,11 @@ class LRFinderResult:
     suggestions: dict[str, float | None] = field(default_factory=dict)
     repeats: list[list[float]] = field(default_factory=list)
     calm_edge: bool = False
+    unread_curve: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: lrs, losses, raw_losses, suggestion, rule, reason, suggestions, repeats, calm_edge."""
+        """A JSON-ready dict: lrs, losses, raw_losses, suggestion, rule, reason, suggestions, repeats, calm_edge,
+        unread_curve."""
         return asdict(self)
 
 
@@ -83,6 +88,9 @@ def _draw_curve(axes: Any, result: LRFinderResult) -> None:
     axes.set_xlabel("learning rate")
     axes.set_ylabel("smoothed training loss")
     title = f"LR range test: {result.reason}" if result.reason else "LR range test"
+    if result.unread_curve:
+        title = (f"LR range test: {result.unread_curve}; suggestion read {DIVERGENCE_DECADES:g} decades under where "
+                 "it diverged")
     axes.set_title(title, fontsize=9, wrap=True)
     if not result.lrs:
         axes.text(0.5, 0.5, "no step recorded", ha="center", va="center", transform=axes.transAxes)

@@ -18,6 +18,7 @@ __all__ = [
     "CALM_EDGE_BACKOFF",
     "CALM_DECADES",
     "CALM_STOP_DECADES",
+    "DIVERGENCE_DECADES",
     "EDGE_BACKOFF",
     "EDGE_RISE",
     "EDGE_WINDOW_DECADES",
@@ -28,6 +29,7 @@ __all__ = [
     "SUGGESTION_RULES",
     "VALLEY_POSITION",
     "check_rule",
+    "divergence_reading",
     "smooth_in_decades",
     "suggest",
     "unusable_curve_reason",
@@ -85,6 +87,12 @@ CALM_DECADES = 1.0
 # 0 and 2: read at edge / 3, 67.7% and 90.4% against 98.0% at its best lr; its seed 1, which never diverged, 97.1%
 # at its edge). 2.5 sits between them with 0.7 decades to the GRU's farthest (docs/notes/issue-22-r6.md).
 CALM_STOP_DECADES = 2.5
+# A retried test whose curve still gives no reading (its loss fell under MIN_RELATIVE_DROP before the stop rule ended
+# it: a slow learner near its chance loss) is read this many decades of lr under where it diverged (round 7), not at
+# a fixed fallback lr that knows nothing of the model. Shaped on the GRU 64 on MNIST-1D, the one shaping recipe whose
+# retried tests all diverge: its 36 tests stopped at lr 1.08-3.29 (log10 0.03-0.52) and it trains to 97.2-97.5% from
+# 1e-2 to 3e-2 (70.1% at 3e-3, 81.6% at 0.1): 2 decades under the stop lands every one of its tests in that band.
+DIVERGENCE_DECADES = 2.0
 # The minimum rule backs off tenfold from the loss minimum, which sits at the edge of
 # divergence (fastai's "minimum / 10").
 MINIMUM_BACKOFF = 10.0
@@ -260,6 +268,20 @@ def calm_edge(lrs: Iterable[float], raw_losses: Iterable[float], reached_end: bo
         return False
     decades = CALM_DECADES if reached_end else CALM_STOP_DECADES
     return bool(lr_array[-1] >= lr_array[edge] * 10 ** decades)
+
+
+def divergence_reading(lrs: Iterable[float], stopped: bool) -> float | None:
+    """The lr ``DIVERGENCE_DECADES`` decades under the last one a range test recorded when the stop rule ended it
+    (``stopped``) after at least ``MIN_POINTS`` steps; None otherwise (a test that ran all its steps never diverged).
+
+    Example:
+        >>> divergence_reading(np.geomspace(1e-6, 0.8, 40), True), divergence_reading(np.geomspace(1e-6, 0.8, 40), False)
+        (0.008, None)
+    """
+    lr_array = np.asarray(list(lrs), dtype=np.float64)
+    if not stopped or len(lr_array) < MIN_POINTS:
+        return None
+    return float(lr_array[-1] / 10 ** DIVERGENCE_DECADES)
 
 
 def _finite_like(values: Iterable[float], like: np.ndarray, name: str) -> np.ndarray:

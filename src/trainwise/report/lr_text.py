@@ -49,6 +49,13 @@ def lr_finder_text(info: Mapping[str, Any]) -> str:
     averaged = info.get("tests_averaged") or len(info.get("repeats") or [])
     if averaged:
         text += f" on the mean of {averaged} range tests over different batch orders (the first test gave no suggestion)"
+    if info.get("unread_curve"):  # read under where the retried test diverged (issue 22, round 7)
+        lrs = info.get("lrs")
+        diverged = info.get("diverged_at", lrs[-1] if isinstance(lrs, list) and lrs else None)
+        decades = info.get("decades_under_divergence")
+        how_far = f"{decades:g} decades of lr" if isinstance(decades, (int, float)) else "decades of lr"
+        text += (f", read {how_far} under where the retried range test diverged (lr {format_lr(diverged)}): its "
+                 f"curve gave no reading ({info['unread_curve']})")
     if info.get("calm_edge"):
         text += (" at the edge of the loss's floor itself: a slow learner (the first test gave no suggestion) whose "
                  "loss did not diverge near it")
