@@ -228,7 +228,9 @@ class Runner:
         # suggestion is None when the test gave none: the Trainer then trained at its fallback lr.
         return {"seed": seed, "lr": finder.get("suggestion"), "trained_lr": run.pop("trained_lr"),
                 "rule": finder.get("rule"), "suggestions": finder.get("suggestions"), "reason": finder.get("reason"),
-                "tests_averaged": finder.get("tests_averaged", 1), **run,
+                "tests_averaged": finder.get("tests_averaged", 1),
+                # why the retried curve gave no reading, when the lr was read under where it diverged (round 7)
+                "unread_curve": finder.get("unread_curve"), **run,
                 "curve": compact_curve(curve)}
 
     def train(self, seed: int, lr: float) -> dict[str, Any]:
