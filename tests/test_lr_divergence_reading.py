@@ -51,8 +51,11 @@ def test_a_retried_curve_without_reading_that_diverged_is_read_two_decades_under
 
 
 def test_a_flat_retry_or_no_retry_still_gives_no_suggestion() -> None:
+    """A model that learns at no lr keeps the fallback and its warning, even when its test ends in a NaN."""
     flat = find([None, None])  # never diverged: nothing to read under
     assert flat.suggestion is None and flat.unread_curve is None and "flat" in flat.reason
+    nan_ended = find([None, lambda lr: CHANCE if lr < CLIFF_LR else math.nan])  # flat, then a non-finite loss
+    assert len(nan_ended.lrs) < 120 and nan_ended.suggestion is None and "flat" in nan_ended.reason
     first_only = find([shallow_cliff], retry=False)  # the rule was shaped on retried (longer) tests only
     assert first_only.suggestion is None and first_only.unread_curve is None
     assert "diverged without first falling" in first_only.reason

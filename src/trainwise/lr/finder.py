@@ -253,7 +253,7 @@ class LRFinder:
                 calm = calm and self.rule == "edge" and answers["edge"][0] is not None
                 unread = answers[self.rule][1]
                 # no reading even from the longer test, which diverged: read under where (see DIVERGENCE_DECADES)
-                below = divergence_reading(lrs, stopped=len(lrs) < self.retry_steps) if unread else None
+                below = divergence_reading(lrs, losses, stopped=len(lrs) < self.retry_steps) if unread else None
                 if below is not None:
                     answers[self.rule] = (below, None)
         finally:

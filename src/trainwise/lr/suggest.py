@@ -270,16 +270,26 @@ def calm_edge(lrs: Iterable[float], raw_losses: Iterable[float], reached_end: bo
     return bool(lr_array[-1] >= lr_array[edge] * 10 ** decades)
 
 
-def divergence_reading(lrs: Iterable[float], stopped: bool) -> float | None:
-    """The lr ``DIVERGENCE_DECADES`` decades under the last one a range test recorded when the stop rule ended it
-    (``stopped``) after at least ``MIN_POINTS`` steps; None otherwise (a test that ran all its steps never diverged).
+def divergence_reading(lrs: Iterable[float], losses: Iterable[float], stopped: bool) -> float | None:
+    """The lr ``DIVERGENCE_DECADES`` decades under the last one a range test recorded, when the test was ended early
+    (``stopped``: the stop rule, or a non-finite loss) after at least ``MIN_POINTS`` steps and its smoothed loss had
+    risen at least ``MIN_RELATIVE_DROP`` above its lowest point by then; None otherwise: a test that ran all its steps
+    never diverged, and a flat curve that ends in a NaN says the model does not learn at any lr, which no reading
+    should hide.
 
     Example:
-        >>> divergence_reading(np.geomspace(1e-6, 0.8, 40), True), divergence_reading(np.geomspace(1e-6, 0.8, 40), False)
+        >>> lrs = np.geomspace(1e-6, 0.8, 40)
+        >>> dip_then_rise = np.concatenate([np.linspace(2.3, 2.25, 35), [2.4, 3, 5, 8, 10]])
+        >>> divergence_reading(lrs, dip_then_rise, True), divergence_reading(lrs, dip_then_rise, False)
         (0.008, None)
+        >>> divergence_reading(lrs, np.full(40, 2.3), True) is None  # flat, then a non-finite loss
+        True
     """
-    lr_array = np.asarray(list(lrs), dtype=np.float64)
-    if not stopped or len(lr_array) < MIN_POINTS:
+    lr_array, loss_array = np.asarray(list(lrs), dtype=np.float64), np.asarray(list(losses), dtype=np.float64)
+    if not stopped or len(lr_array) < MIN_POINTS or len(loss_array) != len(lr_array):
+        return None
+    lowest = float(loss_array.min())
+    if lowest <= 0 or float(loss_array[int(np.argmin(loss_array)):].max()) < lowest * (1 + MIN_RELATIVE_DROP):
         return None
     return float(lr_array[-1] / 10 ** DIVERGENCE_DECADES)
 
