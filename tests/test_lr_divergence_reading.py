@@ -109,3 +109,20 @@ def test_a_fit_trains_at_the_reading_and_says_where_it_came_from(tmp_path) -> No
     assert any("decades of lr under where the test diverged" in str(event)
                for event in result.summary.get("events", []))
     assert not any("gave no suggestion" in str(event) for event in result.summary.get("events", []))
+
+
+def test_the_lr_find_command_says_where_a_reading_under_the_divergence_came_from(tmp_path, monkeypatch) -> None:
+    from pathlib import Path
+
+    from cli_helpers import cli_in_process
+
+    unread = "loss diverged without first falling: it dropped 3.4% (< 5%) then rose 317%"
+    found = {"suggestion": 0.00622, "rule": "edge", "suggestions": {"edge": 0.00622, "valley": None},
+             "unread_curve": unread, "diverged_at": 0.622, "decades_under_divergence": 2.0}
+    monkeypatch.setattr(Trainer, "find_lr", lambda self, train: found)
+    digits = Path(__file__).resolve().parents[1] / "examples" / "digits.yaml"
+    done = cli_in_process("lr-find", str(digits), "--run-dir", "lf", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "suggested lr: 0.00622 (rule edge)" in done.stdout
+    assert (f"  the curve gave no reading ({unread}): read 2 decades of lr under where the retried test "
+            "diverged (0.622)") in done.stdout
