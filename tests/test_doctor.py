@@ -193,13 +193,16 @@ def test_cli_preflight_of_digits_then_train_and_diagnose(tmp_path):
 
 
 def test_train_with_doctor_stops_on_a_fail_before_training(tmp_path):
-    """1,294 digits in batches of 431 leave a last batch of 1, which BatchNorm cannot train on."""
+    """BatchNorm on batches of one sample cannot train: a FAIL, and the doctor's own training checks are skipped
+    (they would meet the same error). The digits' 1,294 training samples leave no last batch of 1 at batch 1."""
     run = tmp_path / "run"
-    done = run_cli("train", str(ROOT / "examples" / "digits.yaml"), "model.norm=batch", "data.batch_size=431",
+    done = run_cli("train", str(ROOT / "examples" / "digits.yaml"), "model.norm=batch", "data.batch_size=1",
                    "--run-dir", str(run), "--doctor", "--quiet", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "data.batch_remainder" in done.stdout and "not training" in done.stdout
+    assert "model.batchnorm_batch_size" in done.stdout and "not training" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
     data = json.loads((run / "doctor.json").read_text())
     assert data["verdict"] == "FAIL"
-    assert next(c for c in data["checks"] if c["id"] == "data.batch_remainder")["status"] == "FAIL"
+    assert next(c for c in data["checks"] if c["id"] == "model.batchnorm_batch_size")["status"] == "FAIL"
+    assert not any(c["id"].startswith("train.") for c in data["checks"])
     assert not (run / "metrics.csv").exists() and not (run / "checkpoints").exists()

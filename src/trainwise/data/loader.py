@@ -72,13 +72,14 @@ class InMemoryBatches(_PlannedBatches):
 
     def __init__(self, x: torch.Tensor, *extra: torch.Tensor, batch_size: int, shuffle: bool,
                  seed: int = 0, augment: Optional[Augment] = None, keys: Optional[Sequence[str]] = None,
-                 sample_weights: Optional[torch.Tensor] = None, rank: int = 0, world_size: int = 1) -> None:
+                 sample_weights: Optional[torch.Tensor] = None, rank: int = 0, world_size: int = 1,
+                 min_share: int = 1) -> None:
         tensors = (x, *extra)
         lengths = {len(t) for t in tensors}
         if len(lengths) > 1:
             counts = ", ".join(f"{len(t)} {name}" for t, name in zip(tensors, ("inputs", "targets", "weights")))
             raise DataError(f"inputs and targets differ in length: {counts}; give one of each per sample")
-        self.plan = BatchPlan(len(x), batch_size, rank, world_size, training=shuffle)
+        self.plan = BatchPlan(len(x), batch_size, rank, world_size, training=shuffle, min_share=min_share)
         self.rank, self.world_size = rank, world_size
         self.tensors = tensors
         self.keys = tuple(keys) if keys is not None else None
@@ -156,14 +157,15 @@ class DatasetBatches(_PlannedBatches):
     def __init__(self, dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int = 0,
                  num_workers: int = 0, pin_memory: bool = False, device: torch.device | None = None,
                  rank: int = 0, world_size: int = 1, drop_last: bool = False, training: Optional[bool] = None,
-                 **loader_args: Any) -> None:
+                 min_share: int = 1, **loader_args: Any) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed
         self.device = device or torch.device("cpu")
         self.rank, self.world_size = rank, world_size
         self.plan = BatchPlan(len(dataset), batch_size, rank, world_size,  # type: ignore[arg-type]
-                              training=shuffle if training is None else training, drop_last=drop_last)
+                              training=shuffle if training is None else training, drop_last=drop_last,
+                              min_share=min_share)
         self.sampler = ShardedBatchSampler(self.plan, shuffle=shuffle, seed=seed)
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers,
                                  pin_memory=pin_memory, persistent_workers=num_workers > 0, **loader_args)
@@ -285,12 +287,14 @@ def as_tensor_dict(source: Any) -> Optional[dict[str, torch.Tensor]]:
 
 def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, device: torch.device,
                  augment: Optional[Augment] = None, num_workers: int = 0, sampler: Optional[str] = None,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, min_share: int = 1):
     """Pick the batch source for ``source``: tensors/arrays/TensorDataset → in-memory slicing on
     ``device``; any other map-style ``Dataset`` → ``DataLoader`` with workers; a ``DataLoader`` → as is.
     ``sampler="balanced"`` (in-memory data with class labels) draws every class equally often.
     ``rank``/``world_size``: this process's share of each batch in a DDP job (``data.sharding``);
-    there a plain ``DataLoader`` is rebuilt over its dataset with the same settings (``sharding.loader_settings``)."""
+    there a plain ``DataLoader`` is rebuilt over its dataset with the same settings (``sharding.loader_settings``).
+    ``min_share``: a last training batch whose share on some rank would be smaller is left out (2 for BatchNorm;
+    ``sharding.BatchPlan``): not for streams or a user's own ``DataLoader`` in one process, whose batches are theirs."""
     if sampler is not None and as_tensors(source) is None:
         raise DataError(f"sampler={sampler!r} needs in-memory (inputs, targets) data with class labels, got "
                         f"{type(source).__name__}; pass a torch WeightedRandomSampler in your own DataLoader instead")
@@ -305,7 +309,8 @@ def make_batches(source: Any, *, batch_size: int, shuffle: bool, seed: int, devi
         if world_size == 1:
             return UserLoaderBatches(source, device=device)
         settings = loader_settings(source, world_size, training=shuffle)
-        return DatasetBatches(device=device, seed=seed, training=shuffle, **shard, **settings)
+        return DatasetBatches(device=device, seed=seed, training=shuffle, min_share=min_share, **shard, **settings)
+    shard["min_share"] = min_share
     tensors = as_tensors(source)
     if tensors is not None:
         weights = balanced_sample_weights(tensors[1]) if sampler == "balanced" else None

@@ -20,7 +20,9 @@ IMBALANCE_FIX = ("rebalance the classes: loss.class_weights: balanced (Python: c
 
 def data_checks(train: Sample, val: Optional[Sample], test: Optional[Sample], *, task: str,
                 num_classes: Optional[int], batch_size: int, has_batchnorm: bool, drop_last: bool,
-                th: Thresholds) -> list[Check]:
+                th: Thresholds, own_loader: bool = False) -> list[Check]:
+    """``own_loader``: the training data is the user's ``DataLoader``, whose batches trainwise does not cut (it
+    leaves out a last training batch too small for BatchNorm only in the batches it cuts itself)."""
     splits = {name: s for name, s in (("train", train), ("val", val), ("test", test)) if s is not None}
     checks = [_nonfinite(splits), _label_range(splits, task, num_classes)]
     if train.x is not None:
@@ -31,7 +33,8 @@ def data_checks(train: Sample, val: Optional[Sample], test: Optional[Sample], *,
     if train.x is not None and train.x.is_floating_point():
         checks += [_normalization(train.x, val.x if val is not None else None, th), _constant(train.x, th),
                    _input_scale(train.x, th)]
-    checks.append(_batch_remainder(len(train) if train.complete else None, batch_size, has_batchnorm, drop_last))
+    checks.append(_batch_remainder(len(train) if train.complete else None, batch_size, has_batchnorm,
+                                   drop_last or not own_loader))
     return checks
 
 
@@ -172,12 +175,15 @@ def _input_scale(x: torch.Tensor, th: Thresholds) -> Check:
                  "scale the inputs (divide images by 255, standardize tables: data.normalize: true)")
 
 
-def _batch_remainder(n: Optional[int], batch_size: int, has_batchnorm: bool, drop_last: bool) -> Check:
+def _batch_remainder(n: Optional[int], batch_size: int, has_batchnorm: bool, left_out: bool) -> Check:
+    """``left_out``: a last batch of 1 is left out of training (``drop_last``, or trainwise's own batches)."""
     remainder = None if n is None else n % batch_size
-    bad = has_batchnorm and remainder == 1 and not drop_last
+    bad = has_batchnorm and remainder == 1 and not left_out
     message = (f"{n} train samples in batches of {batch_size} leave a last batch of 1, and the model has "
                "BatchNorm, which cannot train on one sample ('Expected more than 1 value per channel'; "
                "pytorch#7716)" if bad else
+               f"{n} train samples in batches of {batch_size} leave a last batch of 1, which BatchNorm cannot train "
+               "on: it is left out of each epoch" if has_batchnorm and remainder == 1 else
                f"last training batch holds {remainder if remainder else batch_size} samples"
                if remainder is not None else "the stream's length is unknown; the last batch was not checked")
     return check("data.batch_remainder", not bad, remainder, 1, message,

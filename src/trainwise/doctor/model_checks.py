@@ -12,8 +12,8 @@ from torch import nn
 
 from trainwise.doctor.report import Check, check
 from trainwise.doctor.thresholds import SOURCES, Thresholds
+from trainwise.models.layers import has_batchnorm
 
-_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 # autograd nodes that pass values through unchanged in shape-only ways (walked past to find the
 # output activation) and those that are linear (a net made of these alone is one linear map)
@@ -37,10 +37,6 @@ _RANGES = {"SigmoidBackward0": (0.0, 1.0), "TanhBackward0": (-1.0, 1.0), "ReluBa
 
 def static_checks(model: nn.Module, batch_size: int, th: Thresholds) -> list[Check]:
     return [_train_mode(model), _dropout(model, th), _batchnorm(model, batch_size, th), _symmetry(model)]
-
-
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, _BATCHNORMS) for m in model.modules())
 
 
 def _train_mode(model: nn.Module) -> Check:

@@ -20,6 +20,7 @@ from trainwise.doctor.sample import Sample, read_split
 from trainwise.doctor.thresholds import Thresholds, thresholds_of
 from trainwise.doctor.training import Setup, guarded, lr_check, one_step_check, overfit_check
 from trainwise.errors import ConfigError, DataError
+from trainwise.models.layers import has_batchnorm
 
 PROBE_SAMPLES = 64  # samples of the forward/backward pass the model checks read
 
@@ -71,12 +72,15 @@ def check(model: nn.Module, train: Any, val: Any = None, *, test: Any = None, lo
             report.add(data_checks.data_checks(
                 train_s, val_s, test_s, task=task, num_classes=classes,
                 batch_size=(loader.batch_size or batch_size) if loader else batch_size,
-                has_batchnorm=model_checks.has_batchnorm(model), drop_last=bool(loader and loader.drop_last), th=th))
+                has_batchnorm=has_batchnorm(model), drop_last=bool(loader and loader.drop_last), th=th,
+                own_loader=loader is not None))
         report.add(model_checks.static_checks(model, batch_size, th))
         report.add(probe["checks"])
         report.checks = [c for c in report.checks if wanted(c.id)]
-        data_failed = any(c.status == "FAIL" and c.id in ("data.nonfinite", "data.label_range") for c in report.checks)
-        if not data_failed:
+        failed = {c.id for c in report.checks if c.status == "FAIL"}
+        data_failed = bool(failed & {"data.nonfinite", "data.label_range"})
+        # the training checks cannot run on bad data, nor a BatchNorm model on batches of one sample
+        if not data_failed and "model.batchnorm_batch_size" not in failed:
             report.add(_training(setup, train, train_s, probe, th, wanted))
         if baselines and wanted("baseline.") and train_s.x is not None and not data_failed:
             report.add(baseline_checks(train_s.x, train_s.y, val_s.x if val_s else None, val_s.y if val_s else None,

@@ -35,6 +35,7 @@ from torch import nn
 
 from trainwise.checks import check_choice, check_int, check_range
 from trainwise.errors import BatchSizeError
+from trainwise.models.layers import has_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def find_batch_size(model: nn.Module, make_optimizer: Callable[[nn.Module], torc
     rng = torch.get_rng_state()
     was_training = model.training
     trials: list[Trial] = []
-    smallest = 2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) else 1
+    smallest = 2 if has_batchnorm(model) else 1
     try:
         size = smallest  # batch norm cannot train on one sample
         while size <= limit:

@@ -23,6 +23,7 @@ from trainwise.engine.fitplan import (FitObjects, FitPlan, FitSettings, StepSett
                                       first_batch)
 from trainwise.engine.plan import build_run_schedule, check_targets, fallback_lr, find_lr, split_data
 from trainwise.data.loader import make_batches
+from trainwise.models.layers import has_batchnorm
 from trainwise.engine.loop import FitLoop
 from trainwise.engine.python_run import describe_data, describe_run, finish_files
 from trainwise.engine.resume import Checkpointer, check_resume_config, check_world_size
@@ -71,10 +72,11 @@ def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, 
         t.checkpointer = Checkpointer(t.run_dir / "checkpoints", settings.keep_last, write=rank == 0)
     (train, sample), (val, _), (test, _) = (split_data(data, name) for data, name in
                                             ((train, "train"), (val, "val"), (test, "test")))
+    min_share = 2 if has_batchnorm(t.model) else 1  # BatchNorm cannot train on a batch of one sample
     batches = make_batches(train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed,
                            device=settings.device, augment=settings.augment, num_workers=settings.num_workers,
-                           sampler=settings.sampler,
-                           rank=rank, world_size=world_size)
+                           sampler=settings.sampler, rank=rank, world_size=world_size, min_share=min_share)
+    _note_left_out_for_batchnorm(t, batches, min_share)
     batch_count = None if getattr(batches, "stream", False) else len(batches)  # a stream: unknown
     lacks = getattr(batches, "integers_lack", None)  # in-memory data: are all target positions counted?
     t.batch_loss.all_counted = lacks is not None and lacks(t.batch_loss.ignore_index)
@@ -183,11 +185,25 @@ def _length(settings: FitSettings, batch_count: Optional[int]) -> tuple[Optional
     return None, 1
 
 
+def _note_left_out_for_batchnorm(t: Any, batches: Any, min_share: int) -> None:
+    """Say so when the last training batch is left out because BatchNorm cannot train on it."""
+    plan = getattr(batches, "plan", None)
+    if min_share == 1 or plan is None:
+        return
+    left_out = plan.samples_left_out() - replace(plan, min_share=1).samples_left_out()
+    if left_out:
+        processes = f", shared by {plan.world_size} processes" if plan.world_size > 1 else ""
+        t.record_event("data", f"the last training batch of each epoch would hold {left_out} sample(s) "
+                               f"({plan.num_samples} samples in batches of {plan.batch_size}{processes}), and the "
+                               "model has BatchNorm, which cannot train on one sample: that batch is left out (other "
+                               "samples each epoch: the order is shuffled)")
+
+
 def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
     settings = FitSettings.of(t)
     train = split_data(train, "train")[0]
     batches = make_batches(train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed,
-                           device=settings.device)
+                           device=settings.device, min_share=2 if has_batchnorm(t.model) else 1)
     _decide(t, batches, train)
     _ensure_optimizer(t, settings)
     return find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=settings.device,

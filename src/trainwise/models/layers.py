@@ -42,6 +42,11 @@ _ACTIVATION_CLASSES: dict[str, type[nn.Module]] = {
 }
 
 
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether the model holds a BatchNorm layer (1d/2d/3d, lazy or synchronized), which cannot train on one sample."""
+    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
+
+
 def check_choice(what: str, value: Any, valid: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``valid``, else raise a did-you-mean ConfigError.
 
