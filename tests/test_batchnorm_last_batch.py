@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from trainwise import doctor
 from trainwise.data.sharding import BatchPlan
-from trainwise.errors import DataError
 from trainwise.trainer import Trainer
 
 
@@ -24,8 +23,9 @@ def test_the_plan_leaves_out_a_last_batch_that_gives_some_process_fewer_than_min
     assert BatchPlan(131, 64, rank=0, world_size=2, min_share=2).global_batch_sizes() == [64, 64]
     assert BatchPlan(132, 64, rank=1, world_size=2, min_share=2).batch_sizes() == [32, 32, 2]
     assert BatchPlan(129, 64, min_share=2, training=False).global_batch_sizes() == [64, 64, 1]  # evaluation: all
-    with pytest.raises(DataError, match="1 training sample\\(s\\) in batches of 64 .* BatchNorm"):
-        BatchPlan(1, 64, min_share=2)
+    # full batches, even of one sample (pix2pix trains BatchNorm at batch 1), and a lone batch are the user's choice
+    assert BatchPlan(5, 1, min_share=2).global_batch_sizes() == [1, 1, 1, 1, 1]
+    assert BatchPlan(1, 64, min_share=2).global_batch_sizes() == [1]
 
 
 def model(norm: bool) -> nn.Module:

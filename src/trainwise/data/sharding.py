@@ -48,8 +48,9 @@ class BatchPlan:
 
     Args:
         batch_size: the global batch (all ranks together).
-        training: a training epoch, whose last batch is left out when some rank's share of it would hold fewer
-            than ``min_share`` samples (under DDP every rank needs a share of every step).
+        training: a training epoch: under DDP a last batch smaller than ``world_size`` is left out (every rank
+            needs a share of every step), and a partial last batch that would give some rank fewer than
+            ``min_share`` samples too, when another batch remains.
         drop_last: leave out a last batch smaller than ``batch_size`` (a user DataLoader's setting).
         min_share: the fewest samples a rank's share of a training batch may hold: 1, or 2 for a model with
             BatchNorm, which cannot train on one sample ("Expected more than 1 value per channel").
@@ -70,11 +71,6 @@ class BatchPlan:
             raise DataError(f"{self.world_size} processes need a batch size and a data set of at least "
                             f"{self.world_size} samples, got batch size {self.batch_size} and {self.num_samples} "
                             "samples; use fewer processes (--nproc) or a larger data.batch_size")
-        if self.training and self.num_samples and not self.global_batch_sizes():
-            raise DataError(f"{self.num_samples} training sample(s) in batches of {self.batch_size} over "
-                            f"{self.world_size} process(es) leave no batch of at least {self.min_share} samples per "
-                            "process, and the model has BatchNorm, which cannot train on one sample; use more data "
-                            "or a larger data.batch_size")
 
     def every_rank_has_data(self) -> bool:
         """Whether every rank gets a share of the first batch (in evaluation a rank may otherwise get
@@ -87,8 +83,11 @@ class BatchPlan:
         sizes = [min(b, n - start) for start in range(0, n, b)]
         if sizes and self.drop_last and sizes[-1] < b:
             sizes.pop()
-        if sizes and self.training and sizes[-1] < self.min_share * self.world_size:
-            sizes.pop()  # training: every rank needs a share of every batch (of 2 samples for BatchNorm)
+        if sizes and self.world_size > 1 and self.training and sizes[-1] < self.world_size:
+            sizes.pop()  # training: every rank needs a share of every batch
+        if self.training and len(sizes) > 1 and sizes[-1] < min(b, self.min_share * self.world_size):
+            # BatchNorm: a partial last batch too small for it (full batches, even of 1 sample, are the user's choice)
+            sizes.pop()
         return sizes
 
     def samples_left_out(self) -> int:
