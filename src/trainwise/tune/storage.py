@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,20 +83,42 @@ def connect(place: Place, *, heartbeat_interval: int, grace_period: int, max_ret
         with _quiet_optuna():
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries,
                                                                      inherit_intermediate_values=True)
-            storage = optuna.storages.RDBStorage(place.url, engine_kwargs=engine_kwargs,
-                                                 heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                                                 heartbeat_stale_trial_callback=retry)
-    
+            storage = _rdb_storage(place.url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                   grace_period=grace_period, heartbeat_stale_trial_callback=retry)
     except ModuleNotFoundError as exc:
         raise StorageError(f"the storage {place.shown_url} needs the {exc.name} package; install trainwise[postgres] "
                            "(pip install 'psycopg[binary]')") from None
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.InterfaceError) as exc:
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.InterfaceError,
+            sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
         first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
         raise StorageError(f"cannot reach the study storage {place.shown_url}: {first}; check the host, port, "
                            "database, user and password, or drop --storage to keep the study in its folder") from None
     if place.dialect == "sqlite":
         _serialize_sqlite_writers(storage)
     return storage
+
+
+# Optuna's RDBStorage creates its tables and its alembic version row when it opens a database. Two processes opening a
+# new one at once (a worker and `tune --status`, optuna-dashboard or a user's script: the workers among themselves
+# take StudyLock first) collide: "table studies already exists" or "UNIQUE constraint failed: alembic_version" (SQLite),
+# "duplicate key value" (PostgreSQL). The loser opens it again, and then finds the tables made.
+CONCURRENT_CREATION = ("already exists", "unique constraint failed: alembic_version", "duplicate key value")
+OPEN_ATTEMPTS = 8
+
+
+def _rdb_storage(url: str, **kwargs: Any) -> Any:
+    import optuna
+    import sqlalchemy
+
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as exc:
+            concurrent = any(text in str(exc).lower() for text in CONCURRENT_CREATION)
+            if not concurrent or attempt == OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _serialize_sqlite_writers(storage: Any) -> None:
