@@ -131,8 +131,10 @@ def test_calm_edge_needs_a_decade_past_the_edge_or_a_cliff_far_from_it() -> None
         EDGE_BACKOFF * suggest(lrs, losses, "edge")[0], rel=1e-12)
 
 
-class SlowLearner(Trainer):
-    """A Trainer whose loss is a slow learner's creeping curve during the range test (then the model's own MSE)."""
+class ScriptedTrainer(Trainer):
+    """A Trainer whose loss follows ``profiles`` during the range test (see ``Scripted``), then the model's own MSE."""
+
+    profiles: list = [None, None]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -144,8 +146,14 @@ class SlowLearner(Trainer):
         if self.reference_lr is not None:  # the range test is over: train on the real loss
             return real
         if self.script is None:
-            self.script = Scripted(model, self.optimizer, [None, creep])
+            self.script = Scripted(model, self.optimizer, self.profiles)
         return self.script(batch) + 0 * real
+
+
+class SlowLearner(ScriptedTrainer):
+    """A slow learner's creeping curve during the range test."""
+
+    profiles = [None, creep]
 
 
 def test_a_fit_records_the_calm_edge_and_the_report_says_why(tmp_path) -> None:

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from test_lr_calm_edge import CHANCE, Scripted
+from test_lr_calm_edge import CHANCE, Scripted, ScriptedTrainer
 from torch import nn
 
 from trainwise.lr.finder import LRFinder
@@ -71,21 +71,10 @@ def test_a_curve_that_falls_enough_is_read_by_its_rule_not_under_its_divergence(
     assert MIN_RELATIVE_DROP < 0.2
 
 
-class ShallowLearner(Trainer):
-    """A Trainer whose loss is the shallow dip and cliff during the range test (then the model's own MSE)."""
+class ShallowLearner(ScriptedTrainer):
+    """The shallow dip and cliff during the range test."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.script: Scripted | None = None
-
-    def compute_loss(self, model: nn.Module, batch: object) -> torch.Tensor:
-        x, y = batch[0], batch[1]
-        real = nn.functional.mse_loss(model(x), y)
-        if self.reference_lr is not None:  # the range test is over: train on the real loss
-            return real
-        if self.script is None:
-            self.script = Scripted(model, self.optimizer, [None, shallow_cliff])
-        return self.script(batch) + 0 * real
+    profiles = [None, shallow_cliff]
 
 
 def test_a_fit_trains_at_the_reading_and_says_where_it_came_from(tmp_path) -> None:

@@ -72,7 +72,7 @@ def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, 
         t.checkpointer = Checkpointer(t.run_dir / "checkpoints", settings.keep_last, write=rank == 0)
     (train, sample), (val, _), (test, _) = (split_data(data, name) for data, name in
                                             ((train, "train"), (val, "val"), (test, "test")))
-    min_share = 2 if has_batchnorm(t.model) else 1  # BatchNorm cannot train on a batch of one sample
+    min_share = _min_share(t.model)
     batches = make_batches(train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed,
                            device=settings.device, augment=settings.augment, num_workers=settings.num_workers,
                            sampler=settings.sampler, rank=rank, world_size=world_size, min_share=min_share)
@@ -185,6 +185,11 @@ def _length(settings: FitSettings, batch_count: Optional[int]) -> tuple[Optional
     return None, 1
 
 
+def _min_share(model: Any) -> int:
+    """The fewest samples a process's share of a training batch may hold: BatchNorm cannot train on one."""
+    return 2 if has_batchnorm(model) else 1
+
+
 def _note_left_out_for_batchnorm(t: Any, batches: Any, min_share: int) -> None:
     """Say so when the last training batch is left out because BatchNorm cannot train on it."""
     plan = getattr(batches, "plan", None)
@@ -203,7 +208,7 @@ def run_lr_find(t: Any, train: Any) -> dict[str, Any]:
     settings = FitSettings.of(t)
     train = split_data(train, "train")[0]
     batches = make_batches(train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed,
-                           device=settings.device, min_share=2 if has_batchnorm(t.model) else 1)
+                           device=settings.device, min_share=_min_share(t.model))
     _decide(t, batches, train)
     _ensure_optimizer(t, settings)
     return find_lr(t.model, t.optimizer, batches, compute_loss=t.compute_loss, device=settings.device,
