@@ -4,6 +4,10 @@ its first epoch; a user's own DataLoader keeps its batches, and the doctor still
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -11,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from trainwise import doctor
 from trainwise.data.sharding import BatchPlan
+from trainwise.errors import DataError
 from trainwise.trainer import Trainer
 
 
@@ -74,3 +79,33 @@ def test_the_doctor_passes_trainwise_batches_and_fails_a_users_loader_without_dr
     dropped = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, drop_last=True)
     (check,) = doctor.check(model(norm=True), dropped, only=["data.batch_remainder"], lr=1e-2).checks
     assert check.status == "PASS"
+
+
+def test_batchnorm1d_on_batches_of_one_fails_with_one_clear_error_and_a_failed_summary(tmp_path) -> None:
+    x, y = data(20)
+    with pytest.raises(DataError, match=r"BatchNorm layer got a training batch with one value per channel .*"
+                       r"batches of 2 or more \(data.batch_size"):
+        Trainer(model(norm=True), lr=1e-2, epochs=1, batch_size=1, progress=False, report=False,
+                run_dir=tmp_path / "one").fit((x, y))
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "drop_last=True" in summary["stop_reason"]
+
+
+def test_batchnorm2d_on_batches_of_one_image_still_trains(tmp_path) -> None:
+    torch.manual_seed(0)  # pix2pix's way: BatchNorm2d normalizes over the pixels of one image
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2))
+    x = torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    result = Trainer(net, lr=1e-2, epochs=1, batch_size=1, progress=False, report=False,
+                     run_dir=tmp_path / "img").fit((x, (x.mean((1, 2, 3)) > 0).long()))
+    assert result.status == "completed" and result.summary["steps"] == 6
+
+
+def test_the_cli_says_the_batchnorm_error_in_one_line_without_a_traceback(tmp_path) -> None:
+    config = tmp_path / "bn.yaml"
+    config.write_text("data: {dataset: digits, batch_size: 1}\nmodel: {name: mlp, hidden: [16], norm: batch}\n"
+                      "train: {epochs: 1, max_steps: 3}\noptimizer: {lr: 0.001}\n")
+    done = subprocess.run([sys.executable, "-m", "trainwise", "train", str(config), "--run-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "BatchNorm layer got a training batch with one value per channel" in line and "data.batch_size" in line

@@ -109,14 +109,15 @@ def _check_model(cfg: RunConfig) -> None:
 
 def _check_schedule(cfg: RunConfig) -> None:
     """Build the schedule over the estimated run length: checks its name and every parameter."""
-    from trainwise.schedules import build_schedule
+    from trainwise.schedules import build_schedule_or_hold
 
     s = cfg.schedule
     total, steps_per_epoch, exact = estimated_steps(cfg)
     warmup = s.warmup if exact or s.warmup < 1 else min(s.warmup, total)  # unknown length: no false alarm
     lr = 1e-3 if cfg.optimizer.lr == "auto" else float(cfg.optimizer.lr)
-    build_schedule(s.name, lr=lr, total_steps=max(total, 1), steps_per_epoch=steps_per_epoch, warmup=warmup,
-                   warmup_mode=s.warmup_mode, warmup_start_factor=s.warmup_start_factor, **s.params())
+    # a run too short for its schedule trains at a constant lr (the fit says so); a wrong parameter is an error
+    build_schedule_or_hold(s.name, lr=lr, total_steps=max(total, 1), steps_per_epoch=steps_per_epoch, warmup=warmup,
+                           warmup_mode=s.warmup_mode, warmup_start_factor=s.warmup_start_factor, **s.params())
 
 
 def _train_samples(cfg: RunConfig) -> Optional[int]:

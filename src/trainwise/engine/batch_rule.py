@@ -119,9 +119,21 @@ def model_loss_of(outputs: Any) -> Optional[torch.Tensor]:
     return loss if isinstance(loss, torch.Tensor) else None
 
 
+BATCHNORM_ONE_VALUE = "Expected more than 1 value per channel when training"  # torch's BatchNorm, batch of 1
+
+
 def call_model(model: Callable[..., Any], inputs: Any) -> Any:
     """``model(**inputs)`` for a dict of inputs, else ``model(inputs)``."""
-    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+    try:
+        return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+    except ValueError as exc:
+        if BATCHNORM_ONE_VALUE not in str(exc):
+            raise
+        # torch's own words name no setting of ours; the fix is the batch size (or the layer), said once
+        raise DataError(f"a BatchNorm layer got a training batch with one value per channel (torch: {exc}): batch "
+                        "statistics need at least 2 samples; train on batches of 2 or more (data.batch_size / "
+                        "Trainer(batch_size=...); a DataLoader of your own: drop_last=True), or use a LayerNorm "
+                        "or GroupNorm, which do not depend on the batch") from exc
 
 
 def counted_targets(targets: Any, ignore_index: int, samples: int) -> Any:

@@ -18,7 +18,7 @@ from trainwise.engine.loss_rule import decide_task
 from trainwise.errors import ConfigError, DataError, TrainwiseError
 from trainwise.data.loader import as_tensors, as_tensor_dict, main_output, to_device
 from trainwise.data.arrays import describe_types, samples_dataset
-from trainwise.schedules import Schedule, build_schedule
+from trainwise.schedules import Schedule, build_schedule_or_hold
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +121,11 @@ def build_run_schedule(spec: Any, *, lr: float, total_steps: int, steps_per_epoc
     few steps to rise and fall) trains at a constant lr instead, and says so."""
     if isinstance(spec, Schedule):
         return spec
-    try:
-        return build_schedule(spec, lr=lr, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                              warmup=warmup, **params)
-    except ConfigError as exc:
-        if total_steps >= 10:
-            raise
-        record("schedule", f"{total_steps} steps are too few for schedule {spec!r} ({exc}); lr held at {lr:g}")
-        return build_schedule("constant", lr=lr, total_steps=max(total_steps, 1), steps_per_epoch=steps_per_epoch)
+    schedule, held = build_schedule_or_hold(spec, lr=lr, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                                            warmup=warmup, **params)
+    if held is not None:
+        record("schedule", held)
+    return schedule
 
 
 def find_lr(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any, *, compute_loss: Callable,

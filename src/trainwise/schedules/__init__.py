@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from trainwise.schedules._base import Schedule
-from trainwise.schedules._build import SCHEDULE_NAMES, build_schedule, schedule_params
+from trainwise.schedules._build import SCHEDULE_NAMES, build_schedule, build_schedule_or_hold, schedule_params
 from trainwise.schedules._cyclic import CyclicSchedule, OneCycleSchedule
 from trainwise.schedules._decay import (
     ConstantSchedule,
@@ -50,5 +50,6 @@ __all__ = [
     "StepSchedule",
     "Warmup",
     "build_schedule",
+    "build_schedule_or_hold",
     "schedule_params",
 ]

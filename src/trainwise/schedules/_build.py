@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Optional
 
 from trainwise.errors import ConfigError
 from trainwise.schedules._base import Schedule
@@ -38,6 +38,8 @@ from trainwise.schedules._plateau import PlateauSchedule
 from trainwise.schedules._warmup import WARMUP_MODES, Warmup
 
 UNITS = ("step", "epoch")
+SHORT_RUN_STEPS = 10  # a run under this many steps may be too short for its schedule (1cycle must rise and fall)
+LONG_RUN_STEPS = 1000  # the length that tells "too short" from a wrong name or parameter
 _CONTEXT = frozenset({"lr", "total_steps", "steps_per_epoch", "steps"})
 Steps = Callable[[str, Any], Any]
 
@@ -277,6 +279,22 @@ def build_schedule(
     if warmup_steps == 0:
         return schedule
     return Warmup(schedule, warmup_steps=warmup_steps, start_lr=start_factor * lr, mode=warmup_mode)
+
+
+def build_schedule_or_hold(name: str, *, lr: float, total_steps: int, steps_per_epoch: int,
+                           **kwargs: Any) -> tuple[Schedule, Optional[str]]:
+    """``(schedule, None)``, or for a run too short for the named schedule (under ``SHORT_RUN_STEPS``
+    steps, where the same schedule over a long run builds: a smoke test's ``max_steps=3`` under the
+    default 1cycle) a constant ``lr`` and why. A wrong name or parameter is raised whatever the length.
+    ``kwargs``: ``build_schedule``'s warmup arguments and the schedule's parameters."""
+    try:
+        return build_schedule(name, lr=lr, total_steps=total_steps, steps_per_epoch=steps_per_epoch, **kwargs), None
+    except ConfigError as exc:
+        if total_steps >= SHORT_RUN_STEPS:
+            raise
+        build_schedule(name, lr=lr, total_steps=LONG_RUN_STEPS, steps_per_epoch=steps_per_epoch, **kwargs)
+        held = build_schedule("constant", lr=lr, total_steps=max(total_steps, 1), steps_per_epoch=steps_per_epoch)
+        return held, f"{total_steps} steps are too few for schedule {name!r} ({exc}); lr held at {lr:g}"
 
 
 def _check_param_names(name: str, params: Mapping[str, Any]) -> None:
