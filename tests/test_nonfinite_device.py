@@ -7,6 +7,7 @@ at log steps, epoch ends and before every checkpoint write."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from test_nonfinite import BATCHES_PER_EPOCH, EPOCHS, FailsOnCalls, blobs, event
 from trainwise import checkpoint as ckpt
 from trainwise.engine import loop as loop_module
 from trainwise.engine.nonfinite import DeviceFiniteness, cpu_copy, scale_torch_scheduler
+from trainwise.errors import RunEndedBadlyWarning
 from trainwise.trainer import Trainer
 from trainwise.callbacks import CheckpointSaver
 
@@ -124,3 +126,65 @@ def test_device_finiteness_needs_no_sync_per_step_and_snapshots_live_on_the_cpu(
     copied = cpu_copy({"a": [model.weight], "b": (1, "x")})
     assert copied["a"][0].device.type == "cpu" and copied["a"][0].data_ptr() != model.weight.data_ptr()
     assert copied["b"] == (1, "x")
+
+
+@pytest.mark.parametrize("policy", ["rollback", "skip"])
+def test_a_nan_in_the_data_is_found_by_a_checked_replay_and_named(tmp_path, accelerator_mode, policy):
+    """On an accelerator the bad batch is unknown when a late read finds the NaN: the rollback replays
+    the steps up to there reading each step's loss, so the data is named (rollback policy) or the
+    batch skipped before its update (skip policy, which then reads every step)."""
+    from test_nonfinite import Poison, PoisonedRows
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x)
+
+    data = PoisonedRows()
+    trainer = Trainer(Net(), lr=1e-2, epochs=3, batch_size=16, progress=False, report=False, on_nonfinite=policy,
+                      callbacks=[Poison(data)], run_dir=tmp_path / "run", log_every_n_steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunEndedBadlyWarning)  # the diverged run warns its caller
+        result = trainer.fit(data, PoisonedRows())
+    (rollback,) = events(result, "nonfinite_rollback")  # the epoch's end read the NaN: one rollback, then the replay
+    assert "the steps up to step 8 are replayed reading the loss at every step, to find the batch" in rollback["message"]
+    if policy == "skip":
+        assert result.status == "completed", result.summary["stop_reason"]
+        skips = events(result, "nonfinite_skip")
+        assert len(skips) == 2 and "(epoch 2, batch " in skips[0]["message"]  # epochs 2 and 3 meet the NaN once each
+        assert skips[0]["message"].endswith("the loss is read at every step from now on, to skip such batches "
+                                            "before their update")
+        assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in result.history)
+        assert every_checkpoint_is_finite(tmp_path / "run" / "checkpoints")
+        return
+    assert result.status == "diverged" and result.summary["nonfinite_rollbacks"] == 1
+    reason = result.summary["stop_reason"]
+    assert reason.startswith("training stopped: loss is nan at step ") and "(epoch 2, batch " in reason
+    assert "the batch's inputs contain NaN or Inf; clean the data (or fill the missing values)" in reason
+
+
+
+def test_a_replayed_epoch_reports_its_train_loss_from_both_sums(tmp_path, monkeypatch):
+    """An epoch whose steps read their loss (a checked replay) sums on the host, the others on the
+    device: the epoch's figure counts both. Same run, same figures, whichever mode each epoch ran in."""
+    x, y = blobs()
+
+    def run(name: str, checked_until: float) -> list[float]:
+        original = loop_module.FitLoop.__init__
+
+        def init(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            self.sync_each_step, self.checked_until = False, checked_until
+
+        monkeypatch.setattr(loop_module.FitLoop, "__init__", init)
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        result = Trainer(net, lr=1e-2, schedule="constant", epochs=3, batch_size=32, run_dir=tmp_path / name,
+                         progress=False, report=False).fit((x[:128], y[:128]), (x[128:], y[128:]))
+        return [row["train_loss"] for row in result.history]
+
+    device_only, replayed = run("device", 0), run("replayed", 6)  # epochs 1-2 read each step, epoch 3 does not
+    assert replayed == pytest.approx(device_only, rel=1e-6) and len(set(device_only)) == 3

@@ -50,6 +50,8 @@ class FitLoop:
         self.metrics_log, self.cycle_momentum, self.evaluate = metrics_log, cycle_momentum, evaluate
         self.step_sync = trainer.step_sync  # DDP: the ranks agree on each micro-batch's loss and on signals
         self.sync_each_step = self.settings.device.type == "cpu" or self.step_sync is not None
+        self.sync_now = self.sync_each_step  # this epoch's mode: a checked replay reads each step's loss
+        self.checked_until: float = 0  # a replay after a late non-finite reads each step before this one
         self.world_size = plan.world.size
         self.val_every = plan.val_every_n_steps  # validate every N optimizer steps (None: at each epoch's end)
         self.step_count: Any = 0.0  # counted positions of the optimizer step being accumulated
@@ -114,7 +116,7 @@ class FitLoop:
             completed = self._train_epoch()
             s.train_seconds += time.perf_counter() - epoch_start
             self.clock.switch("other")
-            if completed and not self.sync_each_step and not self.checkpoints.training_is_finite():
+            if completed and not self.sync_now and not self.checkpoints.training_is_finite():
                 self._on_late_nonfinite(len(self.batches) - 1)  # never an epoch's end (and its saves) on NaN
             if self.restart_epoch:
                 self.restart_epoch = False
@@ -131,7 +133,8 @@ class FitLoop:
         if s.batch == 0:  # a fresh epoch (a resumed one continues where its checkpoint was)
             batches.set_epoch(s.epoch)
             self.reset_epoch_stats()
-        accumulate, sync = self.settings.accumulate, self.sync_each_step
+        self.sync_now = self.sync_each_step or s.step < self.checked_until  # the epoch's sums: host + device
+        accumulate, sync = self.settings.accumulate, self.sync_now
         world_size, whole_step = self.world_size, accumulate == 1  # a micro-batch is a whole step: its mean is known
         mean_form = whole_step and world_size == 1  # the loss may come as the step's mean (no count op, no multiply)
         last_index = -2 if getattr(batches, "stream", False) else len(batches) - 1  # a stream's end is found by reading
@@ -214,7 +217,7 @@ class FitLoop:
         if self.settings.grad_clip is not None:
             if self.settings.grad_clip_mode == "norm":
                 norm = torch.nn.utils.clip_grad_norm_(o.model.parameters(), self.settings.grad_clip)
-                if not self.sync_each_step:  # no host sync per step: read at log time, caught like the loss
+                if not self.sync_now:  # no host sync per step: read at log time, caught like the loss
                     self.last_grad_norm = norm
                     self.checkpoints.finiteness.observe(norm)
                     self.clipped_steps += norm > self.settings.grad_clip
@@ -246,7 +249,7 @@ class FitLoop:
             self.torch_scheduler.step()
         self.apply_schedule()
         if s.step % self.settings.log_every_n_steps == 0:
-            if not self.sync_each_step and not self.checkpoints.training_is_finite():
+            if not self.sync_now and not self.checkpoints.training_is_finite():
                 return self._on_late_nonfinite(index)
             self._log_step()
         for callback in t._dispatch["on_step_end"]:
@@ -272,7 +275,7 @@ class FitLoop:
     def _log_step(self) -> None:
         s = self.state
         values = {"lr": s.lr}
-        if self.window_count and self.sync_each_step:
+        if self.window_count and self.sync_now:
             values["loss"] = self.window_loss / self.window_count
         if self.last_grad_norm is not None:
             values["grad_norm"] = float(self.last_grad_norm)
@@ -297,7 +300,10 @@ class FitLoop:
             return True
         if guard.policy == "skip":
             guard.skipped += 1
-            self.objects.record_event("nonfinite_skip", f"{where}; skipped that batch")
+            always = "" if self.sync_each_step or self.checked_until == math.inf else \
+                "; the loss is read at every step from now on, to skip such batches before their update"
+            self.checked_until = math.inf if always else self.checked_until
+            self.objects.record_event("nonfinite_skip", f"{where}; skipped that batch{always}")
             return False
         if guard.policy == "rollback" and guard.can_roll_back():
             self.checkpoints.roll_back(where, (s.epoch, index))
@@ -319,7 +325,10 @@ class FitLoop:
         self.objects.optimizer.zero_grad(set_to_none=True)
         self.group_size, self.step_count = 0, 0.0
         if guard.policy != "stop" and guard.can_roll_back():
-            self.checkpoints.roll_back(where, None)
+            # the replay up to here reads every step's loss: a NaN in the data is then named at its batch
+            self.checked_until = max(self.checked_until, s.step)
+            self.checkpoints.roll_back(f"{where}; the steps up to step {s.step} are replayed reading the loss at "
+                                       "every step, to find the batch", None)
             self.restart_epoch = True
             return True
         t.stop(f"training diverged: {where}; {DIVERGED_ADVICE}", status="diverged")
@@ -328,9 +337,11 @@ class FitLoop:
     # ------------------------------------------------------------------ epoch end
     def _train_figures(self) -> dict[str, float]:
         """The epoch's training figures so far: the mean loss per counted position, the clipped share."""
-        if not self.sync_each_step:
-            self.loss_sum, self.loss_count = self.loss_sum_device.item(), self.loss_count_device.item()
-        values = {"loss": self.loss_sum / max(self.loss_count, 1e-12)}
+        # sums of steps that read their loss (a checked replay) on the host, of the others on the device
+        loss_sum, loss_count = self.loss_sum, self.loss_count
+        if self.loss_count_device.item() > 0:
+            loss_sum, loss_count = loss_sum + self.loss_sum_device.item(), loss_count + self.loss_count_device.item()
+        values = {"loss": loss_sum / max(loss_count, 1e-12)}
         if self.settings.grad_clip is not None and self.settings.grad_clip_mode == "norm":
             values["clip_fraction"] = float(self.clipped_steps) / max(self.epoch_steps, 1)
         return values
