@@ -96,6 +96,21 @@ def test_bad_input_exits_nonzero_with_one_message(args, message, tmp_path):
     assert len(errors) == 1 and message in errors[0]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["report", "RUN", "--pgn"], "trainwise report: unknown option --pgn; did you mean '--png'? (trainwise report "
+                                 "--help lists them)"),
+    (["train", DIGITS, "--dryrun"], "trainwise train: unknown option --dryrun; did you mean '--dry-run'?"),
+    (["runs", "list", "--sortt", "x"], "trainwise runs list: unknown option --sortt; did you mean '--sort'?"),
+    (["doctor", DIGITS, "--only", "data.x"], "trainwise doctor: unknown option --only (trainwise doctor --help"),
+    (["evaluate", "RUN", "extra"], "trainwise evaluate: unexpected argument(s) extra"),
+])
+def test_an_unknown_option_names_the_command_and_the_closest_option(args, message, tmp_path):
+    proc = cli_in_process(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and "usage:" not in proc.stderr and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: ") and message in line
+
+
 def test_missing_config_file(tmp_path):
     proc = cli_in_process("train", "nope.yaml", cwd=tmp_path)
     assert proc.returncode == 2

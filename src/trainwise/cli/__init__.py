@@ -277,8 +277,28 @@ def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> ar
     if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        print(f"error: {_unknown_arguments(parser, args, extra)}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
     return args
+
+
+def _unknown_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> str:
+    """One line for arguments the command does not take: the first unknown option with a did-you-mean
+    among the command's own options (``runs list`` included), and where they are listed."""
+    from trainwise.checks import did_you_mean
+
+    command, names = parser, []
+    for name in (args.command, getattr(args, "runs_command", None)):
+        actions = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if name is None or not actions or name not in actions[0].choices:
+            break
+        command, names = actions[0].choices[name], [*names, name]
+    options = [option for action in command._actions for option in action.option_strings]
+    where = f"trainwise {' '.join(names)}"
+    flag = next((item.split("=")[0] for item in extra if item.startswith("-")), None)
+    if flag is not None:
+        return f"{where}: unknown option {flag}{did_you_mean(flag, options)} ({where} --help lists them)"
+    return f"{where}: unexpected argument(s) {' '.join(extra)} ({where} --help lists what it takes)"
 
 
 # Each command's function, imported only when it runs: `trainwise --help` imports no torch, and a
