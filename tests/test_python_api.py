@@ -563,3 +563,42 @@ def test_val_fraction_holds_out_a_stratified_seeded_share(tmp_path):
     assert "val_accuracy" in result.history[-1] and result.summary["monitor"] == "val_loss"
     with pytest.raises(ConfigError, match="pass either val or val_fraction"):
         Trainer(mlp(), lr=1e-2, run_dir=tmp_path / "s", **quiet()).fit((x, y), (x, y), val_fraction=0.2)
+
+
+def test_val_fraction_splits_a_map_style_dataset_by_index_seeded(tmp_path):
+    class Rows(torch.utils.data.Dataset):
+        def __init__(self) -> None:
+            generator = torch.Generator().manual_seed(0)
+            self.x = torch.randn(100, 4, generator=generator)
+            self.reads = 0
+
+        def __len__(self) -> int:
+            return 100
+
+        def __getitem__(self, i: int) -> dict:
+            self.reads += 1
+            return {"x": self.x[i], "labels": int(self.x[i, 0] > 0)}
+
+    from trainwise.engine.plan import hold_out_val
+
+    rows = Rows()
+    train, val = hold_out_val(rows, None, 0.2, seed=3)
+    assert rows.reads == 0 and len(train) == 80 and len(val) == 20  # split by index, nothing read
+    assert sorted(train.indices + val.indices) == list(range(100))
+    assert hold_out_val(rows, None, 0.2, seed=3)[1].indices == val.indices  # seeded
+    result = Trainer(nn.Linear(4, 2), lr=1e-2, epochs=2, batch_size=16, run_dir=tmp_path / "r",
+                     **quiet()).fit(Rows(), val_fraction=0.2)
+    assert result.status == "completed" and "val_accuracy" in result.history[-1]
+    loader = torch.utils.data.DataLoader(Rows(), batch_size=10)
+    with pytest.raises(ConfigError, match="val_fraction cannot split a DataLoader"):
+        Trainer(nn.Linear(4, 2), lr=1e-2, run_dir=tmp_path / "s", **quiet()).fit(loader, val_fraction=0.2)
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["tensors", "dataset"])
+def test_a_third_integer_element_is_refused_as_sample_weights(tmp_path, as_dataset):
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    lengths, y = torch.randint(1, 5, (64,)), (x[:, 0] > 0).long()  # (x, lengths, y): a second input, not weights
+    data = torch.utils.data.TensorDataset(x, lengths, y) if as_dataset else (x, lengths, y)
+    with pytest.raises(DataError, match=r"batches of 3 are read as \(inputs, targets, sample_weights\), and the "
+                                        r"third here is int64, which sample weights are not: .* dict batch"):
+        Trainer(nn.Linear(4, 2), lr=1e-2, epochs=1, run_dir=tmp_path / "r", **quiet()).fit(data)

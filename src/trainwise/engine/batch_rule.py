@@ -89,6 +89,13 @@ def decide_call_rule(batch: Any, model: Optional[nn.Module], *, model_loss: bool
     """The rule for batches shaped like ``batch`` (see the module's docstring). ``model_loss``: the
     model's own loss may train, so a target key that ``forward`` names goes in too."""
     if isinstance(batch, torch.Tensor) or (isinstance(batch, (tuple, list)) and 1 <= len(batch) <= 3):
+        third = batch[2] if not isinstance(batch, torch.Tensor) and len(batch) == 3 else None
+        if isinstance(third, torch.Tensor) and not (third.is_floating_point() or third.is_complex()):
+            raise DataError(f"batches of 3 are read as (inputs, targets, sample_weights), and the third here is "
+                            f"{str(third.dtype).replace('torch.', '')}, which sample weights are not: a model with "
+                            "several inputs takes a dict batch ({'x': ..., 'lengths': ..., 'labels': ...}: forward "
+                            "gets its arguments by name), or override Trainer.split_batch(batch); float weights "
+                            "(weights.float()) are read as sample weights")
         return CallRule("tuple")
     if not isinstance(batch, dict):
         raise DataError(f"cannot tell inputs from targets in a batch of type {type(batch).__name__}; batches must be "

@@ -177,16 +177,26 @@ def fallback_lr(optimizer_name: Any) -> float:
 
 
 def hold_out_val(train: Any, val: Any, fraction: float, seed: int) -> tuple[Any, Any]:
-    """``(train, val)`` with ``fraction`` of in-memory train held out as val (seeded, stratified)."""
+    """``(train, val)`` with ``fraction`` of train held out as val, seeded: stratified for in-memory
+    ``(inputs, targets)``; a map-style ``Dataset`` (or a list of samples) is split by index into two
+    ``Subset``s without reading its samples (not stratified)."""
     import numpy as np
+    from torch.utils.data import DataLoader, IterableDataset, Subset
 
     from trainwise.data.splits import check_fraction, split_indices
 
     check_fraction("val_fraction", fraction)
+    if val is not None:
+        raise ConfigError("val_fraction holds out part of the training data when no val is given, and val was given "
+                          "too; pass either val or val_fraction")
     tensors = as_tensors(train)
-    if val is not None or tensors is None:
-        raise ConfigError("val_fraction splits in-memory (inputs, targets) training data when no val is given; "
-                          "pass either val or val_fraction")
+    if tensors is None:
+        if isinstance(train, (DataLoader, IterableDataset)) or not hasattr(train, "__getitem__") or \
+                not hasattr(train, "__len__"):
+            raise ConfigError(f"val_fraction cannot split a {type(train).__name__} (a DataLoader's batches are made, "
+                              "a stream has no index); pass the map-style Dataset itself, or val= data")
+        keep, held = split_indices(len(train), fraction=fraction, rng=np.random.default_rng(seed), labels=None)
+        return Subset(train, keep.tolist()), Subset(train, held.tolist())
     labels = tensors[1].numpy() if not tensors[1].is_floating_point() and tensors[1].dim() == 1 else None
     keep, held = split_indices(len(tensors[0]), fraction=fraction, rng=np.random.default_rng(seed), labels=labels)
     keep_t, held_t = torch.as_tensor(keep), torch.as_tensor(held)
