@@ -214,10 +214,10 @@ def test_csv_task_override_makes_integers_a_regression_target(tmp_path: Path) ->
     ("lines", "kwargs", "error", "match"),
     [
         (
-            ["size,color,y", "1,red,0", "2,blue,1"],
+            ["size,color,y", "1,red,0", "2,3,1"],
             {},
             DataError,
-            r"feature column 'color' is not numeric \(value 'red' on line 2\)",
+            r"feature column 'color' holds numbers and the text 'red' on line 2 \(a missing-value marker\?\)",
         ),
         (["a,y", "1,0", "2"], {}, DataError, "line 3: 1 values but the header has 2 columns"),
         (["a,b,y", "1,,0"], {}, DataError, "line 2: empty value in column 'b'"),

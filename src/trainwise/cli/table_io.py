@@ -20,6 +20,7 @@ import torch
 
 from trainwise.runfolder.saved import SavedRun, training_columns
 from trainwise.data import apply_normalization
+from trainwise.data.categorical import one_hot
 from trainwise.errors import ConfigError, DataError, DataNotFoundError
 
 INPUT_SUFFIXES = (".npz", ".csv", ".tsv")
@@ -45,7 +46,7 @@ def read_inputs(path: Path, run: SavedRun) -> torch.Tensor:
         return _prepare(_numeric(x, "x", path), run, path)
     columns, target = training_columns(run)
     header, rows = _read_csv(path)
-    return _prepare(_features(header, rows, columns, target, path), run, path)
+    return _prepare(_features(header, rows, columns, target, path, run.description.get("categorical")), run, path)
 
 
 def read_labelled(path: Path, run: SavedRun, target: Optional[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +67,7 @@ def read_labelled(path: Path, run: SavedRun, target: Optional[str]) -> tuple[tor
         if target is None or target not in header:
             given = "no target column named" if target is None else f"no target column {target!r}"
             raise ConfigError(f"{path}: {given}; name it with --target COLUMN (columns: {', '.join(header)})")
-        x = _features(header, rows, columns, target, path)
+        x = _features(header, rows, columns, target, path, run.description.get("categorical"))
         labels = np.array([row[header.index(target)] for row in rows])
     y = _targets(labels, run, path)
     if len(y) != len(x):
@@ -172,23 +173,30 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def _features(header: list[str], rows: list[list[str]], columns: Optional[list[str]],
-              target: Optional[str], path: Path) -> torch.Tensor:
-    """The feature columns as floats, in training order; the target column is skipped."""
+              target: Optional[str], path: Path, categorical: Optional[dict[str, list[str]]] = None) -> torch.Tensor:
+    """The feature columns as floats, in training order, text columns one-hot encoded with the run's
+    categories (data.json ``categorical``); the target column is skipped."""
+    categorical = categorical or {}
     if columns is None:
         columns = [name for name in header if name != target]
     missing = [name for name in columns if name not in header]
     if missing:
         raise DataError(f"{path} lacks the column(s) {', '.join(map(repr, missing))} the model was trained on "
                         f"(found: {', '.join(header)}); add them (the target column may be left out)")
-    values = np.empty((len(rows), len(columns)), dtype=np.float32)
-    for j, name in enumerate(columns):
-        column = header.index(name)
-        for i, row in enumerate(rows):
-            if not _is_number(row[column]):
-                raise DataError(f"{path}, row {i + 2}: column {name!r} holds {row[column]!r}, not a number; "
+    parts = []
+    for name in columns:
+        texts = [row[header.index(name)] for row in rows]
+        if name in categorical:
+            parts.append(one_hot(texts, categorical[name], name, where=str(path)))
+            continue
+        values = np.empty((len(rows), 1), dtype=np.float32)
+        for i, text in enumerate(texts):
+            if not _is_number(text):
+                raise DataError(f"{path}, row {i + 2}: column {name!r} holds {text!r}, not a number; "
                                 "fill in or drop that row")
-            values[i, j] = float(row[column])
-    return torch.from_numpy(values)
+            values[i, 0] = float(text)
+        parts.append(values)
+    return torch.from_numpy(np.concatenate(parts, axis=1) if parts else np.empty((len(rows), 0), np.float32))
 
 
 def _targets(labels: np.ndarray, run: SavedRun, path: Path) -> torch.Tensor:

@@ -110,3 +110,4 @@ class RawData:
     y_val: torch.Tensor | None = None
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # what data.json records of the source

@@ -213,6 +213,7 @@ def load_data(
         class_names=raw.class_names,
         name=raw.name,
         target_normalization=target_normalization,
+        details=dict(raw.details),
     )
 
 

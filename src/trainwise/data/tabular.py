@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from trainwise.data.bundle import RawData
+from trainwise.data.categorical import column_categories, one_hot
 from trainwise.checks import closest
 from trainwise.errors import ConfigError, DataError, DataNotFoundError
 
@@ -71,23 +72,23 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
 
 def _feature_matrix(
     header: list[str], rows: list[list[str]], lines: list[int], target_column: int, path: Path
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """The feature columns as float32, text columns one-hot encoded in their place
+    (``data/categorical.py``), and the categories of each text column."""
     table = np.array(rows, dtype=str)
-    feature_columns = [column for column in range(len(header)) if column != target_column]
-    features = np.empty((len(rows), len(feature_columns)), dtype=np.float32)
-    for feature_index, column in enumerate(feature_columns):
-        try:
-            features[:, feature_index] = table[:, column].astype(np.float64)
-        except ValueError as error:
-            bad_row = next(
-                row for row in range(len(rows)) if _parse_float(rows[row][column]) is None
-            )
-            raise DataError(
-                f"csv file {path}: feature column {header[column]!r} is not numeric (value "
-                f"{rows[bad_row][column]!r} on line {lines[bad_row]}); encode it as numbers or "
-                "drop the column"
-            ) from error
-    return features
+    parts, categorical = [], {}
+    for column in range(len(header)):
+        if column == target_column:
+            continue
+        values = table[:, column].tolist()
+        categories = column_categories(header[column], values, where=f"csv file {path}", lines=lines)
+        if categories is None:
+            parts.append(table[:, column].astype(np.float64).astype(np.float32)[:, None])
+        else:
+            categorical[header[column]] = categories
+            parts.append(one_hot(values, categories, header[column], where=f"csv file {path}"))
+    features = np.concatenate(parts, axis=1) if parts else np.empty((len(rows), 0), dtype=np.float32)
+    return features, categorical
 
 
 def _target_to_tensor(
@@ -116,7 +117,8 @@ def _target_to_tensor(
 
 
 def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
-    """A table with a header line: numeric feature columns and one target column.
+    """A table with a header line: feature columns and one target column. A text feature column
+    is one-hot encoded (``data/categorical.py``; its categories go to data.json).
 
     The target defaults to the last column. Classification when the target text is integer
     or not numeric (each distinct value becomes a class, ``class_names`` keep the text);
@@ -125,8 +127,8 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
     Raises:
         DataNotFoundError: The file does not exist.
         ConfigError: ``target`` is not a column.
-        DataError: Ragged or empty rows, a non-numeric feature column, a non-numeric target
-            for regression.
+        DataError: Ragged or empty rows, a feature column mixing numbers and text or with too
+            many distinct texts, a non-numeric target for regression.
     """
     _check_file(path, "csv")
     header, rows, lines = _read_rows(path)
@@ -138,7 +140,7 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
             f"target column {target!r} is not in {path}; {hint}columns: {', '.join(header)}"
         )
     target_column = header.index(target)
-    features = _feature_matrix(header, rows, lines, target_column, path)
+    features, categorical = _feature_matrix(header, rows, lines, target_column, path)
     y, task, class_names = _target_to_tensor(
         [row[target_column] for row in rows], task, column=target, path=path
     )
@@ -149,6 +151,8 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
         num_classes=None if class_names is None else len(class_names),
         class_names=class_names,
         name=path.stem,
+        details={"feature_names": [name for name in header if name != target], "target": target,
+                 **({"categorical": categorical} if categorical else {})},
     )
 
 

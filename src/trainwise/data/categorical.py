@@ -1,0 +1,72 @@
+"""Text columns of a table as one-hot features (a CSV's ``city``: ``paris``, ``rome``, ...).
+
+A feature column whose values are all text (none parses as a number) and that holds at most
+``MAX_CATEGORIES`` distinct values is categorical: each category becomes one 0/1 feature, in
+sorted order, in the column's place. The categories are read from the whole file (the vocabulary,
+not the labels: nothing of the validation or test targets leaks), recorded in data.json
+(``categorical``) and applied as they are to the inputs ``predict`` and ``evaluate`` read. A value
+the run never saw is refused there with the known categories: an all-zero row would be a silent guess.
+
+Example:
+    >>> categories = column_categories("city", ["rome", "paris", "rome"], where="t.csv")
+    >>> categories, one_hot(["paris", "rome"], categories, "city", where="t.csv").tolist()
+    (['paris', 'rome'], [[1.0, 0.0], [0.0, 1.0]])
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from trainwise.errors import DataError
+
+MAX_CATEGORIES = 50  # more distinct texts than this is an id or free text, not a category
+
+
+def is_number(text: str) -> bool:
+    """``text`` reads as a float (``nan`` and ``inf`` too: the data checks name those)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def column_categories(name: str, values: Sequence[str], *, where: str,
+                      lines: Optional[Sequence[int]] = None) -> Optional[list[str]]:
+    """The sorted categories of a text column; None for a numeric one. A column that mixes numbers
+    and text, or holds too many distinct texts, is refused with what to do."""
+    numeric = [is_number(value) for value in values]
+    if all(numeric):
+        return None
+    if any(numeric):
+        row = numeric.index(False)
+        line = f" on line {lines[row]}" if lines is not None else ""
+        raise DataError(f"{where}: feature column {name!r} holds numbers and the text {values[row]!r}{line} (a "
+                        "missing-value marker?); fill in or drop those rows, or make the whole column text to "
+                        "one-hot encode it")
+    categories = sorted(set(values))
+    if len(categories) > MAX_CATEGORIES:
+        raise DataError(f"{where}: feature column {name!r} is text with {len(categories)} distinct values, more than "
+                        f"the {MAX_CATEGORIES} one-hot encoding takes (an id or free text?); drop the column or "
+                        "encode it as numbers")
+    return categories
+
+
+def one_hot(values: Sequence[str], categories: Sequence[str], name: str, *, where: str) -> np.ndarray:
+    """``(N, len(categories))`` float32 0/1 columns of ``values``; a value outside ``categories`` is refused."""
+    index = {category: position for position, category in enumerate(categories)}
+    unknown = sorted({value for value in values if value not in index})
+    if unknown:
+        raise DataError(f"{where}: column {name!r} holds {', '.join(map(repr, unknown[:5]))}, which the model never "
+                        f"saw in training (its categories: {', '.join(categories)}); map them to one of those or "
+                        "retrain with them")
+    encoded = np.zeros((len(values), len(categories)), dtype=np.float32)
+    encoded[np.arange(len(values)), [index[value] for value in values]] = 1.0
+    return encoded
+
+
+def encoded_width(columns: Sequence[str], categorical: dict[str, list[str]]) -> int:
+    """Features after encoding: one per numeric column, one per category of each text column."""
+    return sum(len(categorical[name]) if name in categorical else 1 for name in columns)

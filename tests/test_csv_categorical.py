@@ -1,0 +1,95 @@
+"""Text feature columns of a CSV are one-hot encoded: in training (the categories in data.json), and
+the same way for ``predict``, ``evaluate`` and an exported model's inputs; what cannot be a category
+(numbers mixed with text, an id column, a value the run never saw) gets one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import cli_in_process
+from test_cli import DIGITS, trainwise
+from test_cli_inference import assert_one_error, read_rows
+
+from trainwise.data import load_data
+from trainwise.data.categorical import MAX_CATEGORIES
+from trainwise.errors import DataError
+
+CITIES = ("oslo", "paris", "rome")
+
+
+def people(path: Path, n: int = 240, seed: int = 0) -> Path:
+    """The label depends on the city alone (rome and oslo: high), plus a numeric noise column."""
+    rng = np.random.default_rng(seed)
+    lines = ["age,city,member,label"]
+    for _ in range(n):
+        city = CITIES[rng.integers(3)]
+        lines.append(f"{rng.integers(18, 80)},{city},{rng.choice(['yes', 'no'])},{'low' if city == 'paris' else 'high'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_text_columns_become_one_hot_features_in_their_place(tmp_path):
+    bundle = load_data("csv", path=people(tmp_path / "p.csv"), target="label", normalize=False, seed=0)
+    assert bundle.input_shape == (1 + 3 + 2,)  # age, city=oslo|paris|rome, member=no|yes
+    assert bundle.details["categorical"] == {"city": list(CITIES), "member": ["no", "yes"]}
+    assert bundle.details["feature_names"] == ["age", "city", "member"]
+    x = bundle.train[0]
+    assert set(x[:, 1:].unique().tolist()) == {0.0, 1.0}
+    assert (x[:, 1:4].sum(1) == 1).all() and (x[:, 4:].sum(1) == 1).all()  # one category per row and column
+    assert (x[:, 0] >= 18).all()  # the numeric column untouched
+
+
+@pytest.mark.parametrize("column, fragment", [
+    (["1", "2", "n/a", "4"], "holds numbers and the text 'n/a' on line 4 (a missing-value marker?)"),
+    ([f"user{i}" for i in range(MAX_CATEGORIES + 1)], f"is text with {MAX_CATEGORIES + 1} distinct values, more than"),
+])
+def test_what_cannot_be_a_category_is_refused_in_one_line(tmp_path, column, fragment):
+    rows = [f"{value},{i % 2}" for i, value in enumerate(column)]
+    (tmp_path / "t.csv").write_text("feature,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="feature column 'feature' ") as error:
+        load_data("csv", path=tmp_path / "t.csv", target="label", seed=0)
+    assert fragment in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("categorical")
+    people(folder / "people.csv")
+    proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=people.csv", "data.target=label",
+                     "train.epochs=20", "model.hidden=[16]", "model.dropout=0", "optimizer.lr=0.02",
+                     "train.early_stopping.enabled=false", "--quiet", "--run-dir", "run", cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    return folder
+
+
+def test_a_run_learns_from_a_text_column_and_predict_encodes_it_the_same_way(run, tmp_path):
+    summary = json.loads((run / "run" / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.95  # the label is the city: only its encoding tells it
+    assert json.loads((run / "run" / "data.json").read_text())["categorical"]["city"] == list(CITIES)
+    rows = ["member,age,city"] + [f"yes,40,{city}" for city in ("rome", "paris", "oslo", "paris")]  # reordered, no label
+    (tmp_path / "new.csv").write_text("\n".join(rows) + "\n")
+    proc = cli_in_process("predict", str(run / "run"), "new.csv", "--out", "p.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [row[0] for row in read_rows(tmp_path / "p.csv")[1:]] == ["high", "low", "high", "low"]
+    evaluated = cli_in_process("evaluate", str(run / "run"), "--data", str(run / "people.csv"), cwd=tmp_path)
+    assert evaluated.returncode == 0 and "accuracy" in evaluated.stdout
+
+
+def test_an_exported_model_takes_the_same_csv(run, tmp_path):
+    artifact = tmp_path / "model.onnx"
+    proc = trainwise("export", str(run / "run"), "--format", "onnx", "--out", str(artifact), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "new.csv").write_text("age,city,member\n30,paris,no\n30,oslo,no\n")
+    proc = cli_in_process("predict", str(artifact), "new.csv", "--out", "p.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [row[0] for row in read_rows(tmp_path / "p.csv")[1:]] == ["low", "high"]
+
+
+def test_a_category_the_run_never_saw_is_refused_with_the_known_ones(run, tmp_path):
+    (tmp_path / "new.csv").write_text("age,city,member\n30,lima,yes\n")
+    assert_one_error(cli_in_process("predict", str(run / "run"), "new.csv", "--out", "p.csv", cwd=tmp_path),
+                     "column 'city' holds 'lima', which the model never saw in training (its categories: oslo, "
+                     "paris, rome)")
