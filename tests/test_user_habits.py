@@ -263,3 +263,22 @@ def test_a_float64_model_on_float32_data_is_named_as_a_dtype_mismatch(tmp_path):
     with pytest.raises(DataError, match=r"must share a dtype: model.float\(\)"):
         Trainer(nn.Linear(4, 3).double(), epochs=1, run_dir=tmp_path, progress=False, report=False).fit(
             torch.randn(20, 4), torch.randint(0, 3, (20,)))
+
+
+@pytest.mark.parametrize("method, message", [
+    ("test", "Trainer has no test(): evaluate(data) scores any split with the model as it is (Lightning's "
+             "trainer.test); fit(train, val, test=data)"),
+    ("validate", "Trainer has no validate(): evaluate(val) (Lightning's trainer.validate)"),
+    ("train", "Trainer has no train(): fit(train, val) (the HF Trainer's train()"),
+    ("save_model", "trainwise export RUN writes deployable files (the HF Trainer's save_model)"),
+])
+def test_other_tools_method_names_name_the_trainwise_call(tmp_path, method, message):
+    x, y = regression_data(40)
+    trainer = Trainer(one_output_model(), lr=1e-2, epochs=1, progress=False, report=False, run_dir=tmp_path / "r")
+    trainer.fit(x, y)
+    with pytest.raises(AttributeError) as error:
+        getattr(trainer, method)((x, y))
+    assert message in str(error.value)
+    assert not hasattr(trainer, "no_such_thing") and not hasattr(trainer, method)  # hasattr stays truthful
+    with pytest.raises(AttributeError, match="'Trainer' object has no attribute 'fitt'; did you mean 'fit'"):
+        trainer.fitt(x, y)

@@ -137,6 +137,33 @@ OTHER_TOOLS_NAMES = {
 }
 
 
+# What other tools call a Trainer method: ``trainer.test(...)`` gets the trainwise call, not a bare AttributeError.
+OTHER_TOOLS_METHODS = {
+    "test": "evaluate(data) scores any split with the model as it is (Lightning's trainer.test); fit(train, val, "
+            "test=data) scores the best model on it at the end, into summary.json",
+    "validate": "evaluate(val) (Lightning's trainer.validate)",
+    "train": "fit(train, val) (the HF Trainer's train(); Trainer.train is not torch's train mode)",
+    "fit_generator": "fit(data) takes a DataLoader or any Dataset (Keras' fit_generator)",
+    "evaluate_generator": "evaluate(data) (Keras' evaluate_generator)",
+    "predict_generator": "predict(data) (Keras' predict_generator)",
+    "predict_on_batch": "predict(inputs) (Keras' predict_on_batch)",
+    "lr_find": "lr='auto' (the default with an optimizer name) runs the LR range test first; trainwise.lr "
+               "has the finder for a direct call (Lightning's Tuner.lr_find)",
+    "tune": "lr='auto' runs the LR range test, batch_size='auto' finds the batch size (Lightning 1.x trainer.tune)",
+    "save_model": "the run folder's checkpoints/best.pt holds the best model; trainwise export RUN writes "
+                  "deployable files (the HF Trainer's save_model)",
+}
+
+
+def unknown_method(owner: str, name: str, public: Iterable[str] = ()) -> str:
+    """The AttributeError message for ``owner.name``: what to call instead when another tool has that
+    method, else the closest of ``public`` (a typo)."""
+    ours = OTHER_TOOLS_METHODS.get(name)
+    if ours is None:
+        return f"{owner!r} object has no attribute {name!r}" + ("" if name.startswith("_") else did_you_mean(name, public))
+    return f"{owner} has no {name}(): {ours}"
+
+
 def unknown_arguments(owner: str, given: Iterable[str], known: Iterable[str]) -> str:
     """One line naming each unknown keyword argument of ``owner`` with what to pass instead."""
     known = tuple(known)

@@ -25,7 +25,7 @@ from trainwise.callbacks import Callback, CheckpointSaver, EarlyStopping, Progre
 from trainwise.callbacks.assembly import assemble_callbacks
 from trainwise.callbacks.dispatch import dispatch_table
 from trainwise.callbacks.loggers import build_loggers
-from trainwise.checks import check_choice, check_int, check_range, unknown_arguments
+from trainwise.checks import check_choice, check_int, check_range, unknown_arguments, unknown_method
 from trainwise.distributed.ops import world
 from trainwise.distributed.launch import check_sync_batchnorm
 from trainwise.distributed.world import World, env_world_size, join_world, rank_device
@@ -391,6 +391,9 @@ class Trainer:
         return None if not isinstance(self.class_weights, torch.Tensor) else self.class_weights.to(self.device)
 
     # ----------------------------------------------------------------------------- evaluate / predict
+    def __getattr__(self, name: str) -> Any:  # only for names not found: another tool's method gets ours
+        raise AttributeError(unknown_method("Trainer", name, [n for n in dir(type(self)) if not n.startswith("_")]))
+
     def evaluate(self, data: Any, targets: Any = None) -> dict[str, float]:
         """Loss and metrics on ``data`` (eval mode, no gradients); ``evaluate(x, y)`` as in Keras.
         Classification: loss, accuracy, macro_f1, top5_accuracy (more than 5 classes); regression:
