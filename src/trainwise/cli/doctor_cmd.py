@@ -62,7 +62,8 @@ def preflight(cfg: RunConfig, out: Path, thresholds: dict[str, Any], *, baseline
         thresholds=thresholds, baselines=baselines, out_dir=out.parent, seed=cfg.seed, device=t.device,
         grad_clip=t.grad_clip, grad_clip_mode=t.grad_clip_mode, accumulate=t.accumulate, precision=t.precision,
         label_smoothing=t.label_smoothing, lr_find=t.lr_find.model_dump(), sampler=cfg.data.sampler,
-        class_weights=build.class_weights_of_config(cfg) if classification else None, focal_gamma=cfg.loss.gamma)
+        class_weights=build.class_weights_of_config(cfg) if classification else None, focal_gamma=cfg.loss.gamma,
+        feature_names=_feature_names(bundle))
     report.write(out)
     print_report(report, title=f"trainwise doctor: {cfg.name} (pre-flight)")
     print(f"doctor.json: {out}")
@@ -99,3 +100,11 @@ def _task_of(run_dir: Path) -> str:
         return json.loads((run_dir / "summary.json").read_text()).get("task") or "classification"
     except (OSError, ValueError):
         return "classification"
+
+
+def _feature_names(bundle: Any) -> Any:
+    """A CSV's feature columns as the model sees them (text columns one-hot: ``city=paris``), else None."""
+    from trainwise.data.categorical import encoded_names
+
+    columns = bundle.details.get("feature_names")
+    return encoded_names(columns, bundle.details.get("categorical", {})) if columns else None

@@ -67,6 +67,12 @@ def one_hot(values: Sequence[str], categories: Sequence[str], name: str, *, wher
     return encoded
 
 
-def encoded_width(columns: Sequence[str], categorical: dict[str, list[str]]) -> int:
-    """Features after encoding: one per numeric column, one per category of each text column."""
-    return sum(len(categorical[name]) if name in categorical else 1 for name in columns)
+def encoded_names(columns: Sequence[str], categorical: dict[str, list[str]]) -> list[str]:
+    """The name of each feature after encoding: ``age``, ``city=paris``, ``city=rome``, ..."""
+    names: list[str] = []
+    for name in columns:
+        if name in categorical:
+            names.extend(f"{name}={category}" for category in categorical[name])
+        else:
+            names.append(name)
+    return names

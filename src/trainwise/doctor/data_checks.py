@@ -4,7 +4,7 @@ imbalance, normalization, constant features, input scale and the last batch's si
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -20,14 +20,14 @@ IMBALANCE_FIX = ("rebalance the classes: loss.class_weights: balanced (Python: c
 
 def data_checks(train: Sample, val: Optional[Sample], test: Optional[Sample], *, task: str,
                 num_classes: Optional[int], batch_size: int, has_batchnorm: bool, drop_last: bool,
-                th: Thresholds, own_loader: bool = False) -> list[Check]:
+                th: Thresholds, own_loader: bool = False, feature_names: Optional[Sequence[str]] = None) -> list[Check]:
     """``own_loader``: the training data is the user's ``DataLoader``, whose batches trainwise does not cut (it
     leaves out a last training batch too small for BatchNorm only in the batches it cuts itself)."""
     splits = {name: s for name, s in (("train", train), ("val", val), ("test", test)) if s is not None}
     checks = [_nonfinite(splits), _label_range(splits, task, num_classes)]
     if train.x is not None:
         checks += _overlap_and_duplicates(splits, th)
-        checks += quality_checks(train, val, test, task=task, th=th)
+        checks += quality_checks(train, val, test, task=task, th=th, feature_names=feature_names)
     if task in ("classification", "binary"):
         checks.append(_imbalance(train.y, num_classes or 2, th))
     if train.x is not None and train.x.is_floating_point():

@@ -9,7 +9,7 @@ Each check compares against a ``Thresholds`` field and names its source; each WA
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,9 +35,10 @@ def _sample(rows: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
 
 
 def quality_checks(train: Sample, val: Optional[Sample], test: Optional[Sample], *, task: str,
-                   th: Thresholds) -> list[Check]:
+                   th: Thresholds, feature_names: Optional[Sequence[str]] = None) -> list[Check]:
     """The ``data.near_duplicates``, ``data.conflicting_labels``, ``data.drift``, ``data.leakage`` and
-    ``data.outliers`` checks (those that apply to the data)."""
+    ``data.outliers`` checks (those that apply to the data). ``feature_names``: one per column of a
+    table, to name features in the messages (a DataFrame's columns, a CSV's encoded columns)."""
     if train.x is None or not train.x.is_floating_point():
         return []
     x = _rows(train.x)
@@ -50,9 +51,11 @@ def quality_checks(train: Sample, val: Optional[Sample], test: Optional[Sample],
     if task in ("classification", "binary"):
         checks.append(_conflicting_labels(x, train.y, th))
     if train.x.dim() == 2 and 1 < len(x):
+        name = _namer(feature_names, x.shape[1])
         x_val = _rows(val.x) if val is not None and val.x is not None and len(val) > 1 else None
-        checks += [_drift(x, x_val, th), _leakage(x, train.y, x_val, val.y if x_val is not None else None, task, th),
-                   _outliers(x, th)]
+        checks += [_drift(x, x_val, th, name),
+                   _leakage(x, train.y, x_val, val.y if x_val is not None else None, task, th, name),
+                   _outliers(x, th, name)]
     return checks
 
 
@@ -106,7 +109,14 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
                         - np.searchsorted(b, grid, side="right") / len(b)).max())
 
 
-def _drift(x: np.ndarray, x_val: Optional[np.ndarray], th: Thresholds) -> Check:
+def _namer(names: Optional[Sequence[str]], width: int) -> Callable[[int], str]:
+    """``feature 'income'`` where the columns have names (as many as the table has), else ``feature 3``."""
+    if names is not None and len(names) == width:
+        return lambda j: f"feature {str(names[j])!r}"
+    return lambda j: f"feature {j}"
+
+
+def _drift(x: np.ndarray, x_val: Optional[np.ndarray], th: Thresholds, name: Callable[[int], str]) -> Check:
     if x_val is None:
         return Check("data.drift", "PASS", None, th.drift, "no validation split to compare train with")
     n, m = len(x), len(x_val)
@@ -115,11 +125,11 @@ def _drift(x: np.ndarray, x_val: Optional[np.ndarray], th: Thresholds) -> Check:
     stats = [ks_statistic(x[:, j], x_val[:, j]) for j in range(x.shape[1])]
     drifted = sorted((j for j, d in enumerate(stats) if d > limit), key=lambda j: -stats[j])
     worst = max(range(len(stats)), key=stats.__getitem__)
-    named = ", ".join(f"feature {j} (KS {stats[j]:.3g})" for j in drifted[:5])
+    named = ", ".join(f"{name(j)} (KS {stats[j]:.3g})" for j in drifted[:5])
     return Check("data.drift", "WARN" if drifted else "PASS", {"max_ks": stats[worst], "feature": worst,
                  "drifted": drifted}, limit,
                  (f"{len(drifted)} feature(s) are distributed differently in validation than in train: {named}"
-                  if drifted else f"largest train/validation difference: feature {worst}, KS {stats[worst]:.3g}")
+                  if drifted else f"largest train/validation difference: {name(worst)}, KS {stats[worst]:.3g}")
                  + f"; WARN above {th.drift:g} ({SOURCES['drift']}) and the KS critical value {critical:.3g} "
                  "(alpha 0.01, this sample size)",
                  "split train and validation at random (stratified) from the same pool, or, if validation stands for "
@@ -144,7 +154,7 @@ def _one_feature_score(feature: np.ndarray, y: np.ndarray, feature_val: np.ndarr
 
 
 def _leakage(x: np.ndarray, y: torch.Tensor, x_val: Optional[np.ndarray], y_val: Optional[torch.Tensor], task: str,
-             th: Thresholds) -> Check:
+             th: Thresholds, name: Callable[[int], str]) -> Check:
     if x.shape[1] > LEAKAGE_FEATURES:
         return Check("data.leakage", "PASS", None, th.leakage_score, f"{x.shape[1]} features: too many to scan one by "
                      f"one (up to {LEAKAGE_FEATURES})")
@@ -162,13 +172,13 @@ def _leakage(x: np.ndarray, y: torch.Tensor, x_val: Optional[np.ndarray], y_val:
     best = max(range(len(scores)), key=scores.__getitem__)
     metric = "R²" if kind == "regression" else "balanced accuracy"
     return check("data.leakage", scores[best] < th.leakage_score, {"feature": best, "score": scores[best]},
-                 th.leakage_score, f"the best single feature (feature {best}) alone predicts the validation target "
+                 th.leakage_score, f"the best single feature ({name(best)}) alone predicts the validation target "
                  f"with {metric} {scores[best]:.3g}; WARN at {th.leakage_score:g} ({SOURCES['leakage_score']})",
-                 f"check that feature {best} is known before the label is (an id, a timestamp, a field computed from the "
+                 f"check that {name(best)} is known before the label is (an id, a timestamp, a field computed from the "
                  "label leaks it); drop it if not, and measure the model without it")
 
 
-def _outliers(x: np.ndarray, th: Thresholds) -> Check:
+def _outliers(x: np.ndarray, th: Thresholds, name: Callable[[int], str]) -> Check:
     """Rows far from the rest: each row's RMS of standardized features, against Tukey fences
     (``outlier_iqr`` interquartile ranges above the third quartile) of those RMS values. One score
     per row keeps sparse and skewed columns (mostly zero, a few large) from flagging ordinary rows."""
@@ -185,7 +195,7 @@ def _outliers(x: np.ndarray, th: Thresholds) -> Check:
     rows = score > fence
     share = float(rows.mean())
     worst = np.argsort(-score)[:3]
-    named = ", ".join(f"row {i} (feature {int(np.abs(z[i]).argmax())}: z {z[i, np.abs(z[i]).argmax()]:+.3g})"
+    named = ", ".join(f"row {i} ({name(int(np.abs(z[i]).argmax()))}: z {z[i, np.abs(z[i]).argmax()]:+.3g})"
                       for i in worst if rows[i])
     return check("data.outliers", share <= th.outliers, share, th.outliers,
                  f"{int(rows.sum())} train rows ({share:.1%}) lie over {th.outlier_iqr:g} interquartile ranges above "

@@ -29,7 +29,8 @@ def check(model: nn.Module, train: Any, val: Any = None, *, test: Any = None, lo
           optimizer: Union[str, torch.optim.Optimizer] = "adamw", lr: Union[float, str, None] = None,
           batch_size: int = 64, thresholds: Union[Thresholds, Mapping[str, Any], None] = None,
           only: Optional[Sequence[str]] = None, baselines: bool = True, out_dir: Union[str, Path, None] = None,
-          seed: int = 0, device: str = "cpu", **trainer_kwargs: Any) -> DoctorReport:
+          seed: int = 0, device: str = "cpu", feature_names: Optional[Sequence[str]] = None,
+          **trainer_kwargs: Any) -> DoctorReport:
     """Run the pre-flight checks on ``model`` and the data, and return a ``DoctorReport``.
 
     The user's model and optimizer are never touched: the checks that train (``train.*``,
@@ -44,6 +45,8 @@ def check(model: nn.Module, train: Any, val: Any = None, *, test: Any = None, lo
         only: run only the checks whose id starts with one of these (``["data.", "train.overfit_batch"]``).
         baselines: train the baselines (a few seconds); False leaves ``baseline.*`` out.
         out_dir: where the samples-per-class PNG goes for image data (none when None).
+        feature_names: a name per column of tabular inputs, for the messages (default: a pandas
+            DataFrame's columns).
         **trainer_kwargs: other ``Trainer`` settings the fits use (``class_weights``, ``grad_clip``,
             ``weight_decay``, ``sampler``, ``focal_gamma``, ``init`` ...).
 
@@ -73,7 +76,7 @@ def check(model: nn.Module, train: Any, val: Any = None, *, test: Any = None, lo
                 train_s, val_s, test_s, task=task, num_classes=classes,
                 batch_size=(loader.batch_size or batch_size) if loader else batch_size,
                 has_batchnorm=has_batchnorm(model), drop_last=bool(loader and loader.drop_last), th=th,
-                own_loader=loader is not None))
+                own_loader=loader is not None, feature_names=feature_names or _columns_of(train)))
         report.add(model_checks.static_checks(model, batch_size, th))
         report.add(probe["checks"])
         report.checks = [c for c in report.checks if wanted(c.id)]
@@ -202,3 +205,10 @@ def _quiet() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def _columns_of(train: Any) -> Optional[list[str]]:
+    """A pandas DataFrame's column names when the inputs are one (``(frame, y)``), else None."""
+    inputs = train[0] if isinstance(train, (tuple, list)) and train else None
+    columns = getattr(inputs, "columns", None)
+    return [str(name) for name in columns] if columns is not None and hasattr(inputs, "iloc") else None
