@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainwise import Trainer
@@ -282,3 +283,30 @@ def test_other_tools_method_names_name_the_trainwise_call(tmp_path, method, mess
     assert not hasattr(trainer, "no_such_thing") and not hasattr(trainer, method)  # hasattr stays truthful
     with pytest.raises(AttributeError, match="'Trainer' object has no attribute 'fitt'; did you mean 'fit'"):
         trainer.fitt(x, y)
+
+
+@pytest.mark.parametrize("loss, message", [
+    (nn.CrossEntropyLoss(reduction="none"), "the loss CrossEntropyLoss returned a tensor of shape (32,), not one "
+                                            "number for the batch (reduction='none'?)"),
+    (lambda outputs, targets: (outputs.argmax(1) == targets).float().mean(),
+     "carries no gradient back to the model"),
+    (lambda outputs, targets: 0.5, "returned float, not a tensor"),
+])
+def test_a_loss_callable_that_cannot_train_is_named_with_its_fix(tmp_path, loss, message):
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(nn.Linear(4, 2), lr=1e-2, epochs=1, batch_size=32, loss=loss, progress=False, report=False,
+                      run_dir=tmp_path / "r")
+    with pytest.raises(DataError) as error:
+        trainer.fit((x, (x[:, 0] > 0).long()))
+    assert message in str(error.value)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "failed" and message in summary["stop_reason"]
+
+
+def test_a_summed_torch_loss_and_a_plain_function_still_train(tmp_path):
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    for name, loss in (("sum", nn.CrossEntropyLoss(reduction="sum")), ("fn", lambda o, t: F.cross_entropy(o, t))):
+        result = Trainer(nn.Linear(4, 2), lr=1e-2, epochs=2, batch_size=32, loss=loss, progress=False, report=False,
+                         run_dir=tmp_path / name).fit((x, y), (x, y))
+        assert result.status == "completed"

@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -143,3 +143,35 @@ def soft_cross_entropy_sum(outputs: torch.Tensor, targets: torch.Tensor, *, clas
         q = (1 - label_smoothing) * q + label_smoothing / outputs.shape[class_axis]
     per_position = -(q * log_p).sum(dim=class_axis)
     return per_position.sum(), torch.tensor(per_position.numel(), device=outputs.device)
+
+
+class CheckedLoss:
+    """A user's loss callable, its first results checked: one number for the batch, carrying a gradient
+    back to the model. Torch's own errors for these ("a Tensor with 64 elements cannot be converted to
+    Scalar", "element 0 of tensors does not require grad") name neither the loss nor the fix. Checked
+    until a call in training (gradients on) passes; then one attribute read per call."""
+
+    def __init__(self, fn: Callable[..., Any], label: str) -> None:
+        self.fn, self.label, self.checked = fn, label, False
+
+    def __call__(self, outputs: Any, targets: Any) -> Any:
+        value = self.fn(outputs, targets)
+        if not self.checked:
+            self._check(value, outputs)
+        return value
+
+    def _check(self, value: Any, outputs: Any) -> None:
+        if not isinstance(value, torch.Tensor):
+            raise DataError(f"the loss {self.label} returned {type(value).__name__}, not a tensor; return the batch's "
+                            "loss as a 0-d tensor (e.g. F.cross_entropy(outputs, targets))")
+        if value.numel() != 1:
+            raise DataError(f"the loss {self.label} returned a tensor of shape {tuple(value.shape)}, not one number "
+                            "for the batch (reduction='none'?); return its mean: reduction='mean' for a torch loss, "
+                            "or .mean() at the end of a function")
+        if isinstance(outputs, torch.Tensor) and outputs.requires_grad and torch.is_grad_enabled():
+            if not value.requires_grad:
+                raise DataError(f"the loss {self.label} carries no gradient back to the model: its value does not "
+                                "follow from the outputs through operations autograd can differentiate (argmax, "
+                                "round, a comparison, .item(), numpy, torch.no_grad); return a differentiable "
+                                "function of the outputs")
+            self.checked = True

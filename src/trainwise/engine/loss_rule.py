@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from trainwise.errors import ConfigError, DataError
-from trainwise.losses import (IGNORE_INDEX, class_axis_for, cross_entropy_mean, cross_entropy_sum,
+from trainwise.losses import (IGNORE_INDEX, CheckedLoss, class_axis_for, cross_entropy_mean, cross_entropy_sum,
                               per_sample_cross_entropy, soft_cross_entropy_sum)
 from trainwise.metrics import REGRESSION_LOSSES, build_loss, build_weighted_loss, loss_label, task_of_loss
 
@@ -196,6 +196,8 @@ def decide_loss_rule(loss: Any, *, outputs: Optional[torch.Tensor], targets: Opt
         return LossRule("named", label, chosen, axis, positions, soft, ignore_index, label_smoothing, weights,
                         warning=warning)
     mean_fn = build_loss(loss, label_smoothing=label_smoothing, class_weights=weights, focal_gamma=focal_gamma)
+    if not isinstance(loss, str):  # a user's callable: its first results are checked (one number, a gradient)
+        mean_fn = CheckedLoss(mean_fn, label)
     weighted_fn = build_weighted_loss(loss, label_smoothing=label_smoothing, class_weights=weights,
                                       focal_gamma=focal_gamma)
     reshape = isinstance(loss, str) and loss in REGRESSION_LOSSES or known in ("regression", "binary")
