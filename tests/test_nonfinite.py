@@ -318,3 +318,22 @@ def test_a_nan_in_a_datasets_inputs_mid_run_is_named_as_a_data_error_not_rolled_
     assert "(epoch 2, batch " in result.summary["stop_reason"]
     assert "the batch's inputs contain NaN or Inf; clean the data (or fill the missing values), or set " \
            "on_nonfinite='skip'" in result.summary["stop_reason"]
+
+
+def test_a_nan_validation_loss_with_finite_training_ends_the_run_as_failed_and_says_where(tmp_path):
+    """Outputs broken only in eval mode: every later figure, "best" and early stopping would be read off NaN."""
+    class EvalNaN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.linear(x)
+            return out if self.training else out * math.nan
+
+    x, y = blobs()
+    with pytest.warns(RunEndedBadlyWarning, match="the validation loss is nan at epoch 1 while the training loss is"):
+        result = Trainer(EvalNaN(), lr=1e-2, epochs=EPOCHS, batch_size=32, run_dir=tmp_path, progress=False,
+                         report=False).fit((x[:128], y[:128]), (x[128:], y[128:]))
+    assert result.status == "failed" and result.summary["epochs_run"] == 1 and result.summary["best_epoch"] is None
+    assert "what model.eval() changes (BatchNorm running statistics" in result.summary["stop_reason"]

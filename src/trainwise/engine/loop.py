@@ -374,6 +374,7 @@ class FitLoop:
             val_metrics = self.evaluate(self.val)
             self.clock.switch("other")
             self.metrics_log.log(s.step, s.current_epoch, "val", val_metrics)
+            self._refuse_nonfinite_validation(val_metrics.get("loss"), logs.get("train_loss"))
             val_logs = {f"val_{k}": v for k, v in val_metrics.items()}
             t._fire("on_validation_end", val_logs)
             logs.update(val_logs)
@@ -388,6 +389,17 @@ class FitLoop:
         if self.torch_scheduler is not None and self.settings.schedule_interval == "epoch":
             self._step_torch_scheduler(monitored)
         return logs
+
+    def _refuse_nonfinite_validation(self, val_loss: Optional[float], train_loss: Optional[float]) -> None:
+        """A NaN validation loss while training is finite: the model's eval-mode outputs are broken, and
+        every figure, "best" and early stopping after it would be read off NaN. The run ends as failed."""
+        if val_loss is None or math.isfinite(val_loss) or train_loss is None or not math.isfinite(train_loss):
+            return
+        self.t.stop(f"the validation loss is {val_loss} at epoch {self.state.current_epoch} while the training loss "
+                    f"is {train_loss:.4g}: the model's outputs on the validation data are NaN or Inf; check the "
+                    "validation inputs for NaN or Inf (trainwise doctor, data.nonfinite) and what model.eval() "
+                    "changes (BatchNorm running statistics, a forward that branches on self.training)",
+                    status="failed")
 
     def _step_torch_scheduler(self, monitored: Optional[float]) -> None:
         from torch.optim.lr_scheduler import ReduceLROnPlateau
