@@ -337,3 +337,21 @@ def test_a_nan_validation_loss_with_finite_training_ends_the_run_as_failed_and_s
                          report=False).fit((x[:128], y[:128]), (x[128:], y[128:]))
     assert result.status == "failed" and result.summary["epochs_run"] == 1 and result.summary["best_epoch"] is None
     assert "what model.eval() changes (BatchNorm running statistics" in result.summary["stop_reason"]
+
+
+def test_a_nan_test_loss_is_warned_about_not_read_as_a_trivial_predictor(tmp_path):
+    class EvalNaN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.linear(x)
+            return out if self.training else out * math.nan
+
+    x, y = blobs()
+    result = Trainer(EvalNaN(), lr=1e-2, epochs=2, batch_size=32, run_dir=tmp_path, progress=False,
+                     report=False).fit((x[:128], y[:128]), test=(x[128:], y[128:]))
+    assert result.status == "completed" and len(result.warnings) == 1  # not also "no better than the majority class"
+    assert result.warnings[0].startswith("the test loss is nan: the model's outputs on the test data are NaN or Inf")
+    assert result.summary["warnings"] == result.warnings

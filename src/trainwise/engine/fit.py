@@ -357,6 +357,12 @@ def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:
 
 def _check_trivial(t: Any, test_metrics: dict[str, float], confusion: Any) -> None:
     metrics, split = test_metrics, "test"
+    loss = metrics.get("loss")
+    if loss is not None and not math.isfinite(loss):  # figures read off NaN outputs say nothing of the model
+        t.warn(f"the test loss is {loss}: the model's outputs on the test data are NaN or Inf, so the test figures "
+               "mean nothing; check the test inputs for NaN or Inf (trainwise doctor, data.nonfinite) and what "
+               "model.eval() changes (BatchNorm running statistics, a forward that branches on self.training)")
+        return
     if not metrics and t.state.history:
         last = t.state.history[-1]
         metrics, split = {k[4:]: v for k, v in last.items() if k.startswith("val_")}, "validation"
