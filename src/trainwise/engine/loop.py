@@ -300,10 +300,11 @@ class FitLoop:
             return True
         if guard.policy == "skip":
             guard.skipped += 1
-            always = "" if self.sync_each_step or self.checked_until == math.inf else \
-                "; the loss is read at every step from now on, to skip such batches before their update"
-            self.checked_until = math.inf if always else self.checked_until
-            self.objects.record_event("nonfinite_skip", f"{where}; skipped that batch{always}")
+            note = ""
+            if not self.sync_each_step and self.checked_until != math.inf:  # found by a checked replay
+                self.checked_until = math.inf  # a batch can only be dropped before its update: read every step
+                note = "; the loss is read at every step from now on, to skip such batches before their update"
+            self.objects.record_event("nonfinite_skip", f"{where}; skipped that batch{note}")
             return False
         if guard.policy == "rollback" and guard.can_roll_back():
             self.checkpoints.roll_back(where, (s.epoch, index))
