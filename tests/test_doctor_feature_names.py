@@ -59,3 +59,12 @@ def test_the_cli_doctor_names_a_csvs_one_hot_columns(tmp_path):
     assert proc.returncode in (0, 1), proc.stderr
     (check,) = [c for c in json.loads((tmp_path / "d.json").read_text())["checks"] if c["id"] == "data.leakage"]
     assert "the best single feature (feature 'city=paris') alone predicts" in check["message"]
+
+
+def test_the_doctor_takes_a_dataframe_with_text_columns_as_fit_does():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.normal(40, 10, 300), "city": rng.choice(["oslo", "paris", "rome"], 300)})
+    y = (frame["city"] == "paris").to_numpy().astype("int64")
+    torch.manual_seed(0)
+    report = doctor.check(nn.Linear(4, 2), (frame, y), only=["data.leakage"], lr=1e-2, baselines=False)
+    assert "(feature 'city=paris') alone predicts" in leakage(report)

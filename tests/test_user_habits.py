@@ -172,14 +172,14 @@ def test_pandas_tables_train_evaluate_and_predict_like_arrays(tmp_path):
 
 
 @pytest.mark.parametrize("what, message", [
-    ("string column", r"inputs: columns \['name'\] are not numbers; encode them first"),
+    ("string column with a gap", r"inputs: column 'name' has missing values; fill them in"),
     ("string labels", r"targets hold object values \('(cat|dog)', \.\.\.\), not numbers"),
     ("category labels", r"targets is a categorical series; pass its integer codes"),
 ])
 def test_tables_that_are_not_numbers_are_refused_with_the_encoding_to_use(tmp_path, what, message):
     pd, frame, labels = table_data()
-    if what == "string column":
-        frame = frame.assign(name="x")
+    if what == "string column with a gap":
+        frame = frame.assign(name=["x", None] * (len(frame) // 2))
     elif what == "string labels":
         labels = labels.map({0: "cat", 1: "dog"})
     else:
@@ -310,3 +310,32 @@ def test_a_summed_torch_loss_and_a_plain_function_still_train(tmp_path):
         result = Trainer(nn.Linear(4, 2), lr=1e-2, epochs=2, batch_size=32, loss=loss, progress=False, report=False,
                          run_dir=tmp_path / name).fit((x, y), (x, y))
         assert result.status == "completed"
+
+
+def test_a_dataframes_text_columns_are_one_hot_in_fit_evaluate_predict_and_data_json(tmp_path):
+    pd = pytest.importorskip("pandas")
+
+    def frame(n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        table = pd.DataFrame({"age": rng.normal(40, 10, n), "city": rng.choice(["oslo", "paris", "rome"], n),
+                              "member": pd.Categorical(rng.choice(["no", "yes"], n)), "vip": rng.random(n) > 0.5})
+        return table, (table["city"] == "paris").astype("int64").to_numpy()
+
+    train, labels = frame(300, 0)
+    val, val_labels = frame(100, 1)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1 + 3 + 2 + 1, 16), nn.ReLU(), nn.Linear(16, 2))  # age, city x3, member x2, vip
+    trainer = Trainer(net, epochs=15, lr=1e-2, run_dir=tmp_path / "r", progress=False, report=False)
+    assert trainer.fit(train, labels).status == "completed"
+    assert trainer.evaluate(val, val_labels)["accuracy"] == 1.0  # the label is the city: only its encoding has it
+    shuffled = val[["vip", "member", "city", "age"]]  # columns by name, not position
+    assert torch.equal(trainer.predict(shuffled), trainer.predict(val))
+    described = json.loads((tmp_path / "r" / "data.json").read_text())
+    assert described["categorical"] == {"city": ["oslo", "paris", "rome"], "member": ["no", "yes"]}
+    assert described["feature_names"] == ["age", "city", "member", "vip"]
+    with pytest.raises(DataError, match="column 'city' holds 'lima', which the model never saw in training"):
+        trainer.predict(val.assign(city="lima"))
+    wrong = Trainer(nn.Linear(4, 2), epochs=1, lr=1e-2, run_dir=tmp_path / "w", progress=False, report=False)
+    with pytest.raises(DataError, match=r"the table's 7 features after one-hot encoding its text columns: age, "
+                                        r"city=oslo, city=paris, city=rome, member=no, member=yes, vip\)"):
+        wrong.fit(train, labels)

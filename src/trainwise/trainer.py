@@ -37,6 +37,7 @@ from trainwise.engine.fitplan import FitPlan, check_val_every
 from trainwise.engine.plan import hold_out_val
 from trainwise.engine.predict import predict_outputs
 from trainwise.data.arrays import is_array_like
+from trainwise.data.categorical import TableEncoding, encode_inputs, encode_tables
 from trainwise.data.loader import batch_length, make_batches
 from trainwise.engine.batch_loss import BatchLoss
 from trainwise.engine.loss_rule import TASKS, LossRule
@@ -222,6 +223,7 @@ class Trainer:
         self.init, self.name, self.seed = init, name, seed
         self.augment, self.num_workers = augment, num_workers
         self.target_normalization, self.class_names = target_normalization, class_names
+        self.table_encoding: Optional[TableEncoding] = None  # a DataFrame's text columns, one-hot (data/categorical.py)
         self.log_every_n_steps, self.config, self.write_report = log_every_n_steps, config, report
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)  # claimed now
         saver = checkpoint if checkpoint is not None else CheckpointSaver()
@@ -306,6 +308,7 @@ class Trainer:
         elif _is_array(train):
             raise DataError("fit() got a single tensor as training data; pass (inputs, targets): "
                             "fit((x, y), (x_val, y_val)), or fit(x, y) with as many targets as inputs")
+        train, val, test, self.table_encoding = encode_tables(train, val, test, self.table_encoding)  # text columns
         if val_fraction is not None:
             train, val = hold_out_val(train, val, val_fraction, self.seed)
         self.world = join_world(self.device)  # under torchrun: joins the job (DDP, data sharded, rank 0 writes)
@@ -398,7 +401,7 @@ class Trainer:
         """Loss and metrics on ``data`` (eval mode, no gradients); ``evaluate(x, y)`` as in Keras.
         Classification: loss, accuracy, macro_f1, top5_accuracy (more than 5 classes); regression:
         loss, rmse, mae, r2 (in the original units when ``target_normalization`` is set); plus your ``metrics``."""
-        return self.evaluate_split(data if targets is None else (data, targets))[0]
+        return self.evaluate_split(encode_inputs(data if targets is None else (data, targets), self.table_encoding))[0]
 
     def evaluate_split(self, data: Any, limit: Optional[int] = None) -> tuple[dict[str, float], Any]:
         """``(metrics, meter)``; the meter has the confusion matrix of a classification split. In a DDP
@@ -413,7 +416,7 @@ class Trainer:
         """Outputs for ``data`` (inputs alone, or labelled data whose targets are ignored) in input order,
         on the CPU; regression in original units; a dict of tensors when the model returns a dict."""
         split = self.split_batch if type(self).split_batch is not Trainer.split_batch else None
-        result = predict_outputs(self.model, data, batch_size=self.eval_batch_size, device=self.device,
+        result = predict_outputs(self.model, encode_inputs(data, self.table_encoding), batch_size=self.eval_batch_size, device=self.device,
                                  autocast_dtype=self.autocast_dtype, split=split)
         if self.target_normalization and isinstance(result, torch.Tensor):
             norm = self.target_normalization

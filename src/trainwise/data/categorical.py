@@ -15,7 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -76,3 +77,77 @@ def encoded_names(columns: Sequence[str], categorical: dict[str, list[str]]) -> 
         else:
             names.append(name)
     return names
+
+
+# ---------------------------------------------------------------------------------- pandas tables (Python API)
+@dataclass(frozen=True)
+class TableEncoding:
+    """How a DataFrame's columns become the model's features: every column by name, in training order,
+    the text ones one-hot with these categories (fitted on the training frame). Recorded in data.json,
+    so ``trainwise predict RUN new.csv`` encodes the same way."""
+
+    columns: list[str]
+    categorical: dict[str, list[str]]
+
+    def describe(self) -> dict[str, Any]:
+        return {"feature_names": list(self.columns), "categorical": dict(self.categorical)}
+
+
+def _is_frame(value: Any) -> bool:
+    return hasattr(value, "dtypes") and hasattr(value.dtypes, "items") and hasattr(value, "columns")
+
+
+def _texts(frame: Any, name: Any, what: str) -> list[str]:
+    column = frame[name]
+    if bool(column.isna().any()):
+        raise DataError(f"{what}: column {str(name)!r} has missing values; fill them in (a category of their own, "
+                        "e.g. frame[col].fillna('missing')) or drop those rows")
+    return [str(value) for value in column.tolist()]
+
+
+def fit_table_encoding(frame: Any) -> Optional[TableEncoding]:
+    """The encoding of a training DataFrame that has text (object, string or category) columns; None
+    for anything else (numbers only, arrays, tensors): those go in as they are."""
+    if not _is_frame(frame):
+        return None
+    text = [name for name, dtype in frame.dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"]
+    if not text:
+        return None
+    categorical = {}
+    for name in text:
+        categories = column_categories(str(name), _texts(frame, name, "inputs"), where="inputs")
+        if categories is not None:  # numbers stored as text: read as numbers
+            categorical[str(name)] = categories
+    return TableEncoding([str(name) for name in frame.columns], categorical)
+
+
+def encode_inputs(data: Any, encoding: Optional[TableEncoding]) -> Any:
+    """``data`` (a DataFrame, or a tuple whose inputs are one) with the DataFrame encoded as in training;
+    anything else unchanged."""
+    if encoding is None:
+        return data
+    if isinstance(data, tuple) and data and _is_frame(data[0]):
+        return (encode_inputs(data[0], encoding), *data[1:])
+    if not _is_frame(data):
+        return data
+    names = {str(name): name for name in data.columns}
+    missing = [name for name in encoding.columns if name not in names]
+    if missing:
+        raise DataError(f"inputs lack the column(s) {', '.join(map(repr, missing))} the model was trained on "
+                        f"(found: {', '.join(names)})")
+    parts = []
+    for name in encoding.columns:
+        if name in encoding.categorical:
+            parts.append(one_hot(_texts(data, names[name], "inputs"), encoding.categorical[name], name, where="inputs"))
+        else:
+            parts.append(np.asarray(data[names[name]].to_numpy(), dtype=np.float32).reshape(-1, 1))
+    return np.concatenate(parts, axis=1)
+
+
+def encode_tables(train: Any, val: Any, test: Any, encoding: Optional[TableEncoding]
+                  ) -> tuple[Any, Any, Any, Optional[TableEncoding]]:
+    """``(inputs, targets)`` splits whose inputs are DataFrames with text columns, encoded by the training
+    frame's categories (a later ``fit`` keeps the first one's); the encoding, or None."""
+    if encoding is None and isinstance(train, tuple) and train:
+        encoding = fit_table_encoding(train[0])
+    return (*(encode_inputs(split, encoding) for split in (train, val, test)), encoding)

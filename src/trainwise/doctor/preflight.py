@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from trainwise.data.categorical import encode_tables, encoded_names
 from trainwise.doctor import data_checks, model_checks
 from trainwise.doctor.baselines import baseline_checks
 from trainwise.doctor.report import Check, DoctorReport
@@ -58,6 +59,9 @@ def check(model: nn.Module, train: Any, val: Any = None, *, test: Any = None, lo
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     th = thresholds_of(thresholds)
     wanted = _selector(only)
+    train, val, test, encoding = encode_tables(train, val, test, None)  # a DataFrame's text columns, as fit does
+    if encoding is not None and feature_names is None:
+        feature_names = encoded_names(encoding.columns, encoding.categorical)
     from trainwise.engine.batch_rule import decide_call_rule
 
     split = lambda batch: decide_call_rule(batch, model, model_loss=False).split(batch)  # noqa: E731

@@ -180,7 +180,7 @@ def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional
                 shape = tuple(sample.shape[1:]) if isinstance(sample, torch.Tensor) else \
                     {k: tuple(v.shape[1:]) for k, v in sample.items() if isinstance(v, torch.Tensor)} \
                     if isinstance(sample, dict) else type(sample).__name__
-                raise cannot_take(exc, shape) from exc
+                raise cannot_take(exc, shape, getattr(trainer, "table_encoding", None)) from exc
             rule = trainer.batch_loss.rule_for(raw, head(targets, 2), sample)
             trainer.task = rule.task
             refuse_unused_training_step(model, rule, trainer.loss_spec)

@@ -392,9 +392,14 @@ class FitLoop:
         return logs
 
     def _refuse_nonfinite_validation(self, val_loss: Optional[float], train_loss: Optional[float]) -> None:
-        """A NaN validation loss while training is finite: the model's eval-mode outputs are broken, and
-        every figure, "best" and early stopping after it would be read off NaN. The run ends as failed."""
+        """A NaN validation loss while training is finite and sane: the model's eval-mode outputs are broken,
+        and every figure, "best" and early stopping after it would be read off NaN. The run ends as failed.
+        A training loss that spiked or exploded (over 1000x its first epoch's: AutoTrainer's factor) is
+        divergence, the guard's and the doctor's case (SGD at batch 1 reaching 1e35, its validation at Inf)."""
         if val_loss is None or math.isfinite(val_loss) or train_loss is None or not math.isfinite(train_loss):
+            return
+        first = next((row["train_loss"] for row in self.state.history if "train_loss" in row), None)
+        if self.objects.spikes.count or (first is not None and abs(train_loss) > 1e3 * max(abs(first), 1e-12)):
             return
         self.t.stop(f"the validation loss is {val_loss} at epoch {self.state.current_epoch} while the training loss "
                     f"is {train_loss:.4g}: the model's outputs on the validation data are NaN or Inf; check the "

@@ -78,6 +78,7 @@ def describe_data(t: Any, sample: Optional[torch.Tensor], output_shape: Optional
             "num_classes": num_outputs if t.task == "classification" else None, "num_outputs": num_outputs,
             "class_names": list(t.class_names) if t.class_names else None, "normalization": None,
             "target_normalization": t.target_normalization,
+            **(t.table_encoding.describe() if getattr(t, "table_encoding", None) is not None else {}),
             **(t.plan.describe() if getattr(t, "plan", None) is not None else {})}
 
 
