@@ -320,17 +320,20 @@ def test_a_nan_in_a_datasets_inputs_mid_run_is_named_as_a_data_error_not_rolled_
            "on_nonfinite='skip'" in result.summary["stop_reason"]
 
 
+class EvalNaN(nn.Module):
+    """Finite in training, NaN in eval mode: outputs broken only where validation and test read them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x)
+        return out if self.training else out * math.nan
+
+
 def test_a_nan_validation_loss_with_finite_training_ends_the_run_as_failed_and_says_where(tmp_path):
     """Outputs broken only in eval mode: every later figure, "best" and early stopping would be read off NaN."""
-    class EvalNaN(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.linear = nn.Linear(8, 3)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.linear(x)
-            return out if self.training else out * math.nan
-
     x, y = blobs()
     with pytest.warns(RunEndedBadlyWarning, match="the validation loss is nan at epoch 1 while the training loss is"):
         result = Trainer(EvalNaN(), lr=1e-2, epochs=EPOCHS, batch_size=32, run_dir=tmp_path, progress=False,
@@ -340,15 +343,6 @@ def test_a_nan_validation_loss_with_finite_training_ends_the_run_as_failed_and_s
 
 
 def test_a_nan_test_loss_is_warned_about_not_read_as_a_trivial_predictor(tmp_path):
-    class EvalNaN(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.linear = nn.Linear(8, 3)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.linear(x)
-            return out if self.training else out * math.nan
-
     x, y = blobs()
     result = Trainer(EvalNaN(), lr=1e-2, epochs=2, batch_size=32, run_dir=tmp_path, progress=False,
                      report=False).fit((x[:128], y[:128]), test=(x[128:], y[128:]))
