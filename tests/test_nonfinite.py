@@ -23,7 +23,7 @@ from torch import nn
 from trainwise import checkpoint as ckpt
 from trainwise.callbacks import Callback, CheckpointSaver
 from trainwise.engine.nonfinite import NonFiniteGuard
-from trainwise.errors import RunEndedBadlyWarning
+from trainwise.errors import DataError, RunEndedBadlyWarning
 from trainwise.trainer import FitResult, Trainer
 
 BATCHES_PER_EPOCH, EPOCHS = 4, 4  # 128 samples in batches of 32
@@ -349,3 +349,27 @@ def test_a_nan_test_loss_is_warned_about_not_read_as_a_trivial_predictor(tmp_pat
     assert result.status == "completed" and len(result.warnings) == 1  # not also "no better than the majority class"
     assert result.warnings[0].startswith("the test loss is nan: the model's outputs on the test data are NaN or Inf")
     assert result.summary["warnings"] == result.warnings
+
+
+def test_a_nan_sample_weight_is_a_data_error_in_memory_and_in_a_dataset(tmp_path):
+    x, y = blobs()
+    weights = torch.ones(len(y))
+    weights[7] = math.nan
+    trainer = Trainer(nn.Linear(8, 3), lr=1e-2, epochs=1, batch_size=32, run_dir=tmp_path / "mem", progress=False,
+                      report=False)
+    with pytest.raises(DataError, match=r"train: sample weight nan in row 7; weights must be finite and >= 0"):
+        trainer.fit((x, y, weights))  # in memory: refused before training (it used to roll the lr back twice)
+
+    class Weighted(torch.utils.data.Dataset):  # a Dataset is not scanned in advance: met in training
+        def __len__(self) -> int:
+            return len(y)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"x": x[i], "y": y[i], "weight": weights[i]}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunEndedBadlyWarning)
+        result = Trainer(nn.Linear(8, 3), lr=1e-2, epochs=1, batch_size=32, run_dir=tmp_path / "ds", progress=False,
+                         report=False).fit(Weighted())
+    assert result.status == "diverged" and result.summary["nonfinite_rollbacks"] == 0
+    assert "the batch's sample weights contain NaN or Inf" in result.summary["stop_reason"]

@@ -37,13 +37,15 @@ def bad_data(trainer: Any, batch: Any) -> str | None:
     weights play no part: a rollback and a smaller lr would only hide it); None when its inputs and targets are
     finite or cannot be told apart."""
     try:
-        inputs, targets, _ = trainer.split_batch(batch)
+        inputs, targets, weights = trainer.split_batch(batch)
     except Exception:  # noqa: BLE001 - the diagnosis must never hide the non-finite loss it explains
         return None
     if not _finite(inputs):
         return "the batch's inputs contain NaN or Inf; clean the data (or fill the missing values)"
     if targets is not None and not _finite(targets):
         return "the batch's targets contain NaN or Inf; clean the data"
+    if weights is not None and not _finite(weights):
+        return "the batch's sample weights contain NaN or Inf; clean the data"
     return None
 
 

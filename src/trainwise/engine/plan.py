@@ -98,7 +98,22 @@ def check_targets(data: Any, split: str, *, task: Optional[str], positions: bool
                         f"{sorted(set(y.flatten()[:1000].tolist()))[:5]}")
     elif task == "regression":
         check_arrays(x, y, task="regression", num_classes=None, where=split)
+    if rest and isinstance(rest[0], torch.Tensor):
+        _check_weights(rest[0], len(x), split)
     return (x, y, *rest)
+
+
+def _check_weights(weights: torch.Tensor, n: int, split: str) -> None:
+    """Sample weights: one finite, non-negative number per sample (a NaN weight makes the loss NaN, which
+    would otherwise read as an unstable lr and be rolled back)."""
+    if weights.numel() != n:
+        raise DataError(f"{split}: {n} samples but {weights.numel()} sample weights; give one weight per sample")
+    values = weights.reshape(-1).double()
+    bad = ~torch.isfinite(values) | (values < 0)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0])
+        raise DataError(f"{split}: sample weight {values[row].item()} in row {row}; weights must be finite and >= 0 "
+                        "(fill in or drop that row)")
 
 
 def prepare_split(source: Any, split: str, *, model: nn.Module, device: torch.device,
