@@ -196,7 +196,8 @@ def macro_f1(confusion: torch.Tensor) -> float:
 
 class BinaryMeter:
     """Loss and accuracy of one logit per sample (positive when > 0) against 0/1 targets, with the
-    2x2 confusion matrix, so binary figures read like ``ClassificationMeter``'s."""
+    2x2 confusion matrix, so binary figures read like ``ClassificationMeter``'s. K logits per sample
+    (multi-label) are :class:`MultiLabelMeter`'s."""
 
     def __init__(self, device: torch.device) -> None:
         self.inner = ClassificationMeter(2, device)
@@ -211,6 +212,58 @@ class BinaryMeter:
 
     def confusion_matrix(self) -> torch.Tensor:
         return self.inner.confusion_matrix()
+
+
+class MultiLabelMeter:
+    """Figures of K logits per sample against 0/1 targets of shape ``(N, K)`` (multi-label, BCE on
+    logits), summed on the device: ``accuracy`` over every label of every sample (Keras'
+    ``binary_accuracy``: logit > 0 against target >= 0.5), ``exact_match`` the share of samples with
+    every label right (subset accuracy), ``macro_f1`` the unweighted mean over labels of each label's
+    F1 of its positive class (labels positive in neither truth nor predictions are skipped, as in
+    :func:`macro_f1`). No confusion matrix: K labels make K of them.
+
+    Example:
+        >>> meter = MultiLabelMeter(2, torch.device("cpu"))
+        >>> meter.update(torch.tensor([[1.0, -1.0], [1.0, 1.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        ...              torch.tensor(1.0), 2)
+        >>> meter.compute()["accuracy"], meter.compute()["exact_match"]
+        (0.75, 0.5)
+    """
+
+    def __init__(self, num_labels: int, device: torch.device) -> None:
+        # No int settings here: all_reduce_sums sums every int and tensor (the label count is a shape).
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.loss_count = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)  # labels right, over all samples
+        self.exact = torch.zeros((), dtype=torch.int64, device=device)  # samples with every label right
+        self.true_positive = torch.zeros(num_labels, dtype=torch.int64, device=device)
+        self.predicted_positive = torch.zeros(num_labels, dtype=torch.int64, device=device)
+        self.actual_positive = torch.zeros(num_labels, dtype=torch.int64, device=device)
+        self.count = 0
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor, loss_sum: torch.Tensor, count: Any) -> None:
+        self.loss_sum += loss_sum.detach().double()
+        self.loss_count += count
+        labels = self.true_positive.numel()
+        predicted = outputs.reshape(len(outputs), labels) > 0
+        actual = targets.reshape(len(targets), labels) >= 0.5
+        right = predicted == actual
+        self.count += right.shape[0]
+        self.correct += right.sum()
+        self.exact += right.all(dim=1).sum()
+        self.true_positive += (predicted & actual).sum(dim=0)
+        self.predicted_positive += predicted.sum(dim=0)
+        self.actual_positive += actual.sum(dim=0)
+
+    def compute(self) -> dict[str, float]:
+        samples = max(self.count, 1)
+        labels = self.true_positive.numel()
+        positives = (self.predicted_positive + self.actual_positive).double()
+        present = positives > 0
+        f1 = 2 * self.true_positive.double() / positives.clamp(min=1)
+        return {"loss": self.loss_sum.item() / max(self.loss_count.item(), 1e-12),
+                "accuracy": self.correct.item() / (samples * labels), "exact_match": self.exact.item() / samples,
+                "macro_f1": float(f1[present].mean()) if bool(present.any()) else 0.0}
 
 
 class RegressionMeter:
@@ -294,7 +347,8 @@ def class_weights_of(weights: Any) -> Union[torch.Tensor, str, None]:
 
 # The figures every run reports (Keras' names for them too): asking for one by name changes nothing.
 BUILT_IN_FIGURES = {"accuracy": "accuracy", "acc": "accuracy", "sparse_categorical_accuracy": "accuracy",
-                    "categorical_accuracy": "accuracy", "macro_f1": "macro_f1", "f1": "macro_f1",
+                    "categorical_accuracy": "accuracy", "binary_accuracy": "accuracy", "macro_f1": "macro_f1",
+                    "f1": "macro_f1", "exact_match": "exact_match",
                     "top5_accuracy": "top5_accuracy", "rmse": "rmse", "mae": "mae", "mean_absolute_error": "mae",
                     "r2": "r2", "loss": "loss"}
 
@@ -310,8 +364,8 @@ def named_metrics(metrics: Any) -> dict[str, Callable]:
         unknown = [m for m in metrics if isinstance(m, str) and m not in BUILT_IN_FIGURES]
         if unknown:
             raise ConfigError(f"metric {unknown[0]!r} is not a built-in figure (every run reports accuracy, macro_f1, "
-                              "top5_accuracy for classification; rmse, mae, r2 for regression); pass a callable "
-                              "fn(outputs, targets) for others, e.g. metrics={'name': fn}")
+                              "top5_accuracy for classification; exact_match for multi-label; rmse, mae, r2 for "
+                              "regression); pass a callable fn(outputs, targets) for others, e.g. metrics={'name': fn}")
         metrics = [m for m in metrics if not isinstance(m, str)]
     items = metrics.items() if isinstance(metrics, Mapping) else ((getattr(f, "__name__", None), f) for f in metrics)
     named = {}

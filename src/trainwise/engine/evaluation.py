@@ -4,6 +4,7 @@ per-position targets, as a mean over batches weighted by their counted positions
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -13,7 +14,8 @@ from torch import nn
 from trainwise.distributed.ops import all_reduce_sums, gather
 from trainwise.errors import DataError
 from trainwise.data.loader import batch_length
-from trainwise.metrics import BinaryMeter, ClassificationMeter, RegressionMeter, TokenMeter, compute_user_metrics
+from trainwise.metrics import (BinaryMeter, ClassificationMeter, MultiLabelMeter, RegressionMeter, TokenMeter,
+                               compute_user_metrics)
 
 
 @dataclass
@@ -114,7 +116,7 @@ def evaluate_batches(step: EvalStep, batches: Any, *, metrics: dict[str, Callabl
             if isinstance(meter, LossMeter):
                 meter.update(None, None, loss_sum, count)
                 continue
-            if isinstance(meter, (RegressionMeter, BinaryMeter)) and outputs.shape != targets.shape:
+            if isinstance(meter, (RegressionMeter, BinaryMeter, MultiLabelMeter)) and outputs.shape != targets.shape:
                 targets = targets.reshape(outputs.shape)
             if getattr(step.rule(), "soft_labels", False):
                 targets = targets.argmax(dim=step.rule().class_axis)  # accuracy against the likeliest class
@@ -147,6 +149,7 @@ def _meter_for(rule: Any, outputs: Optional[torch.Tensor], targets: Optional[tor
                           perplexity=rule.label in ("cross_entropy", "model"))
     if task == "classification":
         return ClassificationMeter(outputs.shape[1], device, rule.ignore_index)
-    if task == "binary":
-        return BinaryMeter(device)
+    if task == "binary":  # K logits per sample are K labels (multi-label), one logit a binary class
+        labels = math.prod(outputs.shape[1:])
+        return MultiLabelMeter(labels, device) if labels > 1 else BinaryMeter(device)
     return RegressionMeter(device, target_std)

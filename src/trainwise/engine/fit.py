@@ -390,7 +390,7 @@ def _finish(t: Any, settings: FitSettings, loop: FitLoop, start: float, test_met
         write_json(t.run_dir / "summary.json", summary)
         if getattr(t, "run_record", None) is not None:  # run.json and the index: the final status
             t.run_record.finish(str(summary["status"]), config=t.config, summary=summary)
-        finish_files(t, loop)
+        finish_files(t, loop, summary)
     t._loop = None
     if event:
         t._fire(event)

@@ -5,13 +5,13 @@ are written at the end of every fit."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from trainwise.metrics import LOSS_NAMES
-from trainwise.runfolder.files import write_schedule
+from trainwise.runfolder.files import write_json, write_schedule
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,10 @@ def describe_data(t: Any, sample: Optional[torch.Tensor], output_shape: Optional
             **(t.plan.describe() if getattr(t, "plan", None) is not None else {})}
 
 
-def finish_files(t: Any, loop: Any) -> None:
-    """schedule.csv (the planned lr of every step, from the closed-form schedule) and the report."""
+def finish_files(t: Any, loop: Any, summary: Optional[dict[str, Any]] = None) -> None:
+    """schedule.csv (the planned lr of every step, from the closed-form schedule) and the report. A
+    report that fails to render is one line in the run's warnings (``result.warnings``, and
+    ``summary`` and its summary.json when given)."""
     if loop.torch_scheduler is None:  # a torch scheduler has no closed form: the report draws the logged lrs
         total, start, schedule, scale = loop.total_steps, loop.schedule_start, loop.schedule, t.guard.lr_scale
         count = min(total, SCHEDULE_POINTS)
@@ -93,15 +95,29 @@ def finish_files(t: Any, loop: Any) -> None:
         except OSError as exc:
             log.warning("could not write schedule.csv: %s", exc)
     if t.write_report:
-        write_plots_and_report(t.run_dir, t.task or "classification")
+        failure = write_plots_and_report(t.run_dir, t.task or "classification", warn=t.warn)
+        if failure is not None and summary is not None:  # summary.json was written before the report read it
+            summary["warnings"] = list(t.state.warnings)
+            try:
+                write_json(t.run_dir / "summary.json", summary)
+            except OSError as exc:
+                log.warning("could not write summary.json: %s", exc)
 
 
-def write_plots_and_report(run_dir: Any, task: str) -> None:
+def write_plots_and_report(run_dir: Any, task: str, *, warn: Optional[Callable[[str], None]] = None) -> Optional[str]:
     """report.html with its SVG charts (curves.svg, lr.svg): milliseconds, no matplotlib. PNGs are
-    drawn on request: ``trainwise report RUN --png``."""
+    drawn on request: ``trainwise report RUN --png``. A failure never loses the finished run: it is
+    returned as one line, passed to ``warn`` (the trainer's warnings) or else logged as a warning;
+    the traceback goes to the debug log."""
     try:
         from trainwise.report.html import write_report
 
         write_report(run_dir, task=task)
-    except Exception:  # a broken report must not lose a finished run; say so loudly instead
-        log.exception("could not write report.html for %s", run_dir)
+    except Exception as exc:  # noqa: BLE001 - a broken report must not lose a finished run; say so instead
+        log.debug("could not write report.html for %s", run_dir, exc_info=True)
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        line = (f"could not write report.html for {run_dir}: {reason}; the run's other files are complete "
+                f"(trainwise report {run_dir} renders it again)")
+        (warn or log.warning)(line)
+        return line
+    return None

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from trainwise.engine.state import RunState
 
 # Figures copied from the best epoch's history row into the summary as best_<name>.
-_BEST_FIGURES = ("val_accuracy", "val_macro_f1", "val_rmse", "val_r2")
+_BEST_FIGURES = ("val_accuracy", "val_exact_match", "val_macro_f1", "val_rmse", "val_r2")
 
 
 def build_summary(state: RunState, *, task: Optional[str], test_metrics: dict[str, float],

@@ -42,7 +42,7 @@ def curves_svg(rows: Sequence[Row], *, task: str = "classification", best_epoch:
     """The loss and main-metric panels, train and val per epoch, best epoch marked on the loss.
 
     Raises:
-        ConfigError: ``task`` is neither classification nor regression.
+        ConfigError: ``task`` is not classification, binary or regression.
 
     Example:
         >>> rows = [{"step": 9, "epoch": 1, "split": "val", "metric": "loss", "value": 0.5}]

@@ -43,8 +43,9 @@ SUMMARY_LABELS = {
     "status": "Status", "stop_reason": "Stop reason", "task": "Task",
     "epochs_run": "Epochs run", "steps": "Optimizer steps", "best_epoch": "Best epoch",
     "best_val_loss": "Best val loss", "best_val_accuracy": "Best val accuracy",
-    "best_val_macro_f1": "Best val macro F1", "best_val_rmse": "Best val RMSE",
-    "test_accuracy": "Test accuracy", "test_macro_f1": "Test macro F1",
+    "best_val_exact_match": "Best val exact match", "best_val_macro_f1": "Best val macro F1",
+    "best_val_rmse": "Best val RMSE", "test_accuracy": "Test accuracy", "test_exact_match": "Test exact match",
+    "test_macro_f1": "Test macro F1",
     "test_rmse": "Test RMSE", "test_mae": "Test MAE", "test_r2": "Test R²",
     "lr": "Learning rate used", "final_lr": "Final learning rate",
     "wall_seconds": "Wall time", "train_seconds": "Training time",
@@ -71,7 +72,7 @@ def write_report(run_dir: str | os.PathLike[str], *, task: str | None = None) ->
 
     Args:
         run_dir: the run folder (see the run-folder contract in docs/DESIGN.md).
-        task: ``"classification"`` or ``"regression"`` (picks accuracy or rmse); None reads it
+        task: ``"classification"``, ``"binary"`` or ``"regression"`` (picks accuracy or rmse); None reads it
             from summary.json or data.json, else from the metrics logged.
 
     Returns:
@@ -79,7 +80,7 @@ def write_report(run_dir: str | os.PathLike[str], *, task: str | None = None) ->
 
     Raises:
         DataNotFoundError: ``run_dir`` is not a folder.
-        ConfigError: ``task`` is neither of the two.
+        ConfigError: ``task`` is none of the three.
 
     Example:
         >>> write_report("runs/digits-mlp")  # doctest: +SKIP

@@ -53,13 +53,13 @@ def plot_curves(rows: Sequence[Row], path: str | os.PathLike[str], *,
 
     Panel 1 is train and val loss per epoch (log scale when it spans a decade or more) with
     the best epoch marked; panel 2 the main metric per epoch (accuracy for
-    classification, rmse for regression); panel 3 the lr against the optimizer step.
+    classification and binary, rmse for regression); panel 3 the lr against the optimizer step.
     Epochs are drawn as metrics.csv numbers them (1 is the first epoch).
 
     Args:
         rows: metrics rows as :func:`read_metrics` returns them.
         path: the PNG file to write; its folder is created.
-        task: ``"classification"`` or ``"regression"``; picks the main metric.
+        task: ``"classification"``, ``"binary"`` or ``"regression"``; picks the main metric.
         best_epoch: summary.json's ``best_epoch``, marked on the loss panel; None for no mark.
         schedule: the planned lr of every step (schedule.csv), drawn as a line with the
             logged lr as points; None draws the logged lr alone.
@@ -68,7 +68,7 @@ def plot_curves(rows: Sequence[Row], path: str | os.PathLike[str], *,
         ``path`` as a Path.
 
     Raises:
-        ConfigError: ``task`` is not one of the two.
+        ConfigError: ``task`` is not one of the three.
 
     Example:
         >>> plot_curves(read_metrics("run/metrics.csv"), "run/curves.png")  # doctest: +SKIP
@@ -162,14 +162,14 @@ def write_run_plots(run_dir: str | os.PathLike[str], *, task: str) -> list[Path]
 
     Args:
         run_dir: the run folder.
-        task: ``"classification"`` or ``"regression"``.
+        task: ``"classification"``, ``"binary"`` or ``"regression"``.
 
     Returns:
         The PNG files written, in that order.
 
     Raises:
         DataNotFoundError: ``run_dir`` is not a folder.
-        ConfigError: ``task`` is not one of the two.
+        ConfigError: ``task`` is not one of the three.
         DataError: metrics.csv or summary.json is malformed.
 
     Example:

@@ -48,7 +48,7 @@ class RunContents:
 
 def load_run(folder: Path, task: str | None = None) -> RunContents:
     """Read what the report shows from ``folder`` and draw its charts; ``task`` as in
-    :func:`trainwise.report.write_report` (ConfigError when it is neither task)."""
+    :func:`trainwise.report.write_report` (ConfigError for an unknown task)."""
     run = RunContents(folder=folder)
     config_path = folder / "config.yaml"
     if config_path.is_file():

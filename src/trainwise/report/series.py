@@ -20,15 +20,16 @@ Row = dict[str, Any]
 # Logged per optimizer step as diagnostics; the final table of metrics leaves them out.
 STEP_METRICS = frozenset({"lr", "momentum", "grad_norm"})
 EVENT_SPLIT = "event"
-# The metric drawn beside the loss, by task.
-MAIN_METRIC = {"classification": "accuracy", "regression": "rmse"}
+# The metric drawn beside the loss, by task ("binary": one logit per sample, or K labels per sample,
+# whose accuracy is label-wise).
+MAIN_METRIC = {"classification": "accuracy", "binary": "accuracy", "regression": "rmse"}
 
 
 def main_metric(task: str) -> str:
     """The task's main metric (accuracy or rmse).
 
     Raises:
-        ConfigError: ``task`` is neither ``"classification"`` nor ``"regression"``.
+        ConfigError: ``task`` is not ``"classification"``, ``"binary"`` or ``"regression"``.
     """
     if task not in MAIN_METRIC:
         raise ConfigError(f"task must be one of {sorted(MAIN_METRIC)}, got {task!r}")
