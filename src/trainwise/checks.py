@@ -13,7 +13,11 @@ from trainwise.errors import ConfigError
 
 def closest(value: Any, choices: Iterable[str]) -> str | None:
     """The choice closest to ``value`` when one is close enough to be a typo of it, else None."""
-    matches = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    options = [str(c) for c in choices]
+    same_case = [c for c in options if c.lower() == str(value).lower()]  # 'adamW' is 'adamw', not 'adam'
+    if same_case:
+        return same_case[0]
+    matches = difflib.get_close_matches(str(value), options, n=1)
     return matches[0] if matches else None
 
 
@@ -174,7 +178,10 @@ def unknown_arguments(owner: str, given: Iterable[str], known: Iterable[str]) ->
             hints.append(f"{name}= is {ours}= here" + (f" ({note})" if note else ""))
         else:
             match = closest(name, known)
-            hints.append(f"{name}=" + (f": did you mean {match}=?" if match else " is not one"))
+            other = closest(name, OTHER_TOOLS_NAMES) if match is None else None  # learning_rat: learning_rate
+            if other is not None:
+                match = f"{OTHER_TOOLS_NAMES[other][0]}= ({other}= elsewhere)"
+            hints.append(f"{name}=" + (f": did you mean {match if other else match + '='}?" if match else " is not one"))
     noun = "argument" if len(hints) == 1 else "arguments"
     return f"{owner} got unknown {noun}: {'; '.join(hints)} (help({owner}) lists them)"
 

@@ -8,6 +8,12 @@ traceback.
 
 from __future__ import annotations
 
+import functools
+import os
+from typing import Any, Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class TrainwiseError(Exception):
     """Base class of every error trainwise raises on purpose."""
@@ -75,3 +81,19 @@ class RunEndedBadlyWarning(RuntimeWarning):
 class UnknownArgumentError(TrainwiseError, TypeError):
     """A keyword argument the function does not take (with the name to use instead, when another
     tool's habit is recognised)."""
+
+
+def user_facing(function: F) -> F:
+    """A public call (``Trainer.fit``, ``evaluate``, ...): a ``TrainwiseError`` — a user's mistake, said
+    in one line — is raised from the user's own line, without trainwise's frames in between (its cause,
+    a torch error inside the user's model, stays). ``TRAINWISE_DEBUG=1`` keeps every frame."""
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TrainwiseError as error:
+            if os.environ.get("TRAINWISE_DEBUG"):
+                raise
+            raise error.with_traceback(None)  # noqa: B904 - the same error, its cause kept
+
+    return call  # type: ignore[return-value]

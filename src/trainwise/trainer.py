@@ -29,14 +29,15 @@ from trainwise.checks import check_choice, check_int, check_range, unknown_argum
 from trainwise.distributed.ops import world
 from trainwise.distributed.launch import check_sync_batchnorm
 from trainwise.distributed.world import World, env_world_size, join_world, rank_device
-from trainwise.errors import ConfigError, DataError, RunEndedBadlyWarning, UnknownArgumentError
+from trainwise.errors import (ConfigError, RunEndedBadlyWarning, TrainwiseError, UnknownArgumentError,
+                              user_facing)
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
 from trainwise.engine.fit import FitResult, run_fit, run_lr_find
-from trainwise.engine.arguments import check_lr, check_targets_args, resolve_device, torch_scheduler_of
-from trainwise.engine.fitplan import FitPlan, check_val_every
+from trainwise.engine.arguments import (check_lr, check_optimizer, check_targets_args, resolve_device,
+                                        keras_fit_data, torch_scheduler_of, unknown_fit_arguments)
+from trainwise.engine.fitplan import FitPlan, check_val_every, probe_inputs
 from trainwise.engine.plan import hold_out_val
 from trainwise.engine.predict import predict_outputs
-from trainwise.data.arrays import is_array_like
 from trainwise.data.categorical import TableEncoding, encode_inputs, encode_tables
 from trainwise.data.loader import batch_length, make_batches
 from trainwise.engine.batch_loss import BatchLoss
@@ -132,6 +133,7 @@ class Trainer:
             ``MLflowLogger(tracking_uri=, experiment=)``): the run also logged where people look already.
     """
 
+    @user_facing
     def __init__(
         self, model: nn.Module, *, loss: Optional[Loss] = None, optimizer: Union[str, torch.optim.Optimizer] = "adamw",
         lr: Union[float, str, None] = None, weight_decay: float = 1e-2, momentum: float = 0.9, nesterov: bool = False,
@@ -172,15 +174,7 @@ class Trainer:
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.device = rank_device(resolve_device(device))  # under torchrun on GPUs: cuda:LOCAL_RANK
         self.model = speed_options(model.to(self.device), self.device, compile=compile, channels_last=channels_last)
-        self.user_optimizer = isinstance(optimizer, torch.optim.Optimizer)
-        if not self.user_optimizer:
-            from trainwise.optim import OPTIMIZER_NAMES
-
-            if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-                raise ConfigError(f"optimizer={optimizer.__name__} is a class; pass it built on the model's "
-                                  f"parameters, optimizer={optimizer.__name__}(model.parameters(), lr=...), or a "
-                                  f"name ({', '.join(OPTIMIZER_NAMES)})")
-            check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
+        self.user_optimizer = check_optimizer(optimizer)
         self.lr = check_lr(lr, optimizer)
         self.lr_find = dict(lr_find or {})  # LRFinder settings for lr="auto": start_lr, end_lr, num_steps, rule
         self.optimizer_spec = optimizer
@@ -258,11 +252,21 @@ class Trainer:
         self.record_event(status, reason)
 
     def log(self, name: str, value: float) -> None:
-        """Log a figure of your own: a row in metrics.csv, and in this epoch's logs and history."""
+        """Log a figure of your own: a row in metrics.csv, and in this epoch's logs and history (from
+        ``on_epoch_end``, the epoch that just ended; to monitor it for best and early stopping, log it
+        in ``on_validation_end``, which runs before them)."""
         value = float(value.item() if isinstance(value, torch.Tensor) else value)
-        if self._loop is not None:
-            self._loop.pending_logs[name] = value
-            self._loop.metrics_log.log(self.state.step, self.state.current_epoch, "user", {name: value})
+        loop = self._loop
+        if loop is None:
+            return
+        if loop.ended_logs is not None and self.state.history:  # in on_epoch_end: the epoch that just ended
+            loop.ended_logs[name] = value
+            row = self.state.history[-1]
+            row[name] = value
+            loop.metrics_log.log(row["step"], row["epoch"], "user", {name: value})
+            return
+        loop.pending_logs[name] = value
+        loop.metrics_log.log(self.state.step, self.state.current_epoch, "user", {name: value})
 
     def record_event(self, kind: str, message: str) -> None:
         """Note something that happened (shown in summary.json, the report and metrics.csv)."""
@@ -288,6 +292,7 @@ class Trainer:
             self._loop.clock.switch(previous)
 
     # ----------------------------------------------------------------------------- fit
+    @user_facing
     def fit(self, train: Any, val: Any = None, *, test: Any = None, val_fraction: Optional[float] = None,
             resume: Union[str, Path, None] = None, allow_config_changes: bool = False, **unknown: Any) -> FitResult:
         """Train on ``train``, validate on ``val`` after each epoch, test on ``test`` at the end.
@@ -302,12 +307,8 @@ class Trainer:
         ``epochs`` more epochs, with a fresh schedule over them.
         """
         if unknown:  # Keras' fit(x, y, epochs=10, validation_data=...): the trainwise way in one line
-            raise UnknownArgumentError(unknown_fit_arguments(unknown))
-        if _is_array(train) and _is_array(val) and len(train) == len(val):  # Keras' fit(x, y)
-            train, val = (train, val), None
-        elif _is_array(train):
-            raise DataError("fit() got a single tensor as training data; pass (inputs, targets): "
-                            "fit((x, y), (x_val, y_val)), or fit(x, y) with as many targets as inputs")
+            raise UnknownArgumentError(unknown_fit_arguments(unknown, Trainer.__init__, Trainer.fit))
+        train, val = keras_fit_data(train, val)  # fit(x, y) as in Keras
         train, val, test, self.table_encoding = encode_tables(train, val, test, self.table_encoding)  # text columns
         if val_fraction is not None:
             train, val = hold_out_val(train, val, val_fraction, self.seed)
@@ -320,6 +321,7 @@ class Trainer:
             warnings.warn(f"trainwise: {reason} (run folder {result.run_dir})", RunEndedBadlyWarning, stacklevel=2)
         return result
 
+    @user_facing
     def find_lr(self, train: Any) -> dict[str, Any]:
         """Run the LR range test on ``train`` without training (the model, optimizer and RNG are
         put back); writes lr_find.json and lr_find.png into the run folder. Returns the suggestion
@@ -397,21 +399,31 @@ class Trainer:
     def __getattr__(self, name: str) -> Any:  # only for names not found: another tool's method gets ours
         raise AttributeError(unknown_method("Trainer", name, [n for n in dir(type(self)) if not n.startswith("_")]))
 
+    @user_facing
     def evaluate(self, data: Any, targets: Any = None) -> dict[str, float]:
         """Loss and metrics on ``data`` (eval mode, no gradients); ``evaluate(x, y)`` as in Keras.
         Classification: loss, accuracy, macro_f1, top5_accuracy (more than 5 classes); regression:
         loss, rmse, mae, r2 (in the original units when ``target_normalization`` is set); plus your ``metrics``."""
-        return self.evaluate_split(encode_inputs(data if targets is None else (data, targets), self.table_encoding))[0]
+        return self.evaluate_split(encode_inputs(data if targets is None else (data, targets), self.table_encoding),
+                                   split="evaluate")[0]
 
-    def evaluate_split(self, data: Any, limit: Optional[int] = None) -> tuple[dict[str, float], Any]:
+    def evaluate_split(self, data: Any, limit: Optional[int] = None, split: str = "evaluation"
+                       ) -> tuple[dict[str, float], Any]:
         """``(metrics, meter)``; the meter has the confusion matrix of a classification split. In a DDP
-        job each rank evaluates its share and the sums are added up: every rank gets the whole split's figures."""
+        job each rank evaluates its share and the sums are added up: every rank gets the whole split's figures.
+        ``split`` names the data in an error (``validation``, ``test``)."""
         rank, world_size = world()
         batches = make_batches(data, batch_size=self.eval_batch_size, shuffle=False, seed=0, device=self.device,
                                rank=rank, world_size=world_size)
         std = (self.target_normalization or {}).get("std")
-        return evaluate_batches(self._eval_step(), batches, metrics=self.metrics, target_std=std, limit=limit)
+        try:
+            return evaluate_batches(self._eval_step(), batches, metrics=self.metrics, target_std=std, limit=limit)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            if not isinstance(exc, TrainwiseError):
+                probe_inputs(self, batches, f"the {split} inputs")  # one line when the inputs are the cause
+            raise
 
+    @user_facing
     def predict(self, data: Any) -> Union[torch.Tensor, dict[str, torch.Tensor]]:
         """Outputs for ``data`` (inputs alone, or labelled data whose targets are ignored) in input order,
         on the CPU; regression in original units; a dict of tensors when the model returns a dict."""
@@ -424,10 +436,6 @@ class Trainer:
         return result
 
 
-def _is_array(value: Any) -> bool:
-    return is_array_like(value) or (hasattr(value, "__array__") and hasattr(value, "shape"))
-
-
 def _overrides_compute_loss(trainer: Trainer) -> bool:
     return type(trainer).compute_loss is not Trainer.compute_loss
 
@@ -437,12 +445,3 @@ def _plain_terms(trainer: Trainer) -> bool:
     kind = type(trainer)
     return kind.loss_terms is Trainer.loss_terms and kind.split_batch is Trainer.split_batch
 
-
-def unknown_fit_arguments(unknown: Mapping[str, Any]) -> str:
-    """``fit``'s unknown keywords: Keras passes epochs and batch size to fit, trainwise to Trainer."""
-    settings = [name for name in unknown if name in inspect.signature(Trainer.__init__).parameters]
-    rest = [name for name in unknown if name not in settings]
-    known = [name for name in inspect.signature(Trainer.fit).parameters if name not in ("self", "unknown")]
-    lines = [f"Trainer.fit got {name}=, which is set in Trainer(...) here: Trainer(model, {name}=...).fit(...)"
-             for name in settings]
-    return "; ".join(lines + ([unknown_arguments("Trainer.fit", rest, known)] if rest else []))

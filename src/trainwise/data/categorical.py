@@ -106,13 +106,12 @@ def _texts(frame: Any, name: Any, what: str) -> list[str]:
 
 
 def fit_table_encoding(frame: Any) -> Optional[TableEncoding]:
-    """The encoding of a training DataFrame that has text (object, string or category) columns; None
-    for anything else (numbers only, arrays, tensors): those go in as they are."""
+    """The encoding of a training DataFrame: its columns by name (a later frame's are matched by name,
+    never by position), the text (object, string or category) ones one-hot; None for anything else
+    (arrays, tensors): those go in as they are."""
     if not _is_frame(frame):
         return None
     text = [name for name, dtype in frame.dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"]
-    if not text:
-        return None
     categorical = {}
     for name in text:
         categories = column_categories(str(name), _texts(frame, name, "inputs"), where="inputs")
@@ -135,6 +134,10 @@ def encode_inputs(data: Any, encoding: Optional[TableEncoding]) -> Any:
     if missing:
         raise DataError(f"inputs lack the column(s) {', '.join(map(repr, missing))} the model was trained on "
                         f"(found: {', '.join(names)})")
+    extra = [name for name in names if name not in encoding.columns]
+    if extra:  # a target or an id left in, or another table: never dropped in silence
+        raise DataError(f"inputs have the column(s) {', '.join(map(repr, extra))}, which the model was not trained "
+                        f"on (its columns: {', '.join(encoding.columns)}); drop them, e.g. frame[{encoding.columns!r}]")
     parts = []
     for name in encoding.columns:
         if name in encoding.categorical:

@@ -52,9 +52,11 @@ class BatchLoss:
                           f"{type(model).__name__}.forward() nor a target; the model does not see them")
         return self.call
 
-    def rule_for(self, raw_outputs: Any, targets: Optional[torch.Tensor], inputs: Any = None) -> LossRule:
+    def rule_for(self, raw_outputs: Any, targets: Optional[torch.Tensor], inputs: Any = None,
+                 values: Optional[torch.Tensor] = None) -> LossRule:
         """The loss rule, decided on the first outputs the model gave for ``inputs`` (see
-        ``engine/loss_rule.py``), with whether its targets are shifted (``engine/label_shift.py``)."""
+        ``engine/loss_rule.py``; ``values``: more targets, whose values tell soft labels and 0/1 labels),
+        with whether its targets are shifted (``engine/label_shift.py``)."""
         if self.rule is None:
             outputs = predictions_or_none(raw_outputs)
             if outputs is None and model_loss_of(raw_outputs) is None:
@@ -63,7 +65,7 @@ class BatchLoss:
             self.rule = decide_loss_rule(
                 self.loss, outputs=outputs, targets=targets, model_loss=model_loss_of(raw_outputs), task=self.task,
                 class_axis=self.class_axis, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing,
-                class_weights=self.class_weights, focal_gamma=self.focal_gamma, batch_keys=keys)
+                class_weights=self.class_weights, focal_gamma=self.focal_gamma, batch_keys=keys, values=values)
             if self.rule.warning:
                 self.warn(self.rule.warning)
             self._decide_shift(self.rule, raw_outputs, targets, inputs)

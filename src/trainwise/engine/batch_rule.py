@@ -162,12 +162,12 @@ def head(batch: Any, n: int) -> Any:
     return batch
 
 
-def cannot_take(exc: Exception, shape: Any, encoding: Any = None) -> DataError:
+def cannot_take(exc: Exception, shape: Any, encoding: Any = None, what: str = "inputs") -> DataError:
     """The one-line error for a model that failed on a sample of the inputs: a dtype mismatch named as
     such (a float64 model, float32 data), anything else as a size mismatch (with a DataFrame's columns
     after one-hot encoding, ``encoding``, whose width the model must take)."""
     if "dtype" in str(exc) or "Double" in str(exc):
-        return DataError(f"the model cannot take the inputs: {exc}; the model's parameters and the inputs must "
+        return DataError(f"the model cannot take the {what}: {exc}; the model's parameters and the inputs must "
                          "share a dtype: model.float() for float32 inputs (trainwise gives float arrays as float32)")
     columns = ""
     if encoding is not None:
@@ -175,5 +175,6 @@ def cannot_take(exc: Exception, shape: Any, encoding: Any = None) -> DataError:
 
         names = encoded_names(encoding.columns, encoding.categorical)
         columns = f" (the table's {len(names)} features after one-hot encoding its text columns: {', '.join(names)})"
-    return DataError(f"the model cannot take inputs of shape {shape}{columns}: {exc}; "
-                     "check that the model's input size matches the data")
+    fix = "check that the model's input size matches the data" if what == "inputs" else \
+        "they need the features (and shape per sample) of the training inputs"
+    return DataError(f"the model cannot take {what} of shape {shape}{columns}: {exc}; {fix}")

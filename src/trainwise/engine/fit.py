@@ -20,9 +20,9 @@ from trainwise.distributed.ops import barrier, broadcast, is_main, main_then_all
 from trainwise.distributed.launch import step_sync_for, training_model
 from trainwise.errors import ConfigError, DataError
 from trainwise.engine.fitplan import (FitObjects, FitPlan, FitSettings, StepSettings, World, decide_rules,
-                                      first_batch)
+                                      first_batch, probe_inputs)
 from trainwise.engine.plan import build_run_schedule, check_targets, fallback_lr, find_lr, split_data
-from trainwise.data.loader import make_batches
+from trainwise.data.loader import InMemoryBatches, make_batches
 from trainwise.models.layers import has_batchnorm
 from trainwise.engine.loop import FitLoop
 from trainwise.engine.python_run import describe_data, describe_run, finish_files
@@ -85,6 +85,11 @@ def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, 
     output_shape = _decide(t, batches, train)
     train, val, test = (_checked(t, data, name, output_shape) for data, name in
                         ((train, "train"), (val, "val"), (test, "test")))
+    for data, name in ((val, "validation"), (test, "test")):  # in memory: inputs of another size, said now
+        held_out = make_batches(data, batch_size=2, shuffle=False, seed=0, device=settings.device) \
+            if data is not None else None
+        if isinstance(held_out, InMemoryBatches):
+            probe_inputs(t, held_out, f"the {name} inputs")
     steps_per_epoch, total_steps = _length(settings, batch_count)
     resume_path = broadcast(t.checkpointer.resolve_resume(resume) if resume is not None and rank == 0 else None)
     saved = ckpt.load_checkpoint(resume_path, map_location=settings.device) if resume_path is not None else None
@@ -280,7 +285,9 @@ def _initialize(t: Any, settings: FitSettings, sample: Optional[torch.Tensor]) -
 def _decide(t: Any, batches: Any, train: Any) -> Optional[tuple[int, ...]]:
     """The run's batch and loss rules from the first batch (once per Trainer), with balanced class
     weights counted from the training labels; returns the outputs' shape per sample."""
-    rule, output_shape = decide_rules(t, first_batch(batches), user_loss=t._overrides_loss())
+    # in memory, every training target tells soft labels and 0/1 labels apart, not the first batch alone
+    values = train[1] if isinstance(train, tuple) and len(train) > 1 and isinstance(train[1], torch.Tensor) else None
+    rule, output_shape = decide_rules(t, first_batch(batches), user_loss=t._overrides_loss(), values=values)
     if t.class_weights == "balanced":
         if rule is None or rule.task != "classification" or rule.soft_labels:
             raise ConfigError("class_weights='balanced' needs classification data with integer class labels; "
@@ -325,7 +332,7 @@ def _check_monitors(t: Any, settings: FitSettings, val: Any, schedule: Any) -> N
     clipped = settings.grad_clip is not None and settings.grad_clip_mode == "norm"
     names = {"train_loss"} | ({"train_clip_fraction"} if clipped else set())
     if val is not None:
-        names |= {f"val_{name}" for name in t.evaluate_split(val, limit=2)[0]}
+        names |= {f"val_{name}" for name in t.evaluate_split(val, limit=2, split="validation")[0]}
     watched = [("early stopping / best checkpoint", t.state.best.monitor)]
     plateau = isinstance(schedule, PlateauSchedule) or isinstance(getattr(schedule, "schedule", None), PlateauSchedule)
     if plateau or isinstance(settings.torch_scheduler, ReduceLROnPlateau):
@@ -348,7 +355,7 @@ def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:
     if test is None or s.status in ("failed", "diverged", "pruned"):
         return {}, None
     loop.clock.switch("evaluation")
-    metrics, meter = t.evaluate_split(test)
+    metrics, meter = t.evaluate_split(test, split="test")
     loop.clock.switch("other")
     loop.metrics_log.log(s.step, s.epoch, "test", metrics)
     confusion = meter.confusion_matrix() if hasattr(meter, "confusion_matrix") else None

@@ -163,7 +163,45 @@ def first_batch(batches: Any) -> Any:
     return batch
 
 
-def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional[LossRule], Optional[tuple]]:
+def _call_on_sample(trainer: Any, sample: Any, what: str) -> Any:
+    """The model on a few samples; a failure is the one line of a model that cannot take ``what``."""
+    try:
+        return call_model(trainer.model, sample)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        if isinstance(exc, (DataError, ConfigError, torch.OutOfMemoryError)):
+            raise
+        shape = tuple(sample.shape[1:]) if isinstance(sample, torch.Tensor) else \
+            {k: tuple(v.shape[1:]) for k, v in sample.items() if isinstance(v, torch.Tensor)} \
+            if isinstance(sample, dict) else type(sample).__name__
+        raise cannot_take(exc, shape, getattr(trainer, "table_encoding", None), what) from exc
+
+
+def probe_inputs(trainer: Any, batches: Any, what: str) -> None:
+    """After a failed evaluation or prediction: when the model cannot take two samples of the first
+    batch either, the data is at fault (another number of features than in training), said in one
+    line naming ``what`` ("the validation inputs"); otherwise the caller re-raises its own error."""
+    if trainer._overrides_loss():  # a compute_loss override alone knows what its batches feed the model
+        return
+    try:
+        sample = to_device(head(trainer.split_batch(first_batch(batches))[0], 2), trainer.device)
+    except Exception:  # noqa: BLE001 - the batch itself is unreadable: the caller's error says more
+        return
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            _call_on_sample(trainer, sample, what)
+    except (DataError, ConfigError):
+        raise
+    except Exception:  # noqa: BLE001 - not the inputs' size: the caller's error says more
+        return
+    finally:
+        model.train(was_training)
+
+
+def decide_rules(trainer: Any, batch: Any, *, user_loss: bool, values: Optional[torch.Tensor] = None
+                 ) -> tuple[Optional[LossRule], Optional[tuple]]:
     """The loss rule and the outputs' shape, from one forward pass of two samples of ``batch`` in eval
     mode (``trainer``'s rules are then set: they are decided once). ``user_loss``: a
     ``compute_loss`` override trains, so a batch it alone understands is no error."""
@@ -174,14 +212,9 @@ def decide_rules(trainer: Any, batch: Any, *, user_loss: bool) -> tuple[Optional
         inputs, targets, _ = trainer.split_batch(batch)
         sample = to_device(head(inputs, 2), trainer.device)
         with torch.inference_mode():
-            try:
-                raw = call_model(model, sample)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                shape = tuple(sample.shape[1:]) if isinstance(sample, torch.Tensor) else \
-                    {k: tuple(v.shape[1:]) for k, v in sample.items() if isinstance(v, torch.Tensor)} \
-                    if isinstance(sample, dict) else type(sample).__name__
-                raise cannot_take(exc, shape, getattr(trainer, "table_encoding", None)) from exc
-            rule = trainer.batch_loss.rule_for(raw, head(targets, 2), sample)
+            raw = _call_on_sample(trainer, sample, "inputs")
+            values = values if values is not None else targets if isinstance(targets, torch.Tensor) else None
+            rule = trainer.batch_loss.rule_for(raw, head(targets, 2), sample, values=values)
             trainer.task = rule.task
             refuse_unused_training_step(model, rule, trainer.loss_spec)
             warn_unused_configure_optimizers(trainer)

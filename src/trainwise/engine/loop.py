@@ -20,7 +20,7 @@ from trainwise.checks import did_you_mean
 from trainwise.distributed.ops import run_together, while_every_rank_has_a_batch
 from trainwise.errors import ConfigError
 from trainwise.data.loader import batch_length
-from trainwise.engine.nonfinite import DIVERGED_ADVICE, bad_data, cpu_copy, initial_weights_advice
+from trainwise.engine.nonfinite import DIVERGED_ADVICE, bad_data, cpu_copy, initial_weights_advice, no_gradient
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
@@ -62,6 +62,7 @@ class FitLoop:
         self.restart_epoch = False
         self.group_size = 0  # micro-batches backpropagated since the last optimizer step
         self.pending_logs: dict[str, float] = {}  # trainer.log() values for this epoch's logs
+        self.ended_logs: Optional[dict[str, float]] = None  # during on_epoch_end: the logs of what just ended
         self.best_weights: Optional[dict[str, torch.Tensor]] = None
         self.torch_scheduler = trainer.torch_scheduler  # a user's torch scheduler sets the lrs itself
         self.checkpoints = LoopCheckpoint(self, checkpoints, objects)
@@ -95,9 +96,10 @@ class FitLoop:
                 self.objects.record_event("interrupted", s.stop_reason)
                 t.save_checkpoint()
         except BaseException as exc:
+            error = no_gradient(exc)  # a loss with no gradient: torch's words name no cause, ours do
             s.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            s.stop_reason = str(exc) or type(exc).__name__
-            raise
+            s.stop_reason = str(error) or type(error).__name__
+            raise error  # the same exception when it is not that case
         if s.status == "running":
             s.status = "completed"
         self._restore_best()
@@ -348,7 +350,7 @@ class FitLoop:
         return values
 
     def _end_epoch(self) -> None:
-        s, t = self.state, self.t
+        s = self.state
         train_values = self._train_figures()
         self.metrics_log.log(s.step, s.current_epoch, "train", {**train_values, "lr": s.lr})
         s.samples_seen += s.epoch_samples
@@ -358,13 +360,21 @@ class FitLoop:
             return
         logs = self._validate({f"train_{k}": v for k, v in train_values.items()})
         s.epoch += 1
-        t._fire("on_epoch_end", logs)
+        self._fire_epoch_end(logs)
 
     def _validate_at_step(self) -> None:
         """``val_every_n_steps``: a validation after this optimizer step, with everything that hangs on
         one (best, early stopping, checkpoints, a history row); callbacks see it as ``on_epoch_end``."""
         logs = self._validate({f"train_{k}": v for k, v in self._train_figures().items()})
-        self.t._fire("on_epoch_end", logs)
+        self._fire_epoch_end(logs)
+
+    def _fire_epoch_end(self, logs: dict[str, float]) -> None:
+        """``on_epoch_end``; a ``trainer.log()`` in it is of the epoch (or validation) that just ended."""
+        self.ended_logs = logs
+        try:
+            self.t._fire("on_epoch_end", logs)
+        finally:
+            self.ended_logs = None
 
     def _validate(self, logs: dict[str, float]) -> dict[str, float]:
         """Validate (when there is validation data), update the best, the schedule's monitor and the

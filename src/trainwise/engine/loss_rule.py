@@ -133,39 +133,45 @@ def decide_task(hint: Optional[str], outputs: torch.Tensor, targets: torch.Tenso
                     "task='binary'")
 
 
-def default_loss(task: Optional[str], outputs: torch.Tensor, targets: torch.Tensor) -> Any:
+def default_loss(task: Optional[str], outputs: torch.Tensor, targets: torch.Tensor,
+                 values: Optional[torch.Tensor] = None) -> Any:
     """The loss when none is named: by ``task=`` (MSE for regression, BCE on logits for binary), else
     cross-entropy for float targets that are class probabilities (soft labels), MSE for other float
     targets with one value per output (refused when they are all 0 or 1: binary labels and regression
-    targets look alike), else cross-entropy."""
+    targets look alike), else cross-entropy. ``values``: the targets whose values decide (all the
+    training targets, or a whole batch), not the few samples the model was probed with."""
     if task == "regression":
         return "mse"
     if task == "binary":
         return nn.BCEWithLogitsLoss()
     if task is None and targets.is_floating_point() and outputs.numel() == targets.numel():
-        if _class_probabilities(outputs, targets):  # soft labels (one-hot, mixup): cross-entropy, as always
+        values = targets if values is None or values.shape[1:] != targets.shape[1:] else values
+        if _class_probabilities(outputs, targets, values):  # soft labels (one-hot, mixup): cross-entropy, as always
             return "cross_entropy"
-        if bool(((targets == 0) | (targets == 1)).all()):
-            raise DataError(f"cannot tell the task from {_shapes(outputs, targets)} whose values are all 0 or 1; "
-                            "pass task='binary' (one logit per label, BCE) or task='regression' (MSE), or name a loss")
+        if bool(((values == 0) | (values == 1)).all()):
+            raise DataError(f"cannot tell the task from {_shapes(outputs, targets)} whose values are all 0 or 1 "
+                            f"({len(values)} targets read); pass task='binary' (one logit per label, BCE) or "
+                            "task='regression' (MSE), or name a loss")
         return "mse"
     return "cross_entropy"
 
 
-def _class_probabilities(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
-    """Targets of the outputs' shape that are a distribution over a class axis (1 or -1) of 2 or more."""
-    if outputs.shape != targets.shape or outputs.dim() < 2 or bool(((targets < 0) | (targets > 1)).any()):
+def _class_probabilities(outputs: torch.Tensor, targets: torch.Tensor, values: torch.Tensor) -> bool:
+    """Targets of the outputs' shape that are a distribution over a class axis (1 or -1) of 2 or more,
+    in every one of ``values``."""
+    if outputs.shape != targets.shape or outputs.dim() < 2 or bool(((values < 0) | (values > 1)).any()):
         return False
-    return any(outputs.shape[axis] >= 2 and bool(torch.allclose(targets.sum(axis), torch.ones(()), atol=1e-3))
+    return any(outputs.shape[axis] >= 2 and bool(torch.allclose(values.sum(axis), torch.ones(()), atol=1e-3))
                for axis in (1, -1))
 
 
 def decide_loss_rule(loss: Any, *, outputs: Optional[torch.Tensor], targets: Optional[torch.Tensor],
                      model_loss: Optional[torch.Tensor], task: Optional[str], class_axis: Optional[int],
                      ignore_index: int, label_smoothing: float, class_weights: Optional[torch.Tensor],
-                     focal_gamma: float, batch_keys: Optional[list[str]] = None) -> LossRule:
+                     focal_gamma: float, batch_keys: Optional[list[str]] = None,
+                     values: Optional[torch.Tensor] = None) -> LossRule:
     """The run's loss rule from the first batch's outputs and targets (``loss`` None: the model's own
-    loss when it returns one, else cross-entropy)."""
+    loss when it returns one, else cross-entropy; ``values``: more targets, whose values decide it)."""
     if task is not None and task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(TASKS)} or None, got {task!r}")
     if loss is None and model_loss is not None:
@@ -179,7 +185,7 @@ def decide_loss_rule(loss: Any, *, outputs: Optional[torch.Tensor], targets: Opt
                         "batches or a 'labels' key, or return {'loss': ...} (or outputs.loss) from forward")
     if not _tensor(outputs):
         raise DataError(f"the model returned {type(outputs).__name__}, not a tensor of predictions")
-    loss = default_loss(task, outputs, targets) if loss is None else loss
+    loss = default_loss(task, outputs, targets, values) if loss is None else loss
     known = task_of_loss(loss)
     if isinstance(loss, str):
         build_loss(loss, label_smoothing=label_smoothing, focal_gamma=focal_gamma)  # checks name and values
@@ -191,6 +197,7 @@ def decide_loss_rule(loss: Any, *, outputs: Optional[torch.Tensor], targets: Opt
         raise DataError(f"loss 'focal' takes (N, C) outputs with (N,) targets, got {_shapes(outputs, targets)}; "
                         "use loss='cross_entropy' for per-position targets")
     weights = class_weights if isinstance(class_weights, torch.Tensor) else None
+    _check_class_weights(weights, outputs, axis if chosen == "classification" else None)
     label = loss_label(loss)
     if loss == "cross_entropy":
         return LossRule("named", label, chosen, axis, positions, soft, ignore_index, label_smoothing, weights,
@@ -201,8 +208,26 @@ def decide_loss_rule(loss: Any, *, outputs: Optional[torch.Tensor], targets: Opt
     weighted_fn = build_weighted_loss(loss, label_smoothing=label_smoothing, class_weights=weights,
                                       focal_gamma=focal_gamma)
     reshape = isinstance(loss, str) and loss in REGRESSION_LOSSES or known in ("regression", "binary")
+    if reshape and outputs.numel() != targets.numel():  # torch would broadcast (N, 1) against (N, 3) in silence
+        per = [f"shape {tuple(t.shape[1:])}" if t.dim() > 1 else "one value" for t in (outputs, targets)]
+        raise DataError(f"the model gives outputs of {per[0]} per sample but the targets have {per[1]} per "
+                        f"sample; loss {label!r} compares them value by value: make the model's last layer give "
+                        "one output per target value")
     return LossRule("named" if isinstance(loss, str) else "callable", label, chosen, axis, positions, soft,
                     ignore_index, label_smoothing, weights, mean_fn, weighted_fn, reshape, warning)
+
+
+def _check_class_weights(weights: Optional[torch.Tensor], outputs: torch.Tensor, axis: Optional[int]) -> None:
+    """One weight per class of the outputs' class axis (``axis``; None: not classification)."""
+    if weights is None:
+        return
+    if axis is None:
+        raise DataError("class_weights apply to classification (integer class targets), and this run is not; "
+                        "drop class_weights, or use sample weights: (inputs, targets, weights) batches")
+    classes = outputs.shape[axis]
+    if weights.numel() != classes:
+        raise DataError(f"class_weights has {weights.numel()} weights but the model gives {classes} classes; "
+                        f"give one weight per class ({classes}), or class_weights='balanced'")
 
 
 def _tensor(value: Any) -> bool:

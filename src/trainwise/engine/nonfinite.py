@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from trainwise.errors import ConfigError
+from trainwise.errors import ConfigError, DataError
 
 NONFINITE_POLICIES = ("rollback", "skip", "stop")
 
@@ -219,3 +219,16 @@ class SpikeCounter:
         self.recent = deque(state["recent"], maxlen=self.recent.maxlen)
         self.threshold, self.count, self._since_refresh = state["threshold"], state["count"], state["since_refresh"]
         self.floor = state.get("floor")
+
+
+def no_gradient(exc: BaseException) -> BaseException:
+    """A backward pass that failed on a loss with no gradient: one line naming the causes (torch's words
+    name none), caused by torch's error; any other error as it was."""
+    if not isinstance(exc, RuntimeError) or "does not require grad" not in str(exc):
+        return exc
+    error = DataError("the loss has no gradient: the model's outputs do not depend on any parameter that requires "
+                     "grad (every parameter frozen with requires_grad=False, or forward() runs under "
+                     "torch.no_grad(), detaches its output or goes through argmax/round); unfreeze what should "
+                     f"train (torch: {exc})")
+    error.__cause__ = exc
+    return error

@@ -17,8 +17,8 @@ from torch import nn
 from trainwise.distributed.ops import gather_in_input_order, world
 from trainwise.data.arrays import describe_types, is_array_like, samples_dataset, to_tensor
 from trainwise.data.loader import as_tensor_dict, as_tensors, main_output, make_batches
-from trainwise.engine.batch_rule import call_model, decide_call_rule
-from trainwise.errors import DataError
+from trainwise.engine.batch_rule import call_model, cannot_take, decide_call_rule
+from trainwise.errors import DataError, TrainwiseError
 
 Outputs = Union[torch.Tensor, dict[str, torch.Tensor]]
 
@@ -29,6 +29,7 @@ def input_batches(data: Any, *, batch_size: int, device: torch.device) -> tuple[
     (labelled or not: a Dataset of inputs, dicts without targets, a DataLoader) is read as is. In a
     DDP job each rank gets its share of every batch (``ops.gather_in_input_order`` puts them back)."""
     rank, world_size = world()
+    _refuse_shuffled(data)
     if is_array_like(data) or (hasattr(data, "__array__") and hasattr(data, "shape")):
         x = to_tensor(data if is_array_like(data) else np.asarray(data), "inputs")
         if world_size == 1:
@@ -44,6 +45,19 @@ def input_batches(data: Any, *, batch_size: int, device: torch.device) -> tuple[
                            world_size=world_size)
     batches.set_epoch(0)
     return batches, getattr(batches, "plan", None)
+
+
+def _refuse_shuffled(data: Any) -> None:
+    """A DataLoader that draws its samples in a random order: its outputs cannot be put back in input
+    order, and handed back as they came they would match no input."""
+    from torch.utils.data import DataLoader, RandomSampler, SubsetRandomSampler, WeightedRandomSampler
+
+    sampler = getattr(data, "sampler", None) if isinstance(data, DataLoader) else None
+    if isinstance(sampler, (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)) or \
+            getattr(sampler, "shuffle", False):
+        raise DataError(f"predict got a DataLoader whose {type(sampler).__name__} draws the samples in a random "
+                        "order, so its outputs would match no input; pass a DataLoader with shuffle=False, or the "
+                        "Dataset itself")
 
 
 def predict_outputs(model: nn.Module, data: Any, *, batch_size: int, device: torch.device,
@@ -62,7 +76,7 @@ def predict_outputs(model: nn.Module, data: Any, *, batch_size: int, device: tor
                     split = decide_call_rule(batch, model, model_loss=False).split
                 inputs = split(batch)[0]
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    parts.append(_on_cpu(call_model(model, inputs)))
+                    parts.append(_on_cpu(call_model(model, inputs) if parts else _first_call(model, inputs)))
     finally:
         model.train(was_training)
     parts = gather_in_input_order(parts, plan) if plan is not None else parts
@@ -71,6 +85,20 @@ def predict_outputs(model: nn.Module, data: Any, *, batch_size: int, device: tor
     if isinstance(parts[0], dict):
         return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
     return torch.cat(parts)
+
+
+def _first_call(model: nn.Module, inputs: Any) -> Any:
+    """The first batch: a model that cannot take it (another number of features than in training) is one
+    line, not torch's error."""
+    try:
+        return call_model(model, inputs)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        if isinstance(exc, (TrainwiseError, torch.OutOfMemoryError)):
+            raise
+        shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else \
+            {k: tuple(v.shape[1:]) for k, v in inputs.items() if isinstance(v, torch.Tensor)} \
+            if isinstance(inputs, dict) else type(inputs).__name__
+        raise cannot_take(exc, shape, what="the inputs given to predict") from exc
 
 
 def _on_cpu(outputs: Any) -> Any:
