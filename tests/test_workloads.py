@@ -216,7 +216,7 @@ def test_val_every_n_steps_zero_is_refused_with_one_line(tmp_path):
 
 def test_an_unknown_monitor_fails_after_a_two_batch_sanity_pass_before_training(tmp_path):
     x, y = blobs()
-    trainer = Trainer(nn.Linear(4, 3), lr=1e-2, monitor="val_acuracy", **quiet(tmp_path))
+    trainer = Trainer(nn.Linear(4, 3), lr=1e-2, monitor="val_acuracy", mode="max", **quiet(tmp_path))
     with pytest.raises(ConfigError, match="monitors 'val_acuracy'.*did you mean 'val_accuracy'"):
         trainer.fit((x[:200], y[:200]), (x[200:], y[200:]))
     assert trainer.state.step == 0

@@ -20,7 +20,9 @@ class EarlyStopping(Callback):
 
     Args:
         monitor: metric to watch, e.g. ``val_loss`` or ``val_accuracy``.
-        mode: ``min``, ``max`` or ``auto`` (max for accuracy-like names).
+        mode: ``min``, ``max`` or ``auto``: the direction the words of the name say (``val_acc``,
+            ``val_iou``, ``val_top2_accuracy``: max; ``val_loss``, ``val_rmse``: min); a name that
+            does not say (``val_foo``) is refused here, with the fix (pass ``mode``).
         patience: the run stops at the end of the ``patience``-th epoch in a row without
             improvement (as in Keras; 0 and 1 both stop at the first such epoch).
         min_delta: an improvement must beat the best value by more than this.
@@ -53,9 +55,10 @@ class EarlyStopping(Callback):
         self.wait += 1
         if self.wait >= max(self.patience, 1):
             self.stopped_epoch = trainer.state.epoch
+            better = "higher" if best.mode == "max" else "lower"
             trainer.stop(
                 f"early stopping: {self.monitor} did not improve for {self.wait} epochs "
-                f"(best {best.value:.6g} at epoch {best.epoch})" if best.value is not None else
+                f"(best {best.value:.6g} at epoch {best.epoch}); {better} is better" if best.value is not None else
                 f"early stopping: {self.monitor} was never finite in {self.wait} epochs")
 
     def state_dict(self) -> dict[str, Any]:

@@ -134,6 +134,7 @@ def make_trainer(cfg: RunConfig, bundle: DataBundle, model: torch.nn.Module, run
         batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, accumulate=t.accumulate, grad_clip=t.grad_clip,
         grad_clip_mode=t.grad_clip_mode, precision=t.precision, device=t.device, early_stopping=early_stopping,
         callbacks=callbacks, monitor=es.monitor if bundle.val is not None else "train_loss", run_dir=run_dir,
+        mode=es.mode if bundle.val is not None else "auto",
         name=cfg.name, seed=cfg.seed, label_smoothing=t.label_smoothing, shift_labels=t.shift_labels,
         class_weights=class_weights_of_config(cfg) if classification else None, augment=augment,
         sampler=d.sampler, focal_gamma=cfg.loss.gamma,

@@ -41,6 +41,10 @@ def check_names(cfg: RunConfig) -> None:
     from trainwise.lr.suggest import SUGGESTION_RULES
 
     check_choice("train.lr_find.rule", cfg.train.lr_find.rule, SUGGESTION_RULES)
+    from trainwise.callbacks.monitor import resolve_mode
+
+    es = cfg.train.early_stopping  # a monitor whose name does not say its direction needs a mode
+    resolve_mode(es.monitor, es.mode, setting="train.early_stopping.mode")
 
 
 def estimated_steps(cfg: RunConfig) -> tuple[int, int, bool]:

@@ -4,7 +4,7 @@ pruner they name. Every value is checked before any trial runs.
 ``tune:`` keys (defaults in ``TuneSettings``)::
 
     metric: val_accuracy     # what the search optimizes: a logged figure, val_loss by default
-    direction: auto          # maximize for accuracy/f1/r2, minimize otherwise
+    direction: auto          # from the metric's words (val_iou: maximize, val_loss: minimize); else refused
     sampler: tpe             # grid | random | tpe | gp
     pruner: asha             # none | median | asha (asynchronous successive halving) | hyperband
     min_resource: 1          # epochs every trial trains before it can be pruned
@@ -29,6 +29,7 @@ import importlib.util
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
+from trainwise.callbacks.monitor import direction_of, undecided_message
 from trainwise.checks import check_choice, check_int, check_range, closest
 from trainwise.errors import ConfigError
 from trainwise.tune.space import Param, parse_space
@@ -39,7 +40,6 @@ DIRECTIONS = ("auto", "minimize", "maximize")
 BACKENDS = ("optuna", "ray")
 SCHEDULERS = ("pbt",)
 RESOURCES = ("cpu", "gpu")
-_MAXIMIZED = ("accuracy", "f1", "r2", "auc", "precision", "recall")
 
 
 @dataclass
@@ -67,7 +67,11 @@ class TuneSettings:
     def maximize(self) -> bool:
         if self.direction != "auto":
             return self.direction == "maximize"
-        return any(word in self.metric for word in _MAXIMIZED)
+        found = direction_of(self.metric)  # the monitor's rule: a name that does not say is refused
+        if found is None:
+            raise ConfigError(undecided_message(self.metric, "set tune.direction to maximize or minimize "
+                                                             "(direction= in Python)"))
+        return found == "max"
 
     @property
     def optuna_direction(self) -> str:
@@ -118,6 +122,7 @@ def parse_settings(raw: Any, **overrides: Any) -> TuneSettings:
         check_int("tune.seed", s.seed, 0)
     if not isinstance(s.metric, str) or not s.metric:
         raise ConfigError(f"tune.metric must name a logged figure such as val_loss or val_accuracy, got {s.metric!r}")
+    _ = s.maximize  # an auto direction that the metric's name does not say is refused here, before any trial
     _check_backend(s, values)
     if s.sampler == "grid":
         if any(p.when for p in space.values()):
