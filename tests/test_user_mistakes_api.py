@@ -182,3 +182,20 @@ def test_numbers_only_frames_record_their_columns_for_the_cli(tmp_path):
     Trainer(nn.Linear(3, 2), lr=0.05, epochs=1, **quiet(tmp_path / "r")).fit((frame, y.numpy()))
     described = json.loads((tmp_path / "r" / "data.json").read_text())
     assert described["feature_names"] == ["a", "b", "c"] and described["categorical"] == {}
+
+
+def test_lightning_and_keras_callback_arguments_get_what_trainwise_does_instead():
+    from trainwise.callbacks import CheckpointSaver, EarlyStopping
+
+    with pytest.raises(UnknownArgumentError, match=r"^CheckpointSaver got unknown arguments: dirpath=: checkpoints go "
+                                                   r"to RUN_DIR/checkpoints: Trainer\(run_dir=\.\.\.\); "
+                                                   r"every_n_train_steps= is every_n_steps= here"):
+        CheckpointSaver(dirpath="ckpts", every_n_train_steps=5)
+    with pytest.raises(UnknownArgumentError, match=r"save_best_only=: best\.pt is always written"):
+        CheckpointSaver(save_best_only=True)
+    with pytest.raises(UnknownArgumentError, match=r"keep_lst=: did you mean keep_last=\?"):
+        CheckpointSaver(keep_lst=2)
+    with pytest.raises(UnknownArgumentError, match=r"^EarlyStopping got unknown argument: patiense=: did you mean "
+                                                   r"patience=\?"):
+        EarlyStopping(monitor="val_loss", patiense=2)
+    assert EarlyStopping(monitor="val_loss", restore_best_weights=False).restore_best is False  # Keras' name works

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Callable, Optional
 
 from trainwise.errors import ConfigError
 
@@ -168,19 +168,44 @@ def unknown_method(owner: str, name: str, public: Iterable[str] = ()) -> str:
     return f"{owner} has no {name}(): {ours}"
 
 
-def unknown_arguments(owner: str, given: Iterable[str], known: Iterable[str]) -> str:
-    """One line naming each unknown keyword argument of ``owner`` with what to pass instead."""
+# What Lightning's and Keras' ModelCheckpoint and EarlyStopping call an argument (None: trainwise has no
+# such setting, and the note says what it does instead).
+OTHER_CALLBACK_NAMES: dict[str, tuple[Optional[str], Optional[str]]] = {
+    "every_n_train_steps": ("every_n_steps", "Lightning's"), "save_freq": ("every_n_steps", "Keras' (in steps)"),
+    "every_n_epochs": ("every_epoch", "Lightning's; the cost of a save sets the epoch cadence"),
+    "save_top_k": ("keep_last", "the newest step checkpoints kept; best.pt always holds the best"),
+    "save_last": (None, "last.pt is always written"), "save_best_only": (None, "best.pt is always written"),
+    "dirpath": (None, "checkpoints go to RUN_DIR/checkpoints: Trainer(run_dir=...)"),
+    "filepath": (None, "checkpoints go to RUN_DIR/checkpoints: Trainer(run_dir=...)"),
+    "filename": (None, "step-NNNNNNNN.pt, last.pt and best.pt, listed in manifest.json"),
+    "save_weights_only": (None, "a checkpoint holds the whole state for an exact resume; `trainwise export` "
+                                "writes the weights alone"),
+    "verbose": (None, "the events and the progress line say what happened"),
+    "baseline": (None, "the doctor's baselines say what a model must beat"),
+    "check_finite": (None, "the non-finite guard: Trainer(on_nonfinite=...)"),
+    "stopping_threshold": (None, "stop from a callback of your own with trainer.stop(reason)"),
+    "divergence_threshold": (None, "the non-finite guard: Trainer(on_nonfinite=...)"),
+}
+
+
+def unknown_arguments(owner: str, given: Iterable[str], known: Iterable[str],
+                      aliases: Optional[dict[str, tuple[Optional[str], Optional[str]]]] = None) -> str:
+    """One line naming each unknown keyword argument of ``owner`` with what to pass instead (``aliases``:
+    other tools' names, default the Trainer's)."""
     known = tuple(known)
+    aliases = OTHER_TOOLS_NAMES if aliases is None else aliases
     hints = []
     for name in given:
-        if name in OTHER_TOOLS_NAMES:
-            ours, note = OTHER_TOOLS_NAMES[name]
-            hints.append(f"{name}= is {ours}= here" + (f" ({note})" if note else ""))
+        if name in aliases:
+            ours, note = aliases[name]
+            hints.append(f"{name}= is {ours}= here" + (f" ({note})" if note else "") if ours else f"{name}=: {note}")
         else:
             match = closest(name, known)
-            other = closest(name, OTHER_TOOLS_NAMES) if match is None else None  # learning_rat: learning_rate
+            other = closest(name, aliases) if match is None else None  # learning_rat: learning_rate
+            if other is not None and aliases[other][0] is None:
+                other = None
             if other is not None:
-                match = f"{OTHER_TOOLS_NAMES[other][0]}= ({other}= elsewhere)"
+                match = f"{aliases[other][0]}= ({other}= elsewhere)"
             hints.append(f"{name}=" + (f": did you mean {match if other else match + '='}?" if match else " is not one"))
     noun = "argument" if len(hints) == 1 else "arguments"
     return f"{owner} got unknown {noun}: {'; '.join(hints)} (help({owner}) lists them)"
@@ -198,3 +223,11 @@ OTHER_TOOLS_VALUES = {
                   "32": "'fp32'", "32-true": "'fp32'", "float16": "'fp16'", "bfloat16": "'bf16'",
                   "float32": "'fp32'"},
 }
+
+
+def arguments_of(function: Callable[..., Any]) -> list[str]:
+    """The keyword arguments ``function`` takes by name (for a did-you-mean)."""
+    import inspect
+
+    return [name for name, parameter in inspect.signature(function).parameters.items()
+            if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)]

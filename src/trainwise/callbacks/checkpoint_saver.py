@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from trainwise.callbacks.base import Callback
 from trainwise.callbacks.monitor import resolve_mode
-from trainwise.checks import check_bool, check_int
-from trainwise.errors import ConfigError
+from trainwise.checks import OTHER_CALLBACK_NAMES, arguments_of, check_bool, check_int, unknown_arguments
+from trainwise.errors import ConfigError, UnknownArgumentError
 
 if TYPE_CHECKING:
     from trainwise.callbacks.base import Trainer
@@ -40,7 +40,10 @@ class CheckpointSaver(Callback):
 
     def __init__(self, *, every_n_steps: Optional[int] = None, every_epoch: bool = True,
                  monitor: Optional[str] = None, mode: str = "auto", keep_last: int = 3,
-                 max_cost_share: Optional[float] = 0.1) -> None:
+                 max_cost_share: Optional[float] = 0.1, **unknown: Any) -> None:
+        if unknown:  # Lightning's save_top_k, Keras' save_best_only: what trainwise does instead, not a TypeError
+            raise UnknownArgumentError(unknown_arguments("CheckpointSaver", unknown, arguments_of(CheckpointSaver.__init__),
+                                                         OTHER_CALLBACK_NAMES))
         if every_n_steps is not None:
             check_int("every_n_steps", every_n_steps, 1)
         self.keep_last = check_int("keep_last", keep_last, 1)

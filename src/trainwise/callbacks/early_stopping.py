@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from trainwise.callbacks.base import Callback
 from trainwise.callbacks.monitor import resolve_mode
-from trainwise.checks import check_bool, check_int, check_range
+from trainwise.checks import OTHER_CALLBACK_NAMES, arguments_of, check_bool, check_int, check_range, unknown_arguments
+from trainwise.errors import UnknownArgumentError
 
 if TYPE_CHECKING:
     from trainwise.callbacks.base import Trainer
@@ -36,7 +37,10 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", *, mode: str = "auto", patience: int = 5,
                  min_delta: float = 0.0, restore_best: bool = True,
-                 restore_best_weights: Optional[bool] = None) -> None:
+                 restore_best_weights: Optional[bool] = None, **unknown: Any) -> None:
+        if unknown:  # Lightning's check_finite, Keras' baseline: what trainwise does instead, not a TypeError
+            raise UnknownArgumentError(unknown_arguments("EarlyStopping", unknown, arguments_of(EarlyStopping.__init__),
+                                                         OTHER_CALLBACK_NAMES))
         if restore_best_weights is not None:  # Keras' name for it
             restore_best = restore_best_weights
         self.monitor = monitor
