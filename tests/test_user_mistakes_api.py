@@ -199,3 +199,19 @@ def test_lightning_and_keras_callback_arguments_get_what_trainwise_does_instead(
                                                    r"patience=\?"):
         EarlyStopping(monitor="val_loss", patiense=2)
     assert EarlyStopping(monitor="val_loss", restore_best_weights=False).restore_best is False  # Keras' name works
+
+
+def test_integer_images_from_a_dataset_are_named_as_integers_not_as_a_size(tmp_path):
+    from torch.utils.data import Dataset
+
+    class Bytes(Dataset):
+        def __len__(self):
+            return 64
+
+        def __getitem__(self, index):
+            return torch.full((1, 6, 6), index % 256, dtype=torch.uint8), index % 2
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(32, 2))
+    with pytest.raises(DataError, match=r"^the model cannot take the inputs: they are uint8 and its layers compute in "
+                                        r"floats .*x\.float\(\) / 255"):
+        Trainer(model, lr=0.01, epochs=1, **quiet(tmp_path / "r")).fit(Bytes())

@@ -162,10 +162,17 @@ def head(batch: Any, n: int) -> Any:
     return batch
 
 
-def cannot_take(exc: Exception, shape: Any, encoding: Any = None, what: str = "inputs") -> DataError:
-    """The one-line error for a model that failed on a sample of the inputs: a dtype mismatch named as
-    such (a float64 model, float32 data), anything else as a size mismatch (with a DataFrame's columns
-    after one-hot encoding, ``encoding``, whose width the model must take)."""
+def cannot_take(exc: Exception, shape: Any, encoding: Any = None, what: str = "inputs",
+                dtype: Optional[torch.dtype] = None) -> DataError:
+    """The one-line error for a model that failed on a sample of the inputs: integer inputs into float
+    layers (``dtype``: the inputs'), a dtype mismatch (a float64 model, float32 data), anything else as a
+    size mismatch (with a DataFrame's columns after one-hot encoding, ``encoding``, whose width the model
+    must take)."""
+    if dtype is not None and not dtype.is_floating_point and dtype != torch.bool and "type" in str(exc):
+        return DataError(f"the model cannot take the {what}: they are {str(dtype).replace('torch.', '')} and its "
+                         f"layers compute in floats (torch: {exc}); give float inputs: x.float() (images of 0-255: "
+                         "x.float() / 255) in the Dataset or before fit; integer inputs suit only a model that "
+                         "starts with nn.Embedding")
     if "dtype" in str(exc) or "Double" in str(exc):
         return DataError(f"the model cannot take the {what}: {exc}; the model's parameters and the inputs must "
                          "share a dtype: model.float() for float32 inputs (trainwise gives float arrays as float32)")

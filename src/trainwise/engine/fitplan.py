@@ -173,7 +173,8 @@ def _call_on_sample(trainer: Any, sample: Any, what: str) -> Any:
         shape = tuple(sample.shape[1:]) if isinstance(sample, torch.Tensor) else \
             {k: tuple(v.shape[1:]) for k, v in sample.items() if isinstance(v, torch.Tensor)} \
             if isinstance(sample, dict) else type(sample).__name__
-        raise cannot_take(exc, shape, getattr(trainer, "table_encoding", None), what) from exc
+        dtype = sample.dtype if isinstance(sample, torch.Tensor) else None
+        raise cannot_take(exc, shape, getattr(trainer, "table_encoding", None), what, dtype) from exc
 
 
 def probe_inputs(trainer: Any, batches: Any, what: str) -> None:

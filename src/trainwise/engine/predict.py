@@ -98,7 +98,8 @@ def _first_call(model: nn.Module, inputs: Any) -> Any:
         shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else \
             {k: tuple(v.shape[1:]) for k, v in inputs.items() if isinstance(v, torch.Tensor)} \
             if isinstance(inputs, dict) else type(inputs).__name__
-        raise cannot_take(exc, shape, what="the inputs given to predict") from exc
+        dtype = inputs.dtype if isinstance(inputs, torch.Tensor) else None
+        raise cannot_take(exc, shape, what="the inputs given to predict", dtype=dtype) from exc
 
 
 def _on_cpu(outputs: Any) -> Any:
