@@ -17,7 +17,7 @@ from trainwise.distributed.ops import is_main
 from trainwise.distributed.launch import check_nproc, check_sync_batchnorm
 from trainwise.distributed.world import env_world_size
 from trainwise.errors import CheckpointError, ConfigError
-from trainwise.runfolder.files import default_run_dir
+from trainwise.runfolder.files import default_run_dir, refuse_used_run_dir
 
 log = logging.getLogger("trainwise")
 
@@ -72,8 +72,11 @@ def _train_in_folder(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) ->
     if bundle.class_names:
         trainer.summary_extra["class_names"] = bundle.class_names
     if main:
+        if args.resume is None:  # refused before anything is written: another run's data.json stays its own
+            refuse_used_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        build.write_data_description(run_dir, bundle)
+        if args.resume is None or not (run_dir / "data.json").is_file():  # a resume keeps the run's description
+            build.write_data_description(run_dir, bundle)
     if getattr(args, "doctor", False) and env_world_size() <= 1 and _doctor_fails(cfg, bundle, run_dir):
         return EXIT_RUN_FAILED
     result = trainer.fit(bundle.train, bundle.val, test=bundle.test, resume=args.resume,

@@ -28,7 +28,7 @@ from trainwise.engine.loop import FitLoop
 from trainwise.engine.python_run import describe_data, describe_run, finish_files
 from trainwise.engine.resume import Checkpointer, check_resume_config, check_world_size
 from trainwise.runfolder.record import start_record
-from trainwise.runfolder.files import MetricsLog, write_config, write_json
+from trainwise.runfolder.files import MetricsLog, refuse_used_run_dir, write_config, write_json
 from trainwise.engine.summary import build_summary, trivial_predictor_warning
 from trainwise.engine.timing import PhaseClock
 
@@ -65,7 +65,7 @@ def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, 
     first = getattr(t, "_fits", 0) == 0
     rank, world_size = world()
     if first and resume is None:
-        main_then_all(lambda: _refuse_used_run_dir(t.run_dir))
+        main_then_all(lambda: refuse_used_run_dir(t.run_dir))
     barrier()  # every rank has looked at the folder before rank 0 writes into it
     if first:
         torch.manual_seed(settings.seed)
@@ -405,10 +405,3 @@ def _finish(t: Any, settings: FitSettings, loop: FitLoop, start: float, test_met
                      best_epoch=summary["best_epoch"], run_dir=t.run_dir, summary=summary,
                      test_metrics=test_metrics, warnings=list(s.warnings))
 
-
-def _refuse_used_run_dir(run_dir: Path) -> None:
-    """A new run never writes into another run's folder: its checkpoints and metrics would mix."""
-    used = [name for name in ("summary.json", "metrics.csv", "checkpoints/manifest.json") if (run_dir / name).exists()]
-    if used:
-        raise ConfigError(f"run folder {run_dir} already holds a run ({', '.join(used)}); continue it with "
-                          "--resume auto (Python: fit(..., resume='auto')) or choose a new --run-dir")

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 import yaml
 
+from trainwise.errors import ConfigError
+
 METRICS_HEADER = ("step", "epoch", "split", "metric", "value")
 
 
@@ -166,3 +168,11 @@ def write_schedule(path: Path, lrs: list[tuple[int, float]]) -> None:
         writer.writerow(("step", "lr"))
         writer.writerows((step, repr(lr)) for step, lr in lrs)
     os.replace(tmp, path)
+
+
+def refuse_used_run_dir(run_dir: Path) -> None:
+    """A new run never writes into another run's folder: its checkpoints and metrics would mix."""
+    used = [name for name in ("summary.json", "metrics.csv", "checkpoints/manifest.json") if (run_dir / name).exists()]
+    if used:
+        raise ConfigError(f"run folder {run_dir} already holds a run ({', '.join(used)}); continue it with "
+                          "--resume auto (Python: fit(..., resume='auto')) or choose a new --run-dir")
