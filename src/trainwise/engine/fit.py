@@ -30,6 +30,7 @@ from trainwise.engine.resume import Checkpointer, check_resume_config, check_wor
 from trainwise.runfolder.record import start_record
 from trainwise.runfolder.files import MetricsLog, refuse_used_run_dir, write_config, write_json
 from trainwise.engine.summary import build_summary, trivial_predictor_warning
+from trainwise.engine.signals import Interrupted, interrupting
 from trainwise.engine.timing import PhaseClock
 
 
@@ -96,8 +97,11 @@ def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, 
     check_world_size(saved, world_size)
     if first and saved is None:  # a fresh run, or resume="auto" that found nothing yet: init= applies
         _initialize(t, settings, sample)
-    # DDP: rank 0's range test
-    reference_lr = t.reference_lr = broadcast(_settle_lr(t, settings, batches, saved, total_steps))
+    try:  # DDP: rank 0's range test; one process: a signal during it ends the run before training
+        with interrupting(enabled=world_size == 1):
+            reference_lr = t.reference_lr = broadcast(_settle_lr(t, settings, batches, saved, total_steps))
+    except Interrupted as stop:
+        return _interrupted_before_training(t, settings, start, stop.signal_name, sample, output_shape)
     if t.config is not None:  # the resolved config records the lr actually used
         t.config = {**t.config, "optimizer": {**t.config.get("optimizer", {}), "lr": reference_lr}}
     else:  # a Python run is described like a CLI run, so that its resume checks the config too
@@ -355,11 +359,37 @@ def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:
     if test is None or s.status in ("failed", "diverged", "pruned"):
         return {}, None
     loop.clock.switch("evaluation")
-    metrics, meter = t.evaluate_split(test, split="test")
-    loop.clock.switch("other")
+    try:
+        with interrupting(enabled=loop.world_size == 1):
+            metrics, meter = t.evaluate_split(test, split="test")
+    except Interrupted as stop:  # training is over and saved: the run keeps its status, without test figures
+        t.record_event("test_interrupted", f"received {stop.signal_name} during the test pass, after the last "
+                       f"training step: no test figures; trainwise evaluate {t.run_dir} --split test computes them")
+        return {}, None
+    finally:
+        loop.clock.switch("other")
     loop.metrics_log.log(s.step, s.epoch, "test", metrics)
     confusion = meter.confusion_matrix() if hasattr(meter, "confusion_matrix") else None
     return metrics, confusion
+
+
+def _interrupted_before_training(t: Any, settings: FitSettings, start: float, signal_name: str, sample: Any,
+                                 output_shape: Any) -> FitResult:
+    """A signal during the LR range test: the run is recorded (run.json, the index, summary.json) as
+    interrupted with nothing trained and no checkpoint, so ``--resume auto`` starts it over."""
+    s = t.state
+    s.status = "interrupted"
+    s.stop_reason = (f"received {signal_name} during the LR range test, before the first training step: nothing "
+                     "was trained; run the command again (with --resume auto it starts over in this folder)")
+    t.record_event("interrupted", s.stop_reason)
+    t.config = t.config if t.config is not None else describe_run(t, None)
+    summary = build_summary(s, task=t.task, test_metrics={}, wall_seconds=time.perf_counter() - start,
+                            extra={"lr": None, "device": str(settings.device), **t.summary_extra})
+    _start_run_folder(t, settings, sample, output_shape)
+    write_json(t.run_dir / "summary.json", summary)
+    t.run_record.finish("interrupted", config=t.config, summary=summary)
+    return FitResult(status=s.status, history=[], best_val_loss=None, best_epoch=None, run_dir=t.run_dir,
+                     summary=summary, warnings=list(s.warnings))
 
 
 def _check_trivial(t: Any, test_metrics: dict[str, float], confusion: Any) -> None:

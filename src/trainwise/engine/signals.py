@@ -1,11 +1,14 @@
 """SIGTERM/SIGINT during a fit: the first one asks the loop to save and stop at the next micro-batch
-(in a DDP job, once every rank knows of it); a second one stops at once (KeyboardInterrupt)."""
+(in a DDP job, once every rank knows of it); a second one stops at once (KeyboardInterrupt). Outside
+the loop — the LR range test before it, the test pass after it — one ends that phase at once
+(``Interrupted``), and the fit records why."""
 
 from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 
 class StopSignals:
@@ -40,3 +43,30 @@ class StopSignals:
 
     def name(self) -> str:
         return signal.Signals(self.received).name if self.received else "no signal"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT outside the training loop (``signal_name``: SIGTERM, SIGINT)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(self.signal_name)
+
+
+@contextmanager
+def interrupting(enabled: bool = True) -> Iterator[None]:
+    """SIGTERM and SIGINT raise ``Interrupted`` at once while inside (in the main thread of one process:
+    a DDP job keeps its ranks' own handling); what was installed before comes back after."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
