@@ -215,3 +215,11 @@ def test_integer_images_from_a_dataset_are_named_as_integers_not_as_a_size(tmp_p
     with pytest.raises(DataError, match=r"^the model cannot take the inputs: they are uint8 and its layers compute in "
                                         r"floats .*x\.float\(\) / 255"):
         Trainer(model, lr=0.01, epochs=1, **quiet(tmp_path / "r")).fit(Bytes())
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "/tmp/abs", "a/b", ".hidden"])
+def test_a_run_name_that_is_a_path_is_refused_before_any_folder_is_made(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"must be a plain folder name \(no '/', no leading '\.'\)"):
+        Trainer(nn.Linear(3, 2), name=name)
+    assert not any(tmp_path.iterdir())

@@ -17,10 +17,21 @@ from trainwise.errors import ConfigError
 METRICS_HEADER = ("step", "epoch", "split", "metric", "value")
 
 
+def check_run_name(name: str) -> str:
+    """A run's name is a folder name under the runs root, never a path that leaves it."""
+    text = str(name)
+    if not text or "/" in text or "\\" in text or text.startswith(".") or "\0" in text:
+        raise ConfigError(f"run name {text!r} must be a plain folder name (no '/', no leading '.'): it names the "
+                          "folder runs/<name>-<time>; to write the run elsewhere, give its folder (--run-dir, "
+                          "Python: run_dir=)")
+    return text
+
+
 def default_run_dir(name: str, root: str | Path = "runs", claim: bool = True) -> Path:
     """``runs/<name>-<timestamp>``, made unique if two runs start in the same second. ``claim``: create
     the folder now (an atomic ``mkdir``), so that two Trainers built in the same second, in one
     process or two, never get the same folder (only rank 0 of a job claims: RANK is set by torchrun)."""
+    check_run_name(name)
     claim = claim and os.environ.get("RANK", "0") == "0"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(root) / f"{name}-{stamp}"
