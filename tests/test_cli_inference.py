@@ -224,3 +224,14 @@ def test_model_that_does_not_import_names_the_model_option(python_runs, tmp_path
                                "--model", "nonexistent_pkg:Net", cwd=tmp_path), "nonexistent_pkg")
     assert_one_error(trainwise("evaluate", run, "--data", str(python_runs / "held_out.npz"),
                                "--model", "mlp", cwd=tmp_path), "do not fit the model built by 'mlp'")
+
+
+def test_nonfinite_inputs_in_an_npz_are_refused_by_predict_and_evaluate(work, tmp_path):
+    x = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
+    x[2, 1], x[4, 0] = np.nan, np.inf
+    np.savez(tmp_path / "bad.npz", x=x, y=np.zeros(6, dtype=np.int64))
+    for command in (("predict", str(work / "cls"), str(tmp_path / "bad.npz"), "--out", str(tmp_path / "p.npz")),
+                    ("evaluate", str(work / "cls"), "--data", str(tmp_path / "bad.npz"))):
+        assert_one_error(trainwise(*command, cwd=tmp_path), "array 'x' holds NaN or Inf in 2 of 6 rows (the first: "
+                                                            "row 2)", "fill them in or drop those rows")
+    assert not (tmp_path / "p.npz").exists()

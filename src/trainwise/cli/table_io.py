@@ -148,7 +148,21 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 def _numeric(values: np.ndarray, name: str, path: Path) -> torch.Tensor:
     if not np.issubdtype(values.dtype, np.number):
         raise DataError(f"{path}: array {name!r} must be numeric, got dtype {values.dtype}")
+    refuse_nonfinite(values, f"{path}: array {name!r}")
     return torch.as_tensor(values.astype(np.float32))
+
+
+def refuse_nonfinite(values: np.ndarray, what: str) -> None:
+    """NaN or Inf in inputs (or targets) would give outputs, and figures, that mean nothing: one line
+    naming how many and the first row, as a CSV's missing value is."""
+    if not np.issubdtype(values.dtype, np.floating) or values.size == 0:
+        return
+    bad = ~np.isfinite(values.reshape(len(values), -1)) if values.ndim else ~np.isfinite(values.reshape(1, 1))
+    rows = np.flatnonzero(bad.any(axis=1))
+    if len(rows):
+        raise DataError(f"{what} holds NaN or Inf in {len(rows)} of {len(values) if values.ndim else 1} rows (the "
+                        f"first: row {rows[0]}); the model's outputs for them would mean nothing: fill them in or "
+                        "drop those rows")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
