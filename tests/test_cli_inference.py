@@ -235,3 +235,17 @@ def test_nonfinite_inputs_in_an_npz_are_refused_by_predict_and_evaluate(work, tm
         assert_one_error(trainwise(*command, cwd=tmp_path), "array 'x' holds NaN or Inf in 2 of 6 rows (the first: "
                                                             "row 2)", "fill them in or drop those rows")
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_evaluate_split_refuses_a_data_file_that_changed_since_training(work, tmp_path):
+    shutil.copy(work / "iris.csv", tmp_path / "iris.csv")
+    proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=iris.csv", "data.target=species",
+                     "train.epochs=2", "--quiet", "--run-dir", "cls", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    same = trainwise("evaluate", "cls", "--split", "test", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr
+    header, *rows = (work / "iris.csv").read_text().splitlines()
+    (tmp_path / "iris.csv").write_text("\n".join([header, *reversed(rows)]) + "\n")  # same rows, another order
+    assert_one_error(trainwise("evaluate", "cls", "--split", "test", cwd=tmp_path),
+                     "iris.csv changed since this run trained on it (SHA-256 ",
+                     "a test split re-made from it would hold other rows, training rows among them")

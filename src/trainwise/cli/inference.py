@@ -137,6 +137,11 @@ def _split_of_run(run: SavedRun, split: str) -> Any:
         raise DataError(f"the text at {run.cfg.data.path} changed since this run trained on it (SHA-256 "
                         f"{trained_on[:12]}... then, {bundle.details['corpus']['sha256'][:12]}... now); evaluate "
                         "on the text it trained on")
+    recorded, now = run.description.get("file_sha256"), bundle.details.get("file_sha256")
+    if recorded and now and recorded != now:  # the same seed re-splits other bytes: training rows may land in test
+        raise DataError(f"{run.cfg.data.path} changed since this run trained on it (SHA-256 {recorded[:12]}... then, "
+                        f"{now[:12]}... now): a {split} split re-made from it would hold other rows, training rows "
+                        "among them; evaluate on the file it trained on, or on held-out rows with --data FILE")
     pair = {"train": bundle.train, "val": bundle.val, "test": bundle.test}[split]
     if pair is None:
         raise DataError(f"this run has no {split} split; choose one of train, val, test that exists")

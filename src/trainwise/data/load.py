@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -83,9 +84,18 @@ def _read_source(
         raise ConfigError(
             f"dataset {dataset!r} needs path= (data.path), the file to read, got None"
         )
-    if dataset == "csv":
-        return load_csv(path, target=target, task=task)
-    return load_npz(path, task=task)
+    raw = load_csv(path, target=target, task=task) if dataset == "csv" else load_npz(path, task=task)
+    raw.details["file_sha256"] = file_sha256(Path(path))  # evaluate --split re-splits this file: it must not change
+    return raw
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a data file's bytes: data.json records it, and a later re-split checks it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_raw(raw: RawData) -> None:
