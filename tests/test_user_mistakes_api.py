@@ -223,3 +223,13 @@ def test_a_run_name_that_is_a_path_is_refused_before_any_folder_is_made(tmp_path
     with pytest.raises(ConfigError, match=r"must be a plain folder name \(no '/', no leading '\.'\)"):
         Trainer(nn.Linear(3, 2), name=name)
     assert not any(tmp_path.iterdir())
+
+
+def test_the_trivial_predictor_warning_needs_two_classes_and_does_not_advise_the_lr_it_used():
+    from trainwise.engine.summary import trivial_predictor_warning
+
+    assert trivial_predictor_warning("classification", {"accuracy": 1.0}, "test", 1.0) is None  # one class: no bar
+    said = trivial_predictor_warning("classification", {"accuracy": 0.9}, "test", 0.9, lr_was_auto=True)
+    assert said.startswith("the model is no better than always predicting the majority class: test accuracy 0.900 "
+                           "<= 0.900; try another lr (the range test's curve is in report.html)")
+    assert "try lr=auto" in trivial_predictor_warning("regression", {"r2": -0.5}, "test", None)

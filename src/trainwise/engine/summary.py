@@ -55,16 +55,18 @@ def build_summary(state: RunState, *, task: Optional[str], test_metrics: dict[st
 
 
 def trivial_predictor_warning(task: Optional[str], metrics: dict[str, float], split: str,
-                              majority_fraction: Optional[float]) -> Optional[str]:
+                              majority_fraction: Optional[float], lr_was_auto: bool = False) -> Optional[str]:
     """A warning when the model does no better than a constant: R² < 0 (worse than predicting the
-    mean) for regression, accuracy at or below the majority class's share for classification."""
+    mean) for regression, accuracy at or below the majority class's share for classification (a split
+    holding one class alone, majority 1, cannot tell). ``lr_was_auto``: lr=auto is not advice then."""
+    lr = "another lr (the range test's curve is in report.html)" if lr_was_auto else "lr=auto"
     if task == "regression" and "r2" in metrics and metrics["r2"] < 0:
-        return (f"the model is worse than predicting the mean: {split} R² {metrics['r2']:.3f} < 0; try lr=auto, "
+        return (f"the model is worse than predicting the mean: {split} R² {metrics['r2']:.3f} < 0; try {lr}, "
                 "standardized targets, more epochs, or a check of the data (trainwise doctor)")
     accuracy = metrics.get("accuracy")
     if task in ("classification", "binary") and accuracy is not None and majority_fraction is not None \
-            and accuracy <= majority_fraction:
+            and accuracy <= majority_fraction < 1:
         return (f"the model is no better than always predicting the majority class: {split} accuracy "
-                f"{accuracy:.3f} <= {majority_fraction:.3f}; try lr=auto, more epochs, class_weights, or a "
+                f"{accuracy:.3f} <= {majority_fraction:.3f}; try {lr}, more epochs, class_weights, or a "
                 "check of the data (trainwise doctor)")
     return None
