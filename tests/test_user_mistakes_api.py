@@ -233,3 +233,15 @@ def test_the_trivial_predictor_warning_needs_two_classes_and_does_not_advise_the
     assert said.startswith("the model is no better than always predicting the majority class: test accuracy 0.900 "
                            "<= 0.900; try another lr (the range test's curve is in report.html)")
     assert "try lr=auto" in trivial_predictor_warning("regression", {"r2": -0.5}, "test", None)
+
+
+def test_an_exact_majority_class_model_is_warned_about(tmp_path):
+    model = nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.copy_(torch.tensor([10.0, -10.0]))  # always class 0
+    x, y = torch.randn(400, 3), torch.cat([torch.zeros(378), torch.ones(22)]).long()  # 0.945: inexact in float32
+    result = Trainer(model, lr=1e-12, epochs=1, **quiet(tmp_path / "r")).fit((x, y), test=(x, y))
+    assert result.test_metrics["accuracy"] == 378 / 400
+    assert any(w.startswith("the model is no better than always predicting the majority class: test accuracy 0.945 "
+                            "<= 0.945") for w in result.warnings), result.warnings
