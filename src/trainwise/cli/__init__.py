@@ -269,17 +269,48 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
     """Parse, letting ``key=value`` overrides come after options too (``train c.yaml --dry-run a.b=1``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for index in range(len(argv) - 1):  # `--sort -key`: a value that starts with "-" is still the value
-        if argv[index] == "--sort" and argv[index + 1].startswith("-"):
-            argv[index:index + 2] = [f"--sort={argv[index + 1]}", ""]
-    args, extra = parser.parse_known_args([item for item in argv if item != ""])
+    items: list[Optional[str]] = list(sys.argv[1:] if argv is None else argv)
+    for index in range(len(items) - 1):  # `--sort -key`: a value that starts with "-" is still the value
+        if items[index] == "--sort" and str(items[index + 1]).startswith("-"):
+            items[index:index + 2] = [f"--sort={items[index + 1]}", None]
+    argv = [item for item in items if item is not None]  # an empty string stays: it is a value
+    args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
         print(f"error: {_unknown_arguments(parser, args, extra)}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR)
+    empty = _empty_option(parser, args, argv)
+    if empty:
+        print(f"error: {empty}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
     return args
+
+
+# What an empty value of an option means, where "give a value" says too little.
+EMPTY_VALUE_FIX = {
+    "--prompt": "give the text to continue, at least one character",
+    "--compare": "give comma-separated schedule names to overlay, e.g. --compare cosine,onecycle,step, or leave "
+                 "--compare out",
+}
+
+
+def _empty_option(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> Optional[str]:
+    """One line for an option given an empty string (``--prompt ""``), which argparse takes as its value."""
+    command, names = parser, ["trainwise"]
+    for name in (args.command, getattr(args, "runs_command", None)):
+        actions = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if name is None or not actions or name not in actions[0].choices:
+            break
+        command, names = actions[0].choices[name], [*names, name]
+    for action in command._actions:
+        if action.option_strings and getattr(args, action.dest, None) == "":
+            flag = next((item.split("=")[0] for item in argv if item.split("=")[0] in action.option_strings),
+                        action.option_strings[-1])
+            fix = EMPTY_VALUE_FIX.get(flag, f"give a value, or leave {flag} out ({' '.join(names)} --help says "
+                                            "what it takes)")
+            return f"{flag} is empty; {fix}"
+    return None
 
 
 def _unknown_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> str:

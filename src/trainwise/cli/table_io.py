@@ -167,7 +167,9 @@ def refuse_nonfinite(values: np.ndarray, what: str) -> None:
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     """The header and the rows (stripped text); ragged or header-less files are refused."""
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    from trainwise.data.tabular import csv_delimiter  # training's rule: , ; tab | read from the first lines
+
+    delimiter = csv_delimiter(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             lines = [row for row in csv.reader(handle, delimiter=delimiter) if any(value.strip() for value in row)]

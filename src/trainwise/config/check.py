@@ -70,6 +70,9 @@ def _check_data(cfg: RunConfig) -> None:
     if d.dataset in ("csv", "npz"):
         if d.path is None:
             raise ConfigError(f"dataset {d.dataset!r} needs data.path, the file to read, got None")
+        if Path(d.path).is_dir():  # the same line as data/tabular.py's, which loading would give
+            raise ConfigError(f"{d.dataset} file {d.path} is a folder, not a file; give the .{d.dataset} file inside "
+                              "it (or data.dataset: imagefolder for a folder of images)")
         if not Path(d.path).is_file():
             raise DataNotFoundError(f"{d.dataset} file {d.path} does not exist; check data.path")
     if d.dataset == "text" and d.path is None:

@@ -328,7 +328,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}; pass the path of a YAML file such as examples/digits.yaml")
-    return read_yaml_mapping(path)
+    return read_yaml_mapping(path, empty=EMPTY_CONFIG_FIX)
+
+
+# An empty config file is a mistake (the wrong file, an unsaved editor): it would train the defaults.
+EMPTY_CONFIG_FIX = ("write its sections (data:, model:, optimizer:, train:) as in examples/digits.yaml; "
+                    "examples/ holds one config per data set")
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
+import logging
+import re
 import zipfile
 from pathlib import Path
 
@@ -14,10 +17,66 @@ from trainwise.data.categorical import column_categories, one_hot
 from trainwise.checks import closest
 from trainwise.errors import ConfigError, DataError, DataNotFoundError
 
+logger = logging.getLogger(__name__)
+
+DELIMITERS = (",", ";", "\t", "|")  # what may stand between a CSV's columns
+SNIFF_CHARS = 64 * 1024  # the start of the file the delimiter is read from
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
 
 def _check_file(path: Path, kind: str) -> None:
+    if path.is_dir():
+        raise ConfigError(f"{kind} file {path} is a folder, not a file; give the .{kind} file inside it "
+                          "(or data.dataset: imagefolder for a folder of images)")
     if not path.is_file():
         raise DataNotFoundError(f"{kind} file {path} does not exist; check path (data.path)")
+
+
+def csv_delimiter(path: Path) -> str:
+    """The character between the columns of the CSV file ``path``: ``,`` (tab for ``.tsv``) unless
+    that does not split the first lines evenly and another of ``, ; tab |`` does (``csv.Sniffer``'s
+    guess first). Evenly: the header has at least 2 columns and every line as many values. In doubt,
+    the default: a file that no delimiter splits evenly keeps it, and its errors name the lines.
+
+    Example:
+        >>> csv_delimiter(Path("table.csv"))  # doctest: +SKIP
+        ';'
+    """
+    default = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            sample = handle.read(SNIFF_CHARS)
+    except (OSError, UnicodeDecodeError):
+        return default  # reading the file proper reports it
+    if len(sample) == SNIFF_CHARS:
+        sample = sample[:sample.rfind("\n") + 1]  # whole lines only
+    if _splits_evenly(sample, default):
+        return default
+    try:
+        guess = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        guess = default
+    for candidate in dict.fromkeys([guess, *DELIMITERS]):
+        if candidate != default and _splits_evenly(sample, candidate):
+            return candidate
+    return default
+
+
+def _splits_evenly(sample: str, delimiter: str) -> bool:
+    try:
+        rows = [row for row in csv.reader(io.StringIO(sample), delimiter=delimiter) if any(v.strip() for v in row)]
+    except csv.Error:
+        return False
+    return bool(rows) and len(rows[0]) >= 2 and all(len(row) == len(rows[0]) for row in rows)
+
+
+def _delimiter_hint(header: list[str], delimiter: str) -> str:
+    """``; the header looks like it uses ';' between columns ...`` for a header read as one column."""
+    seen = [d for d in DELIMITERS if d != delimiter and len(header) == 1 and d in header[0]]
+    if not seen:
+        return ""
+    return (f"; the header looks like it uses {seen[0]!r} between columns, but the lines do not all split "
+            f"into as many values with it: give every line one value per column")
 
 
 def _parse_float(text: str) -> float | None:
@@ -35,9 +94,11 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
-    """Header, the data rows as stripped text, and each row's line number in the file."""
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int], str]:
+    """Header, the data rows as stripped text, each row's line number in the file, and the delimiter."""
+    delimiter = csv_delimiter(path)
+    if delimiter != ("\t" if path.suffix.lower() == ".tsv" else ","):
+        logger.info("%s: columns separated by %r", path.name, delimiter)
     with open(path, newline="", encoding="utf-8-sig") as handle:
         numbered = [
             (number, row)
@@ -58,7 +119,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
         if len(row) != len(header):
             raise DataError(
                 f"csv file {path}, line {number}: {len(row)} values but the header has "
-                f"{len(header)} columns; every line needs one value per column"
+                f"{len(header)} columns; every line needs one value per column{_delimiter_hint(header, delimiter)}"
             )
         empty = [name for name, value in zip(header, row, strict=True) if not value.strip()]
         if empty:
@@ -67,7 +128,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
                 "or drop the rows with missing values"
             )
     rows = [[value.strip() for value in row] for _, row in numbered[1:]]
-    return header, rows, [number for number, _ in numbered[1:]]
+    return header, rows, [number for number, _ in numbered[1:]], delimiter
 
 
 def _feature_matrix(
@@ -81,6 +142,7 @@ def _feature_matrix(
         if column == target_column:
             continue
         values = table[:, column].tolist()
+        _refuse_decimal_commas(header[column], values, lines, path)
         categories = column_categories(header[column], values, where=f"csv file {path}", lines=lines)
         if categories is None:
             parts.append(table[:, column].astype(np.float64).astype(np.float32)[:, None])
@@ -89,6 +151,16 @@ def _feature_matrix(
             parts.append(one_hot(values, categories, header[column], where=f"csv file {path}"))
     features = np.concatenate(parts, axis=1) if parts else np.empty((len(rows), 0), dtype=np.float32)
     return features, categorical
+
+
+def _refuse_decimal_commas(name: str, values: list[str], lines: list[int], path: Path) -> None:
+    """``1,5`` (a decimal comma, or ``1,000``) would read as text, and the column as mixing numbers and text."""
+    row = next((i for i, value in enumerate(values) if _DECIMAL_COMMA.match(value)), None)
+    if row is not None:
+        raise DataError(f"csv file {path}, line {lines[row]}: column {name!r} holds {values[row]!r}, a number "
+                        "with a comma, which reads as text; write numbers with a decimal point and no thousands "
+                        "separator (1.5, 1000), e.g. pandas.read_csv(path, sep=';', decimal=',')"
+                        ".to_csv(new_path, index=False)")
 
 
 def _target_to_tensor(
@@ -131,13 +203,14 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
             many distinct texts, a non-numeric target for regression.
     """
     _check_file(path, "csv")
-    header, rows, lines = _read_rows(path)
+    header, rows, lines, delimiter = _read_rows(path)
     target = header[-1] if target is None else target
     if target not in header:
-        match = closest(target, header)
+        match = closest(target, header) if len(header) > 1 else None
         hint = f"did you mean {match!r}? " if match else ""
         raise ConfigError(
             f"target column {target!r} is not in {path}; {hint}columns: {', '.join(header)}"
+            f"{_delimiter_hint(header, delimiter)}"
         )
     target_column = header.index(target)
     features, categorical = _feature_matrix(header, rows, lines, target_column, path)

@@ -25,7 +25,7 @@ _DPI = 100
 
 
 def plot_schedules(schedules: Mapping[str, Schedule], total_steps: int,
-                   path: str | os.PathLike[str]) -> Path:
+                   path: str | os.PathLike[str], *, note: str | None = None) -> Path:
     """Draw the lr of each schedule against the optimizer step, overlaid, into a PNG.
 
     When any schedule cycles momentum, a second panel below shows the momentum (or
@@ -35,6 +35,7 @@ def plot_schedules(schedules: Mapping[str, Schedule], total_steps: int,
         schedules: label -> schedule, drawn in this order.
         total_steps: the run's length; steps ``0 .. total_steps - 1`` are drawn.
         path: the PNG to write; its folder is created.
+        note: a second line under the title (``lr 0.001 is a placeholder ...``).
 
     Returns:
         ``path`` as a Path.
@@ -70,7 +71,8 @@ def plot_schedules(schedules: Mapping[str, Schedule], total_steps: int,
         lr_axes.set_xlabel("optimizer step")
     _draw(lr_axes, steps, lrs, colors, "learning rate")
     plural = "s" if len(schedules) > 1 else ""
-    figure.suptitle(f"Learning-rate schedule{plural} over {total_steps} steps")
+    figure.suptitle(f"Learning-rate schedule{plural} over {total_steps} steps" + (f"\n{note}" if note else ""),
+                    fontsize="medium" if note else "large")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)

@@ -185,8 +185,10 @@ def training_columns(run: SavedRun) -> tuple[Optional[list[str]], Optional[str]]
     path = run.cfg.data.path
     if run.cfg.data.dataset != "csv" or not path or not Path(path).is_file():
         return None, target
+    from trainwise.data.tabular import csv_delimiter  # training's rule
+
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
+        delimiter = csv_delimiter(Path(path))
         header = next((row for row in csv.reader(handle, delimiter=delimiter) if any(row)), [])
     header = [name.strip() for name in header]
     target = target or (header[-1] if header else None)

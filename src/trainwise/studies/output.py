@@ -24,7 +24,13 @@ def _pm(stats: dict[str, Any]) -> str:
 
 def _interval(stats: dict[str, Any]) -> str:
     ci = stats.get("ci")
-    return "—" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+    if not ci:
+        return "—"
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]" + (" clipped to [0, 1]" if stats.get("ci_clipped") else "")
+
+
+CLIPPED_NOTE = ("An interval marked clipped reached past [0, 1], where no {m} can be: the t-interval of a few "
+                "seeds' mean is cut at the bound.")
 
 
 def _failures(variant: dict[str, Any]) -> str:
@@ -111,6 +117,8 @@ def study_markdown(results: dict[str, Any]) -> str:
              f"(final = last epoch, best = best epoch; test = the test split after the last epoch); target {target}.", "",
              "| " + " | ".join(_header(results)) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(results)]
+    if any(v["final"].get("ci_clipped") for v in results["variants"]):
+        lines += ["", CLIPPED_NOTE.format(m=results["metric"])]
     lines += ["", "## Verdict", "", *summary_lines(results), "", f"Test: {results['test']}.", ""]
     lines += [f"- {s}" for s in results["verdict"]]
     lines += ["", f"The guides' claim: {results['claim']}.", ""]

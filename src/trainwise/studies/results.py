@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from trainwise.studies.base import Study
 from trainwise.studies.job import MEASUREMENTS
-from trainwise.studies.verdict import TEST, judge, mean_interval, sentence
+from trainwise.studies.verdict import TEST, bounded_interval, judge, metric_bounds, sentence
 
 TARGET_SHARE = 0.95  # default target: 95% of the best variant's mean final accuracy (loss: 1/0.95 of it)
 FAILED = ("diverged", "failed")
@@ -64,7 +64,9 @@ def collect(study: Study, plan: dict[str, Any], out: Path, *, target: Optional[f
     metric, mode = _metric(runs)
     for run in runs:
         run["curve"] = read_curve(out / run["run_dir"], metric)
-    variants = [_variant(v, [r for r in runs if r["variant"] == v["name"]], mode, out) for v in plan["variants"]]
+    bounds = metric_bounds(metric)
+    variants = [_variant(v, [r for r in runs if r["variant"] == v["name"]], mode, out, bounds)
+                for v in plan["variants"]]
     _score_failures(variants, mode)
     target = _target(variants, mode) if target is None else target
     for variant in variants:
@@ -94,15 +96,18 @@ def _test_figure(summary: dict[str, Any], mode: str) -> Optional[float]:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def _variant(spec: dict[str, Any], runs: list[dict[str, Any]], mode: str, out: Path) -> dict[str, Any]:
+def _variant(spec: dict[str, Any], runs: list[dict[str, Any]], mode: str, out: Path,
+             bounds: Optional[tuple[float, float]]) -> dict[str, Any]:
+    """One variant's figures; ``final.ci`` is the 95% t-interval of the mean cut at ``bounds`` (an
+    accuracy's [0, 1]), with ``ci_clipped`` saying whether it was."""
     pick = max if mode == "max" else min
     failed = [r for r in runs if r["summary"].get("status") in FAILED]
     finished = [r for r in runs if r["curve"] and r["summary"] and r not in failed]
     finals = {r["seed_index"]: r["curve"][-1][1] for r in finished}
     statuses = [r["summary"].get("status", "not run") for r in runs]
+    ci, clipped = bounded_interval(list(finals.values()), bounds)
     return {
-        **spec, "finals": finals, "final": {**mean_std(list(finals.values())),
-                                            "ci": mean_interval(list(finals.values()))},
+        **spec, "finals": finals, "final": {**mean_std(list(finals.values())), "ci": ci, "ci_clipped": clipped},
         "best": mean_std([pick(v for _, v in r["curve"]) for r in finished]),
         "test": mean_std([_test_figure(r["summary"], mode) for r in finished]),
         "wall_seconds": mean_std([r["summary"].get("wall_seconds") for r in runs if r["summary"]]),
@@ -128,7 +133,7 @@ def _score_failures(variants: list[dict[str, Any]], mode: str) -> None:
     for v in variants:
         v["scored"] = {**v["finals"], **({f["seed"]: worst for f in v["failures"]} if worst is not None else {})}
         if v["final"]["mean"] is None and v["failures"] and worst is not None:
-            v["final"] = {**mean_std(list(v["scored"].values())), "ci": None}
+            v["final"] = {**mean_std(list(v["scored"].values())), "ci": None, "ci_clipped": False}
 
 
 def _mean_layers(items: list[Optional[dict[str, float]]]) -> dict[str, float]:

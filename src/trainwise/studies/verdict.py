@@ -124,6 +124,41 @@ def mean_interval(values: Sequence[float]) -> Optional[list[float]]:
     return [mean - half, mean + half]
 
 
+# Figures that are shares, in [0, 1]: a mean's interval past those bounds is cut at them.
+UNIT_FIGURES = ("accuracy", "acc", "f1", "precision", "recall", "iou", "dice", "auc")
+
+
+def metric_bounds(metric: str) -> Optional[tuple[float, float]]:
+    """``(0, 1)`` for a share (``val_accuracy``, ``val_macro_f1``, ``val_top2_accuracy``); None for an
+    unbounded figure (any loss, ``val_dice_loss`` too), whose t-interval is kept as it is.
+
+    Example:
+        >>> metric_bounds("val_accuracy"), metric_bounds("val_loss")
+        ((0.0, 1.0), None)
+    """
+    words = metric.lower().replace("-", "_").split("_")
+    if "loss" in words or not any(word in UNIT_FIGURES for word in words):
+        return None
+    return (0.0, 1.0)
+
+
+def bounded_interval(values: Sequence[float], bounds: Optional[tuple[float, float]]
+                     ) -> tuple[Optional[list[float]], bool]:
+    """The 95% t-interval of the mean (``mean_interval``) cut at ``bounds``, and whether it was cut:
+    a t-interval of three accuracies near 1 can reach 1.37, which no accuracy can.
+
+    Example:
+        >>> ci, clipped = bounded_interval([0.6, 1.0, 1.0], (0.0, 1.0))
+        >>> [round(x, 3) for x in ci], clipped
+        ([0.293, 1.0], True)
+    """
+    ci = mean_interval(values)
+    if ci is None or bounds is None:
+        return ci, False
+    cut = [max(ci[0], bounds[0]), min(ci[1], bounds[1])]
+    return cut, cut != ci
+
+
 def sentence(c: dict[str, Any], metric: str, labels: dict[str, str]) -> str:
     """One line a person reads: ``he beats uniform[-1,1] by 0.31 val_accuracy (95% CI ...): real``."""
     better, other = labels.get(c["better"], c["better"]), labels.get(c["other"], c["other"])
