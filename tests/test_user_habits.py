@@ -44,7 +44,7 @@ def test_float_targets_without_a_loss_train_as_regression_with_mse(tmp_path, tas
 def test_float_zero_one_targets_without_a_task_are_refused_with_the_two_readings(tmp_path):
     x, _ = regression_data()
     y = (x[:, 0] > 0).astype("float32")
-    with pytest.raises(DataError, match="values are all 0 or 1; pass task='binary' .* or task='regression'"):
+    with pytest.raises(DataError, match="values are all 0 or 1 \\(\\d+ targets read\\); pass task='binary' .* or task='regression'"):
         Trainer(one_output_model(), epochs=1, lr=1e-2, run_dir=tmp_path, progress=False).fit(x, y)
     assert not (tmp_path / "checkpoints").exists()
 

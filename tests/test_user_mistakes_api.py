@@ -245,3 +245,14 @@ def test_an_exact_majority_class_model_is_warned_about(tmp_path):
     assert result.test_metrics["accuracy"] == 378 / 400
     assert any(w.startswith("the model is no better than always predicting the majority class: test accuracy 0.945 "
                             "<= 0.945") for w in result.warnings), result.warnings
+
+
+def test_evaluate_checks_its_data_as_fit_checks_a_split(tmp_path):
+    x, y = blobs()
+    trainer = Trainer(nn.Linear(3, 2), lr=0.01, epochs=1, **quiet(tmp_path / "r"))
+    trainer.fit((x, y))
+    with pytest.raises(DataError, match=r"^evaluate: label 5 in row 0 is out of range for num_classes=2"):
+        trainer.evaluate(x, torch.full((len(x),), 5))
+    with pytest.raises(DataError, match=r"^evaluate: x has 3 NaN/Inf values, first in row 4"):
+        trainer.evaluate(torch.cat([x[:4], torch.full((1, 3), float("nan")), x[5:]]), y)
+    assert trainer.evaluate(x, y.float()) == trainer.evaluate(x, y)  # integer-valued float labels are indices

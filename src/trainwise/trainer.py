@@ -32,7 +32,7 @@ from trainwise.distributed.world import World, env_world_size, join_world, rank_
 from trainwise.errors import (ConfigError, RunEndedBadlyWarning, TrainwiseError, UnknownArgumentError,
                               user_facing)
 from trainwise.engine.evaluation import EvalStep, evaluate_batches
-from trainwise.engine.fit import FitResult, run_fit, run_lr_find
+from trainwise.engine.fit import FitResult, evaluation_data, run_fit, run_lr_find
 from trainwise.engine.arguments import (check_lr, check_optimizer, check_targets_args, resolve_device,
                                         keras_fit_data, torch_scheduler_of, unknown_fit_arguments)
 from trainwise.engine.fitplan import FitPlan, check_val_every, probe_inputs
@@ -404,8 +404,8 @@ class Trainer:
         """Loss and metrics on ``data`` (eval mode, no gradients); ``evaluate(x, y)`` as in Keras.
         Classification: loss, accuracy, macro_f1, top5_accuracy (more than 5 classes); regression:
         loss, rmse, mae, r2 (in the original units when ``target_normalization`` is set); plus your ``metrics``."""
-        return self.evaluate_split(encode_inputs(data if targets is None else (data, targets), self.table_encoding),
-                                   split="evaluate")[0]
+        data = evaluation_data(self, encode_inputs(data if targets is None else (data, targets), self.table_encoding))
+        return self.evaluate_split(data, split="evaluate")[0]
 
     def evaluate_split(self, data: Any, limit: Optional[int] = None, split: str = "evaluation"
                        ) -> tuple[dict[str, float], Any]:

@@ -135,7 +135,7 @@ def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, 
                             source=batches.describe() if hasattr(batches, "describe") else None)
     loop = FitLoop(t, batches, val, plan=plan, objects=fit_objects(t, settings), state=state, schedule=schedule,
                    schedule_start=state.step, metrics_log=metrics_log, checkpoints=t.checkpointer,
-                   cycle_momentum=_cycle_momentum(t, settings, schedule), evaluate=t.evaluate, clock=clock)
+                   cycle_momentum=_cycle_momentum(t, settings, schedule), evaluate=lambda data: t.evaluate_split(data, split="validation")[0], clock=clock)
     t._loop, t._fits = loop, getattr(t, "_fits", 0) + 1
     if saved is not None:
         changes = check_resume_config(saved.get("config"), t.config, allow_config_changes)
@@ -323,6 +323,14 @@ def _checked(t: Any, data: Any, split: str, output_shape: Optional[tuple[int, ..
         else None
     return check_targets(data, split, task=rule.task, positions=rule.positions, soft=rule.soft_labels,
                          num_classes=classes, ignore_index=rule.ignore_index)
+
+
+def evaluation_data(t: Any, data: Any) -> Any:
+    """``evaluate()``'s data checked as ``fit`` checks its splits (labels in range, integer-valued float
+    labels as indices, no NaN inputs), once the run's rules are decided; other data as given."""
+    if t.plan is None or t.loss_rule is None:
+        return data
+    return _checked(t, split_data(data, "evaluate")[0], "evaluate", t.plan.output_shape)
 
 
 def _check_monitors(t: Any, settings: FitSettings, val: Any, schedule: Any) -> None:
