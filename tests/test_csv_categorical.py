@@ -93,3 +93,22 @@ def test_a_category_the_run_never_saw_is_refused_with_the_known_ones(run, tmp_pa
     assert_one_error(cli_in_process("predict", str(run / "run"), "new.csv", "--out", "p.csv", cwd=tmp_path),
                      "column 'city' holds 'lima', which the model never saw in training (its categories: oslo, "
                      "paris, rome)")
+
+
+def test_drop_columns_leaves_an_id_out_and_a_row_counter_is_named(tmp_path, caplog):
+    path = tmp_path / "ids.csv"
+    rows = [f"{i + 1},{i % 5}.5,{(i * 7) % 3},{i % 2}" for i in range(60)]
+    path.write_text("id,a,b,label\n" + "\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="trainwise.data.tabular"):
+        kept = load_data("csv", path=path, target="label", normalize=False, seed=0)
+    assert kept.input_shape == (3,)
+    assert "column 'id' counts the rows (1, 2, 3, ...): an identifier, not a feature; leave it out with " \
+           "data.drop_columns: [id]" in caplog.text
+    dropped = load_data("csv", path=path, target="label", drop_columns=["id"], normalize=False, seed=0)
+    assert dropped.input_shape == (2,) and dropped.details["feature_names"] == ["a", "b"]
+    assert dropped.details["dropped_columns"] == ["id"]
+    assert sorted(dropped.train[0][:, 0].unique().tolist()) == [0.5, 1.5, 2.5, 3.5, 4.5]  # column a, unscaled
+    with pytest.raises(Exception, match=r"data.drop_columns names 'ID', which is not a column .*did you mean 'id'\?"):
+        load_data("csv", path=path, target="label", drop_columns=["ID"], seed=0)
+    with pytest.raises(Exception, match=r"data.drop_columns names 'label', the target column"):
+        load_data("csv", path=path, target="label", drop_columns=["label"], seed=0)

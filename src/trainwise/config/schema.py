@@ -34,6 +34,7 @@ class DataConfig(_Section):
     root: Optional[str] = None
     path: Optional[str] = None
     target: Optional[str] = None
+    drop_columns: list[str] = Field(default_factory=list)  # csv: columns that are not features (an id, a date)
     task: Optional[Literal["classification", "regression"]] = None
     batch_size: Union[int, Literal["auto"]] = 64  # "auto": the batch-size finder (trainwise.engine.batch_size)
     effective_batch_size: Optional[int] = Field(None, gt=0)  # with batch_size auto: kept by accumulation

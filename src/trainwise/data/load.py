@@ -30,7 +30,7 @@ DISK_DATASETS = {"imagefolder": "trainwise.data.image_folder.load_image_folder",
 
 # The optional arguments each data set reads; giving one it ignores is a mistake worth a message.
 ARGUMENTS_USED = {
-    "csv": ("path", "target"),
+    "csv": ("path", "target", "drop_columns"),
     "digits": (),
     "fashion-mnist": ("root",),
     "mnist": ("root",),
@@ -69,6 +69,7 @@ def _read_source(
     target: str | None,
     task: str | None,
     seed: int,
+    drop_columns: list[str] | None = None,
 ) -> RawData:
     if dataset == "digits":
         return load_digits_data()
@@ -84,7 +85,8 @@ def _read_source(
         raise ConfigError(
             f"dataset {dataset!r} needs path= (data.path), the file to read, got None"
         )
-    raw = load_csv(path, target=target, task=task) if dataset == "csv" else load_npz(path, task=task)
+    raw = load_csv(path, target=target, task=task, drop=drop_columns) if dataset == "csv" else \
+        load_npz(path, task=task)
     raw.details["file_sha256"] = file_sha256(Path(path))  # evaluate --split re-splits this file: it must not change
     return raw
 
@@ -128,6 +130,7 @@ def load_data(
     path: str | Path | None = None,
     target: str | None = None,
     task: str | None = None,
+    drop_columns: list[str] | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     normalize: bool = True,
@@ -144,6 +147,7 @@ def load_data(
             ``~/.cache/trainwise``).
         path: The file for ``csv`` and ``npz``.
         target: The target column of a CSV file; default its last column.
+        drop_columns: Columns of a CSV file that are not features (an id, a date); left out.
         task: ``"classification"`` or ``"regression"``; None guesses it from the targets
             (csv, npz) or takes the data set's own (classification for ``synthetic``).
         val_fraction: Share of the training pool held out for validation, in [0, 1); 0 gives
@@ -174,7 +178,7 @@ def load_data(
         >>> bundle.task, bundle.num_outputs, bundle.input_shape
         ('regression', 1, (20,))
     """
-    _check_arguments(dataset, {"root": root, "path": path, "target": target}, task)
+    _check_arguments(dataset, {"root": root, "path": path, "target": target, "drop_columns": drop_columns}, task)
     check_fraction("val_fraction", val_fraction)
     check_fraction("test_fraction", test_fraction)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -186,6 +190,7 @@ def load_data(
         target=target,
         task=task,
         seed=seed,
+        drop_columns=drop_columns,
     )
     _check_raw(raw)
     train, val, test = make_splits(

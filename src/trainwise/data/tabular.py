@@ -188,7 +188,7 @@ def _target_to_tensor(
     return labels, task, classes
 
 
-def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
+def load_csv(path: Path, *, target: str | None, task: str | None, drop: list[str] | None = None) -> RawData:
     """A table with a header line: feature columns and one target column. A text feature column
     is one-hot encoded (``data/categorical.py``; its categories go to data.json).
 
@@ -213,6 +213,12 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
             f"{_delimiter_hint(header, delimiter)}"
         )
     target_column = header.index(target)
+    dropped = _dropped_columns(header, drop or [], target, path)
+    if dropped:
+        header, rows = ([name for column, name in enumerate(header) if column not in dropped],
+                        [[value for column, value in enumerate(row) if column not in dropped] for row in rows])
+        target_column = header.index(target)
+    _note_row_counters(header, rows, target_column, path)
     features, categorical = _feature_matrix(header, rows, lines, target_column, path)
     y, task, class_names = _target_to_tensor(
         [row[target_column] for row in rows], task, column=target, path=path
@@ -225,8 +231,33 @@ def load_csv(path: Path, *, target: str | None, task: str | None) -> RawData:
         class_names=class_names,
         name=path.stem,
         details={"feature_names": [name for name in header if name != target], "target": target,
+                 **({"dropped_columns": list(drop)} if drop else {}),
                  **({"categorical": categorical} if categorical else {})},
     )
+
+
+def _dropped_columns(header: list[str], drop: list[str], target: str, path: Path) -> set[int]:
+    """The positions of ``data.drop_columns``: each must be a column, and not the target."""
+    for name in drop:
+        if name not in header:
+            match = closest(name, header)
+            raise ConfigError(f"data.drop_columns names {name!r}, which is not a column of {path}"
+                              f"{f'; did you mean {match!r}?' if match else ''} (columns: {', '.join(header)})")
+        if name == target:
+            raise ConfigError(f"data.drop_columns names {name!r}, the target column (data.target); drop another")
+    return {header.index(name) for name in drop}
+
+
+def _note_row_counters(header: list[str], rows: list[list[str]], target_column: int, path: Path) -> None:
+    """A feature column that counts the rows (1, 2, 3, ... or 0, 1, 2, ...) is an identifier: it tells the
+    model where a row sits in the file, nothing about it. Said once, with the key that drops it."""
+    for column, name in enumerate(header):
+        if column == target_column or len(rows) < 3 or not all(_is_int(row[column]) for row in rows):
+            continue
+        values = [int(row[column]) for row in rows]
+        if values == list(range(values[0], values[0] + len(values))) and values[0] in (0, 1):
+            logger.warning("csv file %s: column %r counts the rows (%d, %d, %d, ...): an identifier, not a feature; "
+                           "leave it out with data.drop_columns: [%s]", path, name, *values[:3], name)
 
 
 def _npz_pair(
