@@ -112,3 +112,49 @@ def test_drop_columns_leaves_an_id_out_and_a_row_counter_is_named(tmp_path, capl
         load_data("csv", path=path, target="label", drop_columns=["ID"], seed=0)
     with pytest.raises(Exception, match=r"data.drop_columns names 'label', the target column"):
         load_data("csv", path=path, target="label", drop_columns=["label"], seed=0)
+
+
+def gappy(path: Path, n: int = 90) -> Path:
+    lines = ["age,city,label"]
+    for i in range(n):
+        age = "" if i % 10 == 3 else "NA" if i % 10 == 7 else str(20 + (i * 7) % 50)
+        city = "" if i % 9 == 4 else CITIES[i % 3]
+        lines.append(f"{age},{city},{'high' if i % 3 else 'low'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_missing_fill_uses_the_training_median_an_indicator_and_a_missing_category(tmp_path):
+    path = gappy(tmp_path / "g.csv")
+    with pytest.raises(DataError, match=r"line 5: empty value in column 'age'.*or set data.missing: fill"):
+        load_data("csv", path=path, target="label", seed=0)
+    bundle = load_data("csv", path=path, target="label", missing="fill", normalize=False, seed=0)
+    assert bundle.input_shape == (2 + 4,)  # age, age_missing, city=(missing)|oslo|paris|rome
+    assert bundle.details["categorical"] == {"city": ["(missing)", *CITIES]}
+    x = bundle.train[0]
+    known = x[x[:, 1] == 0, 0]
+    median = bundle.details["missing_fill"]["age"]
+    assert median == float(known.median())  # the training rows' median, nothing of val or test
+    filled = x[x[:, 1] == 1]
+    assert len(filled) > 0 and bool((filled[:, 0] == median).all())
+    assert set(x[:, 1].unique().tolist()) == {0.0, 1.0}
+    for split in (bundle.val, bundle.test):
+        assert bool((split[0][split[0][:, 1] == 1, 0] == median).all())
+    assert float(x[:, 2].sum()) > 0  # some training rows' city is the (missing) category
+
+
+def test_missing_fill_round_trip_through_the_cli(tmp_path):
+    gappy(tmp_path / "g.csv")
+    proc = trainwise("train", DIGITS, "data.dataset=csv", "data.path=g.csv", "data.target=label",
+                     "data.missing=fill", "train.epochs=2", "--quiet", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    described = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert set(described["missing_fill"]) == {"age"} and described["input_shape"] == [6]
+    predicted = trainwise("predict", "run", "g.csv", "--out", "p.csv", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(read_rows(tmp_path / "p.csv")) == 91
+    evaluated = trainwise("evaluate", "run", "--data", "g.csv", cwd=tmp_path)  # the target: the run's, recorded
+    assert evaluated.returncode == 0 and "accuracy" in evaluated.stdout, evaluated.stderr
+    (tmp_path / "bad.csv").write_text("age,city,label\nold,rome,high\n")
+    assert_one_error(trainwise("predict", "run", "bad.csv", "--out", "q.csv", cwd=tmp_path),
+                     "column 'age' holds 'old', not a number")

@@ -107,4 +107,5 @@ def _feature_names(bundle: Any) -> Any:
     from trainwise.data.categorical import encoded_names
 
     columns = bundle.details.get("feature_names")
-    return encoded_names(columns, bundle.details.get("categorical", {})) if columns else None
+    return encoded_names(columns, bundle.details.get("categorical", {}), bundle.details.get("missing_fill", {})) \
+        if columns else None

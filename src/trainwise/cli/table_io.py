@@ -21,6 +21,7 @@ import torch
 from trainwise.runfolder.saved import SavedRun, training_columns
 from trainwise.data import apply_normalization
 from trainwise.data.categorical import one_hot
+from trainwise.data.missing import MISSING_CATEGORY, is_missing, numeric_with_gaps, text_with_gaps
 from trainwise.errors import ConfigError, DataError, DataNotFoundError
 
 INPUT_SUFFIXES = (".npz", ".csv", ".tsv")
@@ -46,7 +47,8 @@ def read_inputs(path: Path, run: SavedRun) -> torch.Tensor:
         return _prepare(_numeric(x, "x", path), run, path)
     columns, target = training_columns(run)
     header, rows = _read_csv(path)
-    return _prepare(_features(header, rows, columns, target, path, run.description.get("categorical")), run, path)
+    return _prepare(_features(header, rows, columns, target, path, run.description.get("categorical"),
+                      run.description.get("missing_fill")), run, path)
 
 
 def read_labelled(path: Path, run: SavedRun, target: Optional[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +69,8 @@ def read_labelled(path: Path, run: SavedRun, target: Optional[str]) -> tuple[tor
         if target is None or target not in header:
             given = "no target column named" if target is None else f"no target column {target!r}"
             raise ConfigError(f"{path}: {given}; name it with --target COLUMN (columns: {', '.join(header)})")
-        x = _features(header, rows, columns, target, path, run.description.get("categorical"))
+        x = _features(header, rows, columns, target, path, run.description.get("categorical"),
+                      run.description.get("missing_fill"))
         labels = np.array([row[header.index(target)] for row in rows])
     y = _targets(labels, run, path)
     if len(y) != len(x):
@@ -189,10 +192,12 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def _features(header: list[str], rows: list[list[str]], columns: Optional[list[str]],
-              target: Optional[str], path: Path, categorical: Optional[dict[str, list[str]]] = None) -> torch.Tensor:
+              target: Optional[str], path: Path, categorical: Optional[dict[str, list[str]]] = None,
+              fill: Optional[dict[str, float]] = None) -> torch.Tensor:
     """The feature columns as floats, in training order, text columns one-hot encoded with the run's
-    categories (data.json ``categorical``); the target column is skipped."""
-    categorical = categorical or {}
+    categories (data.json ``categorical``), gaps filled as training filled them (``missing_fill``: the
+    training median and its indicator; a text column's ``(missing)`` category); the target is skipped."""
+    categorical, fill = categorical or {}, fill or {}
     if columns is None:
         columns = [name for name in header if name != target]
     missing = [name for name in columns if name not in header]
@@ -203,7 +208,17 @@ def _features(header: list[str], rows: list[list[str]], columns: Optional[list[s
     for name in columns:
         texts = [row[header.index(name)] for row in rows]
         if name in categorical:
+            if MISSING_CATEGORY in categorical[name]:
+                texts = text_with_gaps(texts)
             parts.append(one_hot(texts, categorical[name], name, where=str(path)))
+            continue
+        if name in fill:  # gaps get the training median, and the indicator the model was trained with
+            bad = next((i for i, text in enumerate(texts) if not (is_missing(text) or _is_number(text))), None)
+            if bad is not None:
+                raise DataError(f"{path}, row {bad + 2}: column {name!r} holds {texts[bad]!r}, not a number; "
+                                "fill in or drop that row")
+            numbers, indicator = numeric_with_gaps(texts)
+            parts += [np.where(np.isnan(numbers), fill[name], numbers).astype(np.float32)[:, None], indicator[:, None]]
             continue
         values = np.empty((len(rows), 1), dtype=np.float32)
         for i, text in enumerate(texts):

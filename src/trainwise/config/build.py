@@ -38,7 +38,7 @@ def load_bundle(cfg: RunConfig) -> DataBundle:
     if d.dataset in DISK_DATASETS:
         return load_disk_bundle(cfg, pin_memory=device_of(cfg).type == "cuda")
     return load_data(d.dataset, root=d.root, path=d.path, target=d.target, task=d.task,
-                     drop_columns=d.drop_columns or None,
+                     drop_columns=d.drop_columns or None, missing=d.missing,
                      val_fraction=d.val_fraction, test_fraction=d.test_fraction, normalize=d.normalize,
                      standardize_target=d.standardize_target, seed=cfg.seed)
 

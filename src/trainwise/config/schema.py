@@ -35,6 +35,7 @@ class DataConfig(_Section):
     path: Optional[str] = None
     target: Optional[str] = None
     drop_columns: list[str] = Field(default_factory=list)  # csv: columns that are not features (an id, a date)
+    missing: Literal["refuse", "fill"] = "refuse"  # csv: fill a feature's gaps (training median + indicator)
     task: Optional[Literal["classification", "regression"]] = None
     batch_size: Union[int, Literal["auto"]] = 64  # "auto": the batch-size finder (trainwise.engine.batch_size)
     effective_batch_size: Optional[int] = Field(None, gt=0)  # with batch_size auto: kept by accumulation

@@ -68,14 +68,18 @@ def one_hot(values: Sequence[str], categories: Sequence[str], name: str, *, wher
     return encoded
 
 
-def encoded_names(columns: Sequence[str], categorical: dict[str, list[str]]) -> list[str]:
-    """The name of each feature after encoding: ``age``, ``city=paris``, ``city=rome``, ..."""
+def encoded_names(columns: Sequence[str], categorical: dict[str, list[str]],
+                  filled: Sequence[str] = ()) -> list[str]:
+    """The name of each feature after encoding: ``age``, ``city=paris``, ``city=rome``, ..., and after
+    each column in ``filled`` (gaps filled: ``data/missing.py``) its indicator, ``age_missing``."""
     names: list[str] = []
     for name in columns:
         if name in categorical:
             names.extend(f"{name}={category}" for category in categorical[name])
         else:
             names.append(name)
+            if name in filled:
+                names.append(f"{name}_missing")
     return names
 
 

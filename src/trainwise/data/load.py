@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
+
+import torch
 
 from trainwise.data.builtin import default_cache_dir, load_digits_data, load_mnist1d, make_synthetic
 from trainwise.data.bundle import DataBundle, RawData, Split
@@ -18,7 +21,8 @@ from trainwise.data.normalization import (
 )
 from trainwise.data.splits import check_fraction, make_splits
 from trainwise.data.tabular import load_csv, load_npz
-from trainwise.checks import closest
+from trainwise.checks import check_choice, closest
+from trainwise.data.missing import fill_from_train
 from trainwise.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -30,7 +34,7 @@ DISK_DATASETS = {"imagefolder": "trainwise.data.image_folder.load_image_folder",
 
 # The optional arguments each data set reads; giving one it ignores is a mistake worth a message.
 ARGUMENTS_USED = {
-    "csv": ("path", "target", "drop_columns"),
+    "csv": ("path", "target", "drop_columns", "missing"),
     "digits": (),
     "fashion-mnist": ("root",),
     "mnist": ("root",),
@@ -70,6 +74,7 @@ def _read_source(
     task: str | None,
     seed: int,
     drop_columns: list[str] | None = None,
+    missing: str = "refuse",
 ) -> RawData:
     if dataset == "digits":
         return load_digits_data()
@@ -85,7 +90,7 @@ def _read_source(
         raise ConfigError(
             f"dataset {dataset!r} needs path= (data.path), the file to read, got None"
         )
-    raw = load_csv(path, target=target, task=task, drop=drop_columns) if dataset == "csv" else \
+    raw = load_csv(path, target=target, task=task, drop=drop_columns, missing=missing) if dataset == "csv" else \
         load_npz(path, task=task)
     raw.details["file_sha256"] = file_sha256(Path(path))  # evaluate --split re-splits this file: it must not change
     return raw
@@ -98,6 +103,14 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _gaps_as_zeros(raw: RawData, gaps: dict[str, int]) -> RawData:
+    """``raw`` for the data checks, its NaN at the gaps to be filled read as 0 (any other NaN still fails)."""
+    x = raw.x.clone()
+    for position in gaps.values():
+        x[:, position] = torch.nan_to_num(x[:, position], nan=0.0)
+    return dataclasses.replace(raw, x=x)
 
 
 def _check_raw(raw: RawData) -> None:
@@ -131,6 +144,7 @@ def load_data(
     target: str | None = None,
     task: str | None = None,
     drop_columns: list[str] | None = None,
+    missing: str = "refuse",
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     normalize: bool = True,
@@ -148,6 +162,9 @@ def load_data(
         path: The file for ``csv`` and ``npz``.
         target: The target column of a CSV file; default its last column.
         drop_columns: Columns of a CSV file that are not features (an id, a date); left out.
+        missing: ``refuse`` (a CSV's missing value is an error) or ``fill``: a numeric feature's gaps get
+            the training split's median and a ``<column>_missing`` indicator, a text one's the category
+            ``(missing)`` (``data/missing.py``).
         task: ``"classification"`` or ``"regression"``; None guesses it from the targets
             (csv, npz) or takes the data set's own (classification for ``synthetic``).
         val_fraction: Share of the training pool held out for validation, in [0, 1); 0 gives
@@ -178,7 +195,9 @@ def load_data(
         >>> bundle.task, bundle.num_outputs, bundle.input_shape
         ('regression', 1, (20,))
     """
-    _check_arguments(dataset, {"root": root, "path": path, "target": target, "drop_columns": drop_columns}, task)
+    check_choice("missing", missing, ("refuse", "fill"))
+    _check_arguments(dataset, {"root": root, "path": path, "target": target, "drop_columns": drop_columns,
+                               "missing": None if missing == "refuse" else missing}, task)
     check_fraction("val_fraction", val_fraction)
     check_fraction("test_fraction", test_fraction)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -191,11 +210,15 @@ def load_data(
         task=task,
         seed=seed,
         drop_columns=drop_columns,
+        missing=missing,
     )
-    _check_raw(raw)
+    gaps = raw.details.pop("missing_positions", {})
+    _check_raw(_gaps_as_zeros(raw, gaps) if gaps else raw)
     train, val, test = make_splits(
         raw, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
     )
+    if gaps:  # medians of the training rows only, then every split filled with them
+        raw.details["missing_fill"] = fill_from_train((train, val, test), gaps)
     normalization = fit_normalization(train[0]) if normalize else None
     if normalization is not None:
         # Every split's x is a fresh tensor made by the source or the split, so in place is safe.

@@ -14,6 +14,7 @@ import torch
 
 from trainwise.data.bundle import RawData
 from trainwise.data.categorical import column_categories, one_hot
+from trainwise.data.missing import MISSING_CATEGORY, is_missing, numeric_with_gaps, text_with_gaps
 from trainwise.checks import closest
 from trainwise.errors import ConfigError, DataError, DataNotFoundError
 
@@ -94,8 +95,9 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int], str]:
-    """Header, the data rows as stripped text, each row's line number in the file, and the delimiter."""
+def _read_rows(path: Path, allow_empty: bool = False) -> tuple[list[str], list[list[str]], list[int], str]:
+    """Header, the data rows as stripped text, each row's line number in the file, and the delimiter.
+    ``allow_empty``: empty cells are missing values to fill (``data.missing: fill``), not an error."""
     delimiter = csv_delimiter(path)
     if delimiter != ("\t" if path.suffix.lower() == ".tsv" else ","):
         logger.info("%s: columns separated by %r", path.name, delimiter)
@@ -122,35 +124,49 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int], str]:
                 f"{len(header)} columns; every line needs one value per column{_delimiter_hint(header, delimiter)}"
             )
         empty = [name for name, value in zip(header, row, strict=True) if not value.strip()]
-        if empty:
+        if empty and not allow_empty:
             raise DataError(
                 f"csv file {path}, line {number}: empty value in column {empty[0]!r}; fill in "
-                "or drop the rows with missing values"
+                "or drop the rows with missing values, or set data.missing: fill (the training median and a "
+                "missing-value indicator)"
             )
     rows = [[value.strip() for value in row] for _, row in numbered[1:]]
     return header, rows, [number for number, _ in numbered[1:]], delimiter
 
 
 def _feature_matrix(
-    header: list[str], rows: list[list[str]], lines: list[int], target_column: int, path: Path
-) -> tuple[np.ndarray, dict[str, list[str]]]:
+    header: list[str], rows: list[list[str]], lines: list[int], target_column: int, path: Path, fill: bool = False
+) -> tuple[np.ndarray, dict[str, list[str]], dict[str, int]]:
     """The feature columns as float32, text columns one-hot encoded in their place
-    (``data/categorical.py``), and the categories of each text column."""
+    (``data/categorical.py``), the categories of each text column, and — with ``fill`` — the position
+    of each numeric column that has gaps (NaN there, filled after the split: ``data/missing.py``),
+    its missing indicator right after it."""
     table = np.array(rows, dtype=str)
-    parts, categorical = [], {}
+    parts, categorical, gaps = [], {}, {}
+    width = 0
     for column in range(len(header)):
         if column == target_column:
             continue
         values = table[:, column].tolist()
         _refuse_decimal_commas(header[column], values, lines, path)
-        categories = column_categories(header[column], values, where=f"csv file {path}", lines=lines)
-        if categories is None:
+        known = [value for value in values if not (fill and is_missing(value))]
+        categories = column_categories(header[column], known or values, where=f"csv file {path}", lines=lines)
+        if categories is None and fill and len(known) < len(values):
+            numbers, indicator = numeric_with_gaps(values)
+            gaps[header[column]] = width
+            parts += [numbers.astype(np.float32)[:, None], indicator[:, None]]
+            width += 2
+        elif categories is None:
             parts.append(table[:, column].astype(np.float64).astype(np.float32)[:, None])
+            width += 1
         else:
+            if fill and len(known) < len(values):
+                values, categories = text_with_gaps(values), sorted({*categories, MISSING_CATEGORY})
             categorical[header[column]] = categories
             parts.append(one_hot(values, categories, header[column], where=f"csv file {path}"))
+            width += len(categories)
     features = np.concatenate(parts, axis=1) if parts else np.empty((len(rows), 0), dtype=np.float32)
-    return features, categorical
+    return features, categorical, gaps
 
 
 def _refuse_decimal_commas(name: str, values: list[str], lines: list[int], path: Path) -> None:
@@ -188,7 +204,8 @@ def _target_to_tensor(
     return labels, task, classes
 
 
-def load_csv(path: Path, *, target: str | None, task: str | None, drop: list[str] | None = None) -> RawData:
+def load_csv(path: Path, *, target: str | None, task: str | None, drop: list[str] | None = None,
+             missing: str = "refuse") -> RawData:
     """A table with a header line: feature columns and one target column. A text feature column
     is one-hot encoded (``data/categorical.py``; its categories go to data.json).
 
@@ -203,7 +220,8 @@ def load_csv(path: Path, *, target: str | None, task: str | None, drop: list[str
             many distinct texts, a non-numeric target for regression.
     """
     _check_file(path, "csv")
-    header, rows, lines, delimiter = _read_rows(path)
+    fill = missing == "fill"
+    header, rows, lines, delimiter = _read_rows(path, allow_empty=fill)
     target = header[-1] if target is None else target
     if target not in header:
         match = closest(target, header) if len(header) > 1 else None
@@ -219,7 +237,12 @@ def load_csv(path: Path, *, target: str | None, task: str | None, drop: list[str
                         [[value for column, value in enumerate(row) if column not in dropped] for row in rows])
         target_column = header.index(target)
     _note_row_counters(header, rows, target_column, path)
-    features, categorical = _feature_matrix(header, rows, lines, target_column, path)
+    unlabelled = next((line for line, row in zip(lines, rows) if is_missing(row[target_column])), None) if fill \
+        else None
+    if unlabelled is not None:  # a gap in the target is never filled: the row has nothing to learn from
+        raise DataError(f"csv file {path}, line {unlabelled}: the target column {target!r} is missing; drop the "
+                        "rows without a target (data.missing: fill fills feature columns only)")
+    features, categorical, gaps = _feature_matrix(header, rows, lines, target_column, path, fill)
     y, task, class_names = _target_to_tensor(
         [row[target_column] for row in rows], task, column=target, path=path
     )
@@ -232,6 +255,7 @@ def load_csv(path: Path, *, target: str | None, task: str | None, drop: list[str
         name=path.stem,
         details={"feature_names": [name for name in header if name != target], "target": target,
                  **({"dropped_columns": list(drop)} if drop else {}),
+                 **({"missing_positions": gaps} if gaps else {}),
                  **({"categorical": categorical} if categorical else {})},
     )
 

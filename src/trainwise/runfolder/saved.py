@@ -178,7 +178,7 @@ def training_columns(run: SavedRun) -> tuple[Optional[list[str]], Optional[str]]
     From data.json's ``feature_names`` when it has them, else from the header of the training
     CSV (config ``data.path``) when it is still there; ``(None, target)`` when unknown.
     """
-    target = run.cfg.data.target
+    target = run.cfg.data.target or run.description.get("target")  # default: the last column, recorded
     names = run.description.get("feature_names")
     if names:
         return [str(name) for name in names], target
