@@ -34,7 +34,7 @@ def trainwise(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Completed
      "model.name='lstm'; models that take model.norm: mlp (none, batch, layer); cnn"),
     (["dropout"], "study dropout needs a config: trainwise study dropout examples/digits.yaml"),
     (["init", DIGITS, "--seeds", "0"], "--seeds must be >= 1, got 0"),
-    (["batch-size", DIGITS, "data.batch_size=1"], "study batch-size: variants 'bs1' and 'bs1' give the same run on "),
+    (["batch-size", DIGITS, "data.batch_size=1"], "study batch-size: two variants named 'bs1' give the same run on "),
     (["init", DIGITS, "model.init=bogus"], "unknown model.init 'bogus'"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path: Path) -> None:

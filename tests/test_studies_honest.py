@@ -62,7 +62,7 @@ def test_lr_auto_runs_once_on_the_base_config_and_per_optimizer_on_its_own(tmp_p
 
 
 def test_variants_that_cannot_differ_on_the_config_are_refused(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"study batch-size: variants 'bs1' and 'bs1' give the same run|"
+    with pytest.raises(ConfigError, match=r"study batch-size: two variants named 'bs1' give the same run|"
                                           r"study batch-size: variants .* give the same run on"):
         make_plan(get_study("batch-size"), DIGITS, [*TINY, "data.batch_size=1"], Budget(seeds=1, epochs=1),
                   tmp_path, {})
@@ -126,3 +126,12 @@ def test_each_variant_has_a_95_interval_and_its_test_figure_in_study_md(optimize
 def test_curves_are_drawn_against_samples_when_batch_sizes_differ() -> None:
     assert samples_axis({"variants": [{"batch_size": 16}, {"batch_size": 256}]})
     assert not samples_axis({"variants": [{"batch_size": None}, {"batch_size": None}]})
+
+
+def test_the_table_says_which_way_a_target_is_reached_and_shows_no_spread_for_one_seed() -> None:
+    from trainwise.studies.output import _header, _pm
+
+    assert "steps to val_loss ≤ target" in _header({"mode": "min", "metric": "val_loss"})
+    assert "steps to val_accuracy ≥ target" in _header({"mode": "max", "metric": "val_accuracy"})
+    assert _pm({"mean": 0.824, "std": 0.0, "n": 1}) == "0.8240 (one seed)"
+    assert _pm({"mean": 0.824, "std": 0.01, "n": 3}) == "0.8240 ± 0.0100"

@@ -12,14 +12,15 @@ from typing import Any, Optional
 from trainwise.runfolder.files import write_json
 from trainwise.studies.plots import draw_all
 
-COLUMNS = ("variant", "final {m}", "95% CI of the mean", "best {m}", "test {t}", "steps to {m} ≥ target", "wall s",
+COLUMNS = ("variant", "final {m}", "95% CI of the mean", "best {m}", "test {t}", "steps to {m} {cmp} target", "wall s",
            "failed (epoch)", "notes")
 
 
 def _pm(stats: dict[str, Any]) -> str:
     if stats["mean"] is None:
         return "—"
-    return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+    spread = stats.get("std") if stats.get("n", 2) > 1 else None  # one seed has no spread to show
+    return f"{stats['mean']:.4f}" + (f" ± {spread:.4f}" if spread is not None else " (one seed)")
 
 
 def _interval(stats: dict[str, Any]) -> str:
@@ -75,7 +76,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
 
 def _header(results: dict[str, Any]) -> list[str]:
     test = "accuracy" if results["mode"] == "max" else "loss"
-    return [c.format(m=results["metric"], t=test) for c in COLUMNS]
+    return [c.format(m=results["metric"], t=test, cmp="≥" if results["mode"] == "max" else "≤") for c in COLUMNS]
 
 
 def _budget_line(results: dict[str, Any]) -> str:
@@ -85,7 +86,7 @@ def _budget_line(results: dict[str, Any]) -> str:
     lrs = sorted(set(results["lrs"].values()))
     lr = f"; lr from the range test: {', '.join(f'{x:.3g}' for x in lrs)}" if lrs else ""
     rule = f"; {results['budget_rule']}" if results.get("budget_rule") else ""
-    return (f"{b['seeds']} seeds × {len(results['variants'])} variants, {length} each{samples}, "
+    return (f"{b['seeds']} seed{'s' if b['seeds'] != 1 else ''} × {len(results['variants'])} variants, {length} each{samples}, "
             f"early stopping off, data split seed {results['data_seed']}{lr}{rule}")
 
 

@@ -141,7 +141,8 @@ def refuse_identical(variants: list[Variant], configs: dict[str, dict[str, Any]]
     for v in variants:
         key = json.dumps(configs[v.name], sort_keys=True, default=str)
         if key in seen:
-            raise ConfigError(f"study {study.name}: variants {seen[key]!r} and {v.name!r} give the same run on "
+            pair = f"variants {seen[key]!r} and {v.name!r}" if seen[key] != v.name else f"two variants named {v.name!r}"
+            raise ConfigError(f"study {study.name}: {pair} give the same run on "
                               f"{config} ({', '.join(f'{k}={val}' for k, val in v.overrides.items())}); change the "
                               f"config so that {', '.join(study.factor)} can take different values")
         seen[key] = v.name
