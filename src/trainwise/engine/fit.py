@@ -22,7 +22,7 @@ from trainwise.errors import ConfigError, DataError
 from trainwise.engine.fitplan import (FitObjects, FitPlan, FitSettings, StepSettings, World, decide_rules,
                                       first_batch, probe_inputs)
 from trainwise.engine.plan import build_run_schedule, check_targets, fallback_lr, find_lr, split_data
-from trainwise.data.loader import InMemoryBatches, make_batches
+from trainwise.data.loader import make_batches
 from trainwise.models.layers import has_batchnorm
 from trainwise.engine.loop import FitLoop
 from trainwise.engine.python_run import describe_data, describe_run, finish_files
@@ -87,10 +87,11 @@ def _run_fit(t: Any, settings: FitSettings, train: Any, val: Any, test: Any, *, 
     train, val, test = (_checked(t, data, name, output_shape) for data, name in
                         ((train, "train"), (val, "val"), (test, "test")))
     for data, name in ((val, "validation"), (test, "test")):  # in memory: inputs of another size, said now
-        held_out = make_batches(data, batch_size=2, shuffle=False, seed=0, device=settings.device) \
-            if data is not None else None
-        if isinstance(held_out, InMemoryBatches):
-            probe_inputs(t, held_out, f"the {name} inputs")
+        rows = tuple(part[:2] for part in data) if isinstance(data, tuple) else \
+            {key: part[:2] for key, part in data.items()} if isinstance(data, dict) else None  # two rows, not a copy
+        if rows is not None:
+            probe_inputs(t, make_batches(rows, batch_size=2, shuffle=False, seed=0, device=settings.device),
+                         f"the {name} inputs")
     steps_per_epoch, total_steps = _length(settings, batch_count)
     resume_path = broadcast(t.checkpointer.resolve_resume(resume) if resume is not None and rank == 0 else None)
     saved = ckpt.load_checkpoint(resume_path, map_location=settings.device) if resume_path is not None else None
