@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 from trainwise.checkpoint._files import (
+    CheckpointVerificationError,
     find_resumable,
     link_checkpoint,
     load_checkpoint,
@@ -48,6 +49,7 @@ from trainwise.checkpoint._retention import apply_retention
 from trainwise.checkpoint._rng import capture_rng_state, restore_rng_state
 
 __all__ = [
+    "CheckpointVerificationError",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "apply_retention",

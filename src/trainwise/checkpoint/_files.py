@@ -45,6 +45,29 @@ logger = logging.getLogger(__name__)
 LAST_NAME = "last.pt"
 
 
+class CheckpointVerificationError(CheckpointError):
+    """A checkpoint whose size or SHA-256 does not match its manifest entry (or that has none).
+
+    The message names what to do both on the command line and in Python, since the loader cannot
+    tell who called it; a command that can say more precisely (``trainwise evaluate`` naming the
+    newest checkpoint that verifies) reads ``path`` and ``problem`` and says it itself.
+
+    Attributes:
+        path: the checkpoint file that failed.
+        problem: what is wrong with it, e.g. ``"truncated: 1000 bytes on disk, ..."``.
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path, self.problem = Path(path), problem
+        super().__init__(
+            f"checkpoint {path} failed verification: {problem}; use another checkpoint of the "
+            "run that verifies (command line: --checkpoint FILE for evaluate, predict, export and "
+            "generate; train --resume auto takes the newest one that verifies; Python: "
+            "find_resumable(folder) finds it); only for a file you trust, Python's "
+            "load_checkpoint(path, verify=False) skips the check"
+        )
+
+
 def step_checkpoint_name(step: int) -> str:
     """Return the file name of the checkpoint taken at optimizer step ``step``.
 
@@ -202,9 +225,9 @@ def load_checkpoint(
         The saved dict, ``"format_version"`` included.
 
     Raises:
-        CheckpointError: The file is missing, unrecorded, truncated or corrupted, holds
-            Python objects that could run code when unpickled, or was written by a newer
-            trainwise.
+        CheckpointVerificationError: The file is unrecorded, truncated or corrupted.
+        CheckpointError: The file is missing, holds Python objects that could run code
+            when unpickled, or was written by a newer trainwise.
 
     Example:
         >>> state = load_checkpoint(folder / "last.pt")
@@ -223,11 +246,7 @@ def load_checkpoint(
             entry, len(data), hashlib.sha256(data).hexdigest()
         )
         if problem is not None:
-            raise CheckpointError(
-                f"checkpoint {path} failed verification: {problem}; resume from another "
-                "checkpoint (find_resumable picks the newest good one), or pass "
-                "verify=False only if you trust this file"
-            )
+            raise CheckpointVerificationError(path, problem)
     state = _load_weights_only(data, path, map_location)
     version = state.get("format_version") if isinstance(state, dict) else None
     if not isinstance(version, int):
@@ -267,8 +286,7 @@ def find_resumable(folder: str | Path) -> tuple[Path | None, list[tuple[Path, st
         reason = verify_file(path, checkpoints.get(path.name))
         if reason is None:
             return path, skipped
-        logger.info("skipping checkpoint %s: %s", path, reason)
-        skipped.append((path, reason))
+        skipped.append((path, reason))  # reported by the caller, once
     return None, skipped
 
 

@@ -164,7 +164,8 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise CheckpointError(
             f"{path} is not a valid trainwise manifest ({' '.join(str(error).split())[:200]}); move it aside to start a "
-            "new one (the files it listed then load only with verify=False)"
+            "new one (the files it listed then load only from Python, with load_checkpoint(path, "
+            "verify=False), for files you trust)"
         ) from None
     if not valid:
         raise CheckpointError(

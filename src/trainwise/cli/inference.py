@@ -9,15 +9,16 @@ Metrics and predictions of a regression run are in the targets' original units.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
 from trainwise.runfolder.saved import PYTHON_DATASET, SavedRun, load_saved_run, rebuild_model
 from trainwise.cli.table_io import check_output_path, read_inputs, read_labelled, write_predictions
-from trainwise.errors import ConfigError, DataError
+from trainwise.errors import CheckpointError, ConfigError, DataError, DataNotFoundError
 
 _CHUNK = 1024
 
@@ -33,7 +34,8 @@ def evaluate(args: argparse.Namespace) -> int:
     else:
         label = args.split or "test"
         data = _split_of_run(run, label)
-    model = rebuild_model(run, args.model)
+    with cli_checkpoint_errors():
+        model = rebuild_model(run, args.model)
     metrics = _metrics(run, model, data)
     print(f"{label} metrics of {run.checkpoint}:")
     for key, value in metrics.items():
@@ -50,12 +52,10 @@ def predict(args: argparse.Namespace) -> int:
     if Path(args.run_dir).is_file():
         return _predict_artifact(args, out)
     run = load_saved_run(args.run_dir, args.checkpoint)
-    files = None
-    if Path(args.inputs).is_dir():
-        x, files = _image_inputs(Path(args.inputs), run)
-    else:
-        x = read_inputs(Path(args.inputs), run)
-    model = rebuild_model(run, args.model)
+    _refuse_language_model(run.description, str(run.folder), artifact=False)
+    x, files = _read_any(Path(args.inputs), run, image_model=run.cfg.data.dataset == "imagefolder")
+    with cli_checkpoint_errors():
+        model = rebuild_model(run, args.model)
     with torch.inference_mode():
         outputs = torch.cat([model(chunk) for chunk in x.split(_CHUNK)]).float()
     write_predictions(out, outputs, run, files=files)
@@ -63,19 +63,55 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_inputs(folder: Path, run: SavedRun) -> tuple[torch.Tensor, list[str]]:
-    """A folder of images, decoded like the run's image folder (size, channels, normalization)."""
-    from trainwise.data import apply_normalization
-    from trainwise.data.images import decode_folder
+def _read_any(path: Path, run: SavedRun, *, image_model: bool) -> tuple[torch.Tensor, Optional[list[str]]]:
+    """Inputs as the model takes them (data.json's normalization applied when the run has it), and the
+    image file of each row: a folder of images or an image file for an image model, else .npz/.csv."""
+    from trainwise.data.images import IMAGE_SUFFIXES
 
-    if run.cfg.data.dataset != "imagefolder":
-        raise ConfigError(f"{folder} is a folder; folders of images go to runs trained on data.dataset: imagefolder, "
-                          f"this run trained on {run.cfg.data.dataset!r}: give an .npz or .csv file")
+    if not image_model:
+        if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+            what = "a folder" if path.is_dir() else "an image file"
+            raise ConfigError(f"{path} is {what}; images go to models trained on an image folder (data.dataset: "
+                              "imagefolder), this one was not: give an .npz or .csv file")
+        return read_inputs(path, run), None
+    takes = f"a folder of images, an image file ({', '.join(IMAGE_SUFFIXES)}) or an .npz with x shaped (N, C, H, W)"
+    if not path.exists():
+        raise DataNotFoundError(f"input not found: {path}; pass {takes}")
+    if path.is_file() and path.suffix.lower() not in (*IMAGE_SUFFIXES, ".npz"):
+        raise ConfigError(f"this image model takes {takes}, got {path.name!r}")
+    if path.suffix.lower() == ".npz":
+        return read_inputs(path, run), None
+    return _image_inputs(path, run)
+
+
+def _image_inputs(path: Path, run: SavedRun) -> tuple[torch.Tensor, list[str]]:
+    """A folder of images (or one image), decoded like the run's image folder (size, channels, normalization)."""
+    from trainwise.data import apply_normalization
+    from trainwise.data.images import decode_folder, decode_image
+
     channels, height, width = run.input_shape
-    x, files = decode_folder(folder, channels=channels, size=(height, width))
+    if path.is_dir():
+        x, files = decode_folder(path, channels=channels, size=(height, width))
+    else:
+        x, files = decode_image(str(path), channels=channels, size=(height, width))[None].float().div_(255), [str(path)]
     if run.description.get("normalization"):
         x = apply_normalization(x, run.description["normalization"])
     return x, files
+
+
+def _refuse_language_model(description: dict[str, Any], where: str, *, artifact: bool) -> None:
+    """predict writes one row per input; a language model's outputs are logits per token (one line)."""
+    from trainwise.export._source import takes_token_ids
+
+    if not takes_token_ids(description):
+        return
+    if artifact:
+        use = ("run it from Python on int64 token ids (N, T): trainwise.export.load_artifact(path); its "
+               "trainwise.json metadata holds the tokenizer")
+    else:
+        use = f"continue text with trainwise generate {where} --prompt TEXT"
+    raise ConfigError(f"{where} is a language model (token ids in, next-token logits out); predict takes rows of "
+                      f"features or images: {use}")
 
 
 def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
@@ -88,14 +124,37 @@ def _predict_artifact(args: argparse.Namespace, out: Path) -> int:
     if not meta.get("data"):
         raise DataError(f"{path} carries no trainwise metadata (trainwise.json); predict with the tool that made it")
     description = {**meta["data"], "normalization": None}  # folded into the artifact
+    _refuse_language_model(description, str(path), artifact=True)
     cfg = config_from_dict({"data": {"target": description.get("target")}})
     run = SavedRun(path.parent, cfg, description, path)
-    x = read_inputs(Path(args.inputs), run)
+    x, files = _read_any(Path(args.inputs), run, image_model=_is_image_model(description))
     with torch.inference_mode():
         outputs = torch.cat([runner(chunk).float() for chunk in x.split(_CHUNK)])
-    write_predictions(out, outputs, run)
+    write_predictions(out, outputs, run, files=files)
     print(f"wrote {len(x)} predictions to {out}")
     return 0
+
+
+def _is_image_model(description: dict[str, Any]) -> bool:
+    """Whether an artifact's data.json is an image folder's (it records channels and image_size)."""
+    shape = description.get("input_shape")
+    return "image_size" in description and "channels" in description and isinstance(shape, list) and len(shape) == 3
+
+
+@contextlib.contextmanager
+def cli_checkpoint_errors() -> Iterator[None]:
+    """A checkpoint that fails its checksum, told as the command line can act on it: the
+    ``--checkpoint`` of the newest checkpoint of the run that verifies (the loader's own message
+    names Python's options too)."""
+    from trainwise import checkpoint as ckpt
+
+    try:
+        yield
+    except ckpt.CheckpointVerificationError as error:
+        good, _ = ckpt.find_resumable(error.path.parent)
+        fix = (f"pass --checkpoint {good.name}, the newest checkpoint of the run that verifies" if good is not None
+               else f"no checkpoint in {error.path.parent} verifies; train the run again")
+        raise CheckpointError(f"checkpoint {error.path} failed verification: {error.problem}; {fix}") from error
 
 
 def _user_model_for(args: argparse.Namespace, path: Path) -> Optional[torch.nn.Module]:

@@ -72,8 +72,8 @@ def compare_all(reference: torch.Tensor, artifact: torch.Tensor, *, atol: float,
 def int8_agreement(fp32: torch.Tensor, int8: torch.Tensor, task: str) -> dict[str, Any]:
     """How far int8 is from fp32 with no labels: top-1 agreement (%) or the relative RMS error."""
     if task == "classification":
-        if fp32.dim() == 2 and fp32.shape[1] > 1:
-            want, got = fp32.argmax(dim=1), int8.argmax(dim=1)
+        if fp32.dim() >= 2 and fp32.shape[-1] > 1:  # (N, classes), or a language model's (N, T, vocab)
+            want, got = fp32.argmax(dim=-1), int8.argmax(dim=-1)
         else:
             want, got = fp32.reshape(-1) > 0, int8.reshape(-1) > 0
         return {"int8_agreement": round(100.0 * float((want == got).float().mean()), 3)}

@@ -34,7 +34,12 @@ def require(module: str, purpose: str) -> Any:
 
 
 def batch_shapes(example: torch.Tensor) -> tuple[dict[int, Any], ...]:
-    return ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
+    """A dynamic batch axis; token ids ``(N, T)`` also get a dynamic sequence axis, up to the example's
+    length (the block size)."""
+    dims = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}
+    if not example.is_floating_point() and example.dim() == 2:
+        dims[1] = torch.export.Dim("tokens", min=1, max=int(example.shape[1]))
+    return (dims,)
 
 
 def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, meta_json: str) -> dict[str, Any]:
@@ -78,10 +83,12 @@ def load_onnx(path: Path) -> tuple[Runner, dict[str, Any]]:
     except Exception as error:
         raise ExportError(f"onnxruntime cannot load {path}: {first_line(error)}") from error
     name = session.get_inputs()[0].name
+    token_ids = session.get_inputs()[0].type == "tensor(int64)"  # a language model's
     meta = session.get_modelmeta().custom_metadata_map.get(META_KEY)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {name: x.detach().cpu().float().numpy()})[0])
+        x = x.detach().cpu()
+        return torch.from_numpy(session.run(None, {name: (x.long() if token_ids else x.float()).numpy()})[0])
 
     return run, parse_meta(meta, path)
 

@@ -84,7 +84,7 @@ def export(model_or_run_dir: nn.Module | str | Path, format: str = "onnx", *, ex
         if not folder.is_dir():
             raise DataNotFoundError(f"run folder not found: {folder}; pass the folder a training run wrote")
         source = from_run(folder, checkpoint=checkpoint, model_spec=model_spec,
-                          data=None if data is None else (torch.as_tensor(data[0]).float(), torch.as_tensor(data[1])))
+                          data=None if data is None else (torch.as_tensor(data[0]), torch.as_tensor(data[1])))
         default_folder = folder / "export"
     skipped: dict[str, str] = {}
     if format == "all":

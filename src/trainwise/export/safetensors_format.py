@@ -85,7 +85,7 @@ def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module
     """
     from safetensors.torch import load_model as load_into
 
-    from trainwise.export._source import Deployable
+    from trainwise.export._source import Deployable, takes_token_ids
 
     path = Path(path)
     if not path.is_file():
@@ -107,7 +107,9 @@ def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module
 
         inner = OriginalUnits(inner, target_normalization)
     try:
-        module = Deployable(inner, shape, description.get("normalization") or None)
+        tokens = takes_token_ids(description)
+        module = Deployable(inner, shape, None if tokens else description.get("normalization") or None,
+                            token_ids=tokens)
     except (TypeError, ValueError, RuntimeError, AttributeError):
         raise CheckpointError(f"the normalization in {path}'s metadata is not lists of numbers per channel; the file "
                               "is damaged or was not written by trainwise export") from None
@@ -135,7 +137,7 @@ def _rebuild(meta: dict[str, Any], path: Path) -> nn.Module:
                                   fix=f"build the model yourself and pass it: trainwise.load_model({str(path)!r}, "
                                       "model=YourNet(...)) (CLI: trainwise predict --model package.module:factory)")
     options = {key: spec[key] for key in ("hidden", "norm", "dropout", "activation", "channels", "kernel_size",
-                                          "pool") if key in spec}
+                                          "pool", "layers", "heads", "width", "norm_position") if key in spec}
     try:
         return build_model(name, input_shape=description["input_shape"], num_outputs=int(description["num_outputs"]),
                            **options)

@@ -84,11 +84,19 @@ def load_pt2(path: Path) -> tuple[Runner, dict[str, Any]]:
 
 
 def _faithful(module: nn.Module, compiled: Any, example: torch.Tensor) -> bool:
-    """Whether ``compiled`` matches eager ``module`` on two batch sizes other than the example's."""
+    """Whether ``compiled`` matches eager ``module`` on two batch sizes other than the example's (and,
+    for token ids, on other ids and a shorter sequence)."""
     generator = torch.Generator().manual_seed(0)
+    batches = []
     for size in (1, len(example) + 3):
         batch = example.repeat(size // len(example) + 1, *[1] * (example.dim() - 1))[:size]
-        batch = batch + 0.01 * torch.randn(batch.shape, generator=generator)
+        if batch.is_floating_point():
+            batches.append(batch + 0.01 * torch.randn(batch.shape, generator=generator))
+        else:  # token ids: other ids of the same vocabulary
+            batches.append(torch.randint(0, int(example.max()) + 1, batch.shape, generator=generator))
+    if not example.is_floating_point() and example.dim() == 2 and example.shape[1] > 1:
+        batches.append(batches[-1][:, : example.shape[1] // 2])
+    for batch in batches:
         with torch.inference_mode():
             want, got = module(batch), compiled(batch)
         if not isinstance(got, torch.Tensor) or got.shape != want.shape or not torch.allclose(got, want, atol=1e-5,

@@ -33,25 +33,30 @@ def run_all(runner: Runner, x: torch.Tensor) -> torch.Tensor:
 
 def compare_outputs(reference: Runner, artifact: Runner, x: torch.Tensor, *, atol: float, rtol: float,
                     label: str) -> float:
-    """The max abs difference between the two on batches of 1, 8 and 64 of ``x``; raises when any
-    element is outside the tolerance."""
+    """The max abs difference between the two on batches of 1, 8 and 64 of ``x`` (and, for token ids,
+    on shorter sequences); raises when any element is outside the tolerance."""
     worst, checked = 0.0, set()
-    for size in (1, 8, 64):
-        batch = x[:size]
-        if len(batch) in checked:
+    batches = [x[:size] for size in (1, 8, 64)]
+    tokens = not x.is_floating_point() and x.dim() == 2
+    if tokens and x.shape[1] > 1:  # token ids: the sequence axis is dynamic too
+        batches += [x[:8, : x.shape[1] // 2], x[:1, :1]]
+    for batch in batches:
+        if batch.shape in checked:
             continue
-        checked.add(len(batch))
+        checked.add(batch.shape)
+        what = f"{len(batch)} x {batch.shape[1]} tokens" if tokens else f"{len(batch)}"
         with torch.inference_mode():
             want, got = reference(batch).float(), artifact(batch).float()
         if got.shape != want.shape:
-            raise ExportError(f"{label}: outputs of shape {tuple(got.shape)} for a batch of {len(batch)}, PyTorch "
-                              f"gives {tuple(want.shape)}; the batch axis is not dynamic in this artifact")
+            axis = "batch or sequence axis" if tokens else "batch axis"
+            raise ExportError(f"{label}: outputs of shape {tuple(got.shape)} for a batch of {what}, PyTorch "
+                              f"gives {tuple(want.shape)}; the {axis} is not dynamic in this artifact")
         diff = (got - want).abs()
         worst = max(worst, float(diff.max()))
         bad = ~(diff <= atol + rtol * want.abs())  # NaN is outside every tolerance
         if bool(bad.any()):
             raise ExportError(f"{label} disagrees with the PyTorch model: max abs diff {float(diff.max()):.3g} on a "
-                              f"batch of {len(batch)} ({int(bad.sum())} of {bad.numel()} outputs outside "
+                              f"batch of {what} ({int(bad.sum())} of {bad.numel()} outputs outside "
                               f"atol={atol:g}, "
                               f"rtol={rtol:g}); the artifact was removed. Raise --atol/--rtol only if this "
                               "difference is acceptable")
@@ -59,14 +64,15 @@ def compare_outputs(reference: Runner, artifact: Runner, x: torch.Tensor, *, ato
 
 
 def accuracy(outputs: torch.Tensor, y: Optional[torch.Tensor], task: str) -> Optional[float]:
-    """Classification accuracy in percent (None without targets or for regression)."""
+    """Classification accuracy in percent (None without targets or for regression); a language
+    model's: of its next-token predictions, every position counted."""
     if y is None or task != "classification":
         return None
-    if outputs.dim() == 2 and outputs.shape[1] > 1:
-        predicted = outputs.argmax(dim=1)
+    if outputs.dim() >= 2 and outputs.shape[-1] > 1:
+        predicted = outputs.argmax(dim=-1)
     else:
         predicted = (outputs.reshape(-1) > 0).long()
-    return 100.0 * float((predicted == y.reshape(-1).long()).float().mean())
+    return 100.0 * float((predicted.reshape(-1) == y.reshape(-1).long()).float().mean())
 
 
 def rmse(outputs: torch.Tensor, y: Optional[torch.Tensor], task: str) -> Optional[float]:
