@@ -129,13 +129,27 @@ def _channel_axis_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.mean(dim=1), flat.std(dim=1) if flat.shape[1] > 1 else torch.zeros(len(flat), dtype=torch.float64)
 
 
+def _finite_values(x: torch.Tensor, limit: Optional[int] = None) -> tuple[torch.Tensor, str]:
+    """The finite values of ``x`` (a seeded sample of ``limit`` of them when more), and a note when NaN/Inf
+    were left out (they are data.nonfinite's: one NaN would make every statistic NaN)."""
+    values = x.detach().reshape(-1)
+    finite = torch.isfinite(values)
+    left = int((~finite).sum())
+    values = values[finite] if left else values
+    if limit is not None and values.numel() > limit:
+        values = values[torch.randperm(values.numel(), generator=torch.Generator().manual_seed(0))[:limit]]
+    return values.double(), (f" (over the finite values; {left} NaN/Inf left out, see data.nonfinite)" if left else "")
+
+
 def _normalization(x: torch.Tensor, x_val: Optional[torch.Tensor], th: Thresholds) -> Check:
-    mean, std = float(x.double().mean()), float(x.double().std()) if x.numel() > 1 else 0.0
+    values, note = _finite_values(x)
+    mean = float(values.mean()) if values.numel() else 0.0
+    std = float(values.std()) if values.numel() > 1 else 0.0
     ok_std = std > 0 and 1 / th.normalization_std <= std <= th.normalization_std
     value = {"mean": mean, "std": std}
     if abs(mean) > th.normalization_mean or not ok_std:
         return Check("data.normalization", "WARN", value, {"mean": th.normalization_mean, "std": th.normalization_std},
-                     f"train inputs have mean {mean:.3g} and std {std:.3g}; expected |mean| <= "
+                     f"train inputs have mean {mean:.3g} and std {std:.3g}{note}; expected |mean| <= "
                      f"{th.normalization_mean:g} ({SOURCES['normalization_mean']}) and std within "
                      f"[{1 / th.normalization_std:.2g}, {th.normalization_std:g}]",
                      "standardize the inputs with statistics fitted on the train split only "
@@ -148,7 +162,7 @@ def _normalization(x: torch.Tensor, x_val: Optional[torch.Tensor], th: Threshold
                          "validation split itself, which leaks its statistics",
                          "fit the mean and std on the train split only and apply them to val and test")
     return Check("data.normalization", "PASS", value, {"mean": th.normalization_mean, "std": th.normalization_std},
-                 f"train inputs have mean {mean:.3g} and std {std:.3g}")
+                 f"train inputs have mean {mean:.3g} and std {std:.3g}{note}")
 
 
 def _constant(x: torch.Tensor, th: Thresholds) -> Check:
@@ -165,12 +179,10 @@ def _constant(x: torch.Tensor, th: Thresholds) -> Check:
 
 
 def _input_scale(x: torch.Tensor, th: Thresholds) -> Check:
-    flat = x.detach().reshape(-1).float()
-    if flat.numel() > 200_000:
-        flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:200_000]]
+    flat, note = _finite_values(x, limit=200_000)
     scale = float(flat.abs().quantile(0.99)) if flat.numel() else 0.0
     return check("data.input_scale", scale <= th.input_scale, scale, th.input_scale,
-                 f"99th percentile of |input| is {scale:.3g}; WARN above {th.input_scale:g} "
+                 f"99th percentile of |input| is {scale:.3g}{note}; WARN above {th.input_scale:g} "
                  f"({SOURCES['input_scale']}); large inputs saturate activations and blow up the loss at init",
                  "scale the inputs (divide images by 255, standardize tables: data.normalize: true)")
 

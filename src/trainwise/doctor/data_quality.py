@@ -59,23 +59,34 @@ def quality_checks(train: Sample, val: Optional[Sample], test: Optional[Sample],
     return checks
 
 
-def _near_share(a: np.ndarray, b: np.ndarray, limit: float, same: bool) -> float:
+def _row_ids(*tables: np.ndarray) -> list[np.ndarray]:
+    """One integer per row, equal exactly when two rows (of any of ``tables``) hold the same values
+    (their bytes, with -0.0 made 0.0)."""
+    ids: dict[bytes, int] = {}
+    return [np.array([ids.setdefault(row.tobytes(), len(ids)) for row in table + 0.0], dtype=np.int64)
+            for table in tables]
+
+
+def _near_share(a: np.ndarray, b: np.ndarray, limit: float) -> float:
     """Share of rows of ``a`` with a row of ``b`` closer than ``limit`` (RMS over features) but not
-    identical (exact copies are data.duplicates' and data.split_overlap's)."""
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    dist = torch.cdist(ta, tb) / math.sqrt(max(a.shape[1], 1))
-    if same:
-        dist.fill_diagonal_(math.inf)
-    near = (dist < limit) & (dist > 0)
-    return float(near.any(dim=1).double().mean()) if len(a) else 0.0
+    identical (exact copies are data.duplicates' and data.split_overlap's). Identity is read off the
+    rows' bytes, never off the distance: torch.cdist's matrix-product path leaves identical rows a
+    small positive distance."""
+    if not len(a) or not len(b):
+        return 0.0
+    dist = torch.cdist(torch.from_numpy(a), torch.from_numpy(b)) / math.sqrt(max(a.shape[1], 1))
+    ids_a, ids_b = _row_ids(a, b)
+    identical = torch.from_numpy(ids_a[:, None] == ids_b[None, :])
+    near = (dist < limit) & ~identical  # within one table, each row is identical to itself
+    return float(near.any(dim=1).double().mean())
 
 
 def _near_duplicates(x: np.ndarray, others: dict[str, np.ndarray], th: Thresholds) -> Check:
     limit = th.near_duplicate_distance
     train = _sample(x, NEAR_DUPLICATE_ROWS)
-    shares = {"train": _near_share(train, train, limit, same=True)}
+    shares = {"train": _near_share(train, train, limit)}
     for name, rows in others.items():
-        shares[name] = _near_share(_sample(rows, NEAR_DUPLICATE_ROWS, 1), train, limit, same=False)
+        shares[name] = _near_share(_sample(rows, NEAR_DUPLICATE_ROWS, 1), train, limit)
     worst = max(shares, key=shares.__getitem__)
     text = ", ".join(f"{share:.1%} of {name}" for name, share in shares.items())
     return check("data.near_duplicates", shares[worst] <= th.duplicates, shares, th.duplicates,
@@ -169,13 +180,51 @@ def _leakage(x: np.ndarray, y: torch.Tensor, x_val: Optional[np.ndarray], y_val:
         val_labels = y_val.detach().cpu().numpy().reshape(-1)
     kind = "regression" if task == "regression" else "classification"
     scores = [_one_feature_score(x[:, j], labels, x_val[:, j], val_labels, kind) for j in range(x.shape[1])]
-    best = max(range(len(scores)), key=scores.__getitem__)
+    copies = _copies(x, labels, x_val, val_labels, scores, kind, th)
+    best = max(copies or range(len(scores)), key=lambda j: (copies.get(j, 0.0), scores[j]))
     metric = "R²" if kind == "regression" else "balanced accuracy"
-    return check("data.leakage", scores[best] < th.leakage_score, {"feature": best, "score": scores[best]},
-                 th.leakage_score, f"the best single feature ({name(best)}) alone predicts the validation target "
-                 f"with {metric} {scores[best]:.3g}; WARN at {th.leakage_score:g} ({SOURCES['leakage_score']})",
+    score = scores[best]
+    status = "FAIL" if copies else "WARN" if score >= th.leakage_score else "PASS"
+    found = f"the best single feature ({name(best)}) alone predicts the validation target with {metric} {score:.4g}"
+    if status == "FAIL":
+        found += (f" and is a copy of it (the label explains {copies[best]:.2%} of its variance, η²)"
+                  if kind == "classification" else f" and is a copy of it in other units (r² {copies[best]:.4g})")
+    value = {"feature": best, "score": score, **({"copy": copies[best]} if copies else {})}
+    fail_rule = (f"FAIL at {th.leakage_fail:g} when the label also explains {th.leakage_copy:g} of the feature's "
+                 f"variance ({SOURCES['leakage_copy']})" if kind == "classification" else
+                 f"FAIL when the feature's r² with the target reaches {th.leakage_fail:g}")
+    return Check("data.leakage", status, value, [th.leakage_score, th.leakage_fail],
+                 f"{found}; WARN at {th.leakage_score:g} ({SOURCES['leakage_score']}), {fail_rule} "
+                 f"({SOURCES['leakage_fail']})",
+                 "" if status == "PASS" else
                  f"check that {name(best)} is known before the label is (an id, a timestamp, a field computed from the "
-                 "label leaks it); drop it if not, and measure the model without it")
+                 "label leaks it); drop it if not, and measure the model without it"
+                 + ("; a model trained with a copy of the label learns to read it and fails where the label is not "
+                    "known yet" if status == "FAIL" else ""))
+
+
+def _copies(x: np.ndarray, labels: np.ndarray, x_val: np.ndarray, val_labels: np.ndarray, scores: list[float],
+            kind: str, th: Thresholds) -> dict[int, float]:
+    """The features that copy the target, with how closely. Classification: a feature that alone predicts
+    the label (``leakage_fail``) and varies almost only with it (the label explains ``leakage_copy`` of
+    its train variance: the correlation ratio η²); a measured feature that separates well-apart classes
+    still varies within each class. Regression: r² with the validation target of ``leakage_fail``."""
+    found = {}
+    for j in range(x.shape[1]):
+        if kind == "regression":
+            a, b = x_val[:, j], val_labels.astype(np.float64)
+            share = float(np.corrcoef(a, b)[0, 1] ** 2) if a.std() > 0 and b.std() > 0 else 0.0
+            if share >= th.leakage_fail:
+                found[j] = share
+        elif scores[j] >= th.leakage_fail:
+            feature = x[:, j]
+            total = float(((feature - feature.mean()) ** 2).sum())
+            within = sum(float(((feature[labels == c] - feature[labels == c].mean()) ** 2).sum())
+                         for c in np.unique(labels))
+            share = 1.0 - within / total if total > 0 else 0.0
+            if share >= th.leakage_copy:
+                found[j] = share
+    return found
 
 
 def _outliers(x: np.ndarray, th: Thresholds, name: Callable[[int], str]) -> Check:

@@ -45,15 +45,21 @@ def diagnose(source: Any, *, thresholds: Union[Thresholds, Mapping[str, Any], No
 
 
 def read_run(run_dir: Path) -> RunFacts:
-    """The curves (each epoch's last train/val rows of metrics.csv), summary.json, the pre-flight's
-    baselines (doctor.json) and the class count (data.json) of a run folder."""
+    """The curves (each epoch's last train/val rows of metrics.csv), its step-level train-loss and
+    event rows, summary.json, the pre-flight's baselines (doctor.json) and the class count
+    (data.json) of a run folder."""
     summary = _json(run_dir / "summary.json")
     last: dict[tuple[int, str], float] = {}
+    steps: list[tuple[int, int, str, float]] = []
     with open(run_dir / "metrics.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            if row.get("split") in ("train", "val"):
+            split = row.get("split")
+            if split in ("train", "val"):
                 # an epoch's figures are its last rows (step-level rows come before them)
-                last[(int(row["epoch"]), f"{row['split']}_{row['metric']}")] = float(row["value"])
+                last[(int(row["epoch"]), f"{split}_{row['metric']}")] = float(row["value"])
+            if split == "event" or (split == "train" and row.get("metric") == "loss"):
+                steps.append((int(row["step"]), int(row["epoch"]), "loss" if split == "train" else row["metric"],
+                              float(row["value"])))
     epochs = sorted({epoch for epoch, _ in last})
     names = sorted({name for _, name in last})
     curves = {name: [last.get((e, name), math.nan) for e in epochs] for name in names}
@@ -62,7 +68,7 @@ def read_run(run_dir: Path) -> RunFacts:
         if c.get("id", "").startswith("baseline.") and isinstance(c.get("value"), (int, float)):
             baselines[c["id"].split(".", 1)[1]] = float(c["value"])
     classes = _json(run_dir / "data.json").get("num_classes")
-    facts = RunFacts(curves, summary, baselines, classes if isinstance(classes, int) else None)
+    facts = RunFacts(curves, summary, baselines, classes if isinstance(classes, int) else None, steps=steps)
     _add_classes(facts)
     return facts
 
@@ -94,31 +100,61 @@ def _from_history(history: list[dict[str, float]]) -> Curves:
 def diagnose_facts(facts: RunFacts, th: Thresholds) -> list[Check]:
     train = facts.series("train_loss")
     if not train:
+        if facts.summary.get("status") == "diverged":
+            return _before_first_epoch(facts, th)
         raise DataNotFoundError("the run logged no training loss, so there is nothing to diagnose; train at "
                                 "least one epoch first")
     summary, curves = facts.summary, facts.curves
     underfit = run_rules.underfit(facts, th)
     learned = underfit.status == "PASS" and underfit.value is not None
-    return [_diverged(train, summary, th), underfit, run_rules.overfit(facts, th),
+    return [_diverged(train, facts, th), underfit, run_rules.overfit(facts, th),
             _plateau(train, th, learned), run_rules.still_improving(facts, th), _oscillation(curves, th),
             _lr_too_high(train, summary, th), _lr_too_low(train, summary, th),
             run_rules.worse_than_baseline(facts, th)]
+
+
+RUN_CHECKS = ("run.diverged", "run.underfit", "run.overfit", "run.plateau", "run.still_improving", "run.oscillation",
+              "run.lr_too_high", "run.lr_too_low", "run.worse_than_baseline")
+
+
+def _before_first_epoch(facts: RunFacts, th: Thresholds) -> list[Check]:
+    """A run that diverged before any epoch ended: run.diverged from summary.json and the step-level
+    rows of metrics.csv, run.lr_too_high from the same signs; the checks that read epoch curves are
+    skipped (SKIP, not PASS: they saw nothing)."""
+    why = ("skipped: the run diverged before its first epoch ended, so it logged no epoch figures (train/val "
+           "loss, accuracy) to judge; see run.diverged")
+    done = {"run.diverged": _diverged([], facts, th), "run.lr_too_high": _lr_too_high([], facts.summary, th)}
+    return [done.get(check_id) or Check(check_id, "SKIP", None, None, why) for check_id in RUN_CHECKS]
 
 
 def _finite(values: list[float]) -> list[float]:
     return [v for v in values if math.isfinite(v)]
 
 
-def _diverged(train: list[float], summary: dict[str, Any], th: Thresholds) -> Check:
+def _diverged(train: list[float], facts: RunFacts, th: Thresholds) -> Check:
+    summary = facts.summary
     bad = [v for v in train if not math.isfinite(v) or v >= th.diverged_loss]
     rollbacks = int(summary.get("nonfinite_rollbacks", 0) or 0) + int(summary.get("nonfinite_skipped", 0) or 0)
-    status = "FAIL" if summary.get("status") == "diverged" or bad else "WARN" if rollbacks else "PASS"
-    message = (f"status {summary.get('status')}; {len(bad)} epoch(s) with a non-finite train loss or one >= "
-               f"{th.diverged_loss:g} ({SOURCES['diverged_loss']}); {rollbacks} non-finite step(s) rolled back or "
-               "skipped")
-    return Check("run.diverged", status, {"bad_epochs": len(bad), "nonfinite_steps": rollbacks}, th.diverged_loss,
-                 message, "" if status == "PASS" else "lower the lr (lr='auto'), clip gradients "
-                 "(train.grad_clip: 1.0), add warmup (schedule.warmup: 0.05), use bf16 instead of fp16")
+    diverged = summary.get("status") == "diverged"
+    status = "FAIL" if diverged or bad else "WARN" if rollbacks else "PASS"
+    value: dict[str, Any] = {"bad_epochs": len(bad), "nonfinite_steps": rollbacks}
+    stop = next(((step, epoch) for step, epoch, kind, _ in reversed(facts.steps) if kind == "diverged"), None)
+    if diverged and stop is not None:
+        value.update(step=stop[0], epoch=stop[1])
+    reason = str(summary.get("stop_reason") or "").split("; try ")[0]  # the advice is the fix below
+    head = f"status {summary.get('status')}"
+    if diverged:
+        head += f": {reason}" if reason else f" at step {stop[0]} (epoch {stop[1]})" if stop else ""
+        head += ", before its first epoch ended" if not train else ""
+    losses = [(step, v) for step, _, kind, v in facts.steps if kind == "loss" and math.isfinite(v)]
+    logged = f"; the last finite train loss logged was {losses[-1][1]:.4g} at step {losses[-1][0]}" if losses else ""
+    message = (f"{head}; {len(bad)} epoch(s) with a non-finite train loss or one >= {th.diverged_loss:g} "
+               f"({SOURCES['diverged_loss']}); {rollbacks} non-finite step(s) rolled back or skipped{logged}")
+    fix = ("lower the lr (lr='auto'), clip gradients (train.grad_clip: 1.0), add warmup (schedule.warmup: 0.05), "
+           "use bf16 instead of fp16")
+    if reason.startswith("training stopped"):  # the guard found NaN/Inf in a batch's data
+        fix = "remove the NaN/Inf from the data (trainwise doctor CONFIG: data.nonfinite); otherwise " + fix
+    return Check("run.diverged", status, value, th.diverged_loss, message, "" if status == "PASS" else fix)
 
 
 def _plateau(train: list[float], th: Thresholds, learned: bool) -> Check:

@@ -5,7 +5,7 @@ dead ReLUs, layers with no nonlinearity between them and the gradient flow."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -33,6 +33,8 @@ _LINEAR = _VIEWS | _AFFINE | {
 _RANGES = {"SigmoidBackward0": (0.0, 1.0), "TanhBackward0": (-1.0, 1.0), "ReluBackward0": (0.0, math.inf),
            "SoftplusBackward0": (0.0, math.inf), "ExpBackward0": (0.0, math.inf), "SoftmaxBackward0": (0.0, 1.0),
            "HardtanhBackward0": (-1.0, 1.0)}
+# activations whose gradient vanishes when they saturate (the classic cause of a vanishing gradient)
+_SATURATING = {"SigmoidBackward0": "sigmoid", "TanhBackward0": "tanh", "HardtanhBackward0": "hardtanh"}
 
 
 def static_checks(model: nn.Module, batch_size: int, th: Thresholds) -> list[Check]:
@@ -112,11 +114,14 @@ def batch_checks(outputs: torch.Tensor, loss: torch.Tensor, *, reference: float,
     """Checks of one forward pass (``outputs`` still attached to the graph) and its backward."""
     activation = output_activation(outputs)
     nodes = graph_nodes(outputs)
+    dead = dead_fractions(nodes)
     checks = [_init_loss(float(loss.detach()), reference, task, num_classes, targets, th),
               _output_activation(activation, outputs, task, targets, loss_kind, num_classes),
-              _dead_units(nodes, th), _linear_only(nodes, activation)]
+              _dead_units(dead, th), _linear_only(nodes, activation)]
     loss.backward()
-    checks.append(_gradient_flow(model, th))
+    dead_layers = [i + 1 for i, f in enumerate(dead) if f >= th.dead_layer_fail]
+    saturating = sorted({_SATURATING[n.name()] for n in nodes if n.name() in _SATURATING})
+    checks.append(_gradient_flow(model, th, dead_layers=dead_layers, saturating=saturating))
     return checks
 
 
@@ -178,7 +183,8 @@ def _output_activation(activation: Optional[str], outputs: torch.Tensor, task: s
                  f"the output layer ({shown}) suits the loss and the targets")
 
 
-def _dead_units(nodes: list[Any], th: Thresholds) -> Check:
+def dead_fractions(nodes: list[Any]) -> list[float]:
+    """Per ReLU layer (nearest the input first), the share of its units inactive on every sample of the batch."""
     fractions = []
     for node in reversed(nodes):  # nearest-the-input first
         if node.name() != "ReluBackward0":
@@ -189,12 +195,27 @@ def _dead_units(nodes: list[Any], th: Thresholds) -> Check:
             continue
         units = result.detach().reshape(result.shape[0], -1) if result.dim() > 1 else result.detach().reshape(1, -1)
         fractions.append(float((units <= 0).all(dim=0).double().mean()))
+    return fractions
+
+
+def _dead_units(fractions: list[float], th: Thresholds) -> Check:
     worst = max(fractions, default=0.0)
     layers = ", ".join(f"{f:.0%}" for f in fractions)
-    return check("model.dead_units", worst < th.dead_fraction, [round(f, 4) for f in fractions], th.dead_fraction,
-                 f"share of ReLU units inactive on every sample of a batch, per layer: {layers or 'no ReLUs'}; "
-                 f"WARN at {th.dead_fraction:.0%} ({SOURCES['dead_fraction']})",
-                 "re-initialize (init='he'), lower the lr, standardize the inputs, or use LeakyReLU/GELU")
+    whole = [i + 1 for i, f in enumerate(fractions) if f >= th.dead_layer_fail]
+    status = "FAIL" if whole else "WARN" if worst >= th.dead_fraction else "PASS"
+    found = f"share of ReLU units inactive on every sample of a batch, per layer: {layers or 'no ReLUs'}"
+    if whole:
+        named = ", ".join(f"{i} of {len(fractions)}" for i in whole)
+        found += (f". ReLU layer {named} (counted from the input) is dead as a whole: its output is 0 for every "
+                  "sample, so no gradient reaches the layers before it and nothing before it learns")
+    fix = ("re-initialize (init='he'), lower the lr, standardize the inputs, or use LeakyReLU/GELU" if status == "WARN"
+           else "look at the layer feeding that ReLU: a large negative bias or a bad init keeps every pre-activation "
+           "below 0 (reset its biases to 0, init='he'), standardize the inputs, lower the lr if training led there; "
+           "LeakyReLU/GELU keep a gradient below 0" if whole else "")
+    return Check("model.dead_units", status, [round(f, 4) for f in fractions],
+                 {"warn": th.dead_fraction, "fail_per_layer": th.dead_layer_fail},
+                 f"{found}; WARN at {th.dead_fraction:.0%} ({SOURCES['dead_fraction']}), FAIL when one layer's share "
+                 f"reaches {th.dead_layer_fail:.0%} ({SOURCES['dead_layer_fail']})", fix)
 
 
 def _linear_only(nodes: list[Any], activation: Optional[str]) -> Check:
@@ -209,7 +230,10 @@ def _linear_only(nodes: list[Any], activation: Optional[str]) -> Check:
                  "put an activation (nn.ReLU, nn.GELU) between the layers")
 
 
-def _gradient_flow(model: nn.Module, th: Thresholds) -> Check:
+def _gradient_flow(model: nn.Module, th: Thresholds, *, dead_layers: Sequence[int] = (),
+                   saturating: Sequence[str] = ()) -> Check:
+    """First/last layer gradient norms (AutoTrainer). The fix follows what the model holds: dead ReLU
+    layers (``dead_layers``, counted from the input) or saturating activations (``saturating``)."""
     weights = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     if not weights:
         return Check("model.gradient_flow", "PASS", None, None, "no weight matrices to check")
@@ -225,16 +249,27 @@ def _gradient_flow(model: nn.Module, th: Thresholds) -> Check:
     threshold = {"vanishing_ratio": th.vanishing_ratio, "vanishing_norm": th.vanishing_norm,
                  "exploding_ratio": th.exploding_ratio}
     base = f"first/last layer gradient norm {first:.3g}/{last:.3g} = {ratio:.3g}"
+    if dead_layers and (missing or ratio < th.vanishing_ratio):
+        return Check("model.gradient_flow", "WARN", value, threshold,
+                     f"no gradient reaches {', '.join(missing[:5]) or 'the first layers'} ({base}): ReLU layer "
+                     f"{', '.join(map(str, dead_layers))} (from the input) is dead on every sample and cuts the graph "
+                     "(model.dead_units)", "revive the dead layer: reset the biases feeding it to 0 and re-initialize "
+                     "(init='he'), standardize the inputs, lower the lr; LeakyReLU/GELU keep a gradient below 0")
     if missing and len(missing) < len(weights):
         return Check("model.gradient_flow", "WARN", value, threshold,
                      f"no gradient reaches {', '.join(missing[:5])} ({base}): a detached tensor, an unused layer "
                      "or dead units cut the graph", "look for .detach(), .data, .item() or torch.no_grad() in "
                      "forward; freeze layers on purpose with requires_grad_(False)")
     if ratio < th.vanishing_ratio and first < th.vanishing_norm:
+        fix = ("add normalization (model.norm: batch) or residual connections, init='auto' (He for ReLU layers); "
+               "fewer layers if the stack is deep")
+        if saturating:
+            fix = f"use ReLU/GELU instead of {'/'.join(saturating)} in deep stacks, " + fix
         return Check("model.gradient_flow", "WARN", value, threshold,
                      f"vanishing gradient: {base}, below {th.vanishing_ratio:g} with a first-layer norm below "
-                     f"{th.vanishing_norm:g} ({SOURCES['vanishing_ratio']})", "use ReLU/GELU instead of sigmoid/tanh "
-                     "in deep stacks, add normalization (model.norm: batch) or residual connections, init='auto'")
+                     f"{th.vanishing_norm:g} ({SOURCES['vanishing_ratio']})"
+                     + (f"; the model holds {'/'.join(saturating)} activations, whose gradient vanishes when they "
+                        "saturate" if saturating else ""), fix)
     if ratio > th.exploding_ratio:
         return Check("model.gradient_flow", "WARN", value, threshold,
                      f"exploding gradient: {base}, above {th.exploding_ratio:g} ({SOURCES['exploding_ratio']})",

@@ -83,12 +83,14 @@ def check(model: nn.Module, train: Any, val: Any = None, *, test: Any = None, lo
                 own_loader=loader is not None, feature_names=feature_names or _columns_of(train)))
         report.add(model_checks.static_checks(model, batch_size, th))
         report.add(probe["checks"])
+        # the range test's reading means nothing on a model that fails its own checks (asked for or not)
+        broken = [c.id for c in report.checks if c.id.startswith("model.") and c.status == "FAIL"]
         report.checks = [c for c in report.checks if wanted(c.id)]
         failed = {c.id for c in report.checks if c.status == "FAIL"}
         data_failed = bool(failed & {"data.nonfinite", "data.label_range"})
         # the training checks cannot run on bad data, nor a BatchNorm model on batches of one sample
         if not data_failed and "model.batchnorm_batch_size" not in failed:
-            report.add(_training(setup, train, train_s, probe, th, wanted))
+            report.add(_training(setup, train, train_s, probe, th, wanted, broken))
         if baselines and wanted("baseline.") and train_s.x is not None and not data_failed:
             report.add(baseline_checks(train_s.x, train_s.y, val_s.x if val_s else None, val_s.y if val_s else None,
                                        task=task, num_classes=classes, th=th, seed=seed))
@@ -101,11 +103,12 @@ def check(model: nn.Module, train: Any, val: Any = None, *, test: Any = None, lo
     return report
 
 
-def _training(setup: Setup, train: Any, train_s: Sample, probe: dict, th: Thresholds, wanted: Any) -> list[Check]:
+def _training(setup: Setup, train: Any, train_s: Sample, probe: dict, th: Thresholds, wanted: Any,
+              broken: Sequence[str] = ()) -> list[Check]:
     checks: list[Check] = []
     lr = None
     if wanted("train."):
-        lr_result = guarded("train.lr", lambda: lr_check(setup, train, th)[0])
+        lr_result = guarded("train.lr", lambda: lr_check(setup, train, th, broken)[0])
         checks.append(lr_result)
         lr = _lr_to_use(setup, lr_result)
         if lr_result.status == "FAIL" and isinstance(lr_result.value, (int, float)) and lr_result.value <= 0:

@@ -7,7 +7,7 @@ from typing import Any
 
 from trainwise.doctor.report import DoctorReport
 
-_STYLES = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
+_STYLES = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 
 
 def print_report(report: DoctorReport, *, title: str = "trainwise doctor", console: Any = None) -> None:
@@ -27,11 +27,12 @@ def print_report(report: DoctorReport, *, title: str = "trainwise doctor", conso
     table.add_column("finding (and fix)", overflow="fold", ratio=1)
     for c in report.checks:
         text = escape(c.message) + (f"\n[bold]fix:[/bold] {escape(c.fix)}" if c.fix else "")
-        table.add_row(f"[{_STYLES[c.status]}]{c.status}[/]", c.id, escape(_short(c.value)), text)
+        table.add_row(f"[{_STYLES.get(c.status, 'default')}]{c.status}[/]", c.id, escape(_short(c.value)), text)
     console.print(table)
     counts = {s: sum(c.status == s for c in report.checks) for s in _STYLES}
+    skipped = f", {counts['SKIP']} skipped" if counts["SKIP"] else ""
     console.print(f"verdict: [{_STYLES[report.verdict]}]{report.verdict}[/]  "
-                  f"({counts['PASS']} pass, {counts['WARN']} warn, {counts['FAIL']} fail)")
+                  f"({counts['PASS']} pass, {counts['WARN']} warn, {counts['FAIL']} fail{skipped})")
 
 
 def _short(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 ``doctor.json`` (in a run folder, or where ``--out`` says) is ``DoctorReport.to_json()``:
 ``{"verdict": "PASS"|"WARN"|"FAIL", "checks": [{"id", "status", "value", "threshold", "message",
-"fix"}]}``. The verdict is the worst status of the checks.
+"fix"}]}``. The verdict is the worst status of the checks. A check that could not judge anything
+(the figures it reads do not exist, or a FAIL elsewhere makes its reading meaningless) is ``SKIP``,
+its message saying why; a SKIP does not change the verdict.
 
 Example:
     >>> report = DoctorReport([Check("data.nonfinite", "PASS", 0, 0, "no NaN or Inf in the inputs")])
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-STATUSES = ("PASS", "WARN", "FAIL")
+STATUSES = ("SKIP", "PASS", "WARN", "FAIL")
 _RANK = {status: rank for rank, status in enumerate(STATUSES)}
 
 
@@ -28,7 +30,8 @@ class Check:
 
     Attributes:
         id: the stable check id (``data.imbalance``, ``train.overfit_batch``, ``run.overfit`` ...).
-        status: ``PASS``, ``WARN`` or ``FAIL``.
+        status: ``PASS``, ``WARN``, ``FAIL``, or ``SKIP`` when the check could not judge (the message
+            says why).
         value: what was measured (a number, or a small dict/list of numbers).
         threshold: the limit it was held against (where the limit comes from is in the message).
         message: what was found, with the threshold and its source.
@@ -49,14 +52,14 @@ class Check:
 
 @dataclass
 class DoctorReport:
-    """The doctor's checks and their verdict (the worst status among them)."""
+    """The doctor's checks and their verdict (the worst status among them; SKIPs count as PASS)."""
 
     checks: list[Check] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)  # e.g. the samples-per-class PNG
 
     @property
     def verdict(self) -> str:
-        return max((c.status for c in self.checks), key=_RANK.__getitem__, default="PASS")
+        return max((c.status for c in self.checks if c.status != "SKIP"), key=_RANK.__getitem__, default="PASS")
 
     def failed(self) -> list[Check]:
         """The checks with status FAIL."""
@@ -64,6 +67,10 @@ class DoctorReport:
 
     def warned(self) -> list[Check]:
         return [c for c in self.checks if c.status == "WARN"]
+
+    def skipped(self) -> list[Check]:
+        """The checks that could not judge (status SKIP)."""
+        return [c for c in self.checks if c.status == "SKIP"]
 
     def get(self, check_id: str) -> Optional[Check]:
         """The check with this id, or None when it did not run."""

@@ -25,7 +25,9 @@ class Thresholds:
     near_duplicate_distance: float = 1e-3  # standardized distance / sqrt(features) under which rows are near copies
     conflicting_labels: float = 0.0        # share of train rows whose exact input has another label too
     drift: float = 0.2                     # Kolmogorov-Smirnov statistic of a feature, train vs validation
-    leakage_score: float = 0.99            # balanced accuracy (R²) one feature alone reaches on validation
+    leakage_score: float = 0.99            # balanced accuracy (R²) one feature alone reaches on validation: WARN
+    leakage_fail: float = 0.999            # ... FAIL when it also copies the target (leakage_copy; r² for regression)
+    leakage_copy: float = 0.99             # share of such a feature's variance the label explains (η²): a copy of it
     outliers: float = 0.01                 # share of train rows beyond the outlier_iqr fence
     outlier_iqr: float = 10.0              # interquartile ranges above the third quartile of the rows' distances
     normalization_mean: float = 0.2        # |mean| of the inputs
@@ -34,7 +36,8 @@ class Thresholds:
     constant_features: float = 0.0         # share of constant tabular features (images: 0.5)
     # model and a few steps
     init_loss_ratio: float = 1.5           # loss at init / ln C (or the constant predictor's loss)
-    dead_fraction: float = 0.7             # share of ReLU units dead on a batch
+    dead_fraction: float = 0.7             # share of ReLU units dead on a batch: WARN
+    dead_layer_fail: float = 1.0           # share of one layer's ReLU units dead that FAILs (no gradient passes)
     vanishing_ratio: float = 1e-3          # first/last layer gradient norm
     vanishing_norm: float = 1e-4           # first layer gradient norm
     exploding_ratio: float = 70.0          # first/last layer gradient norm
@@ -83,6 +86,11 @@ SOURCES = {
     "drift": "deepchecks FeatureDrift (Kolmogorov-Smirnov 0.2 for numerical features)",
     "leakage_score": "deepchecks FeatureLabelCorrelation flags a predictive power score over 0.8; here the balanced "
                      "accuracy (R²) of one feature binned, high enough that well-separated clean data stays quiet",
+    "leakage_fail": "deepchecks FeatureLabelCorrelation at its extreme (predictive power score 1: the feature "
+                    "determines the label); 0.999 allows rounding, not one error in 1,000",
+    "leakage_copy": "Pearson's correlation ratio η²: a feature computed from the label varies (almost) only with it; "
+                    "a measured feature that separates well-apart classes still varies within each (for two balanced "
+                    "classes, 0.99 needs their means 20 within-class sigmas apart)",
     "outliers": "deepchecks OutlierSampleDetection (reported share); Tukey fences",
     "outlier_iqr": "Tukey fences (far out: 3 IQR), widened to 10 IQR so that scikit-learn's clean digits, wine, "
                    "breast cancer and diabetes tables stay under 1% (digits has rare pixels at z 35)",
@@ -92,6 +100,8 @@ SOURCES = {
     "constant_features": "deepchecks IsSingleValue",
     "init_loss_ratio": "Karpathy, A Recipe for Training Neural Networks: verify loss @ init",
     "dead_fraction": "AutoTrainer dying ReLU (gamma = 0.7); DeepDiagnosis dead node (0.7)",
+    "dead_layer_fail": "DeepLocalize stops training on a layer whose output is all zero: a layer with every unit dead "
+                       "passes no gradient to the layers before it, so nothing before it can learn",
     "vanishing_ratio": "AutoTrainer gradient vanish (beta_1 = 1e-3)",
     "vanishing_norm": "AutoTrainer gradient vanish (beta_2 = 1e-4)",
     "exploding_ratio": "AutoTrainer gradient explode (beta_3 = 70)",
@@ -130,10 +140,10 @@ SOURCES = {
 }
 
 _SHARES = ("split_overlap_warn", "split_overlap_fail", "duplicates", "conflicting_labels", "drift", "leakage_score",
-           "outliers", "constant_features", "dead_fraction", "dropout", "overfit_accuracy", "overfit_ce_ratio",
-           "overfit_loss_ratio", "baseline_gain", "overfit_rise", "metric_progress", "plateau_decrease", "plateau_level",
-           "still_improving", "oscillation_swing", "oscillation_share", "underfit_gain", "lr_low_decrease",
-           "one_step_change")
+           "leakage_fail", "leakage_copy", "outliers", "constant_features", "dead_fraction", "dead_layer_fail",
+           "dropout", "overfit_accuracy", "overfit_ce_ratio", "overfit_loss_ratio", "baseline_gain", "overfit_rise",
+           "metric_progress", "plateau_decrease", "plateau_level", "still_improving", "oscillation_swing",
+           "oscillation_share", "underfit_gain", "lr_low_decrease", "one_step_change")
 _COUNTS = {"bn_min_batch": 1, "overfit_samples": 1, "overfit_steps": 1, "baseline_samples": 10, "baseline_steps": 1,
            "overfit_min_epochs": 3, "overfit_patience": 1, "plateau_window": 1, "still_improving_window": 2}
 # (low, high): the values each threshold may take; a share lies in [0, 1], a count is a whole number.

@@ -9,7 +9,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -95,13 +95,21 @@ class Setup:
                        report=False, seed=self.seed, **kwargs)
 
 
-def lr_check(setup: Setup, train: Any, th: Thresholds) -> tuple[Check, Optional[float]]:
+def lr_check(setup: Setup, train: Any, th: Thresholds, broken: Sequence[str] = ()) -> tuple[Check, Optional[float]]:
     """``train.lr``: non-positive lrs fail; otherwise the range test's suggestion, and the
-    configured lr against it. Returns the check and the lr the other checks train at."""
+    configured lr against it. ``broken``: the model checks that FAILed; the range test is then not
+    run (SKIP): on a broken model (dead layers, a softmax before the loss) its curve is flat or slowed
+    by the bug, and the lr it would suggest says nothing about the lr. Returns the check and the lr
+    the other checks train at."""
     configured = _configured_lr(setup)
     if configured is not None and not configured > 0:
         return Check("train.lr", "FAIL", configured, 0, f"the lr is {configured:g}; a non-positive lr does not "
                      "descend (a negative one ascends the loss)", "use a positive lr, e.g. lr='auto'"), None
+    if broken:
+        return Check("train.lr", "SKIP", configured, None, f"not judged: {', '.join(broken)} FAILed, and the lr "
+                     "range test on a broken model reads a curve shaped by the bug (flat for dead units, slowed by a "
+                     "softmax before the loss), so an lr read off it is not trustworthy; fix the model and run the "
+                     "doctor again"), configured
     from trainwise.engine.plan import find_lr, prepare_split
     from trainwise.data.loader import make_batches
     from trainwise.optim import build_optimizer
