@@ -235,3 +235,18 @@ def test_nan_in_the_inputs_fails_nonfinite_and_leaves_the_statistics_finite():
     assert normalization.message.endswith("(over the finite values; 2 NaN/Inf left out, see data.nonfinite)")
     assert scale.value == pytest.approx(float(finite.abs().quantile(0.99)))
     assert "is nan" not in scale.message and "2 NaN/Inf left out" in scale.message
+
+
+def test_the_report_shows_skipped_checks_and_counts_them(tmp_path):
+    import json as _json
+
+    from trainwise.report.doctor_section import doctor_section
+
+    checks = [{"id": "run.diverged", "status": "FAIL", "message": "diverged"},
+              {"id": "run.overfit", "status": "SKIP", "message": "needs epochs"},
+              {"id": "run.plateau", "status": "PASS", "message": "ok"}]
+    (tmp_path / "doctor.json").write_text(_json.dumps({"verdict": "FAIL", "checks": checks}))
+    page = doctor_section(tmp_path)
+    assert "0 warn, 1 fail, 1 skipped" in page
+    assert page.index("run.diverged") < page.index("run.plateau") < page.index("run.overfit")  # FAIL, PASS, SKIP
+    assert 'color:#57606a;font-weight:600">SKIP' in page
