@@ -90,3 +90,34 @@ def test_a_signal_during_the_test_pass_ends_it_and_the_run_keeps_its_status(tmp_
     assert not any(key.startswith("test_") for key in summary)
     assert [event["kind"] for event in summary["events"]] == ["test_interrupted"]
     assert "received SIGTERM during the test pass, after the last training step" in summary["events"][0]["message"]
+
+
+def test_a_signal_during_an_endless_validation_ends_the_run_interrupted_without_saving_that_epoch(tmp_path):
+    done = run("""
+        from torch.utils.data import IterableDataset
+        calls = {"passes": 0}
+        class Endless(IterableDataset):  # the second validation never ends: a user's mistake, or a huge split
+            def __iter__(self):
+                calls["passes"] += 1
+                i = 0
+                while True:
+                    if calls["passes"] == 3 and i == 40:  # sanity pass, epoch 1, then epoch 2's validation
+                        os.kill(os.getpid(), signal.SIGTERM)
+                    if calls["passes"] < 3 and i == 64:
+                        return
+                    yield x[i % 512], y[i % 512]
+                    i += 1
+        result = Trainer(nn.Linear(6, 2), lr=0.01, epochs=3, batch_size=64, eval_batch_size=8, run_dir="run",
+                         progress=False, report=False).fit((x, y), Endless(), test=(x, y))
+        print(json.dumps({"status": result.status, "epochs": result.summary["epochs_run"],
+                          "test": result.test_metrics}))
+        """, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"status": "interrupted", "epochs": 1, "test": {}}
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stop_reason"] == ("received SIGTERM during a validation (epoch 2); --resume auto continues from "
+                                      "step-00000008.pt")
+    from trainwise.checkpoint import read_manifest
+
+    steps = sorted(name for name in read_manifest(tmp_path / "run" / "checkpoints") if name.startswith("step-"))
+    assert steps == ["step-00000008.pt"]  # epoch 1's end; the interrupted epoch 2 saved nothing

@@ -365,7 +365,7 @@ def _write_description(t: Any, sample: Optional[torch.Tensor], output_shape: Opt
 
 def _test(t: Any, loop: FitLoop, test: Any) -> tuple[dict[str, float], Any]:
     s = loop.state
-    if test is None or s.status in ("failed", "diverged", "pruned"):
+    if test is None or s.status in ("failed", "diverged", "pruned", "interrupted"):  # a signal asked to stop
         return {}, None
     loop.clock.switch("evaluation")
     try:

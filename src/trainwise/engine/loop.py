@@ -20,12 +20,13 @@ from trainwise.checks import did_you_mean
 from trainwise.distributed.ops import run_together, while_every_rank_has_a_batch
 from trainwise.errors import ConfigError
 from trainwise.data.loader import batch_length
-from trainwise.engine.nonfinite import DIVERGED_ADVICE, bad_data, cpu_copy, initial_weights_advice, no_gradient
+from trainwise.engine.nonfinite import (DIVERGED_ADVICE, bad_data, cpu_copy, initial_weights_advice, no_gradient,
+                                       refuse_nonfinite_validation)
 from trainwise.optim import set_lr, set_momentum
 from trainwise.engine.resume import LoopCheckpoint
 from trainwise.schedules import Schedule
 from trainwise.engine.fitplan import FitObjects, FitPlan
-from trainwise.engine.signals import StopSignals
+from trainwise.engine.signals import Interrupted, StopSignals
 from trainwise.engine.step_mean import normalize_gradients, read_loss, whole_step_loss
 from trainwise.engine.state import RunState
 from trainwise.engine.timing import PhaseClock
@@ -86,10 +87,17 @@ class FitLoop:
         try:
             # loggers start on rank 0 alone: every rank learns at once when one of them fails
             run_together(lambda: t._fire("on_fit_start"), "starting its callbacks")
-            self._epochs()
-            if self.val_every is not None and s.last_val_step != s.step and s.status == "running" \
-                    and self.signals.received is None:
-                self._validate_at_step()  # the last steps since a validation: the final model is measured
+            try:
+                self._epochs()
+                if self.val_every is not None and s.last_val_step != s.step and s.status == "running" \
+                        and self.signals.received is None:
+                    self._validate_at_step()  # the last steps since a validation: the final model is measured
+            except Interrupted as stop:  # no checkpoint of a half-ended epoch: the last one is resumed from
+                latest = self.checkpoints.checkpointer.latest
+                s.status, s.should_stop = "interrupted", True
+                s.stop_reason = (f"received {stop.signal_name} during a validation (epoch {s.current_epoch}); "
+                                 f"--resume auto continues from {latest.name if latest else 'the start'}")
+                self.objects.record_event("interrupted", s.stop_reason)
             if self.signals.received is not None and not s.should_stop:  # a run that had ended stays ended
                 s.status = "interrupted"
                 s.stop_reason = f"received {self.signals.name()}; saved a checkpoint to resume from"
@@ -382,10 +390,11 @@ class FitLoop:
         s, t = self.state, self.t
         if self.val is not None:
             self.clock.switch("evaluation")
-            val_metrics = self.evaluate(self.val)
+            with self.signals.raising():  # a signal ends a validation at once (a long or endless one too)
+                val_metrics = self.evaluate(self.val)
             self.clock.switch("other")
             self.metrics_log.log(s.step, s.current_epoch, "val", val_metrics)
-            self._refuse_nonfinite_validation(val_metrics.get("loss"), logs.get("train_loss"))
+            refuse_nonfinite_validation(self, val_metrics.get("loss"), logs.get("train_loss"))
             val_logs = {f"val_{k}": v for k, v in val_metrics.items()}
             t._fire("on_validation_end", val_logs)
             logs.update(val_logs)
@@ -400,22 +409,6 @@ class FitLoop:
         if self.torch_scheduler is not None and self.settings.schedule_interval == "epoch":
             self._step_torch_scheduler(monitored)
         return logs
-
-    def _refuse_nonfinite_validation(self, val_loss: Optional[float], train_loss: Optional[float]) -> None:
-        """A NaN validation loss while training is finite and sane: the model's eval-mode outputs are broken,
-        and every figure, "best" and early stopping after it would be read off NaN. The run ends as failed.
-        A training loss that spiked or exploded (over 1000x its first epoch's: AutoTrainer's factor) is
-        divergence, the guard's and the doctor's case (SGD at batch 1 reaching 1e35, its validation at Inf)."""
-        if val_loss is None or math.isfinite(val_loss) or train_loss is None or not math.isfinite(train_loss):
-            return
-        first = next((row["train_loss"] for row in self.state.history if "train_loss" in row), None)
-        if self.objects.spikes.count or (first is not None and abs(train_loss) > 1e3 * max(abs(first), 1e-12)):
-            return
-        self.t.stop(f"the validation loss is {val_loss} at epoch {self.state.current_epoch} while the training loss "
-                    f"is {train_loss:.4g}: the model's outputs on the validation data are NaN or Inf; check the "
-                    "validation inputs for NaN or Inf (trainwise doctor, data.nonfinite) and what model.eval() "
-                    "changes (BatchNorm running statistics, a forward that branches on self.training)",
-                    status="failed")
 
     def _step_torch_scheduler(self, monitored: Optional[float]) -> None:
         from torch.optim.lr_scheduler import ReduceLROnPlateau

@@ -7,6 +7,7 @@ log step after the update was applied)."""
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 from collections import deque
 from typing import Any, Optional
@@ -232,3 +233,20 @@ def no_gradient(exc: BaseException) -> BaseException:
                      f"train (torch: {exc})")
     error.__cause__ = exc
     return error
+
+
+def refuse_nonfinite_validation(loop: Any, val_loss: Optional[float], train_loss: Optional[float]) -> None:
+    """A NaN validation loss while training is finite and sane: the model's eval-mode outputs are broken,
+    and every figure, "best" and early stopping after it would be read off NaN. The run ends as failed.
+    A training loss that spiked or exploded (over 1000x its first epoch's: AutoTrainer's factor) is
+    divergence, the guard's and the doctor's case (SGD at batch 1 reaching 1e35, its validation at Inf)."""
+    if val_loss is None or math.isfinite(val_loss) or train_loss is None or not math.isfinite(train_loss):
+        return
+    first = next((row["train_loss"] for row in loop.state.history if "train_loss" in row), None)
+    if loop.objects.spikes.count or (first is not None and abs(train_loss) > 1e3 * max(abs(first), 1e-12)):
+        return
+    loop.t.stop(f"the validation loss is {val_loss} at epoch {loop.state.current_epoch} while the training loss "
+                f"is {train_loss:.4g}: the model's outputs on the validation data are NaN or Inf; check the "
+                "validation inputs for NaN or Inf (trainwise doctor, data.nonfinite) and what model.eval() "
+                "changes (BatchNorm running statistics, a forward that branches on self.training)",
+                status="failed")

@@ -20,6 +20,7 @@ class StopSignals:
         self.received: Optional[int] = None
         self.pending = 0
         self.previous: dict[int, Any] = {}
+        self.raise_now = False  # inside ``raising()``: a signal ends what runs at once
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -28,6 +29,9 @@ class StopSignals:
         def handler(signum: int, frame: Any) -> None:
             if self.received is not None or self.pending:  # a second signal: stop now
                 raise KeyboardInterrupt
+            if self.raise_now and not self.distributed:  # a validation: its end may be far (an endless stream)
+                self.received = signum
+                raise Interrupted(signum)
             if self.distributed:  # DDP: all ranks stop at the micro-batch where they learn of it
                 self.pending = signum
             else:
@@ -35,6 +39,16 @@ class StopSignals:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.previous[signum] = signal.signal(signum, handler)
+
+    @contextmanager
+    def raising(self) -> Iterator[None]:
+        """While inside, a first signal raises ``Interrupted`` at once instead of waiting for a step's end
+        (one process; the ranks of a DDP job stop together at a micro-batch, as before)."""
+        self.raise_now = True
+        try:
+            yield
+        finally:
+            self.raise_now = False
 
     def restore(self) -> None:
         for signum, handler in self.previous.items():
