@@ -102,11 +102,15 @@ def _read_rows(path: Path, allow_empty: bool = False) -> tuple[list[str], list[l
     if delimiter != ("\t" if path.suffix.lower() == ".tsv" else ","):
         logger.info("%s: columns separated by %r", path.name, delimiter)
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        numbered = [
-            (number, row)
-            for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1)
-            if any(value.strip() for value in row)
-        ]
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            numbered = [(number, row) for number, row in enumerate(reader, start=1)
+                        if any(value.strip() for value in row)]
+        except csv.Error as error:  # e.g. a cell over csv.field_size_limit(), 131072 characters
+            raise DataError(
+                f"csv file {path}, line {reader.line_num}: {error}; a table's cells hold numbers or short "
+                "category names: shorten that value or leave its column out of the file"
+            ) from None
     if not numbered:
         raise DataError(f"csv file {path} is empty; it needs a header line and rows of data")
     header = [name.strip() for name in numbered[0][1]]

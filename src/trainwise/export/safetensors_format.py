@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from trainwise.errors import CheckpointError, ConfigError, DataNotFoundError
 from trainwise.export.verify import Runner, first_line
+from trainwise.models.to_fit import build_to_fit, misfit, too_many_layers
 
 META_KEY = "trainwise.json"
 
@@ -53,17 +54,32 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 def _description(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], tuple[int, ...]]:
     """data.json as the metadata carries it, and its input shape, checked (the file is not trusted)."""
+    from trainwise.runfolder.description import description_problem
+
     description = meta.get("data") or {}
     if not description:
         raise CheckpointError(f"{path} has no trainwise metadata; load it with safetensors.torch.load_file and "
                               "your own model")
+    if not isinstance(description, dict):
+        raise CheckpointError(f"the trainwise metadata of {path} holds no data description (data is "
+                              f"{type(description).__name__}); the file is damaged or was not written by trainwise "
+                              "export")
+    problem = description_problem(description, required=("input_shape", "num_outputs"))
+    if problem is not None:
+        raise CheckpointError(f"the trainwise metadata of {path}: data.{problem}; the file is damaged or was not "
+                              "written by trainwise export")
+    return description, tuple(description["input_shape"])
+
+
+def _file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Name to shape of the file's tensors, from its header (no tensor is read)."""
+    from safetensors import safe_open
+
     try:
-        shape = tuple(int(size) for size in description["input_shape"])
-        int(description["num_outputs"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"the trainwise metadata of {path} lacks a valid input_shape/num_outputs; the file "
-                              "is damaged or was not written by trainwise export") from None
-    return description, shape
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as error:  # safetensors raises its own error types for a bad header
+        raise CheckpointError(f"cannot read safetensors file {path}: {first_line(error)}") from error
 
 
 def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module:
@@ -100,19 +116,37 @@ def load_model(path: str | Path, model: Optional[nn.Module] = None) -> nn.Module
                           "model=YourNet(...)")
     meta = read_metadata(path)
     description, shape = _description(meta, path)
-    inner = model if model is not None else _rebuild(meta, path)
-    target_normalization = description.get("target_normalization")
-    if model is None and description.get("task") == "regression" and target_normalization:
-        from trainwise.runfolder.saved import OriginalUnits
+    found = _file_shapes(path)
 
-        inner = OriginalUnits(inner, target_normalization)
-    try:
-        tokens = takes_token_ids(description)
-        module = Deployable(inner, shape, None if tokens else description.get("normalization") or None,
-                            token_ids=tokens)
-    except (TypeError, ValueError, RuntimeError, AttributeError):
-        raise CheckpointError(f"the normalization in {path}'s metadata is not lists of numbers per channel; the file "
-                              "is damaged or was not written by trainwise export") from None
+    def refuse(problem: str) -> CheckpointError:
+        what, fix = (("the model given (model=)", "pass model= an instance of the class that was exported")
+                     if model is not None else ("the model its metadata describes", "the file is damaged; or pass "
+                                                "model= an instance of the class that was exported (CLI: "
+                                                "--model package.module:factory)"))
+        return CheckpointError(f"the weights in {path} do not fit {what} ({problem}); {fix}")
+
+    def build() -> nn.Module:
+        inner = model if model is not None else _rebuild(meta, path, tensors=len(found), refuse=refuse)
+        target_normalization = description.get("target_normalization")
+        if model is None and description.get("task") == "regression" and target_normalization:
+            from trainwise.runfolder.saved import OriginalUnits
+
+            inner = OriginalUnits(inner, target_normalization)
+        try:
+            tokens = takes_token_ids(description)
+            return Deployable(inner, shape, None if tokens else description.get("normalization") or None,
+                              token_ids=tokens)
+        except (TypeError, ValueError, RuntimeError, AttributeError):
+            raise CheckpointError(f"the normalization in {path}'s metadata is not lists of numbers per channel; the "
+                                  "file is damaged or was not written by trainwise export") from None
+
+    if model is not None:  # the user's instance, built already: compared as it is
+        module = build()
+        problem = misfit(module, found)
+        if problem is not None:
+            raise refuse(problem)
+    else:  # sizes read from the metadata allocate nothing until the file's tensors confirm them
+        module = build_to_fit(build, found, refuse=refuse)
     try:
         load_into(module, str(path), strict=True)
     except RuntimeError as error:
@@ -125,7 +159,8 @@ def load_safetensors(path: Path, model: Optional[nn.Module] = None) -> tuple[Run
     return load_model(path, model=model), read_metadata(path)
 
 
-def _rebuild(meta: dict[str, Any], path: Path) -> nn.Module:
+def _rebuild(meta: dict[str, Any], path: Path, *, tensors: int,
+             refuse: Callable[[str], Exception]) -> nn.Module:
     """A built-in model from the metadata's config; a name outside the registry is refused, never imported."""
     from trainwise.models import build_model
     from trainwise.models.from_file import builtin_name_from_file
@@ -138,6 +173,9 @@ def _rebuild(meta: dict[str, Any], path: Path) -> nn.Module:
                                       "model=YourNet(...)) (CLI: trainwise predict --model package.module:factory)")
     options = {key: spec[key] for key in ("hidden", "norm", "dropout", "activation", "channels", "kernel_size",
                                           "pool", "layers", "heads", "width", "norm_position") if key in spec}
+    problem = too_many_layers(name, options, tensors)
+    if problem is not None:
+        raise refuse(problem)
     try:
         return build_model(name, input_shape=description["input_shape"], num_outputs=int(description["num_outputs"]),
                            **options)

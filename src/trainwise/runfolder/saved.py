@@ -12,7 +12,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import nn
@@ -24,8 +24,10 @@ from trainwise.errors import CheckpointError, ConfigError, DataError, DataNotFou
 from trainwise.metrics import LOSS_NAMES
 from trainwise.models import build_model
 from trainwise.models.from_file import builtin_name_from_file
+from trainwise.models.to_fit import build_to_fit, misfit, tensor_shapes, too_many_layers
+from trainwise.runfolder.description import PYTHON_DATASET, description_problem
 
-PYTHON_DATASET = "python"  # data.dataset of a run made with the Python API (its data is not on disk)
+__all__ = ["PYTHON_DATASET", "OriginalUnits", "SavedRun", "load_saved_run", "rebuild_model", "training_columns"]
 
 
 @dataclass
@@ -61,8 +63,12 @@ class SavedRun:
 def load_saved_run(run_dir: str, checkpoint_name: str) -> SavedRun:
     """Read config.yaml, data.json and find the checkpoint (best.pt falls back to last.pt).
 
+    Both files are checked as data from a stranger: a config that does not validate, or a data.json
+    field out of range (``description_problem``), is refused in one line naming the file and key.
+
     Raises:
         DataNotFoundError: the folder is not a run folder (config.yaml or data.json missing).
+        ConfigError: config.yaml does not validate. DataError: data.json is damaged.
         CheckpointError: the checkpoint is not there.
     """
     folder = Path(run_dir)
@@ -71,7 +77,12 @@ def load_saved_run(run_dir: str, checkpoint_name: str) -> SavedRun:
         if not path.is_file():
             raise DataNotFoundError(f"{folder} is not a trainwise run folder: {path} is missing; "
                                     "pass the folder a training run wrote")
-    cfg = config_from_dict(read_yaml_mapping(config_path, what="the run folder's config"))
+    raw_config = read_yaml_mapping(config_path, what="the run folder's config")
+    try:
+        cfg = config_from_dict(raw_config)
+    except ConfigError as error:
+        raise ConfigError(f"{config_path}: {error}; the run folder is damaged: restore the config.yaml the run "
+                          "wrote") from None
     try:
         description = json.loads(data_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -79,6 +90,9 @@ def load_saved_run(run_dir: str, checkpoint_name: str) -> SavedRun:
                         "damaged") from None
     if not isinstance(description, dict):
         raise DataError(f"{data_path} is not a JSON object; the run folder is damaged")
+    problem = description_problem(description, required=("task", "input_shape", "num_outputs"))
+    if problem is not None:
+        raise DataError(f"{data_path}: {problem}; the run folder is damaged: restore the data.json the run wrote")
     path = folder / "checkpoints" / checkpoint_name
     if not path.is_file() and checkpoint_name == "best.pt":
         path = folder / "checkpoints" / "last.pt"
@@ -96,13 +110,18 @@ def rebuild_model(run: SavedRun, model_spec: Optional[str] = None) -> nn.Module:
     anyone); the user names it with ``model_spec`` (``--model``), and then the config's
     ``model.args`` go with it when it is the same factory.
 
+    A built-in model is first built on the meta device and its tensors' shapes compared with the
+    checkpoint's (``trainwise.models.to_fit``): sizes edited into config.yaml or data.json
+    allocate nothing; the first tensor that differs is named in one line.
+
     A regression run whose targets were standardized gets its outputs turned back into the
     original units (``output * std + mean`` from data.json's ``target_normalization``).
 
     Raises:
         ConfigError: the model cannot be rebuilt (a user model not named, an import error); the
             message names ``--model``.
-        CheckpointError: the weights do not fit the rebuilt model.
+        CheckpointError: the weights do not fit the model (expected and found shape of the first
+            tensor that differs).
     """
     if model_spec is None:
         name = builtin_name_from_file(run.cfg.model.name, where=f"the run folder {run.folder}'s config.yaml",
@@ -110,16 +129,36 @@ def rebuild_model(run: SavedRun, model_spec: Optional[str] = None) -> nn.Module:
                                           "model_spec=...) naming the factory that builds this run's network")
     else:
         name = model_spec
-    model = _build(run, name, from_config=model_spec is None or model_spec == run.cfg.model.name)
+    from_config = model_spec is None or model_spec == run.cfg.model.name
+    options = _options(run, name, from_config=from_config)
+    build = _builder(run, name, options)
     state = ckpt.load_checkpoint(run.checkpoint)["model"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{run.checkpoint} holds no state dict under 'model'; the checkpoint is damaged")
+    found = tensor_shapes(state)
+    built_from = f" from {run.folder / 'config.yaml'} and data.json" if from_config and ":" not in name else ""
+    fix = ("restore the run's config.yaml and data.json, or pass --model package.module:factory" if built_from
+           else "pass --model package.module:factory")
+
+    def refuse(problem: str) -> CheckpointError:
+        return CheckpointError(f"the weights in {run.checkpoint} do not fit the model built by {name!r}{built_from} "
+                               f"({problem}); {fix} that builds the network this run trained")
+
+    if ":" in name:  # a user's code may make tensors off the default device: built as it is, then compared
+        model = build()
+        problem = misfit(model, found)
+        if problem is not None:
+            raise refuse(problem)
+    else:  # a size read from a file allocates nothing until the checkpoint's tensors confirm it
+        problem = too_many_layers(name, options, len(found))
+        if problem is not None:
+            raise refuse(problem)
+        model = build_to_fit(build, found, refuse=refuse)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
         detail = " ".join(line.strip() for line in str(error).strip().splitlines()[:2])
-        raise CheckpointError(
-            f"the weights in {run.checkpoint} do not fit the model built by {name!r} ({detail[:300]}); "
-            "pass --model package.module:factory that builds the network this run trained"
-        ) from None
+        raise refuse(detail[:300]) from None
     model.eval()
     target_normalization = run.description.get("target_normalization")
     if run.task == "regression" and target_normalization:
@@ -134,29 +173,38 @@ def _user_spec_hint(name: Any) -> str:
     return "package.module:factory"
 
 
-def _build(run: SavedRun, name: str, *, from_config: bool) -> nn.Module:
+def _options(run: SavedRun, name: str, *, from_config: bool) -> dict[str, Any]:
+    """The config's options for ``build_model``: a user factory's ``args``, a built-in model's sizes."""
+    m = run.cfg.model
+    if from_config and ":" in name:
+        return dict(args=m.args)
+    if from_config:
+        return dict(hidden=m.hidden, norm=m.norm, dropout=m.dropout, activation=m.activation, channels=m.channels,
+                    kernel_size=m.kernel_size, pool=m.pool, layers=m.layers, heads=m.heads, width=m.width,
+                    norm_position=m.norm_position)
+    return {}
+
+
+def _builder(run: SavedRun, name: str, options: dict[str, Any]) -> Callable[[], nn.Module]:
+    """What builds the run's model (a script's own class refused at once: it cannot be imported)."""
     if name.startswith("__main__:"):
         raise ConfigError(
             f"cannot rebuild model {name!r}: it was defined in the script that trained it, which "
             "trainwise cannot import; pass --model package.module:factory naming a function or class "
             "in an importable module that builds the same network"
         )
-    m = run.cfg.model
-    options: dict[str, Any] = {}
-    if from_config and ":" in name:
-        options = dict(args=m.args)
-    elif from_config:
-        options = dict(hidden=m.hidden, norm=m.norm, dropout=m.dropout, activation=m.activation,
-                       channels=m.channels, kernel_size=m.kernel_size, pool=m.pool,
-                       layers=m.layers, heads=m.heads, width=m.width, norm_position=m.norm_position)
-    try:
-        return build_model(name, input_shape=run.input_shape, num_outputs=int(run.description["num_outputs"]),
-                           **options)
-    except ConfigError as error:
-        if ":" not in name:
-            raise
-        raise ConfigError(f"cannot rebuild the run's model: {error}; or pass --model "
-                          "package.module:factory to rebuild it another way") from error
+
+    def build() -> nn.Module:
+        try:
+            return build_model(name, input_shape=run.input_shape, num_outputs=int(run.description["num_outputs"]),
+                               **options)
+        except ConfigError as error:
+            if ":" not in name:
+                raise
+            raise ConfigError(f"cannot rebuild the run's model: {error}; or pass --model "
+                              "package.module:factory to rebuild it another way") from error
+
+    return build
 
 
 class OriginalUnits(nn.Module):
