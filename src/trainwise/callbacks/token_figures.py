@@ -29,25 +29,39 @@ class TokenFigures(Callback):
     the best epoch's perplexity and bits per character into summary.json (``best_val_perplexity``,
     ``best_val_bits_per_char``).
 
+    The best figures are read from the run's history, which a resumed run rebuilds from
+    metrics.csv: a run resumed after its best epoch (or after its last one, with nothing left to
+    train) reports the same figures as one that was never interrupted.
+
     Args:
         chars_per_token: characters of text per token (``trainwise.data.text_data.bits_per_char``).
     """
 
     def __init__(self, chars_per_token: float = 1.0) -> None:
         self.chars_per_token = chars_per_token
-        self.by_epoch: dict[int, dict[str, float]] = {}
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self._publish_best(trainer)  # a resumed run: its best validation may be behind it
 
     def on_validation_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
         loss = metrics.get("val_loss")
-        if loss is None or not math.isfinite(loss):
-            return
-        figures = {"bits_per_char": bits_per_char(loss, self.chars_per_token),
-                   "perplexity": metrics.get("val_perplexity", math.exp(min(loss, 700.0)))}
-        trainer.log("val_bits_per_char", figures["bits_per_char"])
-        self.by_epoch[trainer.state.current_epoch] = figures
+        if loss is not None and math.isfinite(loss):
+            trainer.log("val_bits_per_char", bits_per_char(loss, self.chars_per_token))
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
-        best = self.by_epoch.get(trainer.state.best.epoch or -1)
-        if best is not None:
-            for name, value in best.items():
-                trainer.summary_extra[f"best_val_{name}"] = value
+        self._publish_best(trainer)
+
+    def _publish_best(self, trainer: "Trainer") -> None:
+        """``best_val_perplexity`` and ``best_val_bits_per_char`` of the history row of the best
+        validation (the row summary.json's other ``best_`` figures come from)."""
+        best = trainer.state.best
+        if best.step is not None:  # validations every N steps: one row per validation
+            row = next((r for r in trainer.state.history if r.get("step") == best.step), None)
+        else:
+            row = next((r for r in trainer.state.history if r.get("epoch") == best.epoch), None) if best.epoch else None
+        loss = row.get("val_loss") if row else None
+        if row is None or loss is None or not math.isfinite(loss):
+            return
+        figures = {"best_val_perplexity": row.get("val_perplexity", math.exp(min(loss, 700.0))),
+                   "best_val_bits_per_char": row.get("val_bits_per_char", bits_per_char(loss, self.chars_per_token))}
+        trainer.summary_extra.update(figures)  # type: ignore[attr-defined]  # trainwise.Trainer's, not the protocol's

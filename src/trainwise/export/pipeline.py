@@ -1,9 +1,12 @@
 """``trainwise.export``: write each asked format, reload it from disk, verify it against the
-PyTorch model, and keep it only when it agrees (otherwise nothing is left behind)."""
+PyTorch model, and keep them only when all agree (otherwise nothing is left behind): the artifacts
+are renamed into place together, export.json last, each recording the checkpoint it came from
+(``artifact_set``)."""
 
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -13,7 +16,7 @@ from torch import nn
 
 from trainwise.checks import check_choice
 from trainwise.errors import ConfigError, DataNotFoundError, ExportError
-from trainwise.export import gates
+from trainwise.export import artifact_set, gates
 from trainwise.export import int8 as int8_format
 from trainwise.export import onnx_format, safetensors_format, torchscript_format
 from trainwise.export._source import ExportSource, fold_batchnorm, from_module, from_run
@@ -27,8 +30,9 @@ from trainwise.export.verify import (
     compare_outputs,
     rmse,
     run_all,
-    staged,
 )
+
+logger = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript", "pt2", "safetensors", "int8")
 CHOICES: tuple[str, ...] = (*FORMATS, "all")
@@ -51,7 +55,11 @@ def export(model_or_run_dir: nn.Module | str | Path, format: str = "onnx", *, ex
 
     Each artifact is reloaded from disk and run: outputs on a real batch (sizes 1, 8, 64) within
     ``atol + rtol * |torch output|`` and accuracy within 0.1 point of PyTorch's, else
-    ``ExportError`` and the file is removed. Artifacts take raw inputs (normalization is inside).
+    ``ExportError`` and nothing is written. Artifacts take raw inputs (normalization is inside).
+    They are renamed into place only once all of them passed, ``export.json`` last, and each
+    records what it was exported from (``checkpoint``, ``checkpoint_step``, ``checkpoint_sha256``
+    from the run's manifest; a module's ``weights_sha256``); a folder left holding artifacts of
+    different checkpoints is told with a logged warning.
 
     Args:
         model_or_run_dir: a run folder, or an ``nn.Module`` (then ``example`` is required).
@@ -78,13 +86,16 @@ def export(model_or_run_dir: nn.Module | str | Path, format: str = "onnx", *, ex
             raise ConfigError("exporting a module needs example=, a batch of real inputs shaped (N, *input_shape)")
         source = from_module(model_or_run_dir, example, data=data, normalization=normalization,
                              class_names=class_names, task=task)
+        source.meta.update(artifact_set.weights_identity(source.module))
         default_folder = Path("export")
     else:
         folder = Path(model_or_run_dir)
         if not folder.is_dir():
             raise DataNotFoundError(f"run folder not found: {folder}; pass the folder a training run wrote")
+        manifest = _manifest(folder)
         source = from_run(folder, checkpoint=checkpoint, model_spec=model_spec,
                           data=None if data is None else (torch.as_tensor(data[0]), torch.as_tensor(data[1])))
+        source.meta.update(artifact_set.checkpoint_identity(folder, source.meta["checkpoint"], manifest))
         default_folder = folder / "export"
     skipped: dict[str, str] = {}
     if format == "all":
@@ -96,7 +107,17 @@ def export(model_or_run_dir: nn.Module | str | Path, format: str = "onnx", *, ex
     targets = _targets(source, formats, out, default_folder)
     result = _export_all(source, targets, atol=atol, rtol=rtol, max_int8_drop=max_int8_drop)
     result.skipped = skipped
+    note = artifact_set.mixed_note(result.json_path.parent, also=result.paths.values()) if result.json_path else None
+    if note:  # a one-format export beside artifacts of an older checkpoint
+        logger.warning("warning: %s", note)
     return result
+
+
+def _manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """The checkpoints' manifest entries before the checkpoint is loaded (see ``checkpoint_identity``)."""
+    from trainwise.checkpoint import read_manifest
+
+    return read_manifest(folder / "checkpoints")
 
 
 def _targets(source: ExportSource, formats: list[str], out: Optional[str | Path], default: Path) -> dict[str, Path]:
@@ -131,10 +152,11 @@ def _export_all(source: ExportSource, targets: dict[str, Path], *, atol: float, 
                        fix="it ignores its input, so no export could be checked against it; nothing was written")
     ref_accuracy = accuracy(reference, source.eval_y, source.task)
     result = ExportResult()
-    meta = source.meta_json()
-    for name, path in targets.items():
-        start = time.perf_counter()
-        with staged(path) as tmp:
+    meta, identity = source.meta_json(), artifact_set.identity_of(source.meta)
+    with artifact_set.Staging() as staging:  # nothing is renamed into place until every artifact passed
+        for name, path in targets.items():
+            start = time.perf_counter()
+            tmp = staging.path_for(path)
             if name == "int8":
                 row = int8_format.write_int8(source, folded, tmp, meta)
                 int8_format.check_drop(row, max_int8_drop)
@@ -147,9 +169,10 @@ def _export_all(source: ExportSource, targets: dict[str, Path], *, atol: float, 
                                   reference=reference, ref_accuracy=ref_accuracy, atol=atol, rtol=rtol)
                 if name != "safetensors":
                     row["batchnorm_folded"] = folded_count
-            row.update(bytes=tmp.stat().st_size, seconds=round(time.perf_counter() - start, 2))
-        row["path"] = path
-        result.paths[name], result.rows[name] = path, row
+            row.update(bytes=tmp.stat().st_size, seconds=round(time.perf_counter() - start, 2), **identity)
+            row["path"] = path
+            result.paths[name], result.rows[name] = path, row
+        staging.commit()
     folder = next(iter(targets.values())).parent
     result.json_path = write_json(folder, result.rows, {"name": source.name, "verified_on": source.eval_split,
                                                         "samples": len(source.eval_x), **_origin(source)})
@@ -182,7 +205,7 @@ def _export_one(source: ExportSource, name: str, module: nn.Module, tmp: Path, m
 
 
 def _origin(source: ExportSource) -> dict[str, Any]:
-    return {key: source.meta[key] for key in ("source", "checkpoint") if key in source.meta}
+    return {key: source.meta[key] for key in ("source", *artifact_set.IDENTITY_KEYS) if key in source.meta}
 
 
 CODE_FORMATS = {".pt": "torchscript", ".pt2": "pt2"}  # programs: loading them runs what they contain
@@ -218,7 +241,12 @@ def load_artifact(path: str | Path, format: Optional[str] = None,
                           f"only when asked for that format; if you trust the file, pass --format {kind} (Python: "
                           f"load_artifact(path, format={kind!r})), else use its .onnx or .safetensors export")
     if kind == "safetensors":
-        return safetensors_format.load_safetensors(path, model=model)
-    loaders = {"onnx": onnx_format.load_onnx, "torchscript": torchscript_format.load_torchscript,
-               "pt2": torchscript_format.load_pt2}
-    return loaders[kind](path)
+        loaded = safetensors_format.load_safetensors(path, model=model)
+    else:
+        loaders = {"onnx": onnx_format.load_onnx, "torchscript": torchscript_format.load_torchscript,
+                   "pt2": torchscript_format.load_pt2}
+        loaded = loaders[kind](path)
+    note = artifact_set.mixed_note(path.parent, also=[path])
+    if note:  # an export killed while renaming, or one format exported again beside the others
+        logger.warning("warning: %s", note)
+    return loaded

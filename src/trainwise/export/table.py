@@ -20,7 +20,9 @@ class ExportResult:
     Attributes:
         paths: the artifact of each format, e.g. ``{"onnx": Path("export/model.onnx")}``.
         rows: per format, the verification figures (``max_abs_diff``, ``pytorch_accuracy``,
-            ``artifact_accuracy``, sizes; int8 adds latency and ``accuracy_delta``).
+            ``artifact_accuracy``, sizes; int8 adds latency and ``accuracy_delta``) and what it was
+            exported from (``checkpoint``, ``checkpoint_step``, ``checkpoint_sha256``; a module's
+            ``weights_sha256``).
         json_path: the ``export.json`` that holds the rows.
         skipped: formats ``all`` left out, and why (int8 for a model without Linear/LSTM/GRU).
     """

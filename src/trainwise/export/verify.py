@@ -114,24 +114,9 @@ def check_out_path(path: Path, suffix: str) -> Path:
 
 
 def temporary_path(final: Path) -> Path:
-    """A sibling of ``final`` with the same suffix, for writing before the rename."""
+    """A sibling of ``final`` with the same suffix, for writing before the rename; it names the
+    writer's pid (``.model.tmp-<pid>.onnx``), which ``trainwise runs gc`` checks before removing it."""
     return final.with_name(f".{final.stem}.tmp-{os.getpid()}{final.suffix}")
-
-
-@contextlib.contextmanager
-def staged(final: Path) -> Iterator[Path]:
-    """Yield a temporary path; on success rename it to ``final`` (atomic), on any error remove it
-    (and any ``.data`` sidecar) so nothing half-written is left behind."""
-    tmp = temporary_path(final)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # some writers create 0600 files
-        os.replace(tmp, final)
-    finally:
-        for leftover in (tmp, Path(f"{tmp}.data")):
-            leftover.unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -292,8 +292,15 @@ def _annotate_counts(axes: Axes, counts: np.ndarray, fractions: np.ndarray) -> N
 
 
 def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    """Draw into a temporary file beside ``path`` and rename it over ``path``: a kill while drawing
+    leaves the previous PNG whole (and a ``.<name>.<pid>.partial`` that ``runs gc`` removes)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
-    figure.savefig(target, format="png")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        figure.savefig(partial, format="png")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return target

@@ -28,6 +28,9 @@ from trainwise.runfolder.record import RUN_FILE, STALE_SECONDS, process_start_ti
 
 log = logging.getLogger(__name__)
 TRASH = ".trash"
+# Temporary files that name their writer's pid: an export's (``.model.tmp-<pid>.onnx``, its sidecars,
+# ``.export.tmp-<pid>.json``) and a report's PNGs (``.confusion.png.<pid>.partial``).
+WRITER_PID = re.compile(r"^\..*?\.(?:tmp-(\d+)(?:\..*)?|(\d+)\.partial)$")
 RUN_FIELDS = ("id", "name", "status", "host", "folder", "started", "ended", "duration", "git.commit", "git.dirty")
 
 
@@ -295,7 +298,8 @@ def remove(root: Path, run: Run, *, force: bool) -> Optional[Path]:
 
 def collect(root: Path, runs: list[Run]) -> dict[str, int]:
     """``runs gc``: forget rows whose folder is gone, empty the trash, delete temporary files left by
-    killed writers in finished runs' folders. Returns the counts."""
+    killed writers in finished runs' folders (also an export's, in ``export/``; one whose name
+    carries the pid of a process still alive on this host is kept). Returns the counts."""
     gone = [run.id for run in runs if run.status == "missing"]
     if gone:
         forget(root, gone)
@@ -307,7 +311,12 @@ def collect(root: Path, runs: list[Run]) -> dict[str, int]:
     for run in runs:
         if run.live or not run.folder.is_dir():
             continue
-        for path in {*run.folder.glob("*.tmp"), *run.folder.glob(".*.partial"), *run.folder.glob("checkpoints/*.tmp")}:
+        for path in {*run.folder.glob("*.tmp"), *run.folder.glob(".*.partial"), *run.folder.glob("checkpoints/*.tmp"),
+                     *run.folder.glob("export/.*.tmp-*")}:
+            match = WRITER_PID.match(path.name)
+            pid = int(match.group(1) or match.group(2)) if match else 0
+            if 0 < pid < 2**31 and is_alive(pid, None):
+                continue  # an export or a report of this run being written now
             path.unlink(missing_ok=True)
             leftovers += 1
     return {"forgotten": len(gone), "trash_emptied": trashed, "temporary_files": leftovers}
