@@ -9,6 +9,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,17 @@ _BLOCK, _HEADER = 32768, 7  # the .wandb file: a LevelDB-style log of protobuf r
 
 
 def wandb_records(run_folder: Path) -> dict[str, list[Any]]:
-    """Every record of the one offline W&B run under ``run_folder/wandb``, by kind."""
+    """Every record of the one offline W&B run under ``run_folder/wandb``, by kind, once wandb's own
+    writer (a service process) has written the run's last records: ``run`` and ``exit``."""
+    deadline = time.monotonic() + 30
+    while True:
+        records = _read_records(run_folder)
+        if {"run", "exit"} <= set(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def _read_records(run_folder: Path) -> dict[str, list[Any]]:
     from wandb.proto import wandb_internal_pb2
 
     (log_file,) = (run_folder / "wandb").glob("offline-run-*/run-*.wandb")
@@ -82,6 +93,7 @@ def test_one_offline_run_with_config_history_and_summary(tmp_path: Path, monkeyp
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc key: offline
     result = fit(tmp_path / "a", "wandb")
     records = wandb_records(tmp_path / "a")
+    assert "run" in records, f"the offline run holds only {sorted(records)}"
     run = records["run"][0].run
     assert len(records["run"]) == 1
     record = json.loads((tmp_path / "a" / "run.json").read_text())
