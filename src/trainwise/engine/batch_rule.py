@@ -162,6 +162,15 @@ def head(batch: Any, n: int) -> Any:
     return batch
 
 
+def sample_shape(sample: Any) -> Any:
+    """The per-sample shape of a batch's inputs (a dict's: by key), for a message."""
+    if isinstance(sample, torch.Tensor):
+        return tuple(sample.shape[1:])
+    if isinstance(sample, dict):
+        return {k: tuple(v.shape[1:]) for k, v in sample.items() if isinstance(v, torch.Tensor)}
+    return type(sample).__name__
+
+
 def cannot_take(exc: Exception, shape: Any, encoding: Any = None, what: str = "inputs",
                 dtype: Optional[torch.dtype] = None) -> DataError:
     """The one-line error for a model that failed on a sample of the inputs: integer inputs into float

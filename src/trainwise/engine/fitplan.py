@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from trainwise.distributed.ops import world
-from trainwise.engine.batch_rule import CallRule, call_model, cannot_take, head
+from trainwise.engine.batch_rule import CallRule, call_model, cannot_take, head, sample_shape
 from trainwise.engine.loss_rule import LossRule
 from trainwise.errors import ConfigError, DataError
 from trainwise.data.loader import to_device
@@ -170,9 +170,7 @@ def _call_on_sample(trainer: Any, sample: Any, what: str) -> Any:
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         if isinstance(exc, (DataError, ConfigError, torch.OutOfMemoryError)):
             raise
-        shape = tuple(sample.shape[1:]) if isinstance(sample, torch.Tensor) else \
-            {k: tuple(v.shape[1:]) for k, v in sample.items() if isinstance(v, torch.Tensor)} \
-            if isinstance(sample, dict) else type(sample).__name__
+        shape = sample_shape(sample)
         dtype = sample.dtype if isinstance(sample, torch.Tensor) else None
         raise cannot_take(exc, shape, getattr(trainer, "table_encoding", None), what, dtype) from exc
 

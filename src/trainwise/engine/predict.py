@@ -17,7 +17,7 @@ from torch import nn
 from trainwise.distributed.ops import gather_in_input_order, world
 from trainwise.data.arrays import describe_types, is_array_like, samples_dataset, to_tensor
 from trainwise.data.loader import as_tensor_dict, as_tensors, main_output, make_batches
-from trainwise.engine.batch_rule import call_model, cannot_take, decide_call_rule
+from trainwise.engine.batch_rule import call_model, cannot_take, decide_call_rule, sample_shape
 from trainwise.errors import DataError, TrainwiseError
 
 Outputs = Union[torch.Tensor, dict[str, torch.Tensor]]
@@ -95,9 +95,7 @@ def _first_call(model: nn.Module, inputs: Any) -> Any:
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         if isinstance(exc, (TrainwiseError, torch.OutOfMemoryError)):
             raise
-        shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else \
-            {k: tuple(v.shape[1:]) for k, v in inputs.items() if isinstance(v, torch.Tensor)} \
-            if isinstance(inputs, dict) else type(inputs).__name__
+        shape = sample_shape(inputs)
         dtype = inputs.dtype if isinstance(inputs, torch.Tensor) else None
         raise cannot_take(exc, shape, what="the inputs given to predict", dtype=dtype) from exc
 
